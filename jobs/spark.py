@@ -1,0 +1,82 @@
+"""The one SparkSession factory of GovLake.
+
+Every job and test gets its session from :func:`get_spark`, so all of them run with Delta Lake's
+SQL extension and catalog, the Asia/Shanghai session time zone and the jars cached by
+``docker/setup.sh`` (no download at run time).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jobs.config import TIME_ZONE, Settings
+
+
+def cached_jars(jars_dir: Path) -> list[str]:
+    """Paths of the cached jars (Delta Lake, delta-storage, PostgreSQL JDBC) in ``jars_dir``.
+
+    Raises:
+        FileNotFoundError: the cache is missing or has no Delta jar; run ``docker/setup.sh``.
+    """
+    jars = sorted(str(p) for p in Path(jars_dir).glob("*.jar"))
+    if not any("delta-spark" in Path(j).name for j in jars):
+        raise FileNotFoundError(
+            f"no Delta Lake jar in {jars_dir}; run docker/setup.sh to fetch it from Maven Central"
+        )
+    return jars
+
+
+def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny: bool = False,
+              extra_conf: dict[str, str] | None = None):
+    """Return the active SparkSession or build one for GovLake.
+
+    Args:
+        settings: run settings (master, jars); default :meth:`Settings.from_env`.
+        app_name: Spark application name.
+        tiny: tune for tiny data (tests): one shuffle partition, no UI, small memory.
+        extra_conf: further Spark properties, applied last.
+
+    Returns:
+        a ``pyspark.sql.SparkSession`` with Delta's extension and catalog.
+
+    Raises:
+        FileNotFoundError: the jar cache is missing (see :func:`cached_jars`).
+    """
+    from pyspark.sql import SparkSession
+
+    settings = settings or Settings.from_env()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", _python()))
+    conf = {
+        "spark.jars": ",".join(cached_jars(settings.jars_dir)),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": TIME_ZONE,
+        "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.home / 'derby'} -Duser.timezone={TIME_ZONE}",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.sql.ansi.enabled": "false",
+    }
+    if tiny:
+        conf.update({
+            "spark.sql.shuffle.partitions": "1",
+            "spark.default.parallelism": "1",
+            "spark.ui.enabled": "false",
+            "spark.databricks.delta.snapshotPartitions": "1",
+            "spark.sql.adaptive.enabled": "false",
+        })
+    conf.update(extra_conf or {})
+    builder = SparkSession.builder.appName(app_name).master(settings.spark_master)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
