@@ -28,3 +28,6 @@ def spark(settings):
                         app_name="govlake-tests", tiny=True)
     yield session
     session.stop()
+
+
+from tests.servers import mongo_client, mongo_url, pg_engine, pg_url  # noqa: E402,F401  (shared fixtures)

@@ -1,0 +1,122 @@
+"""Delta Lake write primitives shared by every layer, each idempotent for its logical date.
+
+- :func:`replace_partition`: rewrite exactly one logical date's partition (``replaceWhere``);
+- :func:`merge_by_key`: MERGE on business keys, updating only rows whose content hash changed,
+  so a rerun with the same input leaves the table's contents (and its version) unchanged;
+- :func:`overwrite_if_changed`: whole-table rewrite for small derived tables, skipped when equal;
+- :func:`register_tables`: name every table as ``<layer>.<table>`` for Spark SQL.
+
+A table ``<layer>.<name>`` lives at ``Settings.table_path(layer, name)``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from jobs.config import Settings
+
+LAYERS = ("raw", "ops", "quarantine", "staging", "unified", "marts", "analysis", "governance")
+
+
+def exists(spark, path: str) -> bool:
+    """True when ``path`` holds a Delta table."""
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def replace_partition(df, path: str, date_column: str, value: dt.date, partition_by: str | None = None) -> None:
+    """Write ``df`` as the whole content of one date's partition of the Delta table at ``path``.
+
+    Other partitions are untouched; rerunning with the same ``df`` leaves the same rows. The table
+    is created (partitioned by ``partition_by``, default ``date_column``) when missing.
+
+    Raises:
+        ValueError: ``df`` holds a row whose ``date_column`` is not ``value`` (Delta refuses it).
+    """
+    partition_by = partition_by or date_column
+    (df.write.format("delta").mode("overwrite")
+       .option("replaceWhere", f"{date_column} = DATE'{value.isoformat()}'")
+       .partitionBy(partition_by)
+       .save(path))
+
+
+def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_content_hash",
+                 insert_only_columns: tuple[str, ...] = ()) -> dict[str, int]:
+    """MERGE ``df`` into the Delta table at ``path`` on ``keys`` (null-safe equality).
+
+    ``df`` must be unique on ``keys`` (dedupe first, deterministically) and carry ``hash_column``,
+    a hash of the attributes that matter. Matched rows are updated only when the hash differs, so
+    a rerun changes nothing; ``insert_only_columns`` (e.g. ``first_seen_date``) keep the value
+    they had when the row was first inserted. The table is created from ``df`` when missing.
+
+    Returns:
+        ``{"inserted": n, "updated": n}`` from Delta's operation metrics (0/0 on a no-op rerun).
+
+    Raises:
+        ValueError: ``df`` has duplicate keys (names the table and one duplicated key).
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    dup = df.groupBy(*keys).count().where("count > 1").limit(1).collect()
+    if dup:
+        raise ValueError(f"MERGE into {path}: source has duplicate key {dict((k, dup[0][k]) for k in keys)}")
+    if not exists(spark, path):
+        df.write.format("delta").save(path)
+        return {"inserted": df.count(), "updated": 0}
+    target = DeltaTable.forPath(spark, path)
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    update = {c: F.col(f"s.`{c}`") for c in df.columns if c not in insert_only_columns}
+    (target.alias("t").merge(df.alias("s"), condition)
+        .whenMatchedUpdate(condition=f"NOT (t.`{hash_column}` <=> s.`{hash_column}`)", set=update)
+        .whenNotMatchedInsertAll()
+        .execute())
+    last = target.history(1).select("operation", "operationMetrics").collect()[0]
+    metrics = last["operationMetrics"] or {}
+    if last["operation"] != "MERGE":
+        return {"inserted": 0, "updated": 0}
+    return {"inserted": int(metrics.get("numTargetRowsInserted", 0)),
+            "updated": int(metrics.get("numTargetRowsUpdated", 0))}
+
+
+def overwrite_if_changed(spark, df, path: str, order_by: list[str]) -> bool:
+    """Overwrite the Delta table at ``path`` with ``df`` unless its content is already equal.
+
+    For small derived tables (marts, analysis) recomputed whole. Equality is an exact multiset
+    comparison (``exceptAll`` both ways), so a rerun leaves the table and its history unchanged.
+
+    Returns:
+        True when the table was written.
+    """
+    if exists(spark, path):
+        current = spark.read.format("delta").load(path)
+        if current.schema == df.schema and current.exceptAll(df).isEmpty() and df.exceptAll(current).isEmpty():
+            return False
+    df.orderBy(*order_by).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+    return True
+
+
+def register_tables(spark, settings: Settings) -> list[str]:
+    """Register every Delta table under the lakehouse as ``<layer>.<table>`` in Spark's catalog.
+
+    Needed once per SparkSession (the catalog is in memory); afterwards ``spark.sql("SELECT *
+    FROM marts.population_by_district_sex_age")`` works.
+
+    Returns:
+        the registered names, sorted.
+    """
+    names = []
+    root = settings.lakehouse
+    if root.startswith("file:"):
+        root = root[5:]
+    for layer in LAYERS:
+        layer_dir = Path(root) / layer
+        if not layer_dir.is_dir():
+            continue
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
+        for table_dir in sorted(p for p in layer_dir.iterdir() if (p / "_delta_log").is_dir()):
+            name = f"{layer}.{table_dir.name}"
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{table_dir}'")
+            names.append(name)
+    return names

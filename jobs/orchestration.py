@@ -1,0 +1,41 @@
+"""Glue between the Airflow DAG and the jobs: business dates and one-stage runs.
+
+Kept out of ``dags/`` so the DAG file only wires tasks; imported inside tasks, never at parse time.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from zoneinfo import ZoneInfo
+
+from jobs.config import TIME_ZONE
+
+
+def business_date(data_interval_start=None, data_interval_end=None, logical_date=None) -> dt.date:
+    """The business day a run processes: the Asia/Shanghai date of its data interval's start.
+
+    Falls back to the logical date when the run has no data interval (manual runs of a DAG with
+    a non-interval timetable).
+
+    Raises:
+        ValueError: none of the three is given.
+    """
+    instant = data_interval_start or logical_date
+    if instant is None:
+        raise ValueError("a run needs a data interval or a logical date")
+    return instant.astimezone(ZoneInfo(TIME_ZONE)).date()
+
+
+def tables_of(source: str) -> list[str]:
+    """Raw table names (``<source>_<object>``) of one registered source."""
+    from jobs.pipeline import raw_tables
+
+    return raw_tables([source])
+
+
+def stage(name: str, day: dt.date, **kwargs):
+    """Run one pipeline stage for ``day`` in this process and return a JSON-safe result (XCom)."""
+    from jobs.pipeline import run_stage
+
+    result = run_stage(name, day, **kwargs)
+    return json.loads(json.dumps(result, default=str))

@@ -1,0 +1,411 @@
+"""The main job: every stage of GovLake for one logical date, and its command line.
+
+Stages (each idempotent for its logical date; the Airflow DAG runs them as separate tasks):
+
+1. ``extract``  — every registered object into ``raw.<source>_<object>`` (+ ``ops.exchange_ledger``)
+2. ``validate`` — each raw batch through its expectation suite (write-audit-publish): accepted rows
+   to ``staging.<table>``, failing rows to ``quarantine.<table>`` with rule ids and messages,
+   per-rule counts to ``ops.validation_results``, GX checkpoint + Data Docs under the reports folder.
+   Invariant, checked every run: rows in raw = rows accepted + rows quarantined.
+3. ``unify``    — persons and events MERGEd into ``unified.person`` / ``unified.event``
+4. ``marts``    — ``marts.population_by_district_sex_age``, ``marts.grid_events_by_district_category_week``
+5. ``analysis`` — ``analysis.age_structure_by_district``, ``analysis.top_event_categories_by_district``,
+   and the decision-support report (HTML with charts and a map)
+
+Command line (also the ``spark-submit`` entry point; ``--stage`` runs one stage)::
+
+    python -m jobs.pipeline run [--date 2025-06-30] [--residents 2000] [--seed 20250630] [--stage all]
+    python -m jobs.pipeline sql "SELECT * FROM marts.population_by_district_sex_age LIMIT 5"
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from jobs import lake
+from jobs.config import REFERENCE_DIR, SAMPLE_CITY_CODE, SAMPLE_LOGICAL_DATE, Settings
+
+STAGES = ("extract", "validate", "unify", "marts", "analysis")
+DEFAULT_SEED = 20250630
+DEFAULT_RESIDENTS = 2000
+
+
+# --- stage: extract ----------------------------------------------------------------------------------
+
+def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[str] | None = None) -> list[dict]:
+    """Extract every registered object (or those of ``sources``) for ``logical_date`` into raw.
+
+    Returns:
+        one dict per batch (:class:`jobs.raw.BatchResult` fields).
+
+    Raises:
+        jobs.sources.SourceError: a source cannot be read; names source, object and address.
+    """
+    from jobs.raw import extract_batch
+    from jobs.sources import Window, load_registry
+
+    window = Window.for_date(logical_date)
+    results = []
+    for name, spec in load_registry().items():
+        if sources and name not in sources:
+            continue
+        for obj in spec.objects.values():
+            results.append(asdict(extract_batch(spark, settings, spec, obj, window)))
+    return results
+
+
+def raw_tables(sources: list[str] | None = None) -> list[str]:
+    """Names (without layer) of the raw tables of the registry: ``<source>_<object>``."""
+    from jobs.sources import load_registry
+
+    return [f"{name}_{obj}" for name, spec in load_registry().items() if not sources or name in sources
+            for obj in spec.objects]
+
+
+# --- stage: validate ---------------------------------------------------------------------------------
+
+def _partition(spark, settings: Settings, layer: str, table: str, logical_date: dt.date):
+    return (spark.read.format("delta").load(settings.table_path(layer, table))
+            .where(f"_logical_date = DATE'{logical_date.isoformat()}'"))
+
+
+def validate_table(spark, settings: Settings, table: str, logical_date: dt.date, data_docs: bool = True) -> dict:
+    """Validate one raw batch and publish it (write-audit-publish).
+
+    Reads ``raw.<table>`` for ``logical_date``, evaluates ``expectations/raw.<table>.json`` in one
+    pass, stops before publishing when a ``fail`` rule failed, then replaces the logical date's
+    partitions of ``staging.<table>`` (accepted rows) and ``quarantine.<table>`` (rejected rows
+    with ``_rule_ids`` and ``_messages``), and of ``ops.validation_results`` (one row per rule:
+    table, batch_id, suite, suite_version, rule_id, expectation_type, column, action, evaluated,
+    failed).
+
+    Returns:
+        ``{"table", "raw", "accepted", "quarantined", "rules": [...], "data_docs": path|None}``.
+
+    Raises:
+        jobs.quality.FailRuleViolated: a fail rule failed (nothing of the batch is published).
+        RuntimeError: raw != accepted + quarantined (a row would be lost or doubled).
+    """
+    from pyspark.sql import functions as F
+
+    from jobs import quality
+
+    suite = quality.load_suite(f"raw.{table}")
+    batch = _partition(spark, settings, "raw", table, logical_date)
+    evaluated = quality.evaluate(batch, suite).cache()
+    try:
+        counts = quality.rule_counts(evaluated, suite)
+        quality.enforce_fail_rules(counts, suite)
+        accepted, quarantined = quality.split(evaluated, suite)
+        lake.replace_partition(accepted, settings.table_path("staging", table), "_logical_date", logical_date)
+        lake.replace_partition(quarantined, settings.table_path("quarantine", table), "_logical_date", logical_date)
+        n_raw = evaluated.count()
+    finally:
+        evaluated.unpersist()
+    n_acc = _partition(spark, settings, "staging", table, logical_date).count()
+    n_quar = _partition(spark, settings, "quarantine", table, logical_date).count()
+    if n_raw != n_acc + n_quar:
+        raise RuntimeError(f"validate raw.{table} {logical_date}: {n_raw} raw rows != {n_acc} accepted + {n_quar} quarantined")
+    batch_id = f"{table.split('_', 1)[0]}.{table.split('_', 1)[1]}:{logical_date.isoformat()}"
+    rows = [{"_logical_date": logical_date, "table": f"raw.{table}", "batch_id": batch_id, "suite": suite.name,
+             "suite_version": suite.version, **{k: c[k] for k in ("rule_id", "expectation_type", "column", "action")},
+             "evaluated": int(c["evaluated"]), "failed": int(c["failed"])} for c in counts]
+    results = spark.createDataFrame(rows, schema=_results_schema())
+    path = settings.table_path("ops", "validation_results")
+    (results.write.format("delta").mode("overwrite")
+        .option("replaceWhere", f"_logical_date = DATE'{logical_date.isoformat()}' AND table = 'raw.{table}'")
+        .partitionBy("_logical_date").save(path))
+    docs = None
+    if data_docs:
+        checkpoint = quality.run_checkpoint(spark, batch, suite, batch_id, settings.reports_dir)
+        docs = checkpoint.get("data_docs_index")
+    return {"table": f"raw.{table}", "raw": n_raw, "accepted": n_acc, "quarantined": n_quar,
+            "rules": [dict(r) for r in rows], "data_docs": str(docs) if docs else None}
+
+
+def _results_schema():
+    from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
+
+    return StructType([StructField("_logical_date", DateType())] + [
+        StructField(c, StringType()) for c in ("table", "batch_id", "suite", "suite_version", "rule_id",
+                                               "expectation_type", "column", "action")
+    ] + [StructField("evaluated", LongType()), StructField("failed", LongType())])
+
+
+def run_validate(spark, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
+                 data_docs: bool = True) -> list[dict]:
+    """Validate every raw table (or ``tables``) for ``logical_date``; see :func:`validate_table`."""
+    return [validate_table(spark, settings, t, logical_date, data_docs) for t in (tables or raw_tables())]
+
+
+# --- stage: unify ------------------------------------------------------------------------------------
+
+def _hotline_labels(spark):
+    import pandas as pd
+
+    labels = pd.read_csv(REFERENCE_DIR / "hotline" / "messages_labeled_sample.csv", dtype=str,
+                         usecols=["留言编号", "一级分类"]).rename(columns={"留言编号": "message_id", "一级分类": "category_l1"})
+    labels = labels.drop_duplicates("message_id").sort_values("message_id")
+    return spark.createDataFrame(labels, "message_id string, category_l1 string")
+
+
+def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
+    """Standardise the accepted staging rows of ``logical_date`` and MERGE them into unified.
+
+    Persons come from every object whose registry entry has ``unified.entity: person``; events
+    from the grid-management documents and the citizen messages.
+
+    Returns:
+        ``{"person": {"inserted", "updated"}, "event": {...}, "unlinked_person_records": n}``.
+    """
+    from functools import reduce
+
+    from jobs import unified
+    from jobs.sources import load_registry
+
+    candidates = []
+    for name, spec in load_registry().items():
+        for obj in spec.objects.values():
+            if obj.unified.get("entity") == "person":
+                staged = _partition(spark, settings, "staging", f"{name}_{obj.name}", logical_date)
+                candidates.append(unified.person_candidates(staged, name, obj.unified))
+    persons_in = reduce(lambda a, b: a.unionByName(b), candidates).cache()
+    try:
+        unlinked = persons_in.where("NOT id_valid").count()
+        person = unified.resolve_persons(persons_in, logical_date)
+        person_stats = lake.merge_by_key(spark, person, settings.table_path("unified", "person"), ["person_id"],
+                                         insert_only_columns=("first_seen_date",))
+    finally:
+        persons_in.unpersist()
+
+    grid = unified.grid_events(_partition(spark, settings, "staging", "wangge_events", logical_date))
+    hotline = unified.hotline_events(_partition(spark, settings, "staging", "zhengwu_messages", logical_date),
+                                     _hotline_labels(spark))
+    events = unified.finalize_events(grid.unionByName(hotline), logical_date)
+    event_stats = lake.merge_by_key(spark, events, settings.table_path("unified", "event"), ["event_id"],
+                                    insert_only_columns=("first_seen_date",))
+    return {"person": person_stats, "event": event_stats, "unlinked_person_records": unlinked}
+
+
+# --- stages: marts and analysis ---------------------------------------------------------------------------
+
+def divisions_frame(spark, city_code: str = SAMPLE_CITY_CODE):
+    """District codes and names of the city from ``schemas/reference/divisions/areas.csv``.
+
+    Returns:
+        DataFrame district_code STRING, district_name STRING.
+    """
+    import pandas as pd
+
+    areas = pd.read_csv(REFERENCE_DIR / "divisions" / "areas.csv", dtype=str)
+    city = areas[areas["cityCode"] == city_code[:4]][["code", "name"]]
+    city = city.rename(columns={"code": "district_code", "name": "district_name"}).sort_values("district_code")
+    return spark.createDataFrame(city, "district_code string, district_name string")
+
+
+def run_marts(spark, settings: Settings, logical_date: dt.date) -> dict:
+    """Rebuild the topic marts from the unified layer (snapshot partitions / whole small tables)."""
+    from jobs import marts
+
+    person = spark.read.format("delta").load(settings.table_path("unified", "person"))
+    event = spark.read.format("delta").load(settings.table_path("unified", "event"))
+    divisions = divisions_frame(spark)
+    pop = marts.population_by_district_sex_age(person, divisions, logical_date)
+    lake.replace_partition(pop, settings.table_path("marts", "population_by_district_sex_age"), "snapshot_date", logical_date)
+    excl = marts.population_exclusions(person, logical_date)
+    lake.replace_partition(excl, settings.table_path("marts", "population_exclusions"), "snapshot_date", logical_date)
+    ev = marts.grid_events_by_district_category_week(event, divisions)
+    written = lake.overwrite_if_changed(spark, ev, settings.table_path("marts", "grid_events_by_district_category_week"),
+                                        ["week_start", "district_code", "category_l1", "channel"])
+    return {"population_rows": pop.count(), "event_mart_rewritten": written}
+
+
+def run_analysis(spark, settings: Settings, logical_date: dt.date, report: bool = True) -> dict:
+    """Compute the analysis tables from the marts and build the decision-support report."""
+    from pyspark.sql import functions as F
+
+    from jobs import analysis
+
+    pop = (spark.read.format("delta").load(settings.table_path("marts", "population_by_district_sex_age"))
+           .where(f"snapshot_date = DATE'{logical_date.isoformat()}'"))
+    ev = spark.read.format("delta").load(settings.table_path("marts", "grid_events_by_district_category_week"))
+    ages = analysis.age_structure_by_district(pop)
+    lake.replace_partition(ages, settings.table_path("analysis", "age_structure_by_district"), "snapshot_date", logical_date)
+    top = analysis.top_event_categories_by_district(ev, logical_date)
+    top = top.withColumn("logical_date", F.lit(logical_date).cast("date"))
+    lake.replace_partition(top, settings.table_path("analysis", "top_event_categories_by_district"), "logical_date", logical_date)
+    out = {"report": None}
+    if report:
+        out["report"] = str(build_report(spark, settings, logical_date))
+    return out
+
+
+def report_tables(spark, settings: Settings, logical_date: dt.date) -> dict:
+    """The tables the report reads, as pandas frames (small: marts and analysis only)."""
+    d = logical_date.isoformat()
+    read = lambda layer, name: spark.read.format("delta").load(settings.table_path(layer, name))  # noqa: E731
+    return {
+        "population_by_district_sex_age": read("marts", "population_by_district_sex_age").where(f"snapshot_date = DATE'{d}'").toPandas(),
+        "grid_events_by_district_category_week": read("marts", "grid_events_by_district_category_week").toPandas(),
+        "age_structure_by_district": read("analysis", "age_structure_by_district").where(f"snapshot_date = DATE'{d}'").toPandas(),
+        "top_event_categories_by_district": read("analysis", "top_event_categories_by_district").where(f"logical_date = DATE'{d}'").drop("logical_date").toPandas(),
+    }
+
+
+def build_report(spark, settings: Settings, logical_date: dt.date) -> Path:
+    """Write the decision-support report for ``logical_date``; returns the index.html path."""
+    from jobs import report
+
+    geojson = json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text(encoding="utf-8"))
+    return report.build_report(report_tables(spark, settings, logical_date), geojson,
+                               settings.reports_dir / "decision_support" / logical_date.isoformat(), logical_date)
+
+
+# --- orchestration -------------------------------------------------------------------------------------
+
+def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = None, spark=None, **kwargs):
+    """Run one stage for ``logical_date`` (the Airflow tasks' entry point).
+
+    Raises:
+        ValueError: unknown stage.
+    """
+    from jobs.spark import get_spark
+
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    settings = settings or Settings.from_env()
+    spark = spark or get_spark(settings, app_name=f"govlake-{stage}")
+    fn = {"extract": run_extract, "validate": run_validate, "unify": run_unify, "marts": run_marts,
+          "analysis": run_analysis}[stage]
+    return fn(spark, settings, logical_date, **kwargs)
+
+
+def ensure_sample_sources(settings: Settings, logical_date: dt.date, residents: int, seed: int) -> dict:
+    """Generate the embedded sample municipality unless the same one is already there.
+
+    Returns:
+        the generator's summary (counts per table).
+    """
+    from jobs.sample.generate import generate
+
+    marker = settings.sources_dir / "truth" / "summary.json"
+    if marker.is_file():
+        summary = json.loads(marker.read_text(encoding="utf-8"))
+        if (summary.get("seed"), summary.get("residents"), str(summary.get("logical_date"))) == (seed, residents, logical_date.isoformat()):
+            return summary
+    generate(residents=residents, seed=seed, logical_date=logical_date, target="embedded", out=settings.sources_dir)
+    return json.loads(marker.read_text(encoding="utf-8"))
+
+
+def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
+            generate_sample: bool = True, spark=None) -> dict:
+    """The whole pipeline for one logical date in one SparkSession; returns the run summary.
+
+    The summary (also written to ``<reports>/summary-<date>.json``) holds rows per table per layer,
+    quarantined rows per rule, MERGE statistics and headline findings.
+    """
+    from jobs.spark import get_spark
+
+    if generate_sample and settings.sources_mode == "embedded":
+        ensure_sample_sources(settings, logical_date, residents, seed)
+    spark = spark or get_spark(settings, app_name="govlake-main")
+    summary = {"logical_date": logical_date.isoformat(), "lakehouse": settings.lakehouse}
+    summary["extract"] = run_extract(spark, settings, logical_date)
+    summary["validate"] = run_validate(spark, settings, logical_date)
+    summary["unify"] = run_unify(spark, settings, logical_date)
+    summary["marts"] = run_marts(spark, settings, logical_date)
+    summary["analysis"] = run_analysis(spark, settings, logical_date)
+    summary["tables"] = table_counts(spark, settings, logical_date)
+    summary["findings"] = findings(spark, settings, logical_date)
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    (settings.reports_dir / f"summary-{logical_date.isoformat()}.json").write_text(
+        json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return summary
+
+
+def table_counts(spark, settings: Settings, logical_date: dt.date) -> dict[str, int]:
+    """Rows per registered table (``layer.table`` -> rows), for the run summary."""
+    names = lake.register_tables(spark, settings)
+    return {name: spark.table(name).count() for name in names}
+
+
+def findings(spark, settings: Settings, logical_date: dt.date) -> list[str]:
+    """Headline findings of the themes (see :func:`jobs.report.headline_findings`)."""
+    from jobs import report
+
+    return report.headline_findings(report_tables(spark, settings, logical_date))
+
+
+def print_summary(summary: dict) -> None:
+    """Print the run summary as tables on the console (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    console.rule(f"GovLake run for logical date {summary['logical_date']}")
+    layers = Table(title="Rows per table", show_lines=False)
+    for col in ("table", "rows"):
+        layers.add_column(col, justify="right" if col == "rows" else "left")
+    for name, n in summary["tables"].items():
+        layers.add_row(name, f"{n:,}")
+    console.print(layers)
+    gate = Table(title="Quality gate: raw = accepted + quarantined")
+    for col in ("raw table", "raw", "accepted", "quarantined"):
+        gate.add_column(col, justify="left" if col == "raw table" else "right")
+    for v in summary["validate"]:
+        gate.add_row(v["table"], str(v["raw"]), str(v["accepted"]), str(v["quarantined"]))
+    console.print(gate)
+    rules = Table(title="Failed rows per rule")
+    for col in ("rule", "action", "failed"):
+        rules.add_column(col, justify="right" if col == "failed" else "left")
+    for v in summary["validate"]:
+        for r in v["rules"]:
+            if r["failed"]:
+                rules.add_row(r["rule_id"], r["action"], str(r["failed"]))
+    console.print(rules)
+    console.print("[bold]Findings[/bold]")
+    for f in summary["findings"]:
+        console.print(f"  • {f}")
+    if summary["analysis"].get("report"):
+        console.print(f"Decision-support report: {summary['analysis']['report']}")
+    docs = next((v["data_docs"] for v in summary["validate"] if v.get("data_docs")), None)
+    if docs:
+        console.print(f"Data Docs (validation results): {docs}")
+    console.print(f"Tables: {summary['lakehouse']}  —  query: python -m jobs.pipeline sql \"SELECT ...\"")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (also for ``spark-submit jobs/pipeline.py run ...``)."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.pipeline", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the pipeline (all stages, or one with --stage) for a logical date")
+    run.add_argument("--date", default=SAMPLE_LOGICAL_DATE, type=dt.date.fromisoformat, help="logical date YYYY-MM-DD")
+    run.add_argument("--stage", default="all", choices=("all",) + STAGES)
+    run.add_argument("--residents", type=int, default=DEFAULT_RESIDENTS, help="size of the sample municipality")
+    run.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    sql = sub.add_parser("sql", help="run a Spark SQL query against the lakehouse tables and print the result")
+    sql.add_argument("query")
+    sql.add_argument("--limit", type=int, default=50)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if args.command == "sql":
+        from jobs.spark import get_spark
+
+        spark = get_spark(settings, app_name="govlake-sql")
+        lake.register_tables(spark, settings)
+        spark.sql(args.query).show(args.limit, truncate=False)
+        return 0
+    if args.stage == "all":
+        print_summary(run_all(settings, args.date, args.residents, args.seed))
+    else:
+        result = run_stage(args.stage, args.date, settings)
+        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The Airflow DAG: imports cleanly (DagBag), wires the stages, stays light at parse time."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.config import REPO_ROOT
+from jobs.sources import load_registry
+
+
+def _airflow_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": str(REPO_ROOT)}
+
+
+PARSE = r"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+dag = bag.dags.get("govlake_daily")
+heavy = sorted(m for m in ("pyspark", "great_expectations", "pandas", "jobs.pipeline", "delta") if m in sys.modules)
+print(json.dumps({
+    "errors": {k: str(v) for k, v in bag.import_errors.items()},
+    "tasks": sorted(dag.task_ids) if dag else None,
+    "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks} if dag else None,
+    "retries": dag.default_args.get("retries") if dag else None,
+    "timetable": type(dag.timetable).__name__ if dag else None,
+    "heavy_imports": heavy,
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dagbag")
+    out = subprocess.run([sys.executable, "-c", PARSE, str(REPO_ROOT / "dags")], env=_airflow_env(tmp),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_dagbag_imports_without_errors(parsed):
+    assert parsed["errors"] == {}
+    assert parsed["retries"] == 2
+    assert parsed["timetable"] == "CronDataIntervalTimetable"
+
+
+def test_dag_has_one_extract_and_validate_task_per_registered_source(parsed):
+    sources = sorted(load_registry())
+    expected = sorted([f"extract_{s}" for s in sources] + [f"validate_{s}" for s in sources]
+                      + ["unify", "marts", "analysis"])
+    assert parsed["tasks"] == expected
+    up = parsed["upstream"]
+    assert all(up[f"validate_{s}"] == [f"extract_{s}"] for s in sources)
+    assert up["unify"] == [f"validate_{s}" for s in sources]
+    assert (up["marts"], up["analysis"]) == (["unify"], ["marts"])
+
+
+def test_parsing_imports_no_spark_gx_or_jobs(parsed):
+    assert parsed["heavy_imports"] == []
+
+
+def test_business_date_is_the_shanghai_day_of_the_interval_start():
+    import datetime as dt
+
+    from jobs.orchestration import business_date
+
+    start = dt.datetime(2025, 6, 29, 16, 0, tzinfo=dt.timezone.utc)  # 2025-06-30 00:00 Asia/Shanghai
+    assert business_date(start, start + dt.timedelta(days=1)) == dt.date(2025, 6, 30)
+    assert business_date(None, None, dt.datetime(2025, 6, 30, 3, tzinfo=dt.timezone.utc)) == dt.date(2025, 6, 30)
+    with pytest.raises(ValueError):
+        business_date()

@@ -1,0 +1,123 @@
+"""Unified layer: department conventions to national codes, person survivorship, event drift."""
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import functions as F
+
+from jobs import unified
+from jobs.sources import load_registry
+
+DAY = dt.date(2025, 6, 30)
+LINEAGE = "_source_table string, _row_number long"
+
+
+def _hukou(spark):
+    rows = [
+        # person_no id_no name sex birth ethnic household community address phone updated
+        ("HK1", "11010519491231002x", "阿依古丽.买买提", "2", "19491231", "1", "H1", "130102001001", "长安区1号",
+         "138 0000 0001", "2025-06-01 10:00:00", "persons", 1),
+        ("HK2", "130102199001011237", "张 三", "1", "19900101", "01", "H2", "130102001002", "长安区2号",
+         "13800000002", "2025-06-02 10:00:00", "persons", 2),
+        ("HK3", "130102199001011236", "李四", "1", "19900101", "01", "H3", "130102001002", None,
+         None, "2025-06-02 10:00:00", "persons", 3),
+    ]
+    cols = ("person_no string, id_no string, name string, sex_code string, birth_date string, ethnic_code string, "
+            "household_no string, community_code string, address string, phone string, updated_at string, " + LINEAGE)
+    return spark.createDataFrame(rows, cols)
+
+
+def _civil(spark):
+    rows = [
+        ("DB1", "１１０１０５１９４９１２３１００２Ｘ", "阿依古丽·买买提", "女", "1949年12月31日", "130102001009",
+         "2025-06-20 09:00:00", "subsistence_allowance", 1),
+        ("DB2", "130102199001011237", "张三", "男", "1990年1月1日", "130102001002", "2025-06-25 09:00:00",
+         "subsistence_allowance", 2),
+    ]
+    cols = ("case_no string, applicant_id_no string, applicant_name string, sex string, birth_date string, "
+            "community_code string, updated_at string, " + LINEAGE)
+    return spark.createDataFrame(rows, cols)
+
+
+def _candidates(spark):
+    registry = load_registry()
+    hukou = unified.person_candidates(_hukou(spark), "hukou", registry["hukou"].objects["persons"].unified)
+    civil = unified.person_candidates(_civil(spark), "civil",
+                                      registry["civil"].objects["subsistence_allowance"].unified)
+    return hukou.unionByName(civil)
+
+
+def test_department_conventions_to_national_codes(spark):
+    rows = {r.record_key: r for r in _candidates(spark).collect()}
+    aygul = rows["hukou:persons:1"]
+    assert (aygul.id_no, aygul.id_valid, aygul.name, aygul.sex_code, aygul.birth_date, aygul.ethnic_code) == (
+        "11010519491231002X", True, "阿依古丽·买买提", "2", dt.date(1949, 12, 31), "01")
+    assert (aygul.district_code, aygul.phone, aygul.priority) == ("130102", "13800000001", 1)
+    civil = rows["civil:subsistence_allowance:1"]
+    assert (civil.id_no, civil.id_valid, civil.name, civil.sex_code, civil.birth_date, civil.ethnic_code) == (
+        "11010519491231002X", True, "阿依古丽·买买提", "2", dt.date(1949, 12, 31), None)
+    assert rows["hukou:persons:2"].name == "张三"
+    assert rows["hukou:persons:3"].id_valid is False  # check character 6 is wrong (7 is right)
+
+
+def test_one_person_per_id_with_registry_as_authority(spark):
+    persons = unified.resolve_persons(_candidates(spark), DAY).orderBy("person_id").collect()
+    assert [p.person_id for p in persons] == ["11010519491231002X", "130102199001011237"]
+    aygul, zhang = persons
+    # the household registry (priority 1) wins for community; civil affairs only adds its name to sources
+    assert (aygul.community_code, aygul.household_no, aygul.sources) == ("130102001001", "H1", ["civil", "hukou"])
+    assert (zhang.name, zhang.address, zhang.sources) == ("张三", "长安区2号", ["civil", "hukou"])
+    assert (zhang.first_seen_date, zhang.last_seen_date, zhang.is_current) == (DAY, DAY, True)
+    assert len(aygul["_content_hash"]) == 64
+
+
+def test_survivorship_fills_gaps_from_the_next_source(spark):
+    hukou = _hukou(spark).where("person_no = 'HK2'").withColumn("address", F.lit(None).cast("string"))
+    registry = load_registry()
+    cands = unified.person_candidates(hukou, "hukou", registry["hukou"].objects["persons"].unified).unionByName(
+        unified.person_candidates(_civil(spark).where("case_no = 'DB2'"), "civil",
+                                  registry["civil"].objects["subsistence_allowance"].unified))
+    (zhang,) = unified.resolve_persons(cands, DAY).collect()
+    assert (zhang.address, zhang.community_code, zhang.household_no) == (None, "130102001002", "H2")
+
+
+def test_grid_event_documents_with_type_drift(spark):
+    rows = [
+        ("GE1", '{"$date":"2025-06-29T02:30:00Z"}', "130102001001", "130102001001001",
+         '{"l1":"城乡建设","l2":"安全生产","l3":"安全隐患"}', "文本1", "已结案", '{"$date":"2025-06-30T01:00:00Z"}',
+         "114.5", "38.0"),
+        ("GE2", '{"$date":"2025-06-30T15:59:59Z"}', "130102001001", "130102001001002",
+         "环境保护/噪音污染/施工噪音", "文本2", "处理中", None, None, None),
+    ]
+    cols = ("event_no string, reported_at string, community_code string, grid_code string, category string, "
+            "description string, status string, closed_at string, lng string, lat string")
+    out = unified.grid_events(spark.createDataFrame(rows, cols)).orderBy("event_id").collect()
+    assert [(e.event_id, e.report_date, e.district_code, e.grid_code, e.category_l1, e.category_l2, e.category_l3)
+            for e in out] == [
+        ("grid:GE1", dt.date(2025, 6, 29), "130102", "130102001001001", "城乡建设", "安全生产", "安全隐患"),
+        ("grid:GE2", dt.date(2025, 6, 30), "130102", "130102001001002", "环境保护", "噪音污染", "施工噪音"),
+    ]
+    assert out[0].reported_at == dt.datetime(2025, 6, 29, 10, 30)  # Asia/Shanghai wall time
+    assert out[0].closed_at == dt.datetime(2025, 6, 30, 9, 0)
+    assert (out[0].lng, out[1].lng) == (114.5, None)
+
+
+def test_hotline_messages_both_time_formats_and_labels(spark):
+    rows = [("1", "主题", "2019/2/8 9:05:00", "详情"), ("2", "主题2", "2019-08-22 00:00:00", None),
+            ("3", "主题3", "2019/2/30 10:00:00", "x")]
+    msgs = spark.createDataFrame(rows, "message_id string, subject string, message_time string, detail string")
+    labels = spark.createDataFrame([("1", "城乡建设")], "message_id string, category_l1 string")
+    out = unified.hotline_events(msgs, labels).orderBy("event_id").collect()
+    assert [(e.event_id, e.reported_at, e.category_l1, e.district_code, e.text) for e in out] == [
+        ("hotline:1", dt.datetime(2019, 2, 8, 9, 5), "城乡建设", None, "主题\n详情"),
+        ("hotline:2", dt.datetime(2019, 8, 22, 0, 0), None, None, "主题2"),
+        ("hotline:3", None, None, None, "主题3\nx"),
+    ]
+
+
+def test_finalize_events_dedupes_deterministically(spark):
+    rows = [("grid:1", dt.datetime(2025, 6, 1, 8), "a"), ("grid:1", dt.datetime(2025, 6, 2, 8), "b"),
+            ("grid:2", None, "c")]
+    ev = spark.createDataFrame(rows, "event_id string, reported_at timestamp, text string")
+    out = unified.finalize_events(ev, DAY).orderBy("event_id").collect()
+    assert [(e.event_id, e.text, e.first_seen_date) for e in out] == [("grid:1", "b", DAY), ("grid:2", "c", DAY)]
