@@ -1,0 +1,208 @@
+"""Department records built from the synthetic population, in each department's own schema and formats.
+
+* public security household registry (hukou): ``persons`` and ``households`` rows;
+* civil affairs (civil): ``subsistence_allowance`` (低保) cases;
+* grid-management centre (wangge): ``events`` documents;
+* government service centre (zhengwu): a subset of the real message-board file.
+
+Rows are plain dicts with the exact column names of docs/sample_municipality.md; faults come later
+(:mod:`jobs.sample.faults`).
+"""
+from __future__ import annotations
+
+import random
+import struct
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bson import ObjectId
+
+from jobs.config import TIME_ZONE
+from jobs.sample.population import (HOUR_WEIGHTS, Population, random_local_time, shift_years,
+                                    short_community_name)
+
+LOCAL = ZoneInfo(TIME_ZONE)
+#: Column order of each SQL table (all TEXT unless noted in the writers' DDL).
+PERSON_COLUMNS = ("person_no", "id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no",
+                  "relation_code", "community_code", "address", "phone", "updated_at")
+HOUSEHOLD_COLUMNS = ("household_no", "head_person_no", "community_code", "address", "household_type",
+                     "registered_date", "updated_at")
+ALLOWANCE_COLUMNS = ("case_no", "applicant_id_no", "applicant_name", "sex", "birth_date", "community_code",
+                     "family_size", "monthly_amount", "approved_date", "status", "updated_at")
+#: Share of household heads receiving 低保, and the extra weight of heads aged 60+.
+ALLOWANCE_SHARE, ELDERLY_WEIGHT = 0.03, 3.0
+#: Monthly allowance per family member, yuan (the gap to Shijiazhuang's 2024 standard of about 900 yuan).
+ALLOWANCE_PER_PERSON = (180.0, 780.0)
+EVENT_WINDOW_DAYS = 84
+
+
+def ts(value: datetime) -> str:
+    """'YYYY-MM-DD HH:MM:SS' local wall time."""
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def zh_date(value: date) -> str:
+    """Chinese date text without zero padding, e.g. '1949年12月31日'."""
+    return f"{value.year}年{value.month}月{value.day}日"
+
+
+def person_rows(pop: Population) -> list[dict[str, Any]]:
+    """hukou.persons rows of every resident (true values), in registry order."""
+    return [{"person_no": p.person_no, "id_no": p.id_no, "name": p.name, "sex_code": p.sex_code,
+             "birth_date": f"{p.birth:%Y%m%d}", "ethnic_code": p.ethnic_code, "household_no": p.household_no,
+             "relation_code": p.relation_code, "community_code": p.community_code, "address": p.address,
+             "phone": p.phone, "updated_at": ts(p.updated_at)} for p in pop.persons]
+
+
+def household_rows(pop: Population) -> list[dict[str, Any]]:
+    """hukou.households rows (household_type always '家庭户')."""
+    return [{"household_no": h.household_no, "head_person_no": h.members[0].person_no,
+             "community_code": h.community.code, "address": h.address, "household_type": "家庭户",
+             "registered_date": f"{h.registered_date:%Y%m%d}", "updated_at": ts(h.updated_at)}
+            for h in pop.households]
+
+
+def allowance_rows(pop: Population, seed: int, logical_date: date) -> list[dict[str, Any]]:
+    """civil.subsistence_allowance cases: ~3% of household heads (at least 3 when there are 3 heads), drawn
+    with weight 3 for heads aged 60+ (weighted sampling without replacement, Efraimidis–Spirakis keys); at
+    least one applicant is born before 1984 when such a head exists (so the id_15_digit fault is possible).
+
+    monthly_amount is a ``Decimal`` with 2 decimals (yuan); family_size an ``int``; dates in Chinese text.
+    """
+    rng = random.Random(f"{seed}:civil")
+    heads = [h for h in pop.households]
+    n = min(len(heads), max(3, round(ALLOWANCE_SHARE * len(heads))))
+    keyed = []
+    for i, h in enumerate(heads):
+        weight = ELDERLY_WEIGHT if h.members[0].age >= 60 else 1.0
+        keyed.append((rng.random() ** (1.0 / weight), i))
+    ranked = [i for _, i in sorted(keyed, reverse=True)]
+    chosen = ranked[:n]
+    # keep at least one applicant old enough to hold a legacy 15-digit ID (born before 1984), when one exists
+    if chosen and not any(heads[i].members[0].birth.year < 1984 for i in chosen):
+        older = [i for i in ranked[n:] if heads[i].members[0].birth.year < 1984]
+        if older:
+            chosen[-1] = older[0]
+    chosen.sort()
+    first_no = rng.randint(10_000_000, 40_000_000)
+    rows = []
+    for k, i in enumerate(chosen):
+        h = heads[i]
+        head = h.members[0]
+        earliest = max(shift_years(logical_date, -8), shift_years(head.birth, 18), date(2010, 1, 1))
+        latest = logical_date - timedelta(days=20)
+        approved = date.fromordinal(rng.randint(min(earliest, latest).toordinal(), latest.toordinal()))
+        status = "停保" if rng.random() < 0.12 else "在保"
+        amount = Decimal(f"{rng.uniform(*ALLOWANCE_PER_PERSON) * len(h.members):.2f}")
+        rows.append({
+            "case_no": f"DB{first_no + k:08d}", "applicant_id_no": head.id_no, "applicant_name": head.name,
+            "sex": "男" if head.sex_code == "1" else "女", "birth_date": zh_date(head.birth),
+            "community_code": h.community.code, "family_size": len(h.members), "monthly_amount": amount,
+            "approved_date": zh_date(approved), "status": status,
+            "updated_at": ts(random_local_time(rng, approved, logical_date))})
+    return rows
+
+
+def _utc(local: datetime) -> datetime:
+    return local.replace(tzinfo=LOCAL).astimezone(timezone.utc)
+
+
+def event_docs(pop: Population, seed: int, logical_date: date, categories: list[tuple[str, str, str]],
+               labeled: list[dict[str, str]], messages: list[list[str]]) -> list[dict[str, Any]]:
+    """wangge.events documents: round(residents / 10) events reported in the 84 days ending on ``logical_date``.
+
+    Days are weighted 1.0 on weekdays and 0.5 at weekends, hours by working hours. Each event is in the grid of a
+    random household, near its community's centre, reported by that grid's worker. Category: 80% from the l1s of
+    the labeled sample (weighted by its counts, description a labeled text of that l1), else any tree row
+    (description any real message). Status history 已受理 → 处理中 (10 min–24 h later) → 已结案 (2 h–14 days
+    later), cut at the end of ``logical_date``. All datetimes timezone-aware UTC; ``_id`` is an ObjectId whose
+    timestamp is ``reported_at`` and whose other 8 bytes come from the seed.
+    """
+    rng = random.Random(f"{seed}:wangge")
+    n = round(pop.residents / 10)
+    if not pop.households or n == 0:
+        return []
+    tree: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for c in categories:
+        tree[c[0]].append(c)
+    texts: dict[str, list[str]] = defaultdict(list)
+    for m in labeled:
+        if m["一级分类"] in tree:
+            texts[m["一级分类"]].append(m["留言详情"].strip())
+    l1s = sorted(texts)
+    l1_weights = [len(texts[k]) for k in l1s]
+    all_texts = [r[4].strip() for r in messages]
+    first_day = logical_date - timedelta(days=EVENT_WINDOW_DAYS - 1)
+    days = [first_day + timedelta(days=k) for k in range(EVENT_WINDOW_DAYS)]
+    day_weights = [0.5 if d.weekday() >= 5 else 1.0 for d in days]
+    end = datetime.combine(logical_date, time(23, 59, 59))
+
+    drafts = []
+    for _ in range(n):
+        day = rng.choices(days, weights=day_weights)[0]
+        hour = rng.choices(range(24), weights=HOUR_WEIGHTS)[0]
+        reported = datetime.combine(day, time(hour, rng.randrange(60), rng.randrange(60)))
+        hh = pop.households[rng.randrange(len(pop.households))]
+        if rng.random() < 0.8:
+            l1 = rng.choices(l1s, weights=l1_weights)[0]
+            cat = rng.choice(tree[l1])
+            description = rng.choice(texts[l1])
+        else:
+            cat = rng.choice(categories)
+            description = rng.choice(all_texts)
+        history = [("已受理", reported)]
+        t1 = reported + timedelta(seconds=rng.randint(600, 86_400))
+        t2 = t1 + timedelta(seconds=rng.randint(7_200, 14 * 86_400))
+        if t1 <= end:
+            history.append(("处理中", t1))
+            if t2 <= end:
+                history.append(("已结案", t2))
+        lng, lat = pop.point_in(hh.district, near=pop.anchor(hh.district, hh.community), spread=0.003)
+        base = f"{hh.district.name}{hh.street_name}{short_community_name(hh.community.name)}"
+        if hh.community.is_village:
+            place = f"{base}{rng.randint(1, 320)}号附近"
+        else:
+            place = f"{base}{rng.randint(1, 36)}号楼附近"
+        drafts.append((reported, hh, cat, description, history, lng, lat, place, rng.getrandbits(64)))
+
+    drafts.sort(key=lambda d: d[0])
+    first_no = rng.randint(10_000_000, 40_000_000)
+    docs = []
+    for k, (reported, hh, cat, description, history, lng, lat, place, tail) in enumerate(drafts):
+        reported_utc = _utc(reported)
+        oid = ObjectId(struct.pack(">I", int(reported_utc.timestamp())) + tail.to_bytes(8, "big"))
+        status, last = history[-1]
+        docs.append({
+            "_id": oid,
+            "event_no": f"GE{first_no + k:08d}",
+            "reported_at": reported_utc,
+            "reporter": {"worker_id": hh.grid.worker_id, "name": hh.grid.worker_name},
+            "location": {"community_code": hh.community.code, "grid_code": hh.grid.grid_code, "address": place,
+                         "lng": lng, "lat": lat},
+            "category": {"l1": cat[0], "l2": cat[1], "l3": cat[2]},
+            "description": description,
+            "status": status,
+            "status_history": [{"status": s, "at": _utc(t)} for s, t in history],
+            "closed_at": _utc(last) if status == "已结案" else None,
+            "updated_at": _utc(last),
+        })
+    return docs
+
+
+def hotline_subset(header: list[str], rows: list[list[str]], residents: int, seed: int) -> list[list[str]]:
+    """A seeded subset of the real message-board rows, verbatim, in source order: round(residents / 10) rows
+    (at least 1), of which ~5% (at least 1) have the source's odd 'YYYY-MM-DD HH:MM:SS' 留言时间 form.
+
+    The source has no unparsable 留言时间 (129 of 4,326 rows use the dashed form instead of '2019/2/28 11:25:05').
+    """
+    rng = random.Random(f"{seed}:zhengwu")
+    n = min(len(rows), max(1, round(residents / 10)))
+    time_col = header.index("留言时间")
+    odd = [i for i, r in enumerate(rows) if "-" in r[time_col]]
+    usual = [i for i, r in enumerate(rows) if "-" not in r[time_col]]
+    k_odd = min(len(odd), max(1, round(n * 0.05)))
+    picked = rng.sample(odd, k_odd) + rng.sample(usual, min(len(usual), n - k_odd))
+    return [rows[i] for i in sorted(picked)]

@@ -1,0 +1,391 @@
+"""Synthetic population of the sample municipality: households, residents, 网格 grid cells and address points.
+
+Everything is drawn from one seeded ``random.Random`` and one seeded ``Faker('zh_CN')``, in a fixed order, so the
+same arguments always give the same population.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from faker import Faker
+from shapely.geometry import Point
+
+from jobs.codes import id_check_char
+from jobs.sample.reference import MAX_AGE, Community, District
+
+#: GB/T 4761-2008 relation to the household head used by the generator.
+REL_HEAD, REL_SPOUSE, REL_SON, REL_DAUGHTER = "02", "10", "20", "30"
+REL_GRANDSON, REL_GRANDDAUGHTER, REL_FATHER, REL_MOTHER, REL_OTHER_KIN = "41", "42", "51", "52", "97"
+
+#: GB/T 3304-1991 codes of the minorities drawn (回 满 蒙古 维吾尔 朝鲜 壮 苗 土家 藏) and their weights
+#: among the ~8% non-Han households. 05 维吾尔族 households get names with the middle dot '·'.
+MINORITY_WEIGHTS = (("03", 40), ("11", 28), ("02", 10), ("05", 8), ("10", 4), ("08", 3), ("06", 3),
+                    ("15", 2), ("04", 2))
+HAN_SHARE = 0.92
+UYGHUR = "05"
+UYGHUR_MALE = ("艾力", "买买提", "阿不都", "热合曼", "吐尔逊", "艾则孜", "依明", "库尔班", "尼亚孜", "玉苏甫",
+               "阿布拉", "亚森", "麦麦提", "努尔艾力", "帕尔哈提")
+UYGHUR_FEMALE = ("古丽", "阿依古丽", "帕提古丽", "迪丽努尔", "热孜宛", "阿依努尔", "米热古丽", "祖丽菲娅",
+                 "努尔尼沙", "海丽其汗")
+
+#: Hour-of-day weights of events and updates (local time): more in working hours.
+HOUR_WEIGHTS = (0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.5, 4, 6, 6, 5, 3, 4, 6, 6, 5, 4, 2.5, 2, 1.5, 1, 0.7, 0.5)
+
+
+@dataclass
+class Grid:
+    """A 网格 grid cell: grid_code = 12-digit community code + 3 digits; one grid worker (网格员) each."""
+
+    grid_code: str
+    community_code: str
+    worker_id: str
+    worker_name: str
+
+
+@dataclass
+class Person:
+    """A resident (true values; faults are applied to delivered copies only)."""
+
+    person_no: str
+    id_no: str
+    name: str
+    sex_code: str
+    birth: date
+    age: int
+    ethnic_code: str
+    household_no: str
+    relation_code: str
+    community_code: str
+    district_code: str
+    address: str
+    phone: str
+    updated_at: datetime
+
+
+@dataclass
+class Household:
+    """A family household (家庭户) with its head first in ``members``."""
+
+    household_no: str
+    district: District
+    community: Community
+    street_name: str
+    grid: Grid
+    address: str
+    lng: float
+    lat: float
+    registered_date: date
+    updated_at: datetime
+    ethnic_code: str
+    members: list[Person] = field(default_factory=list)
+
+
+def shift_years(day: date, years: int) -> date:
+    """``day`` moved by whole years; 29 February becomes 28 February in a common year."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def allocate(total: int, weights: list[float]) -> list[int]:
+    """Split ``total`` into integers proportional to ``weights`` (largest remainder; ties by position)."""
+    s = float(sum(weights))
+    exact = [total * w / s for w in weights]
+    base = [int(math.floor(x)) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - base[i]), i))
+    for i in order[: total - sum(base)]:
+        base[i] += 1
+    return base
+
+
+def short_community_name(name: str) -> str:
+    """'棉一东社区居民委员会' → '棉一东社区', '东营村民委员会' → '东营村' (address text)."""
+    for suffix in ("居民委员会", "村民委员会", "居委会", "村委会"):
+        if name.endswith(suffix):
+            stem = name[: -len(suffix)]
+            if suffix in ("村民委员会", "村委会") and not stem.endswith("村"):
+                stem += "村"
+            return stem or name
+    return name
+
+
+def random_local_time(rng: random.Random, first: date, last: date) -> datetime:
+    """A local wall-clock time on a day in [first, last], hours weighted by :data:`HOUR_WEIGHTS`."""
+    day = date.fromordinal(rng.randint(first.toordinal(), last.toordinal()))
+    hour = rng.choices(range(24), weights=HOUR_WEIGHTS)[0]
+    return datetime(day.year, day.month, day.day, hour, rng.randrange(60), rng.randrange(60))
+
+
+class Population:
+    """Build households and residents of the sample city.
+
+    Args:
+        districts: from :func:`jobs.sample.reference.load_districts`.
+        residents: number of residents (≥ 1).
+        seed: the run's seed.
+        logical_date: the date the registry is current on (ages are taken on this date).
+        fake: a ``Faker('zh_CN')`` seeded by the caller.
+
+    After :meth:`build`: ``households`` (list of :class:`Household`), ``persons`` (list of :class:`Person`, by
+    household, head first), ``grids`` ({grid_code: :class:`Grid`}) and ``anchors`` ({community_code: (lng, lat)}).
+    """
+
+    def __init__(self, districts: list[District], residents: int, seed: int, logical_date: date, fake: Faker):
+        if residents < 1:
+            raise ValueError("residents must be at least 1")
+        self.districts = districts
+        self.residents = residents
+        self.logical_date = logical_date
+        self.fake = fake
+        self.rng = random.Random(f"{seed}:population")
+        self.households: list[Household] = []
+        self.persons: list[Person] = []
+        self.grids: dict[str, Grid] = {}
+        self.anchors: dict[str, tuple[float, float]] = {}
+        self._community_grids: dict[str, list[Grid]] = {}
+        self._used_ids: set[str] = set()
+        self._next_person = self.rng.randint(10_000_000, 40_000_000)
+        self._next_household = self.rng.randint(10_000_000, 40_000_000)
+
+    # ---------------------------------------------------------------- geography
+    def point_in(self, district: District, near: tuple[float, float] | None = None,
+                 spread: float = 0.004) -> tuple[float, float]:
+        """A point (lng, lat rounded to 6 decimals) inside ``district``'s polygon.
+
+        Rejection sampling: uniform in the polygon's bounds, or Gaussian around ``near`` (σ = ``spread`` degrees,
+        falling back to ``near`` itself after 50 misses).
+        """
+        rng = self.rng
+        if near is not None:
+            for _ in range(50):
+                lng = round(rng.gauss(near[0], spread), 6)
+                lat = round(rng.gauss(near[1], spread), 6)
+                if district.prepared.contains(Point(lng, lat)):
+                    return lng, lat
+            return near
+        minx, miny, maxx, maxy = district.geometry.bounds
+        while True:
+            lng = round(rng.uniform(minx, maxx), 6)
+            lat = round(rng.uniform(miny, maxy), 6)
+            if district.prepared.contains(Point(lng, lat)):
+                return lng, lat
+
+    def anchor(self, district: District, community: Community) -> tuple[float, float]:
+        """The community's centre point (drawn once, inside the district)."""
+        if community.code not in self.anchors:
+            self.anchors[community.code] = self.point_in(district)
+        return self.anchors[community.code]
+
+    def community_grids(self, district: District, community: Community) -> list[Grid]:
+        """The grid cells of a community, made on first use.
+
+        The community's real household count is estimated as the district's census family households over its
+        communities (×0.5–1.5); one grid per 300–500 of them (at least one).
+        """
+        if community.code not in self._community_grids:
+            rng = self.rng
+            est = district.family_households / len(district.communities) * rng.uniform(0.5, 1.5)
+            n = max(1, min(999, round(est / rng.uniform(300, 500))))
+            grids = []
+            for k in range(1, n + 1):
+                code = f"{community.code}{k:03d}"
+                grid = Grid(grid_code=code, community_code=community.code, worker_id=f"W{code}",
+                            worker_name=self.fake.name())
+                self.grids[code] = grid
+                grids.append(grid)
+            self._community_grids[community.code] = grids
+        return self._community_grids[community.code]
+
+    # ---------------------------------------------------------------- people
+    def _sample_age(self, district: District, sex: str | None, lo: int, hi: int) -> tuple[str, int]:
+        """(sex_code, age) from the district's census pyramid restricted to ages lo..hi (and ``sex`` if given)."""
+        lo, hi = max(0, lo), min(MAX_AGE, hi)
+        if hi < lo:
+            hi = lo
+        options, weights = [], []
+        for s in ((sex,) if sex else ("1", "2")):
+            w = district.age_weights[s]
+            for age in range(lo, hi + 1):
+                options.append((s, age))
+                weights.append(w[age] + 1e-9)
+        return self.rng.choices(options, weights=weights)[0]
+
+    def _birth_for_age(self, age: int) -> date:
+        """A birth date giving exactly ``age`` whole years on the logical date."""
+        hi = shift_years(self.logical_date, -age)
+        lo = shift_years(self.logical_date, -(age + 1)) + timedelta(days=1)
+        return date.fromordinal(self.rng.randint(lo.toordinal(), hi.toordinal()))
+
+    def make_id(self, district_code: str, birth: date, sex_code: str, want_x: bool = False) -> str:
+        """A unique GB 11643 ID: 6-digit division code + YYYYMMDD + 3-digit sequence (odd = male) + check char.
+
+        Raises:
+            RuntimeError: no free sequence number is left for this code and birth date.
+        """
+        body15 = f"{district_code}{birth:%Y%m%d}"
+        parity = 1 if sex_code == "1" else 0
+        for _ in range(2000):
+            seq = self.rng.randrange(0, 500) * 2 + parity
+            body = f"{body15}{seq:03d}"
+            if body == f"{body15}000":
+                continue
+            id_no = body + id_check_char(body)
+            if id_no in self._used_ids or (want_x and not id_no.endswith("X")):
+                continue
+            self._used_ids.add(id_no)
+            return id_no
+        raise RuntimeError(f"no free ID sequence for {body15}")
+
+    def _name(self, ethnic: str, sex: str, surname: str | None, father_given: str | None
+              ) -> tuple[str, str, str | None]:
+        """(full name, given name, surname). Uyghur names are 'given·father's given' (no surname)."""
+        if ethnic == UYGHUR:
+            given = self.rng.choice(UYGHUR_MALE if sex == "1" else UYGHUR_FEMALE)
+            father = father_given or self.rng.choice(UYGHUR_MALE)
+            return f"{given}·{father}", given, None
+        given = self.fake.first_name_male() if sex == "1" else self.fake.first_name_female()
+        surname = surname or self.fake.last_name()
+        return f"{surname}{given}", given, surname
+
+    def _roles(self, size: int, head_age: int) -> list[str]:
+        """Relation codes of the non-head members of a household of ``size`` whose head is ``head_age``."""
+        rng = self.rng
+        roles: list[str] = []
+        if size >= 2 and head_age >= 22 and rng.random() < 0.85:
+            roles.append(REL_SPOUSE)
+        left = size - 1 - len(roles)
+        if head_age >= 20:
+            kids = min(left, 3 if head_age < 60 else 2)
+            roles += [REL_SON if rng.random() < 0.51 else REL_DAUGHTER for _ in range(kids)]
+            left -= kids
+        if left and head_age >= 45:
+            roles += [REL_GRANDSON if rng.random() < 0.51 else REL_GRANDDAUGHTER for _ in range(left)]
+            left = 0
+        if left and head_age <= 60:
+            parents = [REL_FATHER, REL_MOTHER][:left]
+            roles += parents
+            left -= len(parents)
+        roles += [REL_OTHER_KIN] * left
+        return roles
+
+    def _household_size(self, district: District) -> int:
+        """Size drawn from the district census: P(1) = 一人户数/家庭户数, else 2 + Poisson(λ) matching 户规模."""
+        rng = self.rng
+        p1 = district.one_person_households / district.family_households
+        if rng.random() < p1:
+            return 1
+        rest = ((district.family_household_persons - district.one_person_households)
+                / (district.family_households - district.one_person_households))
+        lam, k, p = max(rest - 2.0, 0.05), 0, 1.0
+        limit = math.exp(-lam)
+        while True:
+            p *= rng.random()
+            if p <= limit or k >= 6:
+                return 2 + k
+            k += 1
+
+    def _new_person(self, hh: Household, district: District, relation: str, sex: str, age: int, name: str,
+                    phone: str | None) -> Person:
+        birth = self._birth_for_age(age)
+        person = Person(
+            person_no=f"HK{self._next_person:08d}", id_no=self.make_id(district.code, birth, sex), name=name,
+            sex_code=sex, birth=birth, age=age, ethnic_code=hh.ethnic_code, household_no=hh.household_no,
+            relation_code=relation, community_code=hh.community.code, district_code=district.code,
+            address=hh.address, phone=phone or self.fake.phone_number(),
+            updated_at=random_local_time(self.rng, self.logical_date - timedelta(days=730), self.logical_date))
+        self._next_person += 1
+        return person
+
+    def _household(self, district: District, size: int, force_uyghur: bool) -> Household:
+        rng = self.rng
+        community = rng.choice(district.communities)
+        grid = rng.choice(self.community_grids(district, community))
+        street = district.streets[community.street_code]
+        place = f"{district.name}{street}{short_community_name(community.name)}"
+        if community.is_village:
+            address = f"{place}{rng.randint(1, 320)}号"
+        else:
+            address = (f"{place}{rng.randint(1, 36)}号楼{rng.randint(1, 6)}单元"
+                       f"{rng.randint(1, 18)}{rng.randint(1, 4):02d}室")
+        lng, lat = self.point_in(district, near=self.anchor(district, community))
+        if force_uyghur:
+            ethnic = UYGHUR
+        elif rng.random() < HAN_SHARE:
+            ethnic = "01"
+        else:
+            ethnic = rng.choices([c for c, _ in MINORITY_WEIGHTS], weights=[w for _, w in MINORITY_WEIGHTS])[0]
+        hh = Household(household_no=f"H{self._next_household:08d}", district=district, community=community,
+                       street_name=street, grid=grid, address=address, lng=lng, lat=lat,
+                       registered_date=self.logical_date, updated_at=datetime(2000, 1, 1), ethnic_code=ethnic)
+        self._next_household += 1
+
+        head_sex, head_age = self._sample_age(district, None, 20 if size > 1 else 18, MAX_AGE)
+        head_name, head_given, head_surname = self._name(ethnic, head_sex, None, None)
+        head = self._new_person(hh, district, REL_HEAD, head_sex, head_age, head_name, None)
+        hh.members.append(head)
+        surname = head_surname
+        spouse_given = None
+        for role in self._roles(size, head_age):
+            if role == REL_SPOUSE:
+                sex, age = self._sample_age(district, "2" if head_sex == "1" else "1", max(20, head_age - 6),
+                                            head_age + 6)
+                name, spouse_given, spouse_surname = self._name(ethnic, sex, None, None)
+                if head_sex == "2":
+                    surname = spouse_surname
+            elif role in (REL_SON, REL_DAUGHTER):
+                sex = "1" if role == REL_SON else "2"
+                _, age = self._sample_age(district, sex, head_age - 45, head_age - 20)
+                father = head_given if head_sex == "1" else spouse_given
+                name, _, _ = self._name(ethnic, sex, surname, father)
+            elif role in (REL_GRANDSON, REL_GRANDDAUGHTER):
+                sex = "1" if role == REL_GRANDSON else "2"
+                _, age = self._sample_age(district, sex, head_age - 70, head_age - 42)
+                name, _, _ = self._name(ethnic, sex, surname, None)
+            elif role in (REL_FATHER, REL_MOTHER):
+                sex = "1" if role == REL_FATHER else "2"
+                _, age = self._sample_age(district, sex, head_age + 20, head_age + 38)
+                name, _, _ = self._name(ethnic, sex, surname if sex == "1" and head_sex == "1" else None, None)
+            else:
+                sex, age = self._sample_age(district, None, 0, MAX_AGE)
+                name, _, _ = self._name(ethnic, sex, None, None)
+            phone = head.phone if age < 16 else None
+            hh.members.append(self._new_person(hh, district, role, sex, age, name, phone))
+
+        adult = shift_years(head.birth, 18)
+        first = max(adult, date(1985, 1, 1))
+        last = self.logical_date - timedelta(days=30)
+        hh.registered_date = date.fromordinal(rng.randint(min(first, last).toordinal(), last.toordinal()))
+        hh.updated_at = random_local_time(rng, max(hh.registered_date, self.logical_date - timedelta(days=730)),
+                                          self.logical_date)
+        for person in hh.members:
+            if person.updated_at.date() < hh.registered_date:
+                person.updated_at = random_local_time(rng, hh.registered_date, self.logical_date)
+        return hh
+
+    def build(self) -> "Population":
+        """Draw the whole population: district quotas ∝ census population, then households until each quota is met.
+
+        The last household of a district is cut to fit its quota. At least two households (when there are that
+        many) are 维吾尔族 so that names with '·' exist. At least one ID ends with the check character 'X'.
+        """
+        quotas = allocate(self.residents, [d.population for d in self.districts])
+        uyghur_slots = set(self.rng.sample(range(max(2, self.residents // 6)), 2))
+        index = 0
+        for district, quota in zip(self.districts, quotas):
+            left = quota
+            while left > 0:
+                size = min(self._household_size(district), left)
+                hh = self._household(district, size, force_uyghur=index in uyghur_slots)
+                self.households.append(hh)
+                self.persons.extend(hh.members)
+                left -= size
+                index += 1
+        if self.persons and not any(p.id_no.endswith("X") for p in self.persons):
+            p = self.persons[self.rng.randrange(len(self.persons))]
+            self._used_ids.discard(p.id_no)
+            p.id_no = self.make_id(p.district_code, p.birth, p.sex_code, want_x=True)
+        return self
