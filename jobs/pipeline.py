@@ -45,17 +45,20 @@ def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[
     Raises:
         jobs.sources.SourceError: a source cannot be read; names source, object and address.
     """
-    from jobs.raw import extract_batch
+    from jobs.raw import extract_batch, record_batches
     from jobs.sources import Window, load_registry
 
     window = Window.for_date(logical_date)
     results = []
-    for name, spec in load_registry().items():
-        if sources and name not in sources:
-            continue
-        for obj in spec.objects.values():
-            results.append(asdict(extract_batch(spark, settings, spec, obj, window)))
-    return results
+    try:
+        for name, spec in load_registry().items():
+            if sources and name not in sources:
+                continue
+            for obj in spec.objects.values():
+                results.append(extract_batch(spark, settings, spec, obj, window))
+    finally:
+        record_batches(spark, settings, results)  # what was extracted is recorded even if a later source fails
+    return [asdict(r) for r in results]
 
 
 def raw_tables(sources: list[str] | None = None) -> list[str]:
@@ -302,7 +305,7 @@ def ensure_sample_sources(settings: Settings, logical_date: dt.date, residents: 
 
 
 def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
-            generate_sample: bool = True, spark=None) -> dict:
+            generate_sample: bool = True, spark=None, data_docs: bool = True) -> dict:
     """The whole pipeline for one logical date in one SparkSession; returns the run summary.
 
     The summary (also written to ``<reports>/summary-<date>.json``) holds rows per table per layer,
@@ -315,7 +318,7 @@ def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_
     spark = spark or get_spark(settings, app_name="govlake-main")
     summary = {"logical_date": logical_date.isoformat(), "lakehouse": settings.lakehouse}
     summary["extract"] = run_extract(spark, settings, logical_date)
-    summary["validate"] = run_validate(spark, settings, logical_date)
+    summary["validate"] = run_validate(spark, settings, logical_date, data_docs=data_docs)
     summary["unify"] = run_unify(spark, settings, logical_date)
     summary["marts"] = run_marts(spark, settings, logical_date)
     summary["analysis"] = run_analysis(spark, settings, logical_date)

@@ -79,10 +79,15 @@ class BatchResult:
     source: str
     object: str
     table: str
+    logical_date: dt.date
+    window_start: dt.datetime
+    window_end: dt.datetime
     rows_read: int
     rows_written: int
     fingerprint: str
     status: str  # 'written' | 'unchanged'
+    extracted_at: dt.datetime
+    duration_s: float
 
 
 def ledger_schema():
@@ -113,8 +118,8 @@ def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, 
     """Extract one object for one logical date into ``raw.<source>_<object>`` (entry-point I/O).
 
     Reads the source (see :mod:`jobs.sources`), adds lineage, writes the partition unless the
-    same content is already there, reconciles rows read = rows in the raw partition, and MERGEs
-    the batch into ``ops.exchange_ledger``.
+    same content is already there and reconciles rows read = rows in the raw partition. The
+    caller records the result with :func:`record_batches`.
 
     Raises:
         jobs.sources.SourceError: the source cannot be read (nothing is written).
@@ -138,19 +143,22 @@ def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, 
               .where(f"_logical_date = DATE'{window.logical_date.isoformat()}'").count())
     if in_raw != rows:
         raise RuntimeError(f"reconciliation failed for {batch_id}: {rows} rows read, {in_raw} rows in raw.{table}")
-    result = BatchResult(batch_id, spec.source, obj.name, f"raw.{table}", rows, in_raw, fp,
-                         "unchanged" if unchanged else "written")
-    _record(spark, settings, result, window, extracted_at, time.monotonic() - started)
-    return result
+    return BatchResult(batch_id, spec.source, obj.name, f"raw.{table}", window.logical_date, window.start,
+                       window.end, rows, in_raw, fp, "unchanged" if unchanged else "written", extracted_at,
+                       round(time.monotonic() - started, 3))
 
 
-def _record(spark, settings: Settings, result: BatchResult, window: Window, extracted_at: dt.datetime,
-            duration: float) -> None:
-    """MERGE the batch into the exchange ledger; an unchanged rerun leaves its row as it was."""
+def record_batches(spark, settings: Settings, results: list[BatchResult]) -> None:
+    """MERGE batch results into ``ops.exchange_ledger`` (one row per batch_id) in one commit.
+
+    A batch whose fingerprint is unchanged keeps its ledger row as it was (first extraction time,
+    status ``written``), so rerunning a logical date leaves the ledger unchanged.
+    """
     from pyspark.sql import functions as F
 
-    row = [(result.batch_id, result.source, result.object, result.table, window.logical_date,
-            window.start, window.end, result.rows_read, result.rows_written, result.fingerprint,
-            result.status, extracted_at, round(duration, 3))]
-    df = spark.createDataFrame(row, ledger_schema()).withColumn("_content_hash", F.col("fingerprint"))
+    if not results:
+        return
+    rows = [(r.batch_id, r.source, r.object, r.table, r.logical_date, r.window_start, r.window_end, r.rows_read,
+             r.rows_written, r.fingerprint, r.status, r.extracted_at, r.duration_s) for r in results]
+    df = spark.createDataFrame(rows, ledger_schema()).withColumn("_content_hash", F.col("fingerprint"))
     lake.merge_by_key(spark, df, settings.table_path("ops", "exchange_ledger"), ["batch_id"])

@@ -7,6 +7,7 @@ SQL extension and catalog, the Asia/Shanghai session time zone and the jars cach
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from jobs.config import TIME_ZONE, Settings
@@ -36,6 +37,9 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
         tiny: tune for tiny data (tests): one shuffle partition, no UI, small memory.
         extra_conf: further Spark properties, applied last.
 
+    Side effect: sets the process time zone (``TZ``) to Asia/Shanghai, so that timestamps
+    collected to Python read as the session's wall time.
+
     Returns:
         a ``pyspark.sql.SparkSession`` with Delta's extension and catalog.
 
@@ -46,6 +50,11 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
 
     settings = settings or Settings.from_env()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # PySpark turns TIMESTAMP values into naive datetimes in the *Python process's* time zone;
+    # keep it equal to the session time zone so collected values read as Asia/Shanghai wall time.
+    if os.environ.get("TZ") != TIME_ZONE:
+        os.environ["TZ"] = TIME_ZONE
+        time.tzset()
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", _python()))
     conf = {
         "spark.jars": ",".join(cached_jars(settings.jars_dir)),
@@ -55,6 +64,9 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
         "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.home / 'derby'} -Duser.timezone={TIME_ZONE}",
         "spark.sql.shuffle.partitions": "4",
+        # Delta's log replay defaults to 50 partitions: pure overhead on a lakehouse of small batches.
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.driver.memory": "4g",
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.sql.ansi.enabled": "false",

@@ -74,15 +74,15 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
     def role(name):
         return F.col(cols[name]) if name in cols else F.lit(None).cast("string")
 
-    id_no = codes.id_normalize_col(role("id_no"))
     community = F.trim(role("community_code"))
-    return df.select(
+    # The normalised ID is projected once and validated in a second projection: inlined, the
+    # GB 11643 expression tree grows past Spark's 64 KB code-generation limit.
+    standardised = df.select(
         F.concat_ws(":", F.lit(source), F.col("_source_table"), F.col("_row_number").cast("string")).alias("record_key"),
         F.lit(source).alias("source"),
         F.lit(int(rules.get("priority", 9))).alias("priority"),
         F.to_timestamp(F.col("updated_at")).alias("updated_at"),
-        codes.id_is_valid_col(id_no).alias("id_valid"),
-        id_no.alias("id_no"),
+        codes.id_normalize_col(role("id_no")).alias("id_no"),
         normalize_name_col(role("name")).alias("name"),
         codes.standardize_sex_col(role("sex"), rules.get("sex_map", {})).alias("sex_code"),
         codes.parse_date_col(role("birth_date"), rules.get("date_formats", codes.DATE_FORMATS)).alias("birth_date"),
@@ -93,6 +93,8 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
         F.trim(role("address")).alias("address"),
         F.regexp_replace(role("phone"), r"[\s-]", "").alias("phone"),
     )
+    return standardised.select("record_key", "source", "priority", "updated_at",
+                               codes.id_is_valid_col(F.col("id_no")).alias("id_valid"), *PERSON_ATTRIBUTES)
 
 
 def resolve_persons(candidates, logical_date: dt.date):

@@ -6,7 +6,7 @@ import sqlite3
 
 from jobs import lake
 from jobs.config import Settings
-from jobs.raw import add_lineage, extract_batch, fingerprint
+from jobs.raw import add_lineage, extract_batch, fingerprint, record_batches
 from jobs.sources import ObjectSpec, SourceSpec, Window
 
 DAY = dt.date(2025, 6, 30)
@@ -54,12 +54,14 @@ def test_batch_written_once_and_replaced_whole_when_redelivered(spark, tmp_path)
     spec = _source(settings, rows)
     obj = spec.objects["persons"]
     first = extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    record_batches(spark, settings, [first])
     assert (first.status, first.rows_read, first.rows_written) == ("written", 3, 3)
     path = settings.table_path("raw", "dept_persons")
     version = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").agg({"version": "max"}).collect()[0][0]
     extracted = spark.read.format("delta").load(path).select("_extracted_at").distinct().collect()
 
     again = extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    record_batches(spark, settings, [again])
     assert (again.status, again.rows_written) == ("unchanged", 3)
     assert spark.sql(f"DESCRIBE HISTORY delta.`{path}`").agg({"version": "max"}).collect()[0][0] == version
     assert spark.read.format("delta").load(path).select("_extracted_at").distinct().collect() == extracted
@@ -72,6 +74,7 @@ def test_batch_written_once_and_replaced_whole_when_redelivered(spark, tmp_path)
     # the department corrects a record and redelivers: the partition is replaced, not appended to
     spec = _source(settings, rows[:2] + [("P3", "王五", "2025-06-30 12:00:00")])
     redelivered = extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    record_batches(spark, settings, [redelivered])
     assert (redelivered.status, redelivered.rows_written) == ("written", 3)
     raw = spark.read.format("delta").load(path).orderBy("person_no").collect()
     assert [(r.person_no, r.updated_at) for r in raw] == [

@@ -1,0 +1,847 @@
+"""Quality gate: expectation suites as files, row-level evaluation, quarantine, GX checkpoint.
+
+A suite is a Great Expectations 1.x ``ExpectationSuite`` JSON file, one per table, at
+``expectations/<layer>.<table>.json`` (format: ``expectations/README.md``). Every expectation
+carries ``meta.rule_id`` and ``meta.action``:
+
+* ``warn``        the row is kept; the failure is counted (:func:`rule_counts`).
+* ``quarantine``  the row is moved out of the batch, with its reasons (:func:`split`).
+* ``fail``        the whole batch stops (:func:`enforce_fail_rules` raises).
+
+Two ways of running a suite, on the same rules:
+
+* row level, in Spark (:func:`evaluate` → :func:`split`, :func:`rule_counts`): one projection that
+  appends ``_failed_rules`` to every row, used to split a batch into accepted and quarantined
+  rows. Nothing is lost: ``count(accepted) + count(quarantined) == count(input)``.
+* a Great Expectations 1.24 checkpoint (:func:`run_checkpoint`) on the same Spark DataFrame,
+  which saves the validation result JSON and rebuilds the Data Docs site (the audit record).
+
+Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
+
+* Raw tables hold every delivered value as STRING; values are compared as strings.
+* NULL: only ``expect_column_values_to_not_be_null`` fails on NULL; every other rule ignores
+  NULL values (a NULL is neither evaluated nor failed). The empty string is not NULL.
+* ``expect_column_values_to_match_regex``: Java regex *find* (Spark ``rlike``, as GX on Spark):
+  anchor the pattern (``^…$``) to match the whole value.
+* ``expect_column_values_to_be_between``: the string is cast to DOUBLE (``try_cast``: Spark's
+  cast trims surrounding whitespace); a value that is not a number fails.
+* ``expect_column_values_to_match_strftime_format``: strict, unlike GX's lenient ``strptime``
+  (which accepts ``'2025630'`` for ``%Y%m%d``): every directive needs its full width (``%Y`` four
+  digits, not ``0000``; ``%m %d %H %M %S`` two digits), literals must match exactly, no surrounding
+  blanks, and the value must be a real calendar date/time (``20250230`` fails).
+  Supported directives: ``%Y %m %d %H %M %S %%``.
+* ``expect_column_values_to_be_unique`` / ``expect_compound_columns_to_be_unique`` (within the
+  batch): in every group of rows sharing a key, the FIRST row is kept and every other row of the
+  group fails. First = deterministic order: fewest failed quarantine/fail rules of the other
+  (non-uniqueness) rules, then fewest failed warn rules, then the row's JSON text (all columns)
+  ascending; copies that are identical in every column are interchangeable, and one of them is
+  kept (the same one by every uniqueness rule of the suite). So the best copy of a duplicated key
+  stays, its other copies are quarantined (with a reason) and no row is lost. Rows whose key is
+  NULL (all key columns NULL for a compound key) are ignored. GX itself counts *every* row of a duplicated key as unexpected, so the checkpoint's
+  ``unexpected_count`` for these rules is higher than :func:`rule_counts` ``failed`` by one per
+  duplicated key; both agree on pass/fail.
+* ``expect_column_values_to_be_valid_gb11643_id`` (code-pack type, GB 11643-1999 citizen ID):
+  ``jobs.codes.id_is_valid_col(jobs.codes.id_normalize_col(c))``; the normalised value is
+  projected once as a hidden column first (inlining it into the validity check made a 500 kB
+  plan whose whole-stage codegen Spark disabled).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from jobs.config import EXPECTATIONS_DIR
+
+
+def _quiet_great_expectations() -> None:
+    """Silence GX before it is imported: no analytics, no INFO chatter.
+
+    Importing GX logs ~200 INFO lines "Skipping registering function …" through the stdlib
+    logger ``great_expectations._docs_decorators``; under Airflow (root logger at INFO, rendered
+    by structlog) they all reach the task log. Raising the ``great_expectations`` logger to
+    WARNING stops them at the source. ``GX_ANALYTICS_ENABLED=false`` keeps GX from sending usage
+    events (there is no network here); the file context is also saved with analytics off.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+_quiet_great_expectations()
+
+#: Actions a rule can take on failure.
+ACTIONS = ("warn", "quarantine", "fail")
+
+#: The code-pack expectation types (not native to GX), evaluated with :mod:`jobs.codes`:
+#: GB 11643-1999 citizen ID number;
+GB11643_TYPE = "expect_column_values_to_be_valid_gb11643_id"
+#: a real calendar date in one of the department's formats (Spark patterns, e.g. ``yyyy年M月d日``);
+VALID_DATE_TYPE = "expect_column_values_to_be_valid_date"
+#: the department's sex value (mapped to GB/T 2261.1) agrees with the sex digit of the row's
+#: GB 11643 ID number (the 17th digit: odd male, even female); rows without a valid ID or with a
+#: sex value outside ``sex_map`` are not judged by it.
+SEX_MATCHES_ID_TYPE = "expect_column_values_to_agree_with_gb11643_sex"
+
+#: Supported expectation types → (required kwargs, optional kwargs).
+SUPPORTED_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "expect_column_values_to_not_be_null": (frozenset({"column"}), frozenset()),
+    "expect_column_values_to_match_regex": (frozenset({"column", "regex"}), frozenset()),
+    "expect_column_values_to_be_in_set": (frozenset({"column", "value_set"}), frozenset()),
+    "expect_column_values_to_be_between": (
+        frozenset({"column"}), frozenset({"min_value", "max_value", "strict_min", "strict_max"})),
+    "expect_column_values_to_match_strftime_format": (
+        frozenset({"column", "strftime_format"}), frozenset()),
+    "expect_column_values_to_be_unique": (frozenset({"column"}), frozenset()),
+    "expect_compound_columns_to_be_unique": (frozenset({"column_list"}), frozenset()),
+    GB11643_TYPE: (frozenset({"column"}), frozenset()),
+    VALID_DATE_TYPE: (frozenset({"column", "formats"}), frozenset()),
+    SEX_MATCHES_ID_TYPE: (frozenset({"column", "id_column", "sex_map"}), frozenset()),
+}
+
+_UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+#: Rules evaluated in GX over a derived boolean column (their row-level semantics differ from
+#: GX's native ones, or GX has no such type): derived-column suffix per type.
+_DERIVED_SUFFIX = {
+    GB11643_TYPE: "gb11643_valid",
+    "expect_column_values_to_match_strftime_format": "strftime_valid",
+    "expect_column_values_to_be_between": "between_valid",
+    VALID_DATE_TYPE: "date_valid",
+    SEX_MATCHES_ID_TYPE: "sex_matches_id",
+}
+#: Key or value shown for NULL in ``_source_key`` and ``_messages``.
+NULL_MARK = "∅"
+FAILED_RULES_COL = "_failed_rules"
+_DUP_IX = "__govlake_dup_ix"
+_ID_NORM = "__govlake_id_norm__"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One expectation of a suite, with what to do when a row fails it.
+
+    Attributes:
+        rule_id: stable id, e.g. ``hukou_persons.person_no.not_null`` (unique in its suite).
+        expectation_type: GX snake-case type, one of :data:`SUPPORTED_TYPES`.
+        kwargs: the expectation's GX kwargs (``column`` or ``column_list`` plus the type's own).
+        action: ``warn``, ``quarantine`` or ``fail``.
+        notes: free text (source of the rule: standard, department agreement).
+    """
+
+    rule_id: str
+    expectation_type: str
+    kwargs: dict = field(hash=False)
+    action: str
+    notes: str = ""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The column(s) the rule reads: ``(column,)`` or the ``column_list``."""
+        if "column_list" in self.kwargs:
+            return tuple(self.kwargs["column_list"])
+        return (self.kwargs["column"],)
+
+    @property
+    def column_label(self) -> str:
+        """The rule's column(s) as one string: ``column`` or ``a,b`` for a compound key."""
+        return ",".join(self.columns)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """An expectation suite loaded from ``expectations/<name>.json``.
+
+    Attributes:
+        name: suite name, ``<layer>.<table>`` (= the file's stem).
+        table: the table it validates, ``<layer>.<table>``.
+        key_columns: business key columns (shown in ``_source_key`` of quarantined rows).
+        rules: rules in file order (the order of ``_failed_rules``).
+        version: first 12 hex digits of the SHA-256 of the suite file's bytes.
+    """
+
+    name: str
+    table: str
+    key_columns: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    version: str
+
+
+class FailRuleViolated(Exception):
+    """A rule with action ``fail`` failed on at least one row: the batch must stop."""
+
+
+# --------------------------------------------------------------------------------------------
+# Suite files
+# --------------------------------------------------------------------------------------------
+
+def load_suite(name: str, directory: Path = EXPECTATIONS_DIR) -> Suite:
+    """Load and check the suite file ``<directory>/<name>.json``.
+
+    The file is a GX 1.x ExpectationSuite JSON (``expectations/README.md``): top-level ``name``
+    (must equal ``name``), ``meta.table`` (default ``name``), ``meta.key_columns`` (list of
+    column names, default empty), and ``expectations``: each ``{"type", "kwargs", "meta":
+    {"rule_id", "action", "notes"?}, "notes"?}``.
+
+    Returns:
+        the :class:`Suite`, its ``version`` the first 12 hex digits of the file's SHA-256.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not JSON, or its name/meta is wrong, or an expectation has an
+            unknown type, an unknown or missing kwarg, a bad kwarg value, a missing or duplicate
+            ``rule_id`` or an unknown action; the message names the file and the rule.
+    """
+    path = Path(directory) / f"{name}.json"
+    raw = path.read_bytes()
+    version = hashlib.sha256(raw).hexdigest()[:12]
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a JSON suite file: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: a suite file holds one JSON object")
+    if doc.get("name") != name:
+        raise ValueError(f"{path}: suite name {doc.get('name')!r} differs from the file name {name!r}")
+    meta = doc.get("meta") or {}
+    table = meta.get("table", name)
+    key_columns = meta.get("key_columns", [])
+    if not isinstance(table, str) or not table:
+        raise ValueError(f"{path}: meta.table must be a non-empty string")
+    if not isinstance(key_columns, list) or not all(isinstance(c, str) and c for c in key_columns):
+        raise ValueError(f"{path}: meta.key_columns must be a list of column names")
+    expectations = doc.get("expectations")
+    if not isinstance(expectations, list):
+        raise ValueError(f"{path}: 'expectations' must be a list")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for index, exp in enumerate(expectations):
+        rule = _parse_rule(path, index, exp)
+        if rule.rule_id in seen:
+            raise ValueError(f"{path}: rule {rule.rule_id!r} (expectation #{index}): duplicate rule_id")
+        seen.add(rule.rule_id)
+        rules.append(rule)
+    return Suite(name=name, table=table, key_columns=tuple(key_columns), rules=tuple(rules),
+                 version=version)
+
+
+def _parse_rule(path: Path, index: int, exp: Any) -> Rule:
+    where = f"{path}: expectation #{index}"
+    if not isinstance(exp, dict):
+        raise ValueError(f"{where}: not a JSON object")
+    meta = exp.get("meta") or {}
+    rule_id = meta.get("rule_id")
+    if not isinstance(rule_id, str) or not rule_id.strip():
+        raise ValueError(f"{where} ({exp.get('type')}): missing meta.rule_id")
+    where = f"{path}: rule {rule_id!r}"
+    etype = exp.get("type")
+    if etype not in SUPPORTED_TYPES:
+        raise ValueError(f"{where}: unknown expectation type {etype!r}; supported: "
+                         f"{', '.join(sorted(SUPPORTED_TYPES))}")
+    action = meta.get("action")
+    if action not in ACTIONS:
+        raise ValueError(f"{where}: unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    kwargs = exp.get("kwargs")
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{where}: 'kwargs' must be an object")
+    required, optional = SUPPORTED_TYPES[etype]
+    missing = sorted(required - kwargs.keys())
+    unknown = sorted(kwargs.keys() - required - optional)
+    if missing:
+        raise ValueError(f"{where}: missing kwargs {missing} for {etype}")
+    if unknown:
+        raise ValueError(f"{where}: unsupported kwargs {unknown} for {etype} "
+                         "(row-level rules have mostly=1.0 semantics)")
+    _check_kwargs(where, etype, kwargs)
+    notes = meta.get("notes", exp.get("notes", ""))
+    if isinstance(notes, list):
+        notes = "\n".join(str(n) for n in notes)
+    return Rule(rule_id=rule_id, expectation_type=etype, kwargs=json.loads(json.dumps(kwargs)),
+                action=action, notes=str(notes or ""))
+
+
+def _check_kwargs(where: str, etype: str, kw: dict) -> None:
+    if "column" in kw and (not isinstance(kw["column"], str) or not kw["column"]):
+        raise ValueError(f"{where}: kwarg 'column' must be a column name")
+    if etype == "expect_compound_columns_to_be_unique":
+        cols = kw["column_list"]
+        if not isinstance(cols, list) or len(cols) < 1 or not all(isinstance(c, str) and c for c in cols):
+            raise ValueError(f"{where}: kwarg 'column_list' must be a non-empty list of column names")
+    elif etype == "expect_column_values_to_match_regex":
+        if not isinstance(kw["regex"], str):
+            raise ValueError(f"{where}: kwarg 'regex' must be a string")
+        try:
+            re.compile(kw["regex"])
+        except re.error as exc:
+            raise ValueError(f"{where}: bad regex {kw['regex']!r}: {exc}") from exc
+    elif etype == "expect_column_values_to_be_in_set":
+        vs = kw["value_set"]
+        if not isinstance(vs, list) or not all(isinstance(v, str) for v in vs):
+            raise ValueError(f"{where}: kwarg 'value_set' must be a list of strings (raw values are strings)")
+    elif etype == "expect_column_values_to_be_between":
+        lo, hi = kw.get("min_value"), kw.get("max_value")
+        for label, bound in (("min_value", lo), ("max_value", hi)):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
+                raise ValueError(f"{where}: kwarg {label!r} must be a number")
+        if lo is None and hi is None:
+            raise ValueError(f"{where}: needs min_value or max_value")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"{where}: min_value > max_value")
+        for flag in ("strict_min", "strict_max"):
+            if flag in kw and not isinstance(kw[flag], bool):
+                raise ValueError(f"{where}: kwarg {flag!r} must be true or false")
+    elif etype == "expect_column_values_to_match_strftime_format":
+        try:
+            strftime_to_spark(kw["strftime_format"])
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+    elif etype == VALID_DATE_TYPE:
+        fmts = kw["formats"]
+        if not isinstance(fmts, list) or not fmts or not all(isinstance(f, str) and f for f in fmts):
+            raise ValueError(f"{where}: kwarg 'formats' must be a non-empty list of Spark date patterns")
+    elif etype == SEX_MATCHES_ID_TYPE:
+        if not isinstance(kw["id_column"], str) or not kw["id_column"]:
+            raise ValueError(f"{where}: kwarg 'id_column' must be a column name")
+        sm = kw["sex_map"]
+        if not isinstance(sm, dict) or not sm or not all(isinstance(v, str) for v in sm.values()):
+            raise ValueError(f"{where}: kwarg 'sex_map' must map department values to GB/T 2261.1 codes")
+
+
+_STRFTIME = {"%Y": (r"(?!0000)\d{4}", "yyyy"), "%m": (r"\d{2}", "MM"), "%d": (r"\d{2}", "dd"),
+             "%H": (r"\d{2}", "HH"), "%M": (r"\d{2}", "mm"), "%S": (r"\d{2}", "ss")}
+
+
+def strftime_to_spark(fmt: str) -> tuple[str, str]:
+    """Translate a strftime format into (anchored Java regex, Spark datetime pattern).
+
+    Supported: ``%Y %m %d %H %M %S %%`` and literal characters (``%Y%m%d`` →
+    ``('^(?!0000)\\d{4}\\d{2}\\d{2}$', 'yyyyMMdd')``).
+
+    Raises:
+        ValueError: ``fmt`` is not a string, is empty, or has an unsupported directive.
+    """
+    if not isinstance(fmt, str) or not fmt:
+        raise ValueError("kwarg 'strftime_format' must be a non-empty string")
+    regex, pattern, i = ["^"], [], 0
+    while i < len(fmt):
+        ch = fmt[i]
+        if ch == "%":
+            token = fmt[i:i + 2]
+            if token in _STRFTIME:
+                regex.append(_STRFTIME[token][0])
+                pattern.append(_STRFTIME[token][1])
+                i += 2
+                continue
+            if token != "%%":
+                raise ValueError(f"unsupported strftime directive {token!r} in {fmt!r}; "
+                                 f"supported: {' '.join(_STRFTIME)} %%")
+            ch, i = "%", i + 1
+        regex.append(re.escape(ch))
+        pattern.append("''" if ch == "'" else (f"'{ch}'" if ch.isalpha() else ch))
+        i += 1
+    regex.append("$")
+    return "".join(regex), "".join(pattern)
+
+
+# --------------------------------------------------------------------------------------------
+# Row-level evaluation (Spark)
+# --------------------------------------------------------------------------------------------
+
+def _as_string(name: str) -> Column:
+    return F.col(name).cast("string")
+
+
+def _applies(rule: Rule) -> Column:
+    """Rows the rule evaluates: all rows for not-null, rows with a non-NULL value otherwise
+    (a non-NULL key column for compound uniqueness)."""
+    if rule.expectation_type == "expect_column_values_to_not_be_null":
+        return F.lit(True)
+    cond = None
+    for c in rule.columns:
+        cond = F.col(c).isNotNull() if cond is None else (cond | F.col(c).isNotNull())
+    return cond
+
+
+def _value_check(rule: Rule) -> Column:
+    """For non-uniqueness rules: a boolean, TRUE when the (non-NULL) value fails."""
+    et, kw = rule.expectation_type, rule.kwargs
+    if et == "expect_column_values_to_not_be_null":
+        return F.col(kw["column"]).isNull()
+    v = _as_string(kw["column"])
+    if et == "expect_column_values_to_match_regex":
+        return ~v.rlike(kw["regex"])
+    if et == "expect_column_values_to_be_in_set":
+        return ~v.isin(list(kw["value_set"])) if kw["value_set"] else F.lit(True)
+    if et == "expect_column_values_to_be_between":
+        x = v.try_cast("double")
+        bad = x.isNull()
+        if kw.get("min_value") is not None:
+            lo = F.lit(float(kw["min_value"]))
+            bad = bad | ((x <= lo) if kw.get("strict_min") else (x < lo))
+        if kw.get("max_value") is not None:
+            hi = F.lit(float(kw["max_value"]))
+            bad = bad | ((x >= hi) if kw.get("strict_max") else (x > hi))
+        return bad
+    if et == "expect_column_values_to_match_strftime_format":
+        regex, pattern = strftime_to_spark(kw["strftime_format"])
+        return ~(v.rlike(regex) & F.try_to_timestamp(v, F.lit(pattern)).isNotNull())
+    if et == GB11643_TYPE:
+        from jobs.codes import id_is_valid_col  # lazy: code pack
+
+        # The normalised ID is a column of its own (see _with_normalized_ids): validating
+        # id_normalize_col(v) inline would copy its expression into every check of the ID.
+        return ~id_is_valid_col(F.col(_ID_NORM + kw["column"]))
+    if et == VALID_DATE_TYPE:
+        from jobs.codes import parse_date_col  # lazy: code pack
+
+        return parse_date_col(v, list(kw["formats"])).isNull()
+    if et == SEX_MATCHES_ID_TYPE:
+        from jobs.codes import id_is_valid_col, id_sex_code_col, standardize_sex_col  # lazy: code pack
+
+        norm = F.col(_ID_NORM + kw["id_column"])
+        sex = standardize_sex_col(v, kw["sex_map"])
+        # Only a valid ID and a known sex value can contradict each other (an unknown sex value is
+        # the in-set rule's finding, not this one's).
+        return id_is_valid_col(norm) & sex.isNotNull() & (sex != id_sex_code_col(norm))
+    raise ValueError(f"rule {rule.rule_id!r}: no row-level check for {et!r}")
+
+
+def _with_normalized_ids(df: DataFrame, suite: Suite) -> DataFrame:
+    """``df`` plus a hidden column ``__govlake_id_norm__<column>`` =
+    ``jobs.codes.id_normalize_col(column)`` per column with a GB 11643 rule (none: ``df``)."""
+    columns = sorted({r.kwargs["column"] for r in suite.rules if r.expectation_type == GB11643_TYPE}
+                     | {r.kwargs["id_column"] for r in suite.rules if r.expectation_type == SEX_MATCHES_ID_TYPE})
+    if not columns:
+        return df
+    from jobs.codes import id_normalize_col  # lazy: code pack
+
+    return df.select("*", *[id_normalize_col(_as_string(c)).alias(_ID_NORM + c) for c in columns])
+
+
+def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str]) -> list[Column]:
+    """One boolean (never NULL) per rule of the suite, in suite order: TRUE when the row fails.
+    ``columns``: the input's own columns (the row JSON that orders duplicates)."""
+    plain: dict[str, Column] = {}
+    for rule in suite.rules:
+        if rule.expectation_type not in _UNIQUE_TYPES:
+            plain[rule.rule_id] = F.coalesce(_applies(rule) & _value_check(rule), F.lit(False))
+
+    def n_failed(actions: tuple[str, ...]) -> Column:
+        flags = [plain[r.rule_id].cast("int") for r in suite.rules
+                 if r.rule_id in plain and r.action in actions]
+        return sum(flags[1:], flags[0]) if flags else F.lit(0)
+
+    row_json = F.to_json(F.struct(*[F.col(c) for c in columns]))
+    order = [n_failed(("quarantine", "fail")).asc(), n_failed(("warn",)).asc(), row_json.asc()]
+    if _DUP_IX in df.columns:
+        order.append(F.col(_DUP_IX).asc())
+    out = []
+    for rule in suite.rules:
+        if rule.rule_id in plain:
+            out.append(plain[rule.rule_id])
+            continue
+        window = Window.partitionBy(*[F.col(c) for c in rule.columns]).orderBy(*order)
+        out.append(F.coalesce(_applies(rule) & (F.row_number().over(window) > 1), F.lit(False)))
+    return out
+
+
+def _check_columns(df: DataFrame, suite: Suite) -> None:
+    present = set(df.columns)
+    needed = {c for r in suite.rules for c in r.columns} | set(suite.key_columns)
+    missing = sorted(needed - present)
+    if missing:
+        raise ValueError(f"suite {suite.name}: columns {missing} are not in the DataFrame")
+
+
+def _empty_string_array() -> Column:
+    return F.array().cast("array<string>")
+
+
+def evaluate(df: DataFrame, suite: Suite) -> DataFrame:
+    """Evaluate every rule of ``suite`` on every row of ``df`` (lazy: no Spark action).
+
+    Args:
+        df: a batch of ``suite.table``: the data columns (STRING in raw tables) plus any
+            lineage columns (``_source``, ``_batch_id``, …). An existing ``_failed_rules``
+            column is replaced.
+        suite: the suite (:func:`load_suite`).
+
+    Returns:
+        ``df``'s columns plus ``_failed_rules: array<string>`` (not NULL): ids of the rules the
+        row fails, in suite order; empty when none. One projection; uniqueness rules add a
+        window over their key (see the module docstring for which duplicate is kept); a suite
+        with two or more uniqueness rules first numbers fully identical rows (one more window,
+        partitioned by the row's JSON) so that all its uniqueness rules keep the same copy.
+
+    Raises:
+        ValueError: a rule's column or a key column is not in ``df``.
+        ImportError: the suite has a GB 11643 rule and ``jobs.codes`` lacks
+            ``id_normalize_col``/``id_is_valid_col``.
+    """
+    if FAILED_RULES_COL in df.columns:
+        df = df.drop(FAILED_RULES_COL)
+    _check_columns(df, suite)
+    columns = df.columns
+    if sum(r.expectation_type in _UNIQUE_TYPES for r in suite.rules) > 1:
+        # Number the copies of fully identical rows once, so that every uniqueness rule keeps
+        # the same copy (otherwise two windows could each keep a different one).
+        row_json = F.to_json(F.struct(*[F.col(c) for c in columns]))
+        df = df.select("*", F.row_number().over(
+            Window.partitionBy(row_json).orderBy(row_json)).alias(_DUP_IX))
+    df = _with_normalized_ids(df, suite)
+    conds = _failed_conditions(df, suite, columns)
+    if conds:
+        arr = F.filter(F.array(*[F.when(c, F.lit(r.rule_id)) for c, r in zip(conds, suite.rules)]),
+                       lambda x: x.isNotNull())
+    else:
+        arr = _empty_string_array()
+    return df.select(*[F.col(c) for c in columns], arr.cast("array<string>").alias(FAILED_RULES_COL))
+
+
+def _blocking_ids(suite: Suite) -> list[str]:
+    return [r.rule_id for r in suite.rules if r.action in ("quarantine", "fail")]
+
+
+def _blocked(suite: Suite) -> Column:
+    ids = _blocking_ids(suite)
+    if not ids:
+        return _empty_string_array()
+    return F.array_intersect(F.col(FAILED_RULES_COL), F.array(*[F.lit(i) for i in ids]))
+
+
+def source_key(key_columns: tuple[str, ...] | list[str]) -> Column:
+    """The business key as one string: key values joined with ``|``, NULL shown as ``∅``
+    (``'∅'`` alone when the suite has no key columns)."""
+    if not key_columns:
+        return F.lit(NULL_MARK)
+    return F.concat_ws("|", *[F.coalesce(_as_string(c), F.lit(NULL_MARK)) for c in key_columns])
+
+
+def split(evaluated: DataFrame, suite: Suite) -> tuple[DataFrame, DataFrame]:
+    """Split an evaluated batch into accepted and quarantined rows (lazy: no Spark action).
+
+    A row is quarantined when it fails at least one rule whose action is ``quarantine`` or
+    ``fail``; rows failing only ``warn`` rules are accepted. Both sides filter on the same
+    never-NULL condition, so ``count(accepted) + count(quarantined) == count(evaluated)``
+    (given a deterministic input: persist a non-deterministic source before evaluating).
+
+    Args:
+        evaluated: output of :func:`evaluate` with the same suite.
+        suite: the suite.
+
+    Returns:
+        ``(accepted, quarantined)``:
+
+        * accepted: ``evaluated`` without ``_failed_rules`` (same columns and types as the input).
+        * quarantined: ``_source_key: string`` (key columns joined with ``|``, NULL as ``∅``),
+          ``_rule_ids: array<string>`` (quarantine/fail rules failed, suite order),
+          ``_messages: array<string>`` (one per rule id: ``"<table>.<column>: <rule_id> failed
+          for key <key>: value '<v>'"``, NULL value as ``∅``, compound values joined with ``|``),
+          ``_row: string`` (JSON object of the data columns — those not starting with ``_`` —
+          NULLs kept as ``null``), then every lineage column of the input (name starting with
+          ``_``) unchanged.
+
+    Raises:
+        ValueError: ``evaluated`` has no ``_failed_rules`` column.
+    """
+    if FAILED_RULES_COL not in evaluated.columns:
+        raise ValueError("split() needs the output of evaluate(): no _failed_rules column")
+    original = [c for c in evaluated.columns if c != FAILED_RULES_COL]
+    data_cols = [c for c in original if not c.startswith("_")]
+    lineage = [c for c in original if c.startswith("_")]
+    blocked = _blocked(suite)
+    accepted = evaluated.where(F.size(blocked) == 0).drop(FAILED_RULES_COL)
+    key = source_key(suite.key_columns)
+    messages = []
+    for rule in suite.rules:
+        if rule.action not in ("quarantine", "fail"):
+            continue
+        value = F.concat_ws("|", *[F.coalesce(_as_string(c), F.lit(NULL_MARK)) for c in rule.columns])
+        msg = F.concat(F.lit(f"{suite.table}.{rule.column_label}: {rule.rule_id} failed for key "),
+                       key, F.lit(": value '"), value, F.lit("'"))
+        messages.append(F.when(F.array_contains(F.col("_rule_ids"), rule.rule_id), msg))
+    msg_arr = (F.filter(F.array(*messages), lambda x: x.isNotNull()) if messages
+               else _empty_string_array())
+    quarantined = (
+        evaluated.where(F.size(blocked) > 0)
+        .select("*", blocked.alias("_rule_ids"))
+        .select(
+            key.alias("_source_key"),
+            F.col("_rule_ids"),
+            msg_arr.cast("array<string>").alias("_messages"),
+            F.to_json(F.struct(*[F.col(c) for c in data_cols]),
+                      {"ignoreNullFields": "false"}).alias("_row"),
+            *[F.col(c) for c in lineage],
+        )
+    )
+    return accepted, quarantined
+
+
+def rule_counts(evaluated: DataFrame, suite: Suite) -> list[dict]:
+    """Per-rule row counts of an evaluated batch, in ONE aggregation (one Spark job).
+
+    Args:
+        evaluated: output of :func:`evaluate` with the same suite.
+        suite: the suite.
+
+    Returns:
+        one dict per rule, in suite order: ``rule_id``, ``expectation_type``, ``column`` (the
+        column, or ``a,b`` for a compound key), ``action``, ``evaluated`` (rows the rule looked
+        at: all rows for not-null, rows with a non-NULL value otherwise) and ``failed`` (rows
+        whose ``_failed_rules`` has the rule), both ``int`` row counts.
+
+    Raises:
+        ValueError: ``evaluated`` has no ``_failed_rules`` column.
+    """
+    if FAILED_RULES_COL not in evaluated.columns:
+        raise ValueError("rule_counts() needs the output of evaluate(): no _failed_rules column")
+    if not suite.rules:
+        return []
+    aggs = []
+    for i, rule in enumerate(suite.rules):
+        aggs.append(F.count_if(F.coalesce(_applies(rule), F.lit(False))).alias(f"e{i}"))
+        aggs.append(F.count_if(F.array_contains(F.col(FAILED_RULES_COL), rule.rule_id)).alias(f"f{i}"))
+    row = evaluated.agg(*aggs).collect()[0]
+    return [
+        {"rule_id": r.rule_id, "expectation_type": r.expectation_type, "column": r.column_label,
+         "action": r.action, "evaluated": int(row[f"e{i}"] or 0), "failed": int(row[f"f{i}"] or 0)}
+        for i, r in enumerate(suite.rules)
+    ]
+
+
+def enforce_fail_rules(counts: list[dict], suite: Suite) -> None:
+    """Stop the batch when a ``fail``-action rule failed on any row.
+
+    Args:
+        counts: output of :func:`rule_counts`.
+        suite: the suite the counts are for.
+
+    Raises:
+        FailRuleViolated: naming the suite (and its version), each failed fail-rule and its
+            failed row count.
+    """
+    bad = [c for c in counts if c["action"] == "fail" and c["failed"] > 0]
+    if bad:
+        detail = "; ".join(f"rule {c['rule_id']} failed for {c['failed']} of {c['evaluated']} rows"
+                           for c in bad)
+        raise FailRuleViolated(f"suite {suite.name} (version {suite.version}): {detail}")
+
+
+# --------------------------------------------------------------------------------------------
+# Great Expectations checkpoint
+# --------------------------------------------------------------------------------------------
+
+GX_DATASOURCE = "govlake_spark"
+GX_BATCH_DEFINITION = "whole_batch"
+
+
+def derived_column_names(suite: Suite) -> dict[str, str]:
+    """rule_id → name of the derived boolean column validated in GX for the rules whose
+    row-level semantics GX lacks (GB 11643, strict strftime, numeric-between on strings):
+    ``<column>__<suffix>`` (``id_no__gb11643_valid``), with ``_<n>`` added on a clash."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for rule in suite.rules:
+        suffix = _DERIVED_SUFFIX.get(rule.expectation_type)
+        if suffix is None:
+            continue
+        base = f"{rule.kwargs['column']}__{suffix}"
+        name, n = base, 2
+        while name in taken:
+            name, n = f"{base}_{n}", n + 1
+        taken.add(name)
+        names[rule.rule_id] = name
+    return names
+
+
+def _gx_frame(df: DataFrame, suite: Suite) -> DataFrame:
+    """``df`` plus one boolean column per derived rule: NULL when the value is NULL (ignored by
+    GX like every non-not-null rule), TRUE when it passes, FALSE when it fails."""
+    derived = derived_column_names(suite)
+    columns = df.columns
+    df = _with_normalized_ids(df, suite)
+    extra = []
+    for rule in suite.rules:
+        if rule.rule_id in derived:
+            col = F.when(F.col(rule.kwargs["column"]).isNull(), F.lit(None).cast("boolean")) \
+                .otherwise(~F.coalesce(_value_check(rule), F.lit(True)))
+            extra.append(col.alias(derived[rule.rule_id]))
+    return df.select(*[F.col(c) for c in columns], *extra)
+
+
+def _gx_expectation_configs(suite: Suite) -> list[dict]:
+    """The suite's rules as GX expectation configurations (dicts of ExpectationConfiguration
+    arguments): native types as they are, derived rules as ``expect_column_values_to_be_in_set``
+    ``[true]`` on their derived column, each with meta ``rule_id``/``action``, notes
+    ``"<rule_id> [<action>]: <notes>"`` (shown in Data Docs) and severity ``warning`` (warn) or
+    ``critical`` (quarantine, fail)."""
+    derived = derived_column_names(suite)
+    configs = []
+    for rule in suite.rules:
+        meta = {"rule_id": rule.rule_id, "action": rule.action}
+        kwargs = dict(rule.kwargs)
+        etype = rule.expectation_type
+        description = None
+        if rule.rule_id in derived:
+            meta.update({"govlake_type": etype, "govlake_kwargs": dict(rule.kwargs)})
+            if etype == GB11643_TYPE:
+                what = "is a valid GB 11643 citizen ID number (length, date, check digit, division)"
+            elif etype == "expect_column_values_to_match_strftime_format":
+                what = f"matches the date format {rule.kwargs['strftime_format']} strictly"
+            elif etype == VALID_DATE_TYPE:
+                what = f"is a real calendar date in a format of {', '.join(rule.kwargs['formats'])}"
+            elif etype == SEX_MATCHES_ID_TYPE:
+                what = f"agrees with the sex digit of the GB 11643 ID in {rule.kwargs['id_column']}"
+            else:
+                lo, hi = rule.kwargs.get("min_value"), rule.kwargs.get("max_value")
+                what = (f"is a number {'>' if rule.kwargs.get('strict_min') else '>='} {lo}"
+                        if lo is not None else "is a number")
+                if hi is not None:
+                    what += f"{' and' if lo is not None else ''} " \
+                            f"{'<' if rule.kwargs.get('strict_max') else '<='} {hi}"
+            description = (f"{rule.rule_id} [{rule.action}]: {rule.kwargs['column']} {what} "
+                           f"(derived column {derived[rule.rule_id]} must be true)").replace("$", "")
+            etype, kwargs = "expect_column_values_to_be_in_set", {
+                "column": derived[rule.rule_id], "value_set": [True]}
+        notes = f"{rule.rule_id} [{rule.action}]" + (f": {rule.notes}" if rule.notes else "")
+        configs.append({"type": etype, "kwargs": kwargs, "meta": meta,
+                        "notes": notes, "description": description,
+                        "severity": "warning" if rule.action == "warn" else "critical"})
+    return configs
+
+
+def _get_or_add(getter, adder):
+    try:
+        return getter()
+    except (LookupError, ValueError):
+        return adder()
+
+
+def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_dir: Path,
+                   run_time: datetime | None = None) -> dict:
+    """Validate ``df`` with Great Expectations 1.24 and rebuild the Data Docs site.
+
+    Uses a FILE data context at ``<reports_dir>/gx`` (created on first use; later runs reuse
+    the datasource ``govlake_spark``, the dataframe asset ``suite.table``, the batch definition
+    ``whole_batch``, the validation definition and checkpoint named ``suite.name``; the GX suite
+    is replaced by the current file's rules on every run). Analytics and progress bars are off.
+    Partial unexpected value lists are not stored (``partial_unexpected_count`` 0): citizen IDs
+    and phone numbers stay out of the Data Docs site; the quarantine table has the rows.
+    GX-native rules run as they are; GB 11643, strftime and between rules run as
+    ``expect_column_values_to_be_in_set [true]`` over derived boolean columns with the
+    row-level semantics of :func:`evaluate` (see :func:`derived_column_names`), so Data Docs
+    list every rule of the suite, each with its ``rule_id``.
+
+    Args:
+        spark: the SparkSession of ``df`` (GX reuses it).
+        df: the batch (``_failed_rules`` is dropped if present).
+        suite: the suite.
+        batch_id: the batch's id, used as GX run name.
+        reports_dir: folder of reports (``Settings.reports_dir``).
+        run_time: GX run time (default: now, as GX does); pass it for reproducible paths.
+
+    Returns:
+        ``{"success": bool, "statistics": {evaluated_expectations, successful_expectations,
+        unsuccessful_expectations, success_percent}, "results_path": str (saved validation
+        result JSON), "data_docs_index": str (Data Docs index.html), "suite_version": str,
+        "max_severity": "critical"|"warning"|None, "expectations": [{rule_id, action, type,
+        success, element_count, unexpected_count}]}``.
+
+    Raises:
+        ValueError: a rule's column is not in ``df``.
+        FileNotFoundError: GX did not write the result JSON or the Data Docs index.
+    """
+    _quiet_great_expectations()
+    import great_expectations as gx
+    from great_expectations.checkpoint import Checkpoint
+    from great_expectations.checkpoint.actions import UpdateDataDocsAction
+    from great_expectations.core import ExpectationSuite, ValidationDefinition
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    if FAILED_RULES_COL in df.columns:
+        df = df.drop(FAILED_RULES_COL)
+    _check_columns(df, suite)
+    gx_df = _gx_frame(df, suite)
+
+    reports_dir = Path(reports_dir).resolve()
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
+    pb = context.variables.progress_bars
+    bars_on = pb is None or (pb.get("globally", True) if isinstance(pb, dict) else getattr(pb, "globally", True))
+    if context.variables.analytics_enabled is not False or bars_on:
+        context.variables.analytics_enabled = False
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        context.variables.save()
+
+    datasource = _get_or_add(lambda: context.data_sources.get(GX_DATASOURCE),
+                             lambda: context.data_sources.add_spark(GX_DATASOURCE, persist=False))
+    asset = _get_or_add(lambda: datasource.get_asset(suite.table),
+                        lambda: datasource.add_dataframe_asset(suite.table))
+    batch_definition = _get_or_add(lambda: asset.get_batch_definition(GX_BATCH_DEFINITION),
+                                   lambda: asset.add_batch_definition_whole_dataframe(GX_BATCH_DEFINITION))
+
+    gx_suite = ExpectationSuite(
+        name=suite.name,
+        expectations=[ExpectationConfiguration(**cfg).to_domain_obj()
+                      for cfg in _gx_expectation_configs(suite)],
+        meta={"table": suite.table, "key_columns": list(suite.key_columns),
+              "govlake_suite_version": suite.version},
+    )
+    gx_suite = context.suites.add_or_update(gx_suite)
+
+    if suite.name in {v.name for v in context.validation_definitions.all()}:
+        validation = context.validation_definitions.get(suite.name)
+    else:
+        validation = context.validation_definitions.add(
+            ValidationDefinition(name=suite.name, data=batch_definition, suite=gx_suite))
+    if suite.name in {c.name for c in context.checkpoints.all()}:
+        checkpoint = context.checkpoints.get(suite.name)
+    else:
+        checkpoint = context.checkpoints.add(Checkpoint(
+            name=suite.name, validation_definitions=[validation],
+            actions=[UpdateDataDocsAction(name="update_data_docs")],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0},
+        ))
+
+    result = checkpoint.run(batch_parameters={"dataframe": gx_df},
+                            run_id=RunIdentifier(run_name=batch_id, run_time=run_time))
+    (key, vr), = result.run_results.items()
+    backend = context.validation_results_store.store_backend
+    results_path = Path(backend.full_base_directory) / backend._convert_key_to_filepath(key.to_tuple())
+    docs_index = reports_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    for url in context.get_docs_sites_urls():
+        if url.get("site_url", "").startswith("file://"):
+            docs_index = Path(url["site_url"][len("file://"):])
+            break
+    for path in (results_path, docs_index):
+        if not path.is_file():
+            raise FileNotFoundError(f"GX did not write {path}")
+    expectations = []
+    for res in vr.results:
+        cfg = res.expectation_config
+        meta = cfg.meta or {}
+        r = res.result or {}
+        expectations.append({
+            "rule_id": meta.get("rule_id"), "action": meta.get("action"),
+            "type": meta.get("govlake_type", cfg.type), "success": bool(res.success),
+            "element_count": r.get("element_count"), "unexpected_count": r.get("unexpected_count"),
+        })
+    severity = vr.get_max_severity_failure()
+    return {
+        "success": bool(result.success),
+        "statistics": dict(vr.statistics),
+        "results_path": str(results_path),
+        "data_docs_index": str(docs_index),
+        "suite_version": suite.version,
+        "max_severity": severity.value if severity is not None else None,
+        "expectations": expectations,
+    }

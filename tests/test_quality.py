@@ -1,0 +1,267 @@
+"""Tests of jobs.quality: suite files, row-level evaluation, split, counts, fail rules, GX checkpoint."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pytest
+
+from jobs.codes import id_check_char
+from jobs.config import EXPECTATIONS_DIR
+from jobs.quality import (
+    FailRuleViolated,
+    Rule,
+    Suite,
+    enforce_fail_rules,
+    evaluate,
+    load_suite,
+    rule_counts,
+    run_checkpoint,
+    split,
+    strftime_to_spark,
+)
+
+LINEAGE = "_batch_id string, _logical_date date"
+
+# --- a test suite covering every generic type (written to tmp_path as a suite file) ----------
+PEOPLE_SUITE = {
+    "name": "raw.test_people",
+    "meta": {"table": "raw.test_people", "key_columns": ["person_no"]},
+    "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "person_no"},
+         "meta": {"rule_id": "p.pn.not_null", "action": "quarantine"}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "person_no"},
+         "meta": {"rule_id": "p.pn.unique", "action": "quarantine"}},
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "sex_code", "value_set": ["1", "2"]},
+         "meta": {"rule_id": "p.sex.in_set", "action": "quarantine"}},
+        {"type": "expect_column_values_to_match_strftime_format",
+         "kwargs": {"column": "birth_date", "strftime_format": "%Y%m%d"},
+         "meta": {"rule_id": "p.birth.yyyymmdd", "action": "quarantine"}},
+        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "ethnic_code", "regex": "^\\d{2}$"},
+         "meta": {"rule_id": "p.eth.two_digits", "action": "warn"}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 0, "max_value": 150},
+         "meta": {"rule_id": "p.age.between", "action": "quarantine"}},
+        {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["household_no", "relation_code"]},
+         "meta": {"rule_id": "p.hh_rel.unique", "action": "warn"}},
+    ],
+}
+PEOPLE_SCHEMA = ("person_no string, sex_code string, birth_date string, ethnic_code string, age string, "
+                 "household_no string, relation_code string, " + LINEAGE)
+D = dt.date(2025, 6, 30)
+PEOPLE_ROWS = [
+    ("P1", "1", "19900101", "01", "35", "H1", "02", "b1", D),    # clean
+    ("P2", "2", "2025630", "1", "0", "H1", "10", "b1", D),       # birth not strict; ethnic warn
+    ("P3", "3", "20000229", None, "abc", "H2", "02", "b1", D),   # sex, age not a number; (H2,02) duplicate
+    (None, "1", None, "01", None, "H2", "02", "b1", D),          # person_no NULL (other NULLs ignored)
+    ("P1", "1", "20250230", "01", "151", "H3", "02", "b1", D),   # 2nd P1 (worse copy), Feb 30, age > 150
+    ("P6", "2", "19850315", "1", "40", "H3", "10", "b1", D),     # warn only: kept
+    ("P7", "1", "19700101", "56", "150", "H4", "01", "b1", D),   # exact duplicate rows:
+    ("P7", "1", "19700101", "56", "150", "H4", "01", "b1", D),   # one copy kept
+]
+
+
+@pytest.fixture()
+def people_suite(tmp_path) -> Suite:
+    (tmp_path / "raw.test_people.json").write_text(json.dumps(PEOPLE_SUITE), encoding="utf-8")
+    return load_suite("raw.test_people", tmp_path)
+
+
+def test_example_suite_file_loads():
+    suite = load_suite("raw.hukou_persons")
+    raw = (EXPECTATIONS_DIR / "raw.hukou_persons.json").read_bytes()
+    assert suite.version == hashlib.sha256(raw).hexdigest()[:12]
+    assert suite.table == "raw.hukou_persons" and suite.key_columns == ("person_no",)
+    assert [(r.rule_id.split(".", 1)[1], r.action) for r in suite.rules] == [
+        ("person_no.not_null", "quarantine"), ("person_no.unique", "quarantine"),
+        ("id_no.not_null", "quarantine"), ("id_no.gb11643", "quarantine"), ("sex_code.in_set", "quarantine"),
+        ("sex_code.matches_id", "quarantine"), ("birth_date.yyyymmdd", "quarantine"), ("ethnic_code.two_digits", "warn"),
+        ("community_code.shijiazhuang", "quarantine"), ("phone.mobile", "warn"),
+    ]
+    assert suite.rules[3].expectation_type == "expect_column_values_to_be_valid_gb11643_id"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda e: e.update(type="expect_column_values_to_be_shiny"), "unknown expectation type"),
+    (lambda e: e["meta"].update(action="drop"), "unknown action 'drop'"),
+    (lambda e: e["kwargs"].update(mostly=0.9), "unsupported kwargs ['mostly']"),
+    (lambda e: e["kwargs"].pop("value_set"), "missing kwargs ['value_set']"),
+    (lambda e: e["kwargs"].update(value_set=[1, 2]), "list of strings"),
+])
+def test_load_suite_rejects_bad_rule(tmp_path, change, message):
+    doc = json.loads(json.dumps(PEOPLE_SUITE))
+    change(doc["expectations"][2])
+    (tmp_path / "raw.test_people.json").write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        load_suite("raw.test_people", tmp_path)
+    assert message in str(err.value)
+    assert "raw.test_people.json" in str(err.value) and "'p.sex.in_set'" in str(err.value)
+
+
+def test_load_suite_rejects_missing_rule_id_and_bad_name(tmp_path):
+    doc = json.loads(json.dumps(PEOPLE_SUITE))
+    del doc["expectations"][4]["meta"]["rule_id"]
+    (tmp_path / "raw.test_people.json").write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"raw\.test_people\.json: expectation #4 .*missing meta\.rule_id"):
+        load_suite("raw.test_people", tmp_path)
+    (tmp_path / "raw.other.json").write_text(json.dumps(PEOPLE_SUITE), encoding="utf-8")
+    with pytest.raises(ValueError, match="differs from the file name"):
+        load_suite("raw.other", tmp_path)
+
+
+def test_strftime_translation():
+    assert strftime_to_spark("%Y%m%d") == (r"^(?!0000)\d{4}\d{2}\d{2}$", "yyyyMMdd")
+    assert strftime_to_spark("%Y-%m-%dT%H:%M:%S") == (
+        r"^(?!0000)\d{4}\-\d{2}\-\d{2}T\d{2}:\d{2}:\d{2}$", "yyyy-MM-dd'T'HH:mm:ss")
+    with pytest.raises(ValueError, match="unsupported strftime directive '%b'"):
+        strftime_to_spark("%d %b %Y")
+
+
+def test_evaluate_split_and_counts(spark, people_suite):
+    df = spark.createDataFrame(PEOPLE_ROWS, PEOPLE_SCHEMA)
+    evaluated = evaluate(df, people_suite)
+    assert evaluated.columns == df.columns + ["_failed_rules"]
+    got = sorted(((r.person_no or "", r.birth_date or "", tuple(r._failed_rules)) for r in evaluated.collect()))
+    assert got == [
+        ("", "", ("p.pn.not_null",)),
+        ("P1", "19900101", ()),
+        ("P1", "20250230", ("p.pn.unique", "p.birth.yyyymmdd", "p.age.between")),
+        ("P2", "2025630", ("p.birth.yyyymmdd", "p.eth.two_digits")),
+        ("P3", "20000229", ("p.sex.in_set", "p.age.between", "p.hh_rel.unique")),
+        ("P6", "19850315", ("p.eth.two_digits",)),
+        ("P7", "19700101", ()),
+        ("P7", "19700101", ("p.pn.unique", "p.hh_rel.unique")),
+    ]
+
+    accepted, quarantined = split(evaluated, people_suite)
+    assert accepted.columns == df.columns
+    acc = accepted.collect()
+    assert sorted((r.person_no, r.birth_date) for r in acc) == [
+        ("P1", "19900101"), ("P6", "19850315"), ("P7", "19700101")]
+    assert quarantined.columns == ["_source_key", "_rule_ids", "_messages", "_row", "_batch_id", "_logical_date"]
+    q = sorted(quarantined.collect(), key=lambda r: (r._source_key, r._row))
+    assert len(acc) + len(q) == len(PEOPLE_ROWS)
+    assert [(r._source_key, r._rule_ids) for r in q] == [
+        ("P1", ["p.pn.unique", "p.birth.yyyymmdd", "p.age.between"]),
+        ("P2", ["p.birth.yyyymmdd"]),
+        ("P3", ["p.sex.in_set", "p.age.between"]),
+        ("P7", ["p.pn.unique"]),
+        ("∅", ["p.pn.not_null"]),
+    ]
+    assert q[1]._messages == ["raw.test_people.birth_date: p.birth.yyyymmdd failed for key P2: value '2025630'"]
+    assert q[2]._messages[1] == "raw.test_people.age: p.age.between failed for key P3: value 'abc'"
+    assert q[4]._messages == ["raw.test_people.person_no: p.pn.not_null failed for key ∅: value '∅'"]
+    assert json.loads(q[4]._row) == {"person_no": None, "sex_code": "1", "birth_date": None, "ethnic_code": "01",
+                                     "age": None, "household_no": "H2", "relation_code": "02"}
+    assert (q[4]._batch_id, q[4]._logical_date) == ("b1", D)
+
+    counts = rule_counts(evaluated, people_suite)
+    assert [(c["rule_id"], c["column"], c["action"], c["evaluated"], c["failed"]) for c in counts] == [
+        ("p.pn.not_null", "person_no", "quarantine", 8, 1),
+        ("p.pn.unique", "person_no", "quarantine", 7, 2),
+        ("p.sex.in_set", "sex_code", "quarantine", 8, 1),
+        ("p.birth.yyyymmdd", "birth_date", "quarantine", 7, 2),
+        ("p.eth.two_digits", "ethnic_code", "warn", 7, 2),
+        ("p.age.between", "age", "quarantine", 7, 2),
+        ("p.hh_rel.unique", "household_no,relation_code", "warn", 8, 2),
+    ]
+    assert counts[6]["expectation_type"] == "expect_compound_columns_to_be_unique"
+    enforce_fail_rules(counts, people_suite)  # no fail-action rule: no raise
+
+
+def test_fail_rule_stops_the_batch(spark):
+    suite = Suite(name="raw.t", table="raw.t", key_columns=("k",), version="0" * 12, rules=(
+        Rule("t.k.not_null", "expect_column_values_to_not_be_null", {"column": "k"}, "fail"),
+        Rule("t.v.in_set", "expect_column_values_to_be_in_set", {"column": "v", "value_set": ["a"]}, "warn"),
+    ))
+    df = spark.createDataFrame([("1", "a"), (None, "b"), (None, None)], "k string, v string")
+    counts = rule_counts(evaluate(df, suite), suite)
+    assert [(c["evaluated"], c["failed"]) for c in counts] == [(3, 2), (2, 1)]
+    with pytest.raises(FailRuleViolated, match=r"suite raw\.t .*rule t\.k\.not_null failed for 2 of 3 rows"):
+        enforce_fail_rules(counts, suite)
+
+
+def _id(body17: str) -> str:
+    return body17 + id_check_char(body17)
+
+
+def test_hukou_suite_rows_and_checkpoint(spark, tmp_path):
+    """The example suite, GB 11643 rule included, row level and through one GX checkpoint run."""
+    suite = load_suite("raw.hukou_persons")
+    good = _id("13010219900101001")
+    bad_check = good[:17] + ("0" if good[17] != "0" else "1")
+    cols = ("person_no id_no name sex_code birth_date ethnic_code household_no relation_code community_code "
+            "address phone updated_at").split()
+    schema = ", ".join(f"{c} string" for c in cols) + ", _source string, _batch_id string"
+    base = dict(zip(cols, ["N1", good, "张三", "1", "19900101", "01", "H1", "02", "130102001001", "长安区",
+                           "13800000000", "20250630"]))
+    rows = [
+        base,
+        {**base, "person_no": "N2", "id_no": bad_check},                         # GB 11643 check char
+        {**base, "person_no": "N3", "id_no": _id("13010219850315002"), "sex_code": "9",
+         "phone": "0311-1234567"},                                              # sex; phone warn
+        {**base, "ethnic_code": "1"},                                           # duplicate N1; ethnic warn
+        {**base, "person_no": "N5", "id_no": _id("13010220000101003"), "birth_date": "19900231",
+         "community_code": "130200000000"},                                      # date, community
+    ]
+    df = spark.createDataFrame([tuple(r[c] for c in cols) + ("hukou", "b7") for r in rows], schema)
+
+    accepted, quarantined = split(evaluate(df, suite), suite)
+    assert sorted((r.person_no, r.ethnic_code) for r in accepted.collect()) == [("N1", "01")]
+    q = {r._source_key: r for r in quarantined.collect()}
+    assert {k: list(r._rule_ids) for k, r in q.items()} == {
+        "N1": ["hukou_persons.person_no.unique"],
+        "N2": ["hukou_persons.id_no.gb11643"],
+        "N3": ["hukou_persons.sex_code.in_set"],
+        "N5": ["hukou_persons.birth_date.yyyymmdd", "hukou_persons.community_code.shijiazhuang"],
+    }
+    assert q["N2"]._messages == [
+        f"raw.hukou_persons.id_no: hukou_persons.id_no.gb11643 failed for key N2: value '{bad_check}'"]
+    assert (q["N2"]._source, q["N2"]._batch_id) == ("hukou", "b7")
+
+    out = run_checkpoint(spark, df, suite, "b7", tmp_path / "reports",
+                         run_time=dt.datetime(2025, 6, 30, 18, 0, tzinfo=dt.timezone.utc))
+    assert out["success"] is False
+    assert out["statistics"]["evaluated_expectations"] == 10
+    assert out["statistics"]["unsuccessful_expectations"] == 7
+    unexpected = {e["rule_id"].split(".", 1)[1]: e["unexpected_count"] for e in out["expectations"]}
+    assert unexpected == {"person_no.not_null": 0, "person_no.unique": 2, "id_no.not_null": 0,
+                          "id_no.gb11643": 1, "sex_code.in_set": 1, "sex_code.matches_id": 0,
+                          "birth_date.yyyymmdd": 1,
+                          "ethnic_code.two_digits": 1, "community_code.shijiazhuang": 1, "phone.mobile": 1}
+    result = json.loads(open(out["results_path"], encoding="utf-8").read())
+    assert result["success"] is False and result["suite_name"] == "raw.hukou_persons"
+    assert "/b7/" in out["results_path"]
+    index = open(out["data_docs_index"], encoding="utf-8").read()
+    assert "raw.hukou_persons" in index
+
+
+CODE_PACK_SUITE = {
+    "name": "raw.test_civil",
+    "meta": {"table": "raw.test_civil", "key_columns": ["case_no"]},
+    "expectations": [
+        {"type": "expect_column_values_to_be_valid_date",
+         "kwargs": {"column": "birth_date", "formats": ["yyyy年M月d日"]},
+         "meta": {"rule_id": "c.birth.valid_date", "action": "quarantine"}},
+        {"type": "expect_column_values_to_agree_with_gb11643_sex",
+         "kwargs": {"column": "sex", "id_column": "id_no", "sex_map": {"男": "1", "女": "2"}},
+         "meta": {"rule_id": "c.sex.matches_id", "action": "quarantine"}},
+    ],
+}
+
+
+def test_code_pack_date_and_sex_agreement_rules(spark, tmp_path):
+    (tmp_path / "raw.test_civil.json").write_text(json.dumps(CODE_PACK_SUITE, ensure_ascii=False), encoding="utf-8")
+    suite = load_suite("raw.test_civil", tmp_path)
+    woman = "11010519491231002X"  # 17th digit 2: female
+    rows = [
+        ("C1", "1949年12月31日", "女", woman),      # clean
+        ("C2", "2023年2月30日", "女", woman),       # no 30 February
+        ("C3", "1949年12月31日", "男", woman),      # sex contradicts the ID
+        ("C4", "1949年1月5日", "男", "11010519491231007X"),  # invalid ID: sex not judged
+        ("C5", "1949-12-31", None, None),          # wrong date format; NULL sex ignored
+    ]
+    df = spark.createDataFrame(rows, "case_no string, birth_date string, sex string, id_no string")
+    got = {r.case_no: r._failed_rules for r in evaluate(df, suite).collect()}
+    assert got == {"C1": [], "C2": ["c.birth.valid_date"], "C3": ["c.sex.matches_id"], "C4": [],
+                   "C5": ["c.birth.valid_date"]}
