@@ -20,5 +20,6 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 .venv/bin/python -m jobs.sample.generate --residents "$RESIDENTS" --seed 20250630 --logical-date "$DATE" \
   --target servers --out "$GOVLAKE_HOME/sources" --pg-url "$GOVLAKE_PG_URL" --mongo-url "$GOVLAKE_MONGO_URL"
 .venv/bin/airflow db migrate >/dev/null
-# The run for business day D is the interval [D 00:00, D+1 00:00) Asia/Shanghai.
-.venv/bin/airflow dags test govlake_daily "${DATE}T00:00:00+08:00"
+# The run for business day D is the interval [D 00:00, D+1 00:00) Asia/Shanghai; like the
+# scheduler, trigger it when the interval closes (D+1 00:00): Airflow infers that interval.
+.venv/bin/airflow dags test govlake_daily "$(date -d "$DATE + 1 day" +%F)T00:00:00+08:00"

@@ -14,6 +14,9 @@ from jobs.config import TIME_ZONE
 def business_date(data_interval_start=None, data_interval_end=None, logical_date=None) -> dt.date:
     """The business day a run processes: the Asia/Shanghai date of its data interval's start.
 
+    The daily schedule's interval for business day D is [D 00:00, D+1 00:00) Asia/Shanghai and the
+    run starts when it closes. A manual run triggered at instant T processes the last complete
+    interval before T (Airflow's ``infer_manual_data_interval``): trigger at D+1 00:00 for day D.
     Falls back to the logical date when the run has no data interval (manual runs of a DAG with
     a non-interval timetable).
 
@@ -23,7 +26,8 @@ def business_date(data_interval_start=None, data_interval_end=None, logical_date
     instant = data_interval_start or logical_date
     if instant is None:
         raise ValueError("a run needs a data interval or a logical date")
-    return instant.astimezone(ZoneInfo(TIME_ZONE)).date()
+    local = instant.astimezone(ZoneInfo(TIME_ZONE))
+    return dt.date(local.year, local.month, local.day)  # a plain date (Airflow hands pendulum objects)
 
 
 def tables_of(source: str) -> list[str]:

@@ -73,7 +73,36 @@ def test_business_date_is_the_shanghai_day_of_the_interval_start():
     from jobs.orchestration import business_date
 
     start = dt.datetime(2025, 6, 29, 16, 0, tzinfo=dt.timezone.utc)  # 2025-06-30 00:00 Asia/Shanghai
-    assert business_date(start, start + dt.timedelta(days=1)) == dt.date(2025, 6, 30)
+    day = business_date(start, start + dt.timedelta(days=1))
+    assert day == dt.date(2025, 6, 30) and type(day) is dt.date
     assert business_date(None, None, dt.datetime(2025, 6, 30, 3, tzinfo=dt.timezone.utc)) == dt.date(2025, 6, 30)
     with pytest.raises(ValueError):
         business_date()
+
+
+@pytest.mark.slow
+@pytest.mark.servers
+def test_airflow_dags_test_runs_every_task_against_the_real_servers(tmp_path, pg_url, mongo_url, spark):
+    """`airflow dags test` of govlake_daily in servers mode: PostgreSQL (JDBC) and FerretDB sources."""
+    home = tmp_path / "home"
+    env = {**_airflow_env(tmp_path), "GOVLAKE_HOME": str(home), "AIRFLOW_HOME_DAGTEST": str(tmp_path / "airflow")}
+    out = subprocess.run(["bash", str(REPO_ROOT / "docker" / "dag_test.sh"), "2025-06-30", "120"], env=env,
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-5000:]
+    assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
+    from jobs.config import Settings
+
+    settings = Settings.from_env({"GOVLAKE_HOME": str(home)})
+    ledger = spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).collect()
+    assert sorted((r.raw_table, str(r.logical_date), r.status) for r in ledger) == [
+        (f"raw.{t}", "2025-06-30", "written") for t in ("civil_subsistence_allowance", "hukou_households",
+                                                        "hukou_persons", "wangge_events", "zhengwu_messages")]
+    assert all(r.rows_read == r.rows_written > 0 for r in ledger)
+    results = spark.read.format("delta").load(settings.table_path("ops", "validation_results"))
+    assert results.select("table").distinct().count() == 5
+    persons = spark.read.format("delta").load(settings.table_path("unified", "person")).count()
+    staged = spark.read.format("delta").load(settings.table_path("staging", "hukou_persons")).count()
+    assert 0 < persons <= staged + spark.read.format("delta").load(settings.table_path("staging", "civil_subsistence_allowance")).count()
+    report = home / "reports" / "decision_support" / "2025-06-30" / "index.html"
+    assert report.is_file()
