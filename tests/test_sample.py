@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import sqlite3
 from datetime import date, datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from bson import json_util
@@ -16,6 +18,9 @@ from shapely.geometry import Point, shape
 from jobs.codes import id_check_char
 from jobs.config import REFERENCE_DIR
 from jobs.sample import faults as flt
+from jobs.sample import more_departments as more
+from jobs.sample import more_faults as mflt
+from jobs.sample import writers
 from jobs.sample.generate import generate
 from jobs.sample.population import allocate, short_community_name
 
@@ -24,6 +29,12 @@ SKELETON = {
     ("hukou", "persons", k) for k in flt.PERSON_FAULTS
 } | {("civil", "subsistence_allowance", k) for k in flt.CIVIL_FAULTS} | {
     ("wangge", "events", k) for k in flt.EVENT_FAULTS}
+MORE = {("health", "births", k) for k in mflt.BIRTH_FAULTS} | {("health", "deaths", k) for k in mflt.DEATH_FAULTS} | {
+    ("hrss", "employment", k) for k in mflt.EMPLOYMENT_FAULTS} | {
+    ("hrss", "social_insurance", k) for k in mflt.INSURANCE_FAULTS} | {
+    ("address", "standard_address", k) for k in mflt.ADDRESS_FAULTS} | {
+    ("zhengwu", "applications", k) for k in mflt.APPLICATION_FAULTS} | {
+    ("zhengwu", "evaluations", k) for k in mflt.DROP_FAULTS}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +59,10 @@ def test_same_arguments_give_identical_bytes(runs):
     a, b, _ = runs
     fa, fb = _files(a), _files(b)
     assert sorted(fa) == sorted([
-        "civil.sqlite", "grid_events.jsonl", "hukou.sqlite", "inbox/zhengwu/2025-06-30/manifest.json",
-        "inbox/zhengwu/2025-06-30/messages.csv", "truth/faults.csv", "truth/grids.csv", "truth/persons.csv",
+        "address.sqlite", "applications.jsonl", "civil.sqlite", "grid_events.jsonl", "health.sqlite",
+        "hrss.sqlite", "hukou.sqlite", "inbox/zhengwu/2025-06-30/evaluations.csv",
+        "inbox/zhengwu/2025-06-30/manifest.json", "inbox/zhengwu/2025-06-30/messages.csv", "truth/changes.csv",
+        "truth/deceased.csv", "truth/faults.csv", "truth/grids.csv", "truth/links.csv", "truth/persons.csv",
         "truth/summary.json"])
     assert [k for k in fa if fa[k] != fb[k]] == []
 
@@ -111,9 +124,10 @@ def test_delivered_persons_equal_truth_unless_faulted(runs):
     assert checked == sum(1 for k in faults if k[1] != "*")
 
 
-def test_every_skeleton_fault_kind_is_present(runs):
+def test_every_fault_kind_is_present(runs):
     faults = _csv(runs[0] / "truth" / "faults.csv")
-    assert {(f["source"], f["table"], f["fault_kind"]) for f in faults} == SKELETON
+    assert {(f["source"], f["table"], f["fault_kind"]) for f in faults} == SKELETON | MORE
+    assert len({f["fault_kind"] for f in faults}) == 29
     summary = json.loads((runs[0] / "truth" / "summary.json").read_text(encoding="utf-8"))
     assert sum(sum(v.values()) for v in summary["faults"].values()) == len(faults)
     assert (summary["seed"], summary["residents"], summary["logical_date"]) == (SEED, RESIDENTS, "2025-06-30")
@@ -173,9 +187,17 @@ def test_file_drop_manifest_matches(runs):
     data = (folder / "messages.csv").read_bytes()
     with (folder / "messages.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
+    evals = (folder / "evaluations.csv").read_bytes()
+    eval_rows = list(csv.reader(io.StringIO(evals.decode("gbk"), newline="")))
     assert manifest["department"] == "zhengwu" and manifest["logical_date"] == "2025-06-30"
-    assert manifest["files"] == [{"name": "messages.csv", "sha256": hashlib.sha256(data).hexdigest(),
-                                  "rows": len(rows) - 1, "encoding": "utf-8"}]
+    assert manifest["files"] == [
+        {"name": "messages.csv", "sha256": hashlib.sha256(data).hexdigest(), "rows": len(rows) - 1,
+         "encoding": "utf-8"},
+        {"name": "evaluations.csv", "sha256": hashlib.sha256(evals).hexdigest(), "rows": len(eval_rows) - 1,
+         "encoding": "gbk", "format": "csv-gbk"}]
+    assert eval_rows[0] == ["办件编号", "评价等级", "评价渠道", "评价时间", "评价内容"] and len(eval_rows) > 1
+    with pytest.raises(UnicodeDecodeError):
+        evals.decode("utf-8")
     assert rows[0] == ["留言编号", "留言用户", "留言主题", "留言时间", "留言详情", "反对数", "点赞数"]
     assert any("-" in r[3] for r in rows[1:]) and any("/" in r[3] for r in rows[1:])
 
@@ -190,6 +212,231 @@ def test_fault_helpers_exact_values():
     assert short_community_name("棉一东社区居民委员会") == "棉一东社区"
     assert short_community_name("东营村民委员会") == "东营村"
     assert short_community_name("南高基村委会") == "南高基村"
+
+
+NEW_TABLES = {
+    "health.sqlite": {
+        "births": ["cert_no", "child_name", "child_sex", "birth_date", "birth_time", "birth_weight_g",
+                   "gestation_weeks", "hospital_name", "mother_name", "mother_id_no", "father_name", "father_id_no",
+                   "community_code", "updated_at"],
+        "deaths": ["death_no", "deceased_name", "id_no", "sex", "birth_date", "death_date", "death_place",
+                   "cause_icd10", "community_code", "updated_at"]},
+    "hrss.sqlite": {
+        "employment": ["emp_no", "id_no", "name", "sex", "birth_date", "phone", "employer_name",
+                       "employer_credit_code", "occupation_code", "start_date", "end_date", "community_code",
+                       "updated_at"],
+        "social_insurance": ["si_no", "id_no", "name", "sex", "insurance_type", "start_month", "monthly_base",
+                             "status", "updated_at"]},
+    "address.sqlite": {
+        "standard_address": ["address_id", "full_address", "district_code", "street_code", "division_code",
+                             "building_no", "unit_no", "room_no", "lng", "lat", "grid_code", "updated_at"]},
+}
+
+
+def _table(path: Path, table: str) -> list[dict]:
+    with sqlite3.connect(path) as con:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute(f"SELECT * FROM {table}")]
+
+
+def _docs(path: Path) -> list[dict]:
+    return [json_util.loads(line, json_options=json_util.RELAXED_JSON_OPTIONS)
+            for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_new_department_tables_have_their_columns(runs):
+    a, _, counts = runs
+    for file, tables in NEW_TABLES.items():
+        with sqlite3.connect(a / file) as con:
+            for table, columns in tables.items():
+                assert [r[1] for r in con.execute(f"PRAGMA table_info({table})")] == columns, table
+                n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                assert n == counts[f"{file.split('.')[0]}.{table}"] > 0, table
+    docs = _docs(a / "applications.jsonl")
+    assert len(docs) == counts["zhengwu.applications"] == RESIDENTS // 10
+    clean = [d for d in docs if "tmp_sync_flag" not in d and isinstance(d["submitted_at"], datetime)]
+    assert sorted(clean[0]) == ["_id", "app_no", "applicant", "channel", "form", "service", "status", "steps",
+                                "submitted_at", "updated_at"]
+    for d in docs:
+        assert d["status"] == {1: "受理中", 2: "审核中", 3: "审核中", 4: "已办结"}[len(d["steps"])]
+        assert d["updated_at"] == d["steps"][-1]["at"]
+
+
+def test_new_departments_follow_their_conventions(runs):
+    a = runs[0]
+    faults = {(f["table"], f["row_key"], f["column"]) for f in _csv(a / "truth" / "faults.csv")}
+    emp = _table(a / "hrss.sqlite", "employment")
+    assert {r["sex"] for r in emp if ("employment", r["emp_no"], "sex") not in faults} == {"M", "F"}
+    for r in emp:
+        if ("employment", r["emp_no"], "employer_credit_code") not in faults:
+            assert more.credit_check_char(r["employer_credit_code"][:17]) == r["employer_credit_code"][17]
+    deaths = _table(a / "health.sqlite", "deaths")
+    for r in deaths:
+        if ("deaths", r["death_no"], "id_no") not in faults:
+            assert len(r["id_no"]) == (15 if int(r["birth_date"][:4]) < 1950 else 18), r
+    truth = {t["person_key"]: t for t in _csv(a / "truth" / "persons.csv")}
+    deceased = {t["person_key"] for t in _csv(a / "truth" / "deceased.csv")}
+    assert len(deceased) == len(deaths) == 3
+    births = _table(a / "health.sqlite", "births")
+    child_links = [lk for lk in _csv(a / "truth" / "links.csv") if (lk["table"], lk["role"]) == ("births", "child")]
+    assert len(child_links) == len(births)
+    for lk in child_links:
+        assert truth[lk["person_key"]]["birth_date"] >= "2023-07-01"
+    assert {lk["person_key"] for lk in _csv(a / "truth" / "links.csv")} <= set(truth)
+    for r in _table(a / "address.sqlite", "standard_address"):
+        if ("standard_address", r["address_id"], "division_code") not in faults:
+            assert r["division_code"][:9] == r["street_code"] and r["street_code"][:6] == r["district_code"]
+            assert r["grid_code"][:12] == r["division_code"]
+
+
+def test_new_fault_values_have_the_expected_shapes(runs):
+    by_kind = {}
+    for f in _csv(runs[0] / "truth" / "faults.csv"):
+        by_kind.setdefault((f["table"], f["fault_kind"]), []).append(f)
+    for f in by_kind[("standard_address", "division_code_lost_zeros")]:
+        o = f["original_value"]
+        assert f["delivered_value"] == o[:6] + str(int(o[6:9])) + str(int(o[9:])) != o
+    for f in by_kind[("deaths", "id_embedded_space")] + by_kind[("applications", "id_embedded_space")]:
+        assert f["delivered_value"].replace(" ", "") == f["original_value"] and f["delivered_value"].count(" ") == 2
+    for f in by_kind[("births", "name_rare_char")] + by_kind[("applications", "name_rare_char")]:
+        assert f["delivered_value"][-1] in mflt.RARE_CHARS and f["delivered_value"][:-1] == f["original_value"][:-1]
+    emp = {r["emp_no"]: r for r in _table(runs[0] / "hrss.sqlite", "employment")}
+    for f in by_kind[("employment", "date_order_inverted")]:
+        row = emp[f["row_key"]]
+        assert row["end_date"] == f["delivered_value"] and row["start_date"][:4].isdigit()
+        assert date.fromisoformat(f["delivered_value"]) < date.fromisoformat(row["start_date"])
+    for f in by_kind[("births", "business_key_null")]:
+        assert f["delivered_value"] == "" and f["original_value"] == f["row_key"]
+    rows = _table(runs[0] / "hrss.sqlite", "social_insurance")
+    for f in by_kind[("social_insurance", "duplicate_across_batches")]:
+        copies = [r for r in rows if r["si_no"] == f["row_key"]]
+        assert len(copies) == 2 and copies[0]["updated_at"] < copies[1]["updated_at"]
+        assert {k: v for k, v in copies[0].items() if k != "updated_at"} == \
+            {k: v for k, v in copies[1].items() if k != "updated_at"}
+    assert [f["row_key"] for f in by_kind[("evaluations", "file_gbk_encoded")]] == ["evaluations.csv"]
+
+
+def test_fault_rate_is_applied_per_kind(tmp_path):
+    counts = generate(400, SEED, DAY, "embedded", tmp_path, fault_rates={"phone_formatting": 0.1})
+    faults = _csv(tmp_path / "truth" / "faults.csv")
+    n = sum(1 for f in faults if (f["table"], f["fault_kind"]) == ("employment", "phone_formatting"))
+    assert n == round(0.1 * counts["hrss.employment"])
+    m = sum(1 for f in faults if (f["table"], f["fault_kind"]) == ("employment", "sex_code_mixed"))
+    assert m == max(1, round(0.015 * counts["hrss.employment"]))
+
+
+@pytest.fixture(scope="module")
+def two_days(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sample-2days")
+    generate(RESIDENTS, SEED, DAY, "embedded", out, days=2)
+    return out
+
+
+def _updated_day(value) -> str:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    return value[:10]
+
+
+SQL_KEYS = {("hukou", "persons"): "person_no", ("hukou", "households"): "household_no",
+            ("civil", "subsistence_allowance"): "case_no", ("health", "births"): "cert_no",
+            ("health", "deaths"): "death_no", ("hrss", "employment"): "emp_no", ("hrss", "social_insurance"): "si_no",
+            ("address", "standard_address"): "address_id"}
+DOC_KEYS = {("wangge", "events"): ("grid_events.jsonl", "event_no"),
+            ("zhengwu", "applications"): ("applications.jsonl", "app_no")}
+
+
+def _rows(root: Path, source: str, table: str) -> list[dict]:
+    if (source, table) in SQL_KEYS:
+        return _table(root / f"{source}.sqlite", table)
+    return _docs(root / DOC_KEYS[(source, table)][0])
+
+
+def test_day_n_plus_1_changes_are_exactly_the_rows_updated_that_day(two_days):
+    changes = _csv(two_days / "truth" / "changes.csv")
+    assert {c["change_kind"] for c in changes} == {"birth", "death", "move", "marriage", "correction",
+                                                   "event_closed", "event_new", "application_new"}
+    assert {c["day"] for c in changes} == {"2025-07-01"}
+    for (source, table), key in list(SQL_KEYS.items()) + [(k, v[1]) for k, v in DOC_KEYS.items()]:
+        rows = _rows(two_days, source, table)
+        on_day = {r[key] for r in rows if _updated_day(r["updated_at"]) == "2025-07-01"}
+        recorded = {c["row_key"] for c in changes if (c["source"], c["table"]) == (source, table)
+                    and c["op"] != "delete"}
+        assert on_day == recorded, (source, table)
+        deleted = {c["row_key"] for c in changes if (c["source"], c["table"]) == (source, table)
+                   and c["op"] == "delete"}
+        assert not deleted & {r[key] for r in rows}
+    assert (two_days / "inbox" / "zhengwu" / "2025-07-01" / "manifest.json").is_file()
+    persons_next = _csv(two_days / "truth" / "persons_2025-07-01.csv")
+    births = sum(1 for c in changes if (c["change_kind"], c["table"]) == ("birth", "persons"))
+    deaths = sum(1 for c in changes if (c["change_kind"], c["table"]) == ("death", "persons"))
+    assert len(persons_next) == RESIDENTS + births - deaths
+
+
+def test_day_n_state_is_the_same_with_or_without_day_n_plus_1(runs, two_days):
+    one = runs[0]
+    f1, f2 = _files(one), _files(two_days)
+    for name in ("truth/persons.csv", "truth/faults.csv", "truth/links.csv", "truth/deceased.csv",
+                 "inbox/zhengwu/2025-06-30/messages.csv", "inbox/zhengwu/2025-06-30/evaluations.csv",
+                 "inbox/zhengwu/2025-06-30/manifest.json"):
+        assert f1[name] == f2[name], name
+    changes = _csv(two_days / "truth" / "changes.csv")
+    for (source, table), key in list(SQL_KEYS.items()) + [(k, v[1]) for k, v in DOC_KEYS.items()]:
+        changed = {c["row_key"] for c in changes if (c["source"], c["table"]) == (source, table)}
+        before = [r for r in _rows(one, source, table) if r[key] not in changed]
+        kept = [r for r in _rows(two_days, source, table) if _updated_day(r["updated_at"]) <= "2025-06-30"]
+        assert before == kept, (source, table)
+
+
+def test_two_day_runs_are_deterministic(two_days, tmp_path):
+    generate(RESIDENTS, SEED, DAY, "embedded", tmp_path, days=2)
+    f1, f2 = _files(two_days), _files(tmp_path)
+    assert sorted(f1) == sorted(f2) and [k for k in f1 if f1[k] != f2[k]] == []
+
+
+def test_drop_writers_formats():
+    header, rows = ("编号", "内容"), [["1", "满意"], ["2", None]]
+    stamp = datetime(2025, 6, 30)
+    assert writers.drop_bytes("csv", header, rows, stamp) == "编号,内容\r\n1,满意\r\n2,\r\n".encode("utf-8")
+    assert writers.drop_bytes("csv-gbk", header, rows, stamp) == "编号,内容\r\n1,满意\r\n2,\r\n".encode("gbk")
+    assert writers.drop_bytes("csv-gbk", header, [["3", "㛃"]], stamp).endswith(b"3,?\r\n")
+    assert writers.drop_bytes("jsonl", header, rows, stamp) == \
+        '{"编号": "1", "内容": "满意"}\n{"编号": "2", "内容": null}\n'.encode("utf-8")
+    xlsx = writers.drop_bytes("xlsx", header, rows, stamp)
+    assert xlsx == writers.drop_bytes("xlsx", header, rows, stamp)  # deterministic bytes
+    import zipfile
+    core = zipfile.ZipFile(io.BytesIO(xlsx)).read("docProps/core.xml").decode()
+    assert core.count("2025-06-30T00:00:00Z") == 2  # created and modified: no wall clock
+    from openpyxl import load_workbook
+    ws = load_workbook(io.BytesIO(xlsx)).active
+    assert [[c.value for c in r] for r in ws.iter_rows()] == [["编号", "内容"], ["1", "满意"], ["2", None]]
+    with pytest.raises(ValueError):
+        writers.drop_bytes("parquet", header, rows, stamp)
+
+
+def test_drop_formats_are_configurable(tmp_path):
+    generate(30, SEED, DAY, "embedded", tmp_path, drop_formats={"evaluations": "xlsx", "messages": "jsonl"})
+    manifest = json.loads((tmp_path / "inbox" / "zhengwu" / "2025-06-30" / "manifest.json").read_text("utf-8"))
+    assert [(f["name"], f["encoding"], f["format"]) for f in manifest["files"]] == [
+        ("messages.jsonl", "utf-8", "jsonl"), ("evaluations.xlsx", None, "xlsx")]
+    assert not any(f["fault_kind"] == "file_gbk_encoded" for f in _csv(tmp_path / "truth" / "faults.csv"))
+    with pytest.raises(ValueError):
+        generate(30, SEED, DAY, "embedded", tmp_path, drop_formats={"evaluations": "pdf"})
+
+
+def test_more_fault_helpers_exact_values():
+    assert mflt.lost_zeros("130102001001") == "13010211"
+    assert mflt.lost_zeros("130102101011") == "13010210111"
+    assert mflt.spaced_id("11010519491231002X") == "110105 19491231 002X"
+    assert mflt.spaced_id("110105491231002") == "110105 491231 002"
+    assert [mflt.messy_phone("13812345678", k) for k in range(3)] == [
+        "138 1234 5678", "１３８１２３４５６７８", " 13812345678 "]
+    assert mflt.rare_name("王晓燕", 1) == "王晓䶮"
+    assert mflt.zh_iso_date("2025-03-01") == "2025年3月1日"
+    assert mflt.impossible_iso("1981-02-11") == "1981-02-30" and mflt.impossible_iso("1981-04-11") == "1981-04-31"
+    assert more.credit_check_char("91350100M000100Y4") == "3"
+    assert more.credit_check_char("91110000802100433") == "B"
+    assert more.legacy_id("11010519491231002X") == "110105491231002"
 
 
 @pytest.mark.servers

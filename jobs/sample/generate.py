@@ -17,7 +17,7 @@ import random
 import sys
 from collections import Counter
 from dataclasses import asdict
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Mapping
 
@@ -27,7 +27,10 @@ from shapely.ops import unary_union
 from shapely.prepared import prep
 
 from jobs.config import REFERENCE_DIR, SAMPLE_LOGICAL_DATE, Settings
+from jobs.sample import daily
 from jobs.sample import departments as dept
+from jobs.sample import more_departments as more
+from jobs.sample import more_faults as mflt
 from jobs.sample import faults as flt
 from jobs.sample import reference as ref
 from jobs.sample import writers
@@ -59,17 +62,19 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
              logical_date: date = date.fromisoformat(SAMPLE_LOGICAL_DATE), target: str = "embedded",
              out: Path | str | None = None, pg_url: str | None = None, mongo_url: str | None = None,
              *, fault_rates: Mapping[str, float] | None = None, default_fault_rate: float = flt.DEFAULT_RATE,
-             fault_min_rows: int = 1, reference_dir: Path = REFERENCE_DIR) -> dict[str, int]:
+             fault_min_rows: int = 1, reference_dir: Path = REFERENCE_DIR, days: int = 1,
+             drop_formats: Mapping[str, str] | None = None) -> dict[str, int]:
     """Generate the sample municipality's sources and their ground truth.
 
     Args:
         residents: number of residents (≥ 1); all are in the household registry.
         seed: seed of every random draw (``random.Random`` streams and ``Faker('zh_CN')``).
-        logical_date: the business date the sources are current on (Asia/Shanghai).
-        target: ``'embedded'`` — ``<out>/hukou.sqlite``, ``<out>/civil.sqlite``, ``<out>/grid_events.jsonl``;
-            ``'servers'`` — PostgreSQL schemas ``hukou`` and ``civil`` at ``pg_url`` and MongoDB database
-            ``wangge`` collection ``events`` at ``mongo_url``. Both write ``<out>/inbox/zhengwu/<date>/`` and
-            ``<out>/truth/``.
+        logical_date: the business date the sources are current on (Asia/Shanghai), day N.
+        target: ``'embedded'`` — ``<out>/hukou.sqlite``, ``civil.sqlite``, ``health.sqlite``, ``hrss.sqlite``,
+            ``address.sqlite``, ``grid_events.jsonl``, ``applications.jsonl``; ``'servers'`` — PostgreSQL schemas
+            ``hukou``, ``civil``, ``health``, ``hrss``, ``address`` at ``pg_url`` and MongoDB databases ``wangge``
+            (collection ``events``) and ``zhengwu`` (collection ``applications``) at ``mongo_url``. Both write
+            ``<out>/inbox/zhengwu/<date>/`` and ``<out>/truth/``.
         out: output folder (created); default ``Settings.from_env().sources_dir`` (``$GOVLAKE_HOME/sources``).
         pg_url, mongo_url: server URLs, required for ``target='servers'``.
         fault_rates: {fault_kind: share of a table's rows}, overriding ``default_fault_rate`` (0.015) per kind
@@ -77,12 +82,21 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
         fault_min_rows: a table with at least this many rows gets at least one instance of each of its fault
             kinds that has an eligible row (default 1; the brief's minimum guarantee is 50).
         reference_dir: the reference data folder (default ``schemas/reference``).
+        days: number of days generated (≥ 1): day N = ``logical_date``, then N+1 … with the changes of
+            :mod:`jobs.sample.daily` (``truth/changes.csv``, ``truth/persons_<day>.csv``, one file drop per day).
+            The databases hold the state of the last day.
+        drop_formats: {file stem: format} of the zhengwu drop files ``messages`` and ``evaluations``; formats
+            'csv' (UTF-8, the default), 'csv-gbk', 'jsonl', 'xlsx'.
 
     Returns:
-        delivered rows per table: {"hukou.persons", "hukou.households", "civil.subsistence_allowance",
-        "wangge.events", "zhengwu.messages", "truth.persons", "truth.faults"}.
+        delivered rows per table (of the last day): {"hukou.persons", "hukou.households",
+        "civil.subsistence_allowance", "health.births", "health.deaths", "hrss.employment",
+        "hrss.social_insurance", "address.standard_address", "wangge.events", "zhengwu.applications",
+        "zhengwu.messages", "zhengwu.evaluations", "truth.persons", "truth.faults", "truth.changes"}
+        (zhengwu.messages / evaluations and truth.persons count day N).
     Raises:
-        ValueError: unknown ``target``, ``residents`` < 1, or a server URL missing for ``target='servers'``.
+        ValueError: unknown ``target``, ``residents`` < 1, ``days`` < 1, an unknown drop format or file, or a
+            server URL missing for ``target='servers'``.
     Same arguments give byte-identical embedded output (no wall clock, no unseeded randomness).
     """
     if target not in TARGETS:
@@ -91,6 +105,13 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
         raise ValueError("target 'servers' needs pg_url and mongo_url")
     if residents < 1:
         raise ValueError("residents must be at least 1")
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    formats = {"messages": "csv", "evaluations": "csv"}
+    for stem, fmt in (drop_formats or {}).items():
+        if stem not in formats or fmt not in writers.DROP_FORMATS:
+            raise ValueError(f"drop format {stem}={fmt!r}: files are {sorted(formats)}, formats {writers.DROP_FORMATS}")
+        formats[stem] = fmt
     out = Path(out) if out is not None else Settings.from_env().sources_dir
     out.mkdir(parents=True, exist_ok=True)
 
@@ -107,45 +128,120 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
                              ref.load_labeled_messages(reference_dir), messages)
     hotline = dept.hotline_subset(header, messages, residents, seed)
 
+    births, links = more.birth_rows(pop, seed, logical_date)
+    deaths, deceased = more.death_rows(pop, seed, logical_date, fake)
+    employment, insurance, hrss_links = more.employment_rows(pop, seed, logical_date, fake)
+    addresses, _ = more.address_rows(pop, seed, logical_date)
+    applications, app_links = more.application_docs(pop, seed, logical_date, fake)
+    evaluations = more.evaluation_rows(applications, seed, logical_date - timedelta(days=more.APPLICATION_WINDOW_DAYS),
+                                       logical_date)
+    links += hrss_links + app_links
+    links += [("civil", "subsistence_allowance", a["case_no"], "applicant", p)
+              for a, p in zip(allowances, _allowance_heads(pop, allowances))]
+
     fault_rng = random.Random(f"{seed}:faults")
     planner = flt.Planner(fault_rng, fault_rates, default_fault_rate, fault_min_rows)
     persons, person_faults = flt.inject_person_faults(persons, planner)
     civil_faults = flt.inject_civil_faults(allowances, planner)
     event_faults = flt.inject_event_faults(events, planner, _outside_point_factory(districts, fault_rng))
     faults = person_faults + civil_faults + event_faults
-
-    if target == "embedded":
-        writers.write_sqlite(out / "hukou.sqlite", "hukou", {"persons": persons, "households": households})
-        writers.write_sqlite(out / "civil.sqlite", "civil", {"subsistence_allowance": allowances})
-        writers.write_jsonl(out / "grid_events.jsonl", events)
-    else:
-        writers.write_postgres(pg_url, "hukou", {"persons": persons, "households": households})
-        writers.write_postgres(pg_url, "civil", {"subsistence_allowance": allowances})
-        writers.write_mongo(mongo_url, "wangge", "events", events)
+    more_rng = random.Random(f"{seed}:faults:more")
+    planner2 = flt.Planner(more_rng, fault_rates, default_fault_rate, fault_min_rows)
+    faults += mflt.inject_birth_faults(births, planner2)
+    faults += mflt.inject_death_faults(deaths, planner2, more_rng)
+    faults += mflt.inject_employment_faults(employment, planner2, more_rng)
+    insurance, ins_faults = mflt.inject_insurance_faults(insurance, planner2, more_rng, logical_date)
+    faults += ins_faults
+    faults += mflt.inject_address_faults(addresses, planner2)
+    faults += mflt.inject_application_faults(applications, planner2)
+    gbk, gbk_faults = mflt.plan_gbk_files([f"evaluations.csv"] if formats["evaluations"] == "csv" else [], planner2)
+    faults += gbk_faults
     day = logical_date.isoformat()
-    writers.write_file_drop(out / "inbox" / "zhengwu" / day, "zhengwu", day, "messages.csv", header, hotline)
-
+    eval_fmt = "csv-gbk" if gbk else formats["evaluations"]
+    writers.write_drop(out / "inbox" / "zhengwu" / day, "zhengwu", day,
+                       [("messages", formats["messages"], header, hotline),
+                        ("evaluations", eval_fmt, more.EVALUATION_HEADER, evaluations)])
     truth = out / "truth"
-    writers.write_csv(truth / "persons.csv", TRUTH_PERSON_COLUMNS, (
-        (p.person_no, p.id_no, p.name, p.sex_code, p.birth.isoformat(), p.ethnic_code, p.household_no,
-         p.community_code, p.district_code, f"{h.lng:.6f}", f"{h.lat:.6f}")
-        for h in pop.households for p in h.members))
+    truth_rows = [daily.truth_row(p, h) for h in pop.households for p in h.members]
+    writers.write_csv(truth / "persons.csv", TRUTH_PERSON_COLUMNS, truth_rows)
+
+    tables = {"hukou.persons": persons, "hukou.households": households, "health.births": births,
+              "health.deaths": deaths, "address.standard_address": addresses, "wangge.events": events,
+              "zhengwu.applications": applications}
+    counters = {"person": pop._next_person, "cert": _next(births, "cert_no", 1), "death": _next(deaths, "death_no", 2),
+                "address": _next(addresses, "address_id", 2), "event": _next(events, "event_no", 2)}
+    changes: list[daily.Change] = []
+    for k in range(1, days):
+        d = logical_date + timedelta(days=k)
+        changes += daily.apply_day(d, seed, pop, tables, faults, counters)
+        persons = tables["hukou.persons"]
+        writers.write_csv(truth / f"persons_{d.isoformat()}.csv", TRUTH_PERSON_COLUMNS,
+                          [daily.truth_row(p, h) for h in pop.households for p in h.members])
+        day_msgs = _day_messages(header, messages, residents, seed, d)
+        day_evals = more.evaluation_rows(applications, seed, d, d)
+        writers.write_drop(out / "inbox" / "zhengwu" / d.isoformat(), "zhengwu", d.isoformat(),
+                           [("messages", formats["messages"], header, day_msgs),
+                            ("evaluations", formats["evaluations"], more.EVALUATION_HEADER, day_evals)])
+    households = tables["hukou.households"]
+
+    sql = {"hukou": {"persons": persons, "households": households},
+           "civil": {"subsistence_allowance": allowances},
+           "health": {"births": births, "deaths": deaths},
+           "hrss": {"employment": employment, "social_insurance": insurance},
+           "address": {"standard_address": addresses}}
+    if target == "embedded":
+        for schema, schema_tables in sql.items():
+            writers.write_sqlite(out / f"{schema}.sqlite", schema, schema_tables)
+        writers.write_jsonl(out / "grid_events.jsonl", events)
+        writers.write_jsonl(out / "applications.jsonl", applications)
+    else:
+        for schema, schema_tables in sql.items():
+            writers.write_postgres(pg_url, schema, schema_tables)
+        writers.write_mongo(mongo_url, "wangge", "events", events)
+        writers.write_mongo(mongo_url, "zhengwu", "applications", applications)
+
     writers.write_csv(truth / "faults.csv", flt.FAULT_COLUMNS, (tuple(asdict(f).values()) for f in faults))
     writers.write_csv(truth / "grids.csv", ("grid_code", "community_code", "worker_id", "worker_name"),
                       ((g.grid_code, g.community_code, g.worker_id, g.worker_name)
                        for g in sorted(pop.grids.values(), key=lambda g: g.grid_code)))
+    writers.write_csv(truth / "deceased.csv", more.DECEASED_COLUMNS, deceased)
+    writers.write_csv(truth / "links.csv", more.LINK_COLUMNS, links)
+    writers.write_csv(truth / "changes.csv", daily.CHANGE_COLUMNS, (tuple(asdict(c).values()) for c in changes))
 
     counts = {"hukou.persons": len(persons), "hukou.households": len(households),
-              "civil.subsistence_allowance": len(allowances), "wangge.events": len(events),
-              "zhengwu.messages": len(hotline), "truth.persons": len(pop.persons), "truth.faults": len(faults)}
+              "civil.subsistence_allowance": len(allowances), "health.births": len(births),
+              "health.deaths": len(deaths), "hrss.employment": len(employment),
+              "hrss.social_insurance": len(insurance), "address.standard_address": len(addresses),
+              "wangge.events": len(events), "zhengwu.applications": len(applications),
+              "zhengwu.messages": len(hotline), "zhengwu.evaluations": len(evaluations),
+              "truth.persons": len(truth_rows), "truth.faults": len(faults), "truth.changes": len(changes)}
     by_kind: dict[str, dict[str, int]] = {}
     for (src, table, kind), n in sorted(Counter((f.source, f.table, f.fault_kind) for f in faults).items()):
         by_kind.setdefault(f"{src}.{table}", {})[kind] = n
-    summary = {"seed": seed, "residents": residents, "logical_date": day, "target": target,
+    summary = {"seed": seed, "residents": residents, "logical_date": day, "target": target, "days": days,
                "counts": counts, "faults": by_kind}
     (truth / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
                                         encoding="utf-8")
     return counts
+
+
+def _next(rows: list[dict], key: str, digits_from: int) -> int:
+    """The next free sequence number of a key such as 'SW12345678' (digits after ``digits_from`` characters)."""
+    nums = [int(r[key][digits_from:]) for r in rows if r.get(key)]
+    return max(nums) + 1 if nums else 10_000_000
+
+
+def _allowance_heads(pop: Population, allowances: list[dict]) -> list[str]:
+    """person_no of each allowance case's applicant (the household head with that ID), in case order."""
+    by_id = {h.members[0].id_no: h.members[0].person_no for h in pop.households}
+    return [by_id[a["applicant_id_no"]] for a in allowances]
+
+
+def _day_messages(header: list[str], rows: list[list[str]], residents: int, seed: int, day: date) -> list[list[str]]:
+    """The message-board rows of a later day's drop: round(residents / 100) rows (at least 1), seeded by the day."""
+    rng = random.Random(f"{seed}:zhengwu:{day}")
+    n = min(len(rows), max(1, round(residents / 100)))
+    return [rows[i] for i in sorted(rng.sample(range(len(rows)), n))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,10 +259,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of rows per fault kind (default 0.015)")
     parser.add_argument("--fault-min-rows", type=int, default=1,
                         help="tables with at least this many rows get every fault kind at least once")
+    parser.add_argument("--days", type=int, default=1, help="days generated: 1 = day N only, 2 = N and N+1, …")
+    parser.add_argument("--drop-format", action="append", default=[], metavar="FILE=FORMAT",
+                        help="zhengwu drop file format, e.g. evaluations=xlsx (csv, csv-gbk, jsonl, xlsx); repeatable")
     args = parser.parse_args(argv)
     try:
+        formats = dict(item.split("=", 1) for item in args.drop_format)
+    except ValueError:
+        parser.error("--drop-format takes FILE=FORMAT")
+    try:
         counts = generate(args.residents, args.seed, args.logical_date, args.target, args.out, args.pg_url,
-                          args.mongo_url, default_fault_rate=args.fault_rate, fault_min_rows=args.fault_min_rows)
+                          args.mongo_url, default_fault_rate=args.fault_rate, fault_min_rows=args.fault_min_rows,
+                          days=args.days, drop_formats=formats)
     except ValueError as exc:
         parser.error(str(exc))
     print(json.dumps(counts, ensure_ascii=False))

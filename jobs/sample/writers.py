@@ -9,6 +9,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import sqlite3
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +20,8 @@ from bson import json_util
 from bson.json_util import RELAXED_JSON_OPTIONS
 
 from jobs.sample.departments import ALLOWANCE_COLUMNS, HOUSEHOLD_COLUMNS, PERSON_COLUMNS
+from jobs.sample.more_departments import (ADDRESS_COLUMNS, BIRTH_COLUMNS, DEATH_COLUMNS, EMPLOYMENT_COLUMNS,
+                                          INSURANCE_COLUMNS)
 
 #: (schema, table) → (columns, {column: (sqlite type, postgresql type)} for non-TEXT columns, primary key or None).
 #: hukou.persons has no primary key on purpose: the duplicate_row fault delivers exact duplicate rows.
@@ -28,9 +31,21 @@ TABLES: dict[tuple[str, str], tuple[Sequence[str], dict[str, tuple[str, str]], s
     ("civil", "subsistence_allowance"): (ALLOWANCE_COLUMNS, {
         "family_size": ("INTEGER", "integer"), "monthly_amount": ("NUMERIC(10,2)", "numeric(10,2)"),
         "updated_at": ("TEXT", "timestamp")}, "case_no"),
+    # births has no primary key: the business_key_null fault delivers a NULL cert_no
+    ("health", "births"): (BIRTH_COLUMNS, {"birth_weight_g": ("INTEGER", "integer"),
+                                           "gestation_weeks": ("INTEGER", "integer"),
+                                           "updated_at": ("TEXT", "timestamp")}, None),
+    ("health", "deaths"): (DEATH_COLUMNS, {"updated_at": ("TEXT", "timestamp")}, "death_no"),
+    ("hrss", "employment"): (EMPLOYMENT_COLUMNS, {"updated_at": ("TEXT", "timestamp")}, "emp_no"),
+    # social_insurance has no primary key: duplicate_across_batches re-delivers a si_no
+    ("hrss", "social_insurance"): (INSURANCE_COLUMNS, {"monthly_base": ("NUMERIC(10,2)", "numeric(10,2)"),
+                                                       "updated_at": ("TEXT", "timestamp")}, None),
+    ("address", "standard_address"): (ADDRESS_COLUMNS, {"lng": ("REAL", "double precision"),
+                                                        "lat": ("REAL", "double precision"),
+                                                        "updated_at": ("TEXT", "timestamp")}, "address_id"),
 }
 #: Columns declared NOT NULL besides the primary key.
-NOT_NULL = {("hukou", "persons"): {"person_no"}}
+NOT_NULL = {("hukou", "persons"): {"person_no"}, ("hrss", "social_insurance"): {"si_no"}}
 
 
 def ddl(schema: str, table: str, dialect: str) -> str:
@@ -174,4 +189,81 @@ def write_file_drop(folder: Path, department: str, logical_date: str, name: str,
                            "encoding": "utf-8"}]}
     (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
                                           encoding="utf-8")
+    return manifest
+
+
+#: File-drop formats: UTF-8 CSV (CRLF), GBK CSV (CRLF; a character GBK lacks becomes '?', as GBK exports do),
+#: JSON lines (one object per row keyed by the header, UTF-8) and Excel (.xlsx, one sheet, all cells text).
+DROP_FORMATS = ("csv", "csv-gbk", "jsonl", "xlsx")
+DROP_SUFFIX = {"csv": ".csv", "csv-gbk": ".csv", "jsonl": ".jsonl", "xlsx": ".xlsx"}
+
+
+def drop_bytes(fmt: str, header: Sequence[str], rows: Sequence[Sequence[Any]], stamp: datetime) -> bytes:
+    """The bytes of one drop file in ``fmt`` (one of :data:`DROP_FORMATS`).
+
+    xlsx output is deterministic: workbook properties (created and modified) dated ``stamp`` and every zip entry
+    dated 1980-01-01.
+    Raises:
+        ValueError: unknown format.
+    """
+    if fmt in ("csv", "csv-gbk"):
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\r\n")
+        w.writerow(header)
+        w.writerows([["" if v is None else v for v in r] for r in rows])
+        return buf.getvalue().encode("utf-8" if fmt == "csv" else "gbk", errors="strict" if fmt == "csv" else "replace")
+    if fmt == "jsonl":
+        return "".join(json.dumps(dict(zip(header, r)), ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    if fmt == "xlsx":
+        import zipfile
+
+        from openpyxl import Workbook
+
+        wb = Workbook()
+        ws = wb.active
+        ws.title = "Sheet1"
+        ws.append(list(header))
+        for r in rows:
+            ws.append(["" if v is None else str(v) for v in r])
+        wb.properties.created = wb.properties.modified = stamp
+        wb.properties.creator = "govlake-sample"
+        raw = io.BytesIO()
+        wb.save(raw)
+        out = io.BytesIO()
+        with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                data = src.read(info.filename)
+                if info.filename == "docProps/core.xml":  # openpyxl stamps 'modified' with the wall clock on save
+                    data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(<)",
+                                  rb"\g<1>" + f"{stamp:%Y-%m-%dT%H:%M:%SZ}".encode() + rb"\g<2>", data)
+                dst.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), data,
+                             compress_type=zipfile.ZIP_DEFLATED)
+        return out.getvalue()
+    raise ValueError(f"unknown drop format {fmt!r}; formats are {DROP_FORMATS}")
+
+
+def write_drop(folder: Path, department: str, logical_date: str,
+               files: Sequence[tuple[str, str, Sequence[str], Sequence[Sequence[Any]]]]) -> dict[str, Any]:
+    """Write a file drop of several files and its ``manifest.json``.
+
+    Args:
+        files: (stem, format, header, rows) per file; the file is ``stem`` + '.csv' / '.jsonl' / '.xlsx'.
+    manifest.json: {"department", "logical_date", "files": [{"name", "sha256", "rows" (data rows),
+    "encoding" ('utf-8', 'gbk', or null for xlsx), and "format" unless it is plain UTF-8 CSV}]} — a UTF-8 CSV
+    entry is exactly as :func:`write_file_drop` writes it. Returns the manifest.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromisoformat(f"{logical_date}T00:00:00")
+    entries = []
+    for stem, fmt, header, rows in files:
+        name = stem + DROP_SUFFIX[fmt] if fmt in DROP_SUFFIX else stem
+        data = drop_bytes(fmt, header, rows, stamp)
+        (folder / name).write_bytes(data)
+        entry = {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "rows": len(rows),
+                 "encoding": {"csv": "utf-8", "csv-gbk": "gbk", "jsonl": "utf-8", "xlsx": None}[fmt]}
+        if fmt != "csv":
+            entry["format"] = fmt
+        entries.append(entry)
+    manifest = {"department": department, "logical_date": logical_date, "files": entries}
+    (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return manifest
