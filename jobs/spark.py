@@ -7,6 +7,7 @@ SQL extension and catalog, the Asia/Shanghai session time zone and the jars cach
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -55,22 +56,28 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
     if os.environ.get("TZ") != TIME_ZONE:
         os.environ["TZ"] = TIME_ZONE
         time.tzset()
-    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", _python()))
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Under spark-submit (which starts Python with PYSPARK_GATEWAY_PORT set) the master, jars and
+    # memory come from the submit command / cluster; only SQL and Delta settings are ours.
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     conf = {
-        "spark.jars": ",".join(cached_jars(settings.jars_dir)),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": TIME_ZONE,
-        "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.home / 'derby'} -Duser.timezone={TIME_ZONE}",
         "spark.sql.shuffle.partitions": "4",
         # Delta's log replay defaults to 50 partitions: pure overhead on a lakehouse of small batches.
         "spark.databricks.delta.snapshotPartitions": "2",
-        "spark.driver.memory": "4g",
-        "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.sql.ansi.enabled": "false",
     }
+    if not submitted:
+        conf.update({
+            "spark.jars": ",".join(cached_jars(settings.jars_dir)),
+            "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.home / 'derby'} -Duser.timezone={TIME_ZONE}",
+            "spark.driver.memory": "4g",
+            "spark.ui.showConsoleProgress": "false",
+        })
     if tiny:
         conf.update({
             "spark.sql.shuffle.partitions": "1",
@@ -80,15 +87,12 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
             "spark.sql.adaptive.enabled": "false",
         })
     conf.update(extra_conf or {})
-    builder = SparkSession.builder.appName(app_name).master(settings.spark_master)
+    builder = SparkSession.builder.appName(app_name)
+    if not submitted:
+        builder = builder.master(settings.spark_master)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
 
-
-def _python() -> str:
-    import sys
-
-    return sys.executable
