@@ -19,7 +19,7 @@ t2=$(date +%s)
 mkdir -p "$repo/benchmarks/results"
 {
   echo "date: $(date -u +%FT%TZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
-  echo "caches: $([[ "${1:-}" == "--warm" ]] && echo warm || echo cold (empty HOME))"
+  if [[ "${1:-}" == "--warm" ]]; then echo "caches: warm"; else echo "caches: cold (empty HOME)"; fi
   echo "make demo, fresh clone, set-up included: $((t1 - t0)) s"
   echo "make demo again, same logical date:      $((t2 - t1)) s"
 } | tee "$repo/benchmarks/results/main_job.txt"
