@@ -93,8 +93,6 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
         jobs.quality.FailRuleViolated: a fail rule failed (nothing of the batch is published).
         RuntimeError: raw != accepted + quarantined (a row would be lost or doubled).
     """
-    from pyspark.sql import functions as F
-
     from jobs import quality
 
     suite = quality.load_suite(f"raw.{table}")

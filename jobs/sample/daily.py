@@ -83,7 +83,6 @@ def apply_day(day: date, seed: int, pop: Population, tables: dict[str, list[dict
     changes: list[Change] = []
     touched: set[str] = set()  # household_no touched today
     persons = tables["hukou.persons"]
-    by_hh = {h.household_no: h for h in pop.households}
     used = {p.id_no for h in pop.households for p in h.members}
     n_res = sum(len(h.members) for h in pop.households)
 

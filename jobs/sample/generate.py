@@ -154,7 +154,7 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
     faults += ins_faults
     faults += mflt.inject_address_faults(addresses, planner2)
     faults += mflt.inject_application_faults(applications, planner2)
-    gbk, gbk_faults = mflt.plan_gbk_files([f"evaluations.csv"] if formats["evaluations"] == "csv" else [], planner2)
+    gbk, gbk_faults = mflt.plan_gbk_files(["evaluations.csv"] if formats["evaluations"] == "csv" else [], planner2)
     faults += gbk_faults
     day = logical_date.isoformat()
     eval_fmt = "csv-gbk" if gbk else formats["evaluations"]
