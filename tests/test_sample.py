@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sqlite3
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -465,3 +466,196 @@ def test_servers_target(tmp_path):
         client.close()
     assert (tmp_path / "inbox" / "zhengwu" / "2025-06-30" / "manifest.json").exists()
     assert not (tmp_path / "hukou.sqlite").exists()
+
+
+# ------------------------------------------------------------------ scale work (issue #3): IDs, rates, census
+
+
+def _valid_id18(value) -> bool:
+    return (isinstance(value, str) and len(value) == 18 and value[:17].isdigit()
+            and id_check_char(value[:17]) == value[17])
+
+
+def test_every_delivered_id_is_valid_unless_its_row_is_faulted(runs):
+    a = runs[0]
+    faulted = {(f["table"], f["row_key"]) for f in _csv(a / "truth" / "faults.csv")}
+    checked = 0
+
+    def check(table: str, key, value, allow_null: bool = False, legacy: bool = False) -> None:
+        nonlocal checked
+        if (table, key) in faulted or (allow_null and value is None):
+            return
+        ok = _valid_id18(value) or (legacy and isinstance(value, str) and len(value) == 15 and value.isdigit())
+        assert ok, (table, key, value)
+        checked += 1
+
+    for r in _table(a / "hukou.sqlite", "persons"):
+        check("persons", r["person_no"], r["id_no"])
+    for r in _table(a / "civil.sqlite", "subsistence_allowance"):
+        check("subsistence_allowance", r["case_no"], r["applicant_id_no"])
+    for r in _table(a / "civil.sqlite", "elderly_subsidy"):
+        check("elderly_subsidy", r["subsidy_no"], r["id_no"])
+    for r in _table(a / "civil.sqlite", "marriages"):
+        check("marriages", r["cert_no"], r["husband_id_no"])
+        check("marriages", r["cert_no"], r["wife_id_no"])
+    for r in _table(a / "health.sqlite", "births"):
+        check("births", r["cert_no"], r["mother_id_no"], allow_null=True)
+        check("births", r["cert_no"], r["father_id_no"], allow_null=True)
+    for r in _table(a / "health.sqlite", "deaths"):  # the commission keeps 15-digit IDs of people born before 1950
+        check("deaths", r["death_no"], r["id_no"], legacy=int(r["birth_date"][:4]) < 1950)
+    for table in ("employment", "social_insurance"):
+        key = "emp_no" if table == "employment" else "si_no"
+        for r in _table(a / "hrss.sqlite", table):
+            check(table, r[key], r["id_no"])
+    for d in _docs(a / "applications.jsonl"):
+        if d["app_no"] is not None:  # a nulled app_no is itself a fault (business_key_null)
+            check("applications", d["app_no"], d["applicant"].get("id_no", d["applicant"].get("idcard")))
+    assert checked > RESIDENTS * 2
+
+
+RATE = 0.05
+
+
+@pytest.fixture(scope="module")
+def rated(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("sample-rated")
+    return out, generate(600, SEED, DAY, "embedded", out, default_fault_rate=RATE)
+
+
+def test_every_fault_kind_is_in_the_manifest_at_its_rate(rated):
+    """Tolerance: exactly max(1, round(rate × rows)) per (table, kind) — rows being the table's rows before
+    injection; name_dot_variant (only names with '·' are eligible) exactly min(that, max(1, eligible // 2))."""
+    out, counts = rated
+    faults = _csv(out / "truth" / "faults.csv")
+    got = {}
+    for f in faults:
+        got[(f"{f['source']}.{f['table']}", f["fault_kind"])] = got.get((f"{f['source']}.{f['table']}",
+                                                                         f["fault_kind"]), 0) + 1
+    assert {(t.split(".")[0], t.split(".")[1], k) for t, k in got} == SKELETON | MORE
+    rows = dict(counts, **{"hukou.persons": counts["truth.persons"], "zhengwu.evaluations": 1})
+    rows["hrss.social_insurance"] -= got[("hrss.social_insurance", "duplicate_across_batches")]
+    dotted = sum(1 for t in _csv(out / "truth" / "persons.csv") if "·" in t["name"])
+    for (table, kind), n in got.items():
+        expected = max(1, round(RATE * rows[table]))
+        if kind == "name_dot_variant":
+            expected = min(expected, max(1, dotted // 2))
+        if table == "zhengwu.evaluations":
+            expected = 1  # one file delivered in GBK (file_gbk_encoded is per file)
+        assert n == expected, (table, kind, n, expected)
+
+
+def test_address_points_lie_in_their_district(runs):
+    geo = json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text(encoding="utf-8"))
+    polygons = {f["properties"]["gb"][3:]: shape(f["geometry"]) for f in geo["features"]}
+    faults = [f for f in _csv(runs[0] / "truth" / "faults.csv") if f["table"] == "standard_address"]
+    swapped = {f["row_key"] for f in faults if f["fault_kind"] == "coord_swapped"}
+    moved = {f["row_key"] for f in faults if f["column"] == "coordinates"}  # coord_swapped, number_out_of_range
+    rows = _table(runs[0] / "address.sqlite", "standard_address")
+    for r in rows:
+        inside = polygons[r["district_code"]].contains(Point(r["lng"], r["lat"]))
+        assert inside if r["address_id"] not in moved else not inside, r["address_id"]
+    assert 0 < len(swapped) and len(moved) < len(rows)
+
+
+@pytest.mark.slow
+def test_census_calibration_at_100k_residents():
+    """Age × sex shares (5-year groups, 85+) of 100,000 residents within 1 percentage point of the 2020 census
+    of the populated districts (only the Population is built: ~20 s)."""
+    from faker import Faker
+
+    from jobs.sample import reference as ref
+    from jobs.sample.population import Population, age_group
+
+    districts = ref.load_districts()
+    fake = Faker("zh_CN")
+    fake.seed_instance(SEED)
+    pop = Population(districts, 100_000, SEED, DAY, fake).build()
+    got: dict = {}
+    for p in pop.persons:
+        got[(p.sex_code, age_group(p.age))] = got.get((p.sex_code, age_group(p.age)), 0) + 1
+    census = {r["区划代码"]: r for r in _csv(REFERENCE_DIR / "census" / "census_county_2020_130100.csv")}
+    expected: dict = {}
+    for d in districts:
+        for sex, word in (("1", "男"), ("2", "女")):
+            for first, _, suffix in ref.AGE_GROUPS:
+                key = (sex, age_group(first))
+                expected[key] = expected.get(key, 0.0) + float(census[d.code][f"{word}_{suffix}"] or 0)
+    total = sum(expected.values())
+    assert len(expected) == 36 and len(pop.persons) == 100_000
+    worst = max(abs(got.get(k, 0) / 100_000 - v / total) for k, v in expected.items())
+    assert worst < 0.01, worst
+
+
+def test_scale_helpers_exact_values():
+    import random
+
+    from faker import Faker
+
+    from jobs.sample.population import FakerDraws, age_group, check_char
+    from jobs.sample.generate import check_arguments, main
+
+    assert check_char("11010519491231002") == "X" == id_check_char("11010519491231002")
+    assert check_char("13010219900101123") == id_check_char("13010219900101123")
+    a, b = Faker("zh_CN"), Faker("zh_CN")
+    a.seed_instance(3)
+    b.seed_instance(3)
+    draws = FakerDraws(b)
+    assert [a.last_name(), a.first_name_male(), a.first_name_female(), a.phone_number()] == \
+        [draws.last_name(), draws.first_name_male(), draws.first_name_female(), draws.phone_number()]
+    assert [age_group(x) for x in (0, 4, 5, 84, 85, 100)] == [0, 0, 1, 16, 17, 17]
+    # the 100k crash: an 18-year-old who came of age less than 15 days before the logical date
+    rng = random.Random(1)
+    assert more.day_between(rng, date(2025, 6, 25), date(2025, 6, 15)) == date(2025, 6, 25)
+    assert date(2025, 6, 1) <= more.day_between(rng, date(2025, 6, 1), date(2025, 6, 3)) <= date(2025, 6, 3)
+    assert writers.copy_text(None) == "\\N" and writers.copy_text("a\tb\\c\nd") == "a\\tb\\\\c\\nd"
+    assert writers.copy_text(12) == "12" and list(writers.copy_lines(("x", "y"), [{"x": "1", "y": None}])) == \
+        ["1\t\\N\n"]
+    assert check_arguments(5, "embedded", None, None, 1, {"evaluations": "xlsx"}) == \
+        {"messages": "csv", "evaluations": "xlsx"}
+    with pytest.raises(ValueError):
+        check_arguments(5, "servers", None, None, 1, None)
+    with pytest.raises(SystemExit) as exc:  # argument errors are usage errors (exit status 2)
+        main(["--residents", "0"])
+    assert exc.value.code == 2
+
+
+def test_civil_marriages_follow_civil_conventions(runs):
+    a, _, counts = runs
+    rows = _table(a / "civil.sqlite", "marriages")
+    truth = {t["person_key"]: t for t in _csv(a / "truth" / "persons.csv")}
+    links = {}
+    for lk in _csv(a / "truth" / "links.csv"):
+        if lk["table"] == "marriages":
+            links.setdefault(lk["row_key"], {})[lk["role"]] = truth[lk["person_key"]]
+    couples = {t["household_no"] for t in truth.values() if t["person_key"] in
+               {lk["person_key"] for lk in _csv(a / "truth" / "links.csv") if lk["table"] == "marriages"}}
+    assert len(rows) == counts["civil.marriages"] == len(links) == len(couples) > 0
+    zh = re.compile(r"^(\d{4})年([1-9]\d?)月([1-9]\d?)日$")
+    for r in rows:
+        h, w = links[r["cert_no"]]["husband"], links[r["cert_no"]]["wife"]
+        assert (r["husband_sex"], r["wife_sex"], h["sex_code"], w["sex_code"]) == ("男", "女", "1", "2")
+        assert (r["husband_id_no"], r["wife_id_no"], r["husband_name"]) == (h["id_no"], w["id_no"], h["name"])
+        assert h["household_no"] == w["household_no"]
+        y, m, d = (int(x) for x in zh.match(r["register_date"]).groups())
+        assert zh.match(r["husband_birth_date"]) and zh.match(r["wife_birth_date"])
+        registered = date(y, m, d)
+        assert registered < DAY and registered >= date(int(h["birth_date"][:4]) + 22, 1, 1)
+        assert registered >= date(int(w["birth_date"][:4]) + 20, 1, 1) or registered.year == 1980
+        assert r["cert_no"] == f"J{r['community_code'][:6]}-{y}-{r['cert_no'][-6:]}"
+        assert r["registry_office"].endswith("民政局婚姻登记处") and r["updated_at"][:10] >= registered.isoformat()
+
+
+def test_civil_elderly_subsidy_pays_residents_aged_80_and_over(runs):
+    a, _, counts = runs
+    rows = _table(a / "civil.sqlite", "elderly_subsidy")
+    truth = {t["person_key"]: t for t in _csv(a / "truth" / "persons.csv")}
+    recipient = {lk["row_key"]: truth[lk["person_key"]] for lk in _csv(a / "truth" / "links.csv")
+                 if lk["table"] == "elderly_subsidy"}
+    assert len(rows) == counts["civil.elderly_subsidy"] == len(recipient) > 0
+    for r in rows:
+        t = recipient[r["subsidy_no"]]
+        assert r["id_no"] == t["id_no"] and r["sex"] == {"1": "男", "2": "女"}[t["sex_code"]]
+        assert r["age"] >= 80 and r["monthly_amount"] == (500 if r["age"] >= 100 else 200 if r["age"] >= 90 else 100)
+        y, m, d = (int(x) for x in t["birth_date"].split("-"))
+        assert r["birth_date"] == f"{y}年{m}月{d}日" and r["start_date"].endswith("月1日")
+        assert r["status"] in ("发放中", "暂停") and len(r["bank_account"]) == 16

@@ -1,7 +1,8 @@
 """Department records built from the synthetic population, in each department's own schema and formats.
 
 * public security household registry (hukou): ``persons`` and ``households`` rows;
-* civil affairs (civil): ``subsistence_allowance`` (低保) cases;
+* civil affairs (civil): ``subsistence_allowance`` (低保) cases, ``marriages`` (结婚登记) and ``elderly_subsidy``
+  (高龄津贴);
 * grid-management centre (wangge): ``events`` documents;
 * government service centre (zhengwu): a subset of the real message-board file.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import random
 import struct
+from itertools import accumulate
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -21,7 +23,7 @@ from zoneinfo import ZoneInfo
 from bson import ObjectId
 
 from jobs.config import TIME_ZONE
-from jobs.sample.population import (HOUR_WEIGHTS, Population, random_local_time, shift_years,
+from jobs.sample.population import (HOUR_CUM, HOURS, Population, random_local_time, shift_years,
                                     short_community_name)
 
 LOCAL = ZoneInfo(TIME_ZONE)
@@ -32,6 +34,18 @@ HOUSEHOLD_COLUMNS = ("household_no", "head_person_no", "community_code", "addres
                      "registered_date", "updated_at")
 ALLOWANCE_COLUMNS = ("case_no", "applicant_id_no", "applicant_name", "sex", "birth_date", "community_code",
                      "family_size", "monthly_amount", "approved_date", "status", "updated_at")
+MARRIAGE_COLUMNS = ("cert_no", "husband_name", "husband_id_no", "husband_sex", "husband_birth_date", "wife_name",
+                    "wife_id_no", "wife_sex", "wife_birth_date", "register_date", "registry_office",
+                    "community_code", "updated_at")
+#: Legal minimum marriage ages, men / women (Civil Code of the PRC, art. 1047).
+MARRIAGE_AGE_MEN, MARRIAGE_AGE_WOMEN = 22, 20
+#: Share of households' head + spouse pairs known to the city's marriage registry (the others married elsewhere).
+MARRIAGE_REGISTERED_SHARE = 0.8
+ELDERLY_COLUMNS = ("subsidy_no", "id_no", "name", "sex", "birth_date", "age", "monthly_amount", "start_date",
+                   "bank_account", "community_code", "status", "updated_at")
+#: 高龄津贴 monthly amounts by age band, yuan: (first age, amount). Illustrative levels of the kind Hebei's cities
+#: pay from age 80 (not an official schedule).
+ELDERLY_BANDS = ((100, Decimal("500.00")), (90, Decimal("200.00")), (80, Decimal("100.00")))
 #: Share of household heads receiving 低保, and the extra weight of heads aged 60+.
 ALLOWANCE_SHARE, ELDERLY_WEIGHT = 0.03, 3.0
 #: Monthly allowance per family member, yuan (the gap to Shijiazhuang's 2024 standard of about 900 yuan).
@@ -40,8 +54,10 @@ EVENT_WINDOW_DAYS = 84
 
 
 def ts(value: datetime) -> str:
-    """'YYYY-MM-DD HH:MM:SS' local wall time."""
-    return value.strftime("%Y-%m-%d %H:%M:%S")
+    """'YYYY-MM-DD HH:MM:SS' local wall time (seconds precision; the generator never draws microseconds)."""
+    if value.microsecond or value.tzinfo is not None or value.year < 1000:
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value.isoformat(" ")
 
 
 def zh_date(value: date) -> str:
@@ -139,15 +155,16 @@ def event_docs(pop: Population, seed: int, logical_date: date, categories: list[
     days = [first_day + timedelta(days=k) for k in range(EVENT_WINDOW_DAYS)]
     day_weights = [0.5 if d.weekday() >= 5 else 1.0 for d in days]
     end = datetime.combine(logical_date, time(23, 59, 59))
+    day_cum, l1_cum = list(accumulate(day_weights)), list(accumulate(l1_weights))  # same draws as weights=
 
     drafts = []
     for _ in range(n):
-        day = rng.choices(days, weights=day_weights)[0]
-        hour = rng.choices(range(24), weights=HOUR_WEIGHTS)[0]
+        day = rng.choices(days, cum_weights=day_cum)[0]
+        hour = rng.choices(HOURS, cum_weights=HOUR_CUM)[0]
         reported = datetime.combine(day, time(hour, rng.randrange(60), rng.randrange(60)))
         hh = pop.households[rng.randrange(len(pop.households))]
         if rng.random() < 0.8:
-            l1 = rng.choices(l1s, weights=l1_weights)[0]
+            l1 = rng.choices(l1s, cum_weights=l1_cum)[0]
             cat = rng.choice(tree[l1])
             description = rng.choice(texts[l1])
         else:
@@ -206,3 +223,78 @@ def hotline_subset(header: list[str], rows: list[list[str]], residents: int, see
     k_odd = min(len(odd), max(1, round(n * 0.05)))
     picked = rng.sample(odd, k_odd) + rng.sample(usual, min(len(usual), n - k_odd))
     return [rows[i] for i in sorted(picked)]
+
+
+def marriage_rows(pop: Population, seed: int, logical_date: date) -> tuple[list[dict[str, Any]], list[tuple]]:
+    """civil.marriages: the marriage registrations (结婚登记) of the city's registry, one per household head +
+    spouse (relation '10') pair, 80% of them (the others registered elsewhere; none when one of them is under the
+    legal age), in household order.
+
+    cert_no 'J' + 6-digit district code + '-' + registration year + '-' + 6-digit sequence (PRIMARY KEY);
+    husband_* / wife_*: name, 18-digit ID, sex '男' / '女', birth date in Chinese text ('1990年5月1日', no zero
+    padding); register_date Chinese text, uniform in the 10 years from the day both reached the legal age (men 22,
+    women 20, Civil Code art. 1047; not before 1980-01-01), not after the day before ``logical_date``; registry_office
+    '<district>民政局婚姻登记处'; community_code 12 digits; updated_at 'YYYY-MM-DD HH:MM:SS' local, after the
+    registration. Seeded stream ``"<seed>:civil:marriages"``. Returns (rows, links): links are truth/links.csv
+    rows (roles 'husband', 'wife').
+    """
+    rng = random.Random(f"{seed}:civil:marriages")
+    no = rng.randint(100_000, 400_000)
+    rows, links = [], []
+    last = logical_date - timedelta(days=1)
+    for hh in pop.households:
+        head = hh.members[0]
+        spouse = next((m for m in hh.members[1:] if m.relation_code == "10"), None)
+        if spouse is None or rng.random() >= MARRIAGE_REGISTERED_SHARE:
+            continue
+        husband, wife = (head, spouse) if head.sex_code == "1" else (spouse, head)
+        first = max(shift_years(husband.birth, MARRIAGE_AGE_MEN), shift_years(wife.birth, MARRIAGE_AGE_WOMEN),
+                    date(1980, 1, 1))
+        if first > last:  # not yet of legal marriage age: living together, not registered
+            continue
+        until = min(shift_years(first, 10), last)
+        registered = date.fromordinal(first.toordinal() + rng._randbelow(until.toordinal() - first.toordinal() + 1))
+        key = f"J{hh.district.code}-{registered.year}-{no:06d}"
+        no += 1
+        rows.append({
+            "cert_no": key, "husband_name": husband.name, "husband_id_no": husband.id_no, "husband_sex": "男",
+            "husband_birth_date": zh_date(husband.birth), "wife_name": wife.name, "wife_id_no": wife.id_no,
+            "wife_sex": "女", "wife_birth_date": zh_date(wife.birth), "register_date": zh_date(registered),
+            "registry_office": f"{hh.district.name}民政局婚姻登记处", "community_code": hh.community.code,
+            "updated_at": ts(random_local_time(rng, registered, logical_date))})
+        links.append(("civil", "marriages", key, "husband", husband.person_no))
+        links.append(("civil", "marriages", key, "wife", wife.person_no))
+    return rows, links
+
+
+def elderly_subsidy_rows(pop: Population, seed: int, logical_date: date) -> tuple[list[dict[str, Any]], list[tuple]]:
+    """civil.elderly_subsidy: 高龄津贴 paid to residents aged 80 and over, 90% of them (the others did not apply),
+    in household order.
+
+    subsidy_no 'GL' + 8 digits (PRIMARY KEY); id_no 18 digits; sex '男' / '女'; birth_date and start_date Chinese
+    text ('1940年5月1日'); age INTEGER (whole years on ``logical_date``); monthly_amount NUMERIC(10,2) yuan by
+    :data:`ELDERLY_BANDS` of the current age; start_date the first day of the month after the 80th birthday, not
+    before 2010-01-01; bank_account '6217' + 12 digits; status '发放中' (95%) / '暂停'; updated_at local
+    'YYYY-MM-DD HH:MM:SS' after start_date. Seeded stream ``"<seed>:civil:elderly"``. Returns (rows, links) with
+    links role 'recipient'.
+    """
+    rng = random.Random(f"{seed}:civil:elderly")
+    no = rng.randint(10_000_000, 40_000_000)
+    rows, links = [], []
+    for hh in pop.households:
+        for p in hh.members:
+            if p.age < 80 or rng.random() >= 0.9:
+                continue
+            eighty = shift_years(p.birth, 80)
+            start = max(date(eighty.year + eighty.month // 12, eighty.month % 12 + 1, 1), date(2010, 1, 1))
+            start = min(start, logical_date)
+            amount = next(a for first, a in ELDERLY_BANDS if p.age >= first)
+            key = f"GL{no:08d}"
+            no += 1
+            rows.append({"subsidy_no": key, "id_no": p.id_no, "name": p.name, "sex": "男" if p.sex_code == "1" else "女",
+                         "birth_date": zh_date(p.birth), "age": p.age, "monthly_amount": amount,
+                         "start_date": zh_date(start), "bank_account": f"6217{rng.randrange(10**12):012d}",
+                         "community_code": p.community_code, "status": "暂停" if rng.random() < 0.05 else "发放中",
+                         "updated_at": ts(random_local_time(rng, start, logical_date))})
+            links.append(("civil", "elderly_subsidy", key, "recipient", p.person_no))
+    return rows, links

@@ -26,7 +26,7 @@ FULLWIDTH = str.maketrans("0123456789Xx", "０１２３４５６７８９Ｘｘ"
 FAULT_COLUMNS = ("source", "table", "row_key", "column", "fault_kind", "original_value", "delivered_value")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fault:
     """One injected fault: a row of ``truth/faults.csv`` (values as text; '' for null)."""
 
@@ -95,17 +95,20 @@ class Planner:
 
     def choose(self, n: int, n_rows: int, eligible: Callable[[int], bool], taken: dict[int, set[str]],
                column: str) -> list[int]:
-        """Pick up to ``n`` row indexes satisfying ``eligible``: rows without any fault first, then rows whose
-        faults are on other columns; never more than half of the eligible rows (but at least one), so clean
-        examples remain. Marks ``column`` as taken on each picked row. Returns sorted indexes."""
+        """Pick up to ``n`` row indexes satisfying ``eligible``: a uniform sample of the rows without any fault
+        first, then (if those are too few) of the rows whose faults are on other columns; never more than half
+        of the eligible rows (but at least one), so clean examples remain. Marks ``column`` as taken on each
+        picked row. Returns sorted indexes. O(rows) per call (one pass), O(n) random draws."""
         if n <= 0:
             return []
-        order = self.rng.sample(range(n_rows), n_rows)
-        clean = [i for i in order if i not in taken and eligible(i)]
-        other = [i for i in order if i in taken and column not in taken[i] and WHOLE_ROW not in taken[i]
-                 and eligible(i)]
-        n_eligible = sum(1 for i in range(n_rows) if eligible(i))
-        picked = (clean + other)[:min(n, max(1, n_eligible // 2))]
+        elig = [i for i in range(n_rows) if eligible(i)]
+        k = min(n, max(1, len(elig) // 2), len(elig))
+        clean = [i for i in elig if i not in taken] if taken else elig
+        if len(clean) >= k:
+            picked = self.rng.sample(clean, k)
+        else:
+            other = [i for i in elig if i in taken and column not in taken[i] and WHOLE_ROW not in taken[i]]
+            picked = clean + self.rng.sample(other, min(k - len(clean), len(other)))
         for i in picked:
             taken.setdefault(i, set()).add(column)
         return sorted(picked)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import sys
+import time
 from collections import Counter
 from dataclasses import asdict
 from datetime import date, timedelta
@@ -36,6 +38,7 @@ from jobs.sample import reference as ref
 from jobs.sample import writers
 from jobs.sample.population import Population
 
+LOG = logging.getLogger("jobs.sample.generate")
 DEFAULT_RESIDENTS = 2000
 DEFAULT_SEED = 20250630
 TARGETS = ("embedded", "servers")
@@ -90,7 +93,8 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
 
     Returns:
         delivered rows per table (of the last day): {"hukou.persons", "hukou.households",
-        "civil.subsistence_allowance", "health.births", "health.deaths", "hrss.employment",
+        "civil.subsistence_allowance", "civil.marriages" and "civil.elderly_subsidy" (day N), "health.births", "health.deaths",
+        "hrss.employment",
         "hrss.social_insurance", "address.standard_address", "wangge.events", "zhengwu.applications",
         "zhengwu.messages", "zhengwu.evaluations", "truth.persons", "truth.faults", "truth.changes"}
         (zhengwu.messages / evaluations and truth.persons count day N).
@@ -98,6 +102,187 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
         ValueError: unknown ``target``, ``residents`` < 1, ``days`` < 1, an unknown drop format or file, or a
             server URL missing for ``target='servers'``.
     Same arguments give byte-identical embedded output (no wall clock, no unseeded randomness).
+    """
+    formats = check_arguments(residents, target, pg_url, mongo_url, days, drop_formats)
+    out = Path(out) if out is not None else Settings.from_env().sources_dir
+    out.mkdir(parents=True, exist_ok=True)
+    truth = out / "truth"
+    day = logical_date.isoformat()
+    # With one day every table is delivered (and freed) as soon as its faults are in, which bounds memory at
+    # 1,000,000 residents; with later days the tables of day N are kept and delivered after the last day.
+    keep = days > 1
+    counts: dict[str, int] = {}
+    kept: dict[str, list] = {}
+    pending: list[tuple] = []
+
+    clock = [time.perf_counter()]
+
+    def _phase(name: str) -> None:  # progress on the log only (never in the output): seconds per phase
+        now = time.perf_counter()
+        LOG.info("%-20s %7.1f s", name, now - clock[0])
+        clock[0] = now
+
+    districts = ref.load_districts(reference_dir)
+    fake = Faker("zh_CN")
+    fake.seed_instance(seed)
+    pop = Population(districts, residents, seed, logical_date, fake).build()
+    _phase("population")
+
+    with writers.Sink(target, out, pg_url, mongo_url) as sink, \
+            writers.CsvAppender(truth / "links.csv", more.LINK_COLUMNS) as links:
+
+        def deliver(name: str, rows: list) -> None:
+            counts[name] = len(rows)
+            if keep:
+                kept[name] = rows
+                pending.append((name, rows))
+            else:
+                _deliver(sink, name, rows)
+
+        fault_rng = random.Random(f"{seed}:faults")
+        planner = flt.Planner(fault_rng, fault_rates, default_fault_rate, fault_min_rows)
+        persons, faults = flt.inject_person_faults(dept.person_rows(pop), planner)
+        deliver("hukou.persons", persons)
+        del persons
+        deliver("hukou.households", dept.household_rows(pop))
+        _phase("hukou")
+        allowances = dept.allowance_rows(pop, seed, logical_date)
+        allowance_links = [("civil", "subsistence_allowance", a["case_no"], "applicant", p)
+                           for a, p in zip(allowances, _allowance_heads(pop, allowances))]
+        header, messages = ref.load_messages(reference_dir)
+        events = dept.event_docs(pop, seed, logical_date, ref.load_categories(reference_dir),
+                                 ref.load_labeled_messages(reference_dir), messages)
+        hotline = dept.hotline_subset(header, messages, residents, seed)
+        faults += flt.inject_civil_faults(allowances, planner)
+        deliver("civil.subsistence_allowance", allowances)
+        marriages, marriage_links = dept.marriage_rows(pop, seed, logical_date)
+        deliver("civil.marriages", marriages)
+        del marriages
+        elderly, elderly_links = dept.elderly_subsidy_rows(pop, seed, logical_date)
+        deliver("civil.elderly_subsidy", elderly)
+        del elderly
+        faults += flt.inject_event_faults(events, planner, _outside_point_factory(districts, fault_rng))
+        deliver("wangge.events", events)
+        del events
+        _phase("civil + wangge")
+
+        more_rng = random.Random(f"{seed}:faults:more")
+        planner2 = flt.Planner(more_rng, fault_rates, default_fault_rate, fault_min_rows)
+        births, birth_links = more.birth_rows(pop, seed, logical_date)
+        links.write(birth_links)
+        faults += mflt.inject_birth_faults(births, planner2)
+        deliver("health.births", births)
+        deaths, deceased = more.death_rows(pop, seed, logical_date, fake)
+        faults += mflt.inject_death_faults(deaths, planner2, more_rng)
+        deliver("health.deaths", deaths)
+        _phase("health")
+        employment, insurance, hrss_links = more.employment_rows(pop, seed, logical_date, fake)
+        links.write(hrss_links)
+        del hrss_links
+        faults += mflt.inject_employment_faults(employment, planner2, more_rng)
+        deliver("hrss.employment", employment)
+        del employment
+        insurance, ins_faults = mflt.inject_insurance_faults(insurance, planner2, more_rng, logical_date)
+        faults += ins_faults
+        deliver("hrss.social_insurance", insurance)
+        del insurance
+        _phase("hrss")
+        addresses, _ = more.address_rows(pop, seed, logical_date)
+        faults += mflt.inject_address_faults(addresses, planner2)
+        deliver("address.standard_address", addresses)
+        del addresses
+        _phase("address")
+        applications, app_links = more.application_docs(pop, seed, logical_date, fake)
+        links.write(app_links)
+        links.write(allowance_links)
+        links.write(marriage_links)
+        links.write(elderly_links)
+        evaluations = more.evaluation_rows(applications, seed,
+                                           logical_date - timedelta(days=more.APPLICATION_WINDOW_DAYS), logical_date)
+        faults += mflt.inject_application_faults(applications, planner2)
+        deliver("zhengwu.applications", applications)
+        gbk, gbk_faults = mflt.plan_gbk_files(["evaluations.csv"] if formats["evaluations"] == "csv" else [],
+                                              planner2)
+        faults += gbk_faults
+        _phase("zhengwu")
+        eval_fmt = "csv-gbk" if gbk else formats["evaluations"]
+        writers.write_drop(out / "inbox" / "zhengwu" / day, "zhengwu", day,
+                           [("messages", formats["messages"], header, hotline),
+                            ("evaluations", eval_fmt, more.EVALUATION_HEADER, evaluations)])
+        counts["truth.persons"] = writers.write_csv(truth / "persons.csv", TRUTH_PERSON_COLUMNS,
+                                                    (daily.truth_row(p, h) for h in pop.households
+                                                     for p in h.members))
+
+        changes: list[daily.Change] = []
+        if keep:
+            counters = {"person": pop._next_person, "cert": _next(kept["health.births"], "cert_no", 1),
+                        "death": _next(kept["health.deaths"], "death_no", 2),
+                        "address": _next(kept["address.standard_address"], "address_id", 2),
+                        "event": _next(kept["wangge.events"], "event_no", 2)}
+            for k in range(1, days):
+                d = logical_date + timedelta(days=k)
+                changes += daily.apply_day(d, seed, pop, kept, faults, counters)
+                writers.write_csv(truth / f"persons_{d.isoformat()}.csv", TRUTH_PERSON_COLUMNS,
+                                  (daily.truth_row(p, h) for h in pop.households for p in h.members))
+                day_msgs = _day_messages(header, messages, residents, seed, d)
+                day_evals = more.evaluation_rows(applications, seed, d, d)
+                writers.write_drop(out / "inbox" / "zhengwu" / d.isoformat(), "zhengwu", d.isoformat(),
+                                   [("messages", formats["messages"], header, day_msgs),
+                                    ("evaluations", formats["evaluations"], more.EVALUATION_HEADER, day_evals)])
+            for name, _ in pending:
+                counts[name] = len(kept[name])
+                _deliver(sink, name, kept[name])
+
+    writers.write_csv(truth / "faults.csv", flt.FAULT_COLUMNS,
+                      ((f.source, f.table, f.row_key, f.column, f.fault_kind, f.original_value, f.delivered_value)
+                       for f in faults))
+    writers.write_csv(truth / "grids.csv", ("grid_code", "community_code", "worker_id", "worker_name"),
+                      ((g.grid_code, g.community_code, g.worker_id, g.worker_name)
+                       for g in sorted(pop.grids.values(), key=lambda g: g.grid_code)))
+    writers.write_csv(truth / "deceased.csv", more.DECEASED_COLUMNS, deceased)
+    writers.write_csv(truth / "changes.csv", daily.CHANGE_COLUMNS, (tuple(asdict(c).values()) for c in changes))
+
+    _phase("truth + later days")
+    counts.update({"zhengwu.messages": len(hotline), "zhengwu.evaluations": len(evaluations),
+                   "truth.faults": len(faults), "truth.changes": len(changes)})
+    counts = {k: counts[k] for k in COUNT_KEYS}
+    by_kind: dict[str, dict[str, int]] = {}
+    for (src, table, kind), n in sorted(Counter((f.source, f.table, f.fault_kind) for f in faults).items()):
+        by_kind.setdefault(f"{src}.{table}", {})[kind] = n
+    summary = {"seed": seed, "residents": residents, "logical_date": day, "target": target, "days": days,
+               "counts": counts, "faults": by_kind}
+    (truth / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
+                                        encoding="utf-8")
+    return counts
+
+
+#: Keys (and order) of the counts :func:`generate` returns.
+COUNT_KEYS = ("hukou.persons", "hukou.households", "civil.subsistence_allowance", "civil.marriages",
+              "civil.elderly_subsidy", "health.births", "health.deaths", "hrss.employment", "hrss.social_insurance",
+              "address.standard_address", "wangge.events", "zhengwu.applications", "zhengwu.messages", "zhengwu.evaluations", "truth.persons", "truth.faults",
+              "truth.changes")
+#: Where each delivered table goes: SQL (schema, table) or documents (database, collection, JSON lines file).
+DOC_TARGETS = {"wangge.events": ("wangge", "events", "grid_events.jsonl"),
+               "zhengwu.applications": ("zhengwu", "applications", "applications.jsonl")}
+
+
+def _deliver(sink: writers.Sink, name: str, rows: list) -> None:
+    """Hand one finished table to the sink (documents for wangge.events / zhengwu.applications, else SQL)."""
+    if name in DOC_TARGETS:
+        database, collection, jsonl = DOC_TARGETS[name]
+        sink.docs(database, collection, jsonl, rows)
+    else:
+        schema, table = name.split(".")
+        sink.sql(schema, table, rows)
+
+
+def check_arguments(residents: int, target: str, pg_url: str | None, mongo_url: str | None, days: int,
+                    drop_formats: Mapping[str, str] | None) -> dict[str, str]:
+    """Validate :func:`generate`'s arguments; returns the drop formats {"messages": fmt, "evaluations": fmt}.
+
+    Raises:
+        ValueError: unknown ``target``, ``residents`` < 1, ``days`` < 1, an unknown drop format or file, or a
+            server URL missing for ``target='servers'``.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
@@ -112,117 +297,7 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
         if stem not in formats or fmt not in writers.DROP_FORMATS:
             raise ValueError(f"drop format {stem}={fmt!r}: files are {sorted(formats)}, formats {writers.DROP_FORMATS}")
         formats[stem] = fmt
-    out = Path(out) if out is not None else Settings.from_env().sources_dir
-    out.mkdir(parents=True, exist_ok=True)
-
-    districts = ref.load_districts(reference_dir)
-    fake = Faker("zh_CN")
-    fake.seed_instance(seed)
-    pop = Population(districts, residents, seed, logical_date, fake).build()
-
-    persons = dept.person_rows(pop)
-    households = dept.household_rows(pop)
-    allowances = dept.allowance_rows(pop, seed, logical_date)
-    header, messages = ref.load_messages(reference_dir)
-    events = dept.event_docs(pop, seed, logical_date, ref.load_categories(reference_dir),
-                             ref.load_labeled_messages(reference_dir), messages)
-    hotline = dept.hotline_subset(header, messages, residents, seed)
-
-    births, links = more.birth_rows(pop, seed, logical_date)
-    deaths, deceased = more.death_rows(pop, seed, logical_date, fake)
-    employment, insurance, hrss_links = more.employment_rows(pop, seed, logical_date, fake)
-    addresses, _ = more.address_rows(pop, seed, logical_date)
-    applications, app_links = more.application_docs(pop, seed, logical_date, fake)
-    evaluations = more.evaluation_rows(applications, seed, logical_date - timedelta(days=more.APPLICATION_WINDOW_DAYS),
-                                       logical_date)
-    links += hrss_links + app_links
-    links += [("civil", "subsistence_allowance", a["case_no"], "applicant", p)
-              for a, p in zip(allowances, _allowance_heads(pop, allowances))]
-
-    fault_rng = random.Random(f"{seed}:faults")
-    planner = flt.Planner(fault_rng, fault_rates, default_fault_rate, fault_min_rows)
-    persons, person_faults = flt.inject_person_faults(persons, planner)
-    civil_faults = flt.inject_civil_faults(allowances, planner)
-    event_faults = flt.inject_event_faults(events, planner, _outside_point_factory(districts, fault_rng))
-    faults = person_faults + civil_faults + event_faults
-    more_rng = random.Random(f"{seed}:faults:more")
-    planner2 = flt.Planner(more_rng, fault_rates, default_fault_rate, fault_min_rows)
-    faults += mflt.inject_birth_faults(births, planner2)
-    faults += mflt.inject_death_faults(deaths, planner2, more_rng)
-    faults += mflt.inject_employment_faults(employment, planner2, more_rng)
-    insurance, ins_faults = mflt.inject_insurance_faults(insurance, planner2, more_rng, logical_date)
-    faults += ins_faults
-    faults += mflt.inject_address_faults(addresses, planner2)
-    faults += mflt.inject_application_faults(applications, planner2)
-    gbk, gbk_faults = mflt.plan_gbk_files(["evaluations.csv"] if formats["evaluations"] == "csv" else [], planner2)
-    faults += gbk_faults
-    day = logical_date.isoformat()
-    eval_fmt = "csv-gbk" if gbk else formats["evaluations"]
-    writers.write_drop(out / "inbox" / "zhengwu" / day, "zhengwu", day,
-                       [("messages", formats["messages"], header, hotline),
-                        ("evaluations", eval_fmt, more.EVALUATION_HEADER, evaluations)])
-    truth = out / "truth"
-    truth_rows = [daily.truth_row(p, h) for h in pop.households for p in h.members]
-    writers.write_csv(truth / "persons.csv", TRUTH_PERSON_COLUMNS, truth_rows)
-
-    tables = {"hukou.persons": persons, "hukou.households": households, "health.births": births,
-              "health.deaths": deaths, "address.standard_address": addresses, "wangge.events": events,
-              "zhengwu.applications": applications}
-    counters = {"person": pop._next_person, "cert": _next(births, "cert_no", 1), "death": _next(deaths, "death_no", 2),
-                "address": _next(addresses, "address_id", 2), "event": _next(events, "event_no", 2)}
-    changes: list[daily.Change] = []
-    for k in range(1, days):
-        d = logical_date + timedelta(days=k)
-        changes += daily.apply_day(d, seed, pop, tables, faults, counters)
-        persons = tables["hukou.persons"]
-        writers.write_csv(truth / f"persons_{d.isoformat()}.csv", TRUTH_PERSON_COLUMNS,
-                          [daily.truth_row(p, h) for h in pop.households for p in h.members])
-        day_msgs = _day_messages(header, messages, residents, seed, d)
-        day_evals = more.evaluation_rows(applications, seed, d, d)
-        writers.write_drop(out / "inbox" / "zhengwu" / d.isoformat(), "zhengwu", d.isoformat(),
-                           [("messages", formats["messages"], header, day_msgs),
-                            ("evaluations", formats["evaluations"], more.EVALUATION_HEADER, day_evals)])
-    households = tables["hukou.households"]
-
-    sql = {"hukou": {"persons": persons, "households": households},
-           "civil": {"subsistence_allowance": allowances},
-           "health": {"births": births, "deaths": deaths},
-           "hrss": {"employment": employment, "social_insurance": insurance},
-           "address": {"standard_address": addresses}}
-    if target == "embedded":
-        for schema, schema_tables in sql.items():
-            writers.write_sqlite(out / f"{schema}.sqlite", schema, schema_tables)
-        writers.write_jsonl(out / "grid_events.jsonl", events)
-        writers.write_jsonl(out / "applications.jsonl", applications)
-    else:
-        for schema, schema_tables in sql.items():
-            writers.write_postgres(pg_url, schema, schema_tables)
-        writers.write_mongo(mongo_url, "wangge", "events", events)
-        writers.write_mongo(mongo_url, "zhengwu", "applications", applications)
-
-    writers.write_csv(truth / "faults.csv", flt.FAULT_COLUMNS, (tuple(asdict(f).values()) for f in faults))
-    writers.write_csv(truth / "grids.csv", ("grid_code", "community_code", "worker_id", "worker_name"),
-                      ((g.grid_code, g.community_code, g.worker_id, g.worker_name)
-                       for g in sorted(pop.grids.values(), key=lambda g: g.grid_code)))
-    writers.write_csv(truth / "deceased.csv", more.DECEASED_COLUMNS, deceased)
-    writers.write_csv(truth / "links.csv", more.LINK_COLUMNS, links)
-    writers.write_csv(truth / "changes.csv", daily.CHANGE_COLUMNS, (tuple(asdict(c).values()) for c in changes))
-
-    counts = {"hukou.persons": len(persons), "hukou.households": len(households),
-              "civil.subsistence_allowance": len(allowances), "health.births": len(births),
-              "health.deaths": len(deaths), "hrss.employment": len(employment),
-              "hrss.social_insurance": len(insurance), "address.standard_address": len(addresses),
-              "wangge.events": len(events), "zhengwu.applications": len(applications),
-              "zhengwu.messages": len(hotline), "zhengwu.evaluations": len(evaluations),
-              "truth.persons": len(truth_rows), "truth.faults": len(faults), "truth.changes": len(changes)}
-    by_kind: dict[str, dict[str, int]] = {}
-    for (src, table, kind), n in sorted(Counter((f.source, f.table, f.fault_kind) for f in faults).items()):
-        by_kind.setdefault(f"{src}.{table}", {})[kind] = n
-    summary = {"seed": seed, "residents": residents, "logical_date": day, "target": target, "days": days,
-               "counts": counts, "faults": by_kind}
-    (truth / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
-                                        encoding="utf-8")
-    return counts
+    return formats
 
 
 def _next(rows: list[dict], key: str, digits_from: int) -> int:
@@ -263,16 +338,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop-format", action="append", default=[], metavar="FILE=FORMAT",
                         help="zhengwu drop file format, e.g. evaluations=xlsx (csv, csv-gbk, jsonl, xlsx); repeatable")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     try:
         formats = dict(item.split("=", 1) for item in args.drop_format)
     except ValueError:
         parser.error("--drop-format takes FILE=FORMAT")
-    try:
-        counts = generate(args.residents, args.seed, args.logical_date, args.target, args.out, args.pg_url,
-                          args.mongo_url, default_fault_rate=args.fault_rate, fault_min_rows=args.fault_min_rows,
-                          days=args.days, drop_formats=formats)
+    try:  # only argument errors are usage errors; a ValueError from inside generate() is a bug and propagates
+        check_arguments(args.residents, args.target, args.pg_url, args.mongo_url, args.days, formats)
     except ValueError as exc:
         parser.error(str(exc))
+    counts = generate(args.residents, args.seed, args.logical_date, args.target, args.out, args.pg_url,
+                      args.mongo_url, default_fault_rate=args.fault_rate, fault_min_rows=args.fault_min_rows,
+                      days=args.days, drop_formats=formats)
     print(json.dumps(counts, ensure_ascii=False))
     return 0
 

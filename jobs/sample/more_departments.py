@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+from itertools import accumulate
 import struct
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -85,8 +86,15 @@ def iso(d: date) -> str:
     return d.isoformat()
 
 
+_PICK_TABLES: dict[tuple, tuple[list, list]] = {}
+
+
 def _pick(rng: random.Random, weighted) -> str:
-    return rng.choices([k for k, _ in weighted], weights=[w for _, w in weighted])[0]
+    """A key of ``weighted`` ((key, weight) pairs), drawn exactly as ``rng.choices(keys, weights)`` would."""
+    table = _PICK_TABLES.get(weighted)
+    if table is None:
+        table = _PICK_TABLES[weighted] = ([k for k, _ in weighted], list(accumulate(w for _, w in weighted)))
+    return rng.choices(table[0], cum_weights=table[1])[0]
 
 
 def parents_of(hh: Household, child: Person) -> tuple[Person | None, Person | None]:
@@ -194,6 +202,12 @@ def death_rows(pop: Population, seed: int, logical_date: date, fake) -> tuple[li
     return rows, deceased
 
 
+def day_between(rng: random.Random, first: date, last: date) -> date:
+    """A uniform day in [first, last]; ``first`` itself when ``last`` is earlier (e.g. a resident who turned 18
+    less than 15 days before the logical date: the earliest possible day, never a day before ``first``)."""
+    return date.fromordinal(rng.randint(first.toordinal(), max(first, last).toordinal()))
+
+
 def credit_code(rng: random.Random, district_code: str) -> str:
     """A unified social credit code (GB 32100-2015): '91' (enterprise) + 6-digit division + 9 characters + check."""
     body = "91" + district_code + "".join(rng.choice(CREDIT_CHARS[:10] + "ABCDEFGH") for _ in range(9))
@@ -225,8 +239,7 @@ def employment_rows(pop: Population, seed: int, logical_date: date, fake
             employed = p.age < 60 and rng.random() < 0.62
             if employed:
                 jobs = []
-                start = date.fromordinal(rng.randint(max(adult, date(2000, 1, 1)).toordinal(),
-                                                     (logical_date - timedelta(days=15)).toordinal()))
+                start = day_between(rng, max(adult, date(2000, 1, 1)), logical_date - timedelta(days=15))
                 if rng.random() < 0.2 and (start - adult).days > 400:
                     earlier = date.fromordinal(rng.randint(adult.toordinal(), (start - timedelta(days=200)).toordinal()))
                     jobs.append((earlier, start - timedelta(days=rng.randint(1, 60))))
@@ -245,8 +258,7 @@ def employment_rows(pop: Population, seed: int, logical_date: date, fake
                 since = start
             elif rng.random() < 0.5:
                 types, base = RESIDENT_INSURANCE, None
-                since = date.fromordinal(rng.randint(max(adult, date(2012, 1, 1)).toordinal(),
-                                                     (logical_date - timedelta(days=15)).toordinal()))
+                since = day_between(rng, max(adult, date(2012, 1, 1)), logical_date - timedelta(days=15))
             else:
                 continue
             for t in types:

@@ -9,11 +9,22 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import accumulate
 
+import shapely
 from faker import Faker
-from shapely.geometry import Point
 
-from jobs.codes import id_check_char
+
+#: GB 11643-1999 weights W_i = 2^(17-i) mod 11 of the 17 body digits and the check characters by sum mod 11.
+_ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
+_ID_CHECK = "10X98765432"
+
+
+def check_char(body17: str) -> str:
+    """GB 11643-1999 check character of a 17-digit body (ISO 7064 MOD 11-2), e.g. '11010519491231002' → 'X'.
+    Same value as :func:`jobs.codes.id_check_char` (tested equal), without its input validation (bodies here are
+    generated)."""
+    return _ID_CHECK[sum(map(int.__mul__, map(int, body17), _ID_WEIGHTS)) % 11]
 from jobs.sample.reference import MAX_AGE, Community, District
 
 #: GB/T 4761-2008 relation to the household head used by the generator.
@@ -33,9 +44,50 @@ UYGHUR_FEMALE = ("古丽", "阿依古丽", "帕提古丽", "迪丽努尔", "热�
 
 #: Hour-of-day weights of events and updates (local time): more in working hours.
 HOUR_WEIGHTS = (0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.5, 4, 6, 6, 5, 3, 4, 6, 6, 5, 4, 2.5, 2, 1.5, 1, 0.7, 0.5)
+#: Cumulative :data:`HOUR_WEIGHTS`: ``rng.choices(HOURS, cum_weights=HOUR_CUM)`` draws exactly what
+#: ``rng.choices(range(24), weights=HOUR_WEIGHTS)`` draws, without re-accumulating the weights on every call.
+HOURS = tuple(range(24))
+HOUR_CUM = tuple(accumulate(HOUR_WEIGHTS))
 
 
-@dataclass
+class FakerDraws:
+    """Bulk equivalents of the ``Faker('zh_CN')`` calls the population makes a million times.
+
+    Each method draws from the Faker's own seeded ``random.Random`` exactly what the Faker method would (same
+    calls in the same order, hence the same value), but with the weights accumulated once instead of on every
+    call (Faker's ``random_element`` on a weighted OrderedDict re-accumulates ~400 weights per name).
+    """
+
+    def __init__(self, fake: Faker):
+        person = fake.provider("faker.providers.person")
+        phone = fake.provider("faker.providers.phone_number")
+        self.random = person.generator.random
+        self._last = tuple(person.last_names.keys())
+        self._last_cum = tuple(accumulate(person.last_names.values()))
+        self._male = tuple(person.first_names_male)
+        self._female = tuple(person.first_names_female)
+        self._phone_formats = list(phone.formats)
+
+    def last_name(self) -> str:
+        """== ``fake.last_name()`` (weighted by Faker's surname frequencies)."""
+        return self.random.choices(self._last, cum_weights=self._last_cum)[0]
+
+    def first_name_male(self) -> str:
+        """== ``fake.first_name_male()``."""
+        return self.random.choice(self._male)
+
+    def first_name_female(self) -> str:
+        """== ``fake.first_name_female()``."""
+        return self.random.choice(self._female)
+
+    def phone_number(self) -> str:
+        """== ``fake.phone_number()``: a mobile prefix such as '138' and 8 random digits."""
+        fmt = self.random.choice(self._phone_formats)
+        below = self.random._randbelow  # what randint(0, 9) calls: same draws
+        return "".join(str(below(10)) if c == "#" else c for c in fmt)
+
+
+@dataclass(slots=True)
 class Grid:
     """A 网格 grid cell: grid_code = 12-digit community code + 3 digits; one grid worker (网格员) each."""
 
@@ -45,7 +97,7 @@ class Grid:
     worker_name: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Person:
     """A resident (true values; faults are applied to delivered copies only)."""
 
@@ -65,7 +117,7 @@ class Person:
     updated_at: datetime
 
 
-@dataclass
+@dataclass(slots=True)
 class Household:
     """A family household (家庭户) with its head first in ``members``."""
 
@@ -81,6 +133,25 @@ class Household:
     updated_at: datetime
     ethnic_code: str
     members: list[Person] = field(default_factory=list)
+
+
+#: Residents of a district drawn before the first calibration update (see Population._calibrate).
+CALIBRATION_FIRST = 500
+
+
+def age_group(age: int) -> int:
+    """5-year age group index of the census tables: 0 = 0–4, 1 = 5–9, …, 16 = 80–84, 17 = 85 and over."""
+    return min(age // 5, 17)
+
+
+def _group_shares(district: District) -> dict[tuple[str, int], float]:
+    """{(sex_code, age group): share of the district's census population} from its single-year weights."""
+    total = sum(sum(w) for w in district.age_weights.values())
+    shares: dict[tuple[str, int], float] = {}
+    for sex, weights in district.age_weights.items():
+        for age, w in enumerate(weights):
+            shares[(sex, age_group(age))] = shares.get((sex, age_group(age)), 0.0) + w / total
+    return shares
 
 
 def shift_years(day: date, years: int) -> date:
@@ -115,9 +186,11 @@ def short_community_name(name: str) -> str:
 
 def random_local_time(rng: random.Random, first: date, last: date) -> datetime:
     """A local wall-clock time on a day in [first, last], hours weighted by :data:`HOUR_WEIGHTS`."""
-    day = date.fromordinal(rng.randint(first.toordinal(), last.toordinal()))
-    hour = rng.choices(range(24), weights=HOUR_WEIGHTS)[0]
-    return datetime(day.year, day.month, day.day, hour, rng.randrange(60), rng.randrange(60))
+    # rng._randbelow(n) is exactly what randint/randrange call underneath: same draws, less call overhead
+    lo = first.toordinal()
+    day = date.fromordinal(lo + rng._randbelow(last.toordinal() - lo + 1))
+    hour = rng.choices(HOURS, cum_weights=HOUR_CUM)[0]
+    return datetime(day.year, day.month, day.day, hour, rng._randbelow(60), rng._randbelow(60))
 
 
 class Population:
@@ -141,6 +214,15 @@ class Population:
         self.residents = residents
         self.logical_date = logical_date
         self.fake = fake
+        self.draws = FakerDraws(fake)
+        self._age_tables: dict[tuple, tuple[list, list]] = {}
+        # census calibration (see _calibrate): per district, target share and achieved count per (sex, 5-year
+        # group), and the correction factor applied to the census weights of that group
+        self._target = {d.code: _group_shares(d) for d in districts}
+        self._achieved = {d.code: dict.fromkeys(self._target[d.code], 0) for d in districts}
+        self._factor = {d.code: dict.fromkeys(self._target[d.code], 1.0) for d in districts}
+        self._drawn = dict.fromkeys(self._target, 0)
+        self._next_update = dict.fromkeys(self._target, CALIBRATION_FIRST)
         self.rng = random.Random(f"{seed}:population")
         self.households: list[Household] = []
         self.persons: list[Person] = []
@@ -164,14 +246,14 @@ class Population:
             for _ in range(50):
                 lng = round(rng.gauss(near[0], spread), 6)
                 lat = round(rng.gauss(near[1], spread), 6)
-                if district.prepared.contains(Point(lng, lat)):
+                if shapely.contains_xy(district.geometry, lng, lat):
                     return lng, lat
             return near
         minx, miny, maxx, maxy = district.geometry.bounds
         while True:
             lng = round(rng.uniform(minx, maxx), 6)
             lat = round(rng.uniform(miny, maxy), 6)
-            if district.prepared.contains(Point(lng, lat)):
+            if shapely.contains_xy(district.geometry, lng, lat):
                 return lng, lat
 
     def anchor(self, district: District, community: Community) -> tuple[float, float]:
@@ -206,13 +288,18 @@ class Population:
         lo, hi = max(0, lo), min(MAX_AGE, hi)
         if hi < lo:
             hi = lo
-        options, weights = [], []
-        for s in ((sex,) if sex else ("1", "2")):
-            w = district.age_weights[s]
-            for age in range(lo, hi + 1):
-                options.append((s, age))
-                weights.append(w[age] + 1e-9)
-        return self.rng.choices(options, weights=weights)[0]
+        key = (district.code, sex, lo, hi)
+        table = self._age_tables.get(key)
+        if table is None:
+            options, weights = [], []
+            factor = self._factor[district.code]
+            for s in ((sex,) if sex else ("1", "2")):
+                w = district.age_weights[s]
+                for age in range(lo, hi + 1):
+                    options.append((s, age))
+                    weights.append(w[age] * factor[(s, age_group(age))] + 1e-9)
+            table = self._age_tables[key] = (options, list(accumulate(weights)))
+        return self.rng.choices(table[0], cum_weights=table[1])[0]
 
     def _birth_for_age(self, age: int) -> date:
         """A birth date giving exactly ``age`` whole years on the logical date."""
@@ -229,11 +316,11 @@ class Population:
         body15 = f"{district_code}{birth:%Y%m%d}"
         parity = 1 if sex_code == "1" else 0
         for _ in range(2000):
-            seq = self.rng.randrange(0, 500) * 2 + parity
-            body = f"{body15}{seq:03d}"
-            if body == f"{body15}000":
+            seq = self.rng._randbelow(500) * 2 + parity  # == randrange(0, 500)
+            if seq == 0:
                 continue
-            id_no = body + id_check_char(body)
+            body = f"{body15}{seq:03d}"
+            id_no = body + check_char(body)
             if id_no in self._used_ids or (want_x and not id_no.endswith("X")):
                 continue
             self._used_ids.add(id_no)
@@ -247,8 +334,8 @@ class Population:
             given = self.rng.choice(UYGHUR_MALE if sex == "1" else UYGHUR_FEMALE)
             father = father_given or self.rng.choice(UYGHUR_MALE)
             return f"{given}·{father}", given, None
-        given = self.fake.first_name_male() if sex == "1" else self.fake.first_name_female()
-        surname = surname or self.fake.last_name()
+        given = self.draws.first_name_male() if sex == "1" else self.draws.first_name_female()
+        surname = surname or self.draws.last_name()
         return f"{surname}{given}", given, surname
 
     def _roles(self, size: int, head_age: int) -> list[str]:
@@ -295,10 +382,33 @@ class Population:
             person_no=f"HK{self._next_person:08d}", id_no=self.make_id(district.code, birth, sex), name=name,
             sex_code=sex, birth=birth, age=age, ethnic_code=hh.ethnic_code, household_no=hh.household_no,
             relation_code=relation, community_code=hh.community.code, district_code=district.code,
-            address=hh.address, phone=phone or self.fake.phone_number(),
+            address=hh.address, phone=phone or self.draws.phone_number(),
             updated_at=random_local_time(self.rng, self.logical_date - timedelta(days=730), self.logical_date))
         self._next_person += 1
+        code = district.code
+        self._achieved[code][(sex, age_group(age))] += 1
+        self._drawn[code] += 1
+        if self._drawn[code] >= self._next_update[code]:
+            self._calibrate(code)
         return person
+
+    def _calibrate(self, code: str) -> None:
+        """Feedback of the census calibration of district ``code``.
+
+        Household roles restrict ages (children 20–45 years younger than the head, …), which alone would
+        over-represent young children by ~1.7 percentage points. So each (sex, 5-year group) weight of the census
+        pyramid is multiplied by a factor, updated here as f ← f × (target share / achieved share)^½ (clamped to
+        0.05–20), after 500 residents of the district and then each time the district has grown by a quarter.
+        Deterministic: depends only on what was drawn so far.
+        """
+        n = self._drawn[code]
+        achieved, target, factor = self._achieved[code], self._target[code], self._factor[code]
+        for key, share in target.items():
+            got = max(achieved[key], 0.5) / n
+            factor[key] = min(20.0, max(0.05, factor[key] * ((share + 1e-6) / got) ** 0.5))
+        self._next_update[code] = n + max(CALIBRATION_FIRST, n // 4)
+        for key in [k for k in self._age_tables if k[0] == code]:
+            del self._age_tables[key]
 
     def _household(self, district: District, size: int, force_uyghur: bool) -> Household:
         rng = self.rng

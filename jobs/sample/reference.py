@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import shapely
 from shapely.geometry import shape
 from shapely.prepared import prep
 
@@ -110,6 +111,7 @@ def load_districts(reference_dir: Path = REFERENCE_DIR) -> list[District]:
         if not code.startswith(city4) or code not in census:
             continue
         name, geom = polygons[code]
+        shapely.prepare(geom)  # fast shapely.contains_xy point tests
         row = census[code]
         districts[code] = District(
             code=code, name=name, population=int(float(row["人口数_合计"])),

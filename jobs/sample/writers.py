@@ -12,6 +12,7 @@ import json
 import re
 import sqlite3
 from datetime import datetime
+from operator import itemgetter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -19,7 +20,8 @@ from typing import Any, Iterable, Sequence
 from bson import json_util
 from bson.json_util import RELAXED_JSON_OPTIONS
 
-from jobs.sample.departments import ALLOWANCE_COLUMNS, HOUSEHOLD_COLUMNS, PERSON_COLUMNS
+from jobs.sample.departments import (ALLOWANCE_COLUMNS, ELDERLY_COLUMNS, HOUSEHOLD_COLUMNS, MARRIAGE_COLUMNS,
+                                     PERSON_COLUMNS)
 from jobs.sample.more_departments import (ADDRESS_COLUMNS, BIRTH_COLUMNS, DEATH_COLUMNS, EMPLOYMENT_COLUMNS,
                                           INSURANCE_COLUMNS)
 
@@ -31,6 +33,10 @@ TABLES: dict[tuple[str, str], tuple[Sequence[str], dict[str, tuple[str, str]], s
     ("civil", "subsistence_allowance"): (ALLOWANCE_COLUMNS, {
         "family_size": ("INTEGER", "integer"), "monthly_amount": ("NUMERIC(10,2)", "numeric(10,2)"),
         "updated_at": ("TEXT", "timestamp")}, "case_no"),
+    ("civil", "marriages"): (MARRIAGE_COLUMNS, {"updated_at": ("TEXT", "timestamp")}, "cert_no"),
+    ("civil", "elderly_subsidy"): (ELDERLY_COLUMNS, {
+        "age": ("INTEGER", "integer"), "monthly_amount": ("NUMERIC(10,2)", "numeric(10,2)"),
+        "updated_at": ("TEXT", "timestamp")}, "subsidy_no"),
     # births has no primary key: the business_key_null fault delivers a NULL cert_no
     ("health", "births"): (BIRTH_COLUMNS, {"birth_weight_g": ("INTEGER", "integer"),
                                            "gestation_weeks": ("INTEGER", "integer"),
@@ -68,6 +74,20 @@ def _sqlite_value(value: Any) -> Any:
     return float(value) if isinstance(value, Decimal) else value
 
 
+def _sqlite_rows(schema: str, table: str, rows: Iterable[dict[str, Any]]) -> Iterable[tuple]:
+    """Row tuples in column order; Decimal columns (NUMERIC) as float."""
+    columns, types, _ = TABLES[(schema, table)]
+    numeric = [k for k, c in enumerate(columns) if types.get(c, ("TEXT",))[0].startswith("NUMERIC")]
+    get = itemgetter(*columns)
+    for r in rows:
+        t = get(r)
+        if numeric:
+            t = list(t)
+            for k in numeric:
+                t[k] = _sqlite_value(t[k])
+        yield tuple(t)
+
+
 def write_sqlite(path: Path, schema: str, tables: dict[str, list[dict[str, Any]]]) -> None:
     """Write ``tables`` ({table: rows}) of ``schema`` to a new SQLite file at ``path`` (an old file is removed).
 
@@ -78,13 +98,17 @@ def write_sqlite(path: Path, schema: str, tables: dict[str, list[dict[str, Any]]
     con = sqlite3.connect(path)
     try:
         for table, rows in tables.items():
-            columns = TABLES[(schema, table)][0]
-            con.execute(ddl(schema, table, "sqlite"))
-            con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                            [tuple(_sqlite_value(r[c]) for c in columns) for r in rows])
+            _sqlite_table(con, schema, table, rows)
         con.commit()
     finally:
         con.close()
+
+
+def _sqlite_table(con: sqlite3.Connection, schema: str, table: str, rows: Iterable[dict[str, Any]]) -> None:
+    columns = TABLES[(schema, table)][0]
+    con.execute(ddl(schema, table, "sqlite"))
+    con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    _sqlite_rows(schema, table, rows))
 
 
 def _pg_value(col: str, value: Any, types: dict[str, tuple[str, str]]) -> Any:
@@ -93,36 +117,124 @@ def _pg_value(col: str, value: Any, types: dict[str, tuple[str, str]]) -> Any:
     return value
 
 
+#: COPY text format escapes (PostgreSQL docs, COPY "Text Format"): backslash, tab, newline, carriage return.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value: Any) -> str:
+    """One value in PostgreSQL COPY text format: None → '\\N', str escaped, numbers via ``str`` (timestamps
+    are the 'YYYY-MM-DD HH:MM:SS' text the server parses)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value)
+
+
+def copy_lines(columns: Sequence[str], rows: Iterable[dict[str, Any]], block: int = 20_000) -> Iterable[str]:
+    """COPY text-format data of ``rows`` (dicts) in blocks of ``block`` lines, each block one string."""
+    get = itemgetter(*columns)
+    buf: list[str] = []
+    for r in rows:
+        buf.append("\t".join([copy_text(v) for v in get(r)]))
+        if len(buf) >= block:
+            yield "\n".join(buf) + "\n"
+            buf = []
+    if buf:
+        yield "\n".join(buf) + "\n"
+
+
+def _pg_table(cur, schema: str, table: str, rows: Iterable[dict[str, Any]]) -> None:
+    columns = TABLES[(schema, table)][0]
+    cur.execute(f"DROP TABLE IF EXISTS {schema}.{table}")
+    cur.execute(ddl(schema, table, "postgresql"))
+    with cur.copy(f"COPY {schema}.{table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for chunk in copy_lines(columns, rows):
+            copy.write(chunk)
+
+
 def write_postgres(pg_url: str, schema: str, tables: dict[str, list[dict[str, Any]]]) -> None:
-    """Create schema ``schema`` if missing, drop and recreate its ``tables`` and load the rows with COPY,
-    all in one transaction.
+    """Create schema ``schema`` if missing, drop and recreate its ``tables`` and load the rows with COPY (text
+    format, blocks of 20,000 rows), all in one transaction.
 
     Args:
         pg_url: SQLAlchemy URL, e.g. ``postgresql+psycopg://user:pw@127.0.0.1:5432/govlake``.
     Raises:
-        sqlalchemy.exc.OperationalError / psycopg.Error: the server cannot be reached or refuses the load.
+        psycopg.Error: the server cannot be reached or refuses the load.
     """
-    from sqlalchemy import create_engine
+    import psycopg
 
-    engine = create_engine(pg_url)
-    try:
-        raw = engine.raw_connection()
-        try:
-            conn = raw.driver_connection
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                for table, rows in tables.items():
-                    columns, types, _ = TABLES[(schema, table)]
-                    cur.execute(f"DROP TABLE IF EXISTS {schema}.{table}")
-                    cur.execute(ddl(schema, table, "postgresql"))
-                    with cur.copy(f"COPY {schema}.{table} ({', '.join(columns)}) FROM STDIN") as copy:
-                        for r in rows:
-                            copy.write_row([_pg_value(c, r[c], types) for c in columns])
-            conn.commit()
-        finally:
-            raw.close()
-    finally:
-        engine.dispose()
+    with psycopg.connect(_libpq_url(pg_url)) as conn:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            for table, rows in tables.items():
+                _pg_table(cur, schema, table, rows)
+
+
+def _libpq_url(pg_url: str) -> str:
+    """'postgresql+psycopg://…' (SQLAlchemy) → 'postgresql://…' (libpq)."""
+    return re.sub(r"^postgresql\+\w+://", "postgresql://", pg_url)
+
+
+class Sink:
+    """Where the generator delivers each finished table, one table at a time (so a table can be freed as soon
+    as it is written).
+
+    ``target='embedded'``: SQL tables go to ``<out>/<schema>.sqlite`` (a file is recreated on the schema's first
+    table, committed on :meth:`close`), documents to ``<out>/<jsonl name>``. ``target='servers'``: SQL tables to
+    PostgreSQL schemas at ``pg_url`` (each table dropped, recreated and loaded with COPY, committed per table),
+    documents to MongoDB ``database.collection`` at ``mongo_url`` (:func:`write_mongo`).
+    Use as a context manager. Raises what the writers raise.
+    """
+
+    def __init__(self, target: str, out: Path, pg_url: str | None = None, mongo_url: str | None = None):
+        self.target, self.out, self.pg_url, self.mongo_url = target, out, pg_url, mongo_url
+        self._sqlite: dict[str, sqlite3.Connection] = {}
+        self._pg = None
+
+    def __enter__(self) -> "Sink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def sql(self, schema: str, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Deliver ``schema.table`` (dicts with the columns of :data:`TABLES`)."""
+        if self.target == "embedded":
+            con = self._sqlite.get(schema)
+            if con is None:
+                path = self.out / f"{schema}.sqlite"
+                path.unlink(missing_ok=True)
+                con = self._sqlite[schema] = sqlite3.connect(path)
+            _sqlite_table(con, schema, table, rows)
+            return
+        import psycopg
+
+        if self._pg is None:
+            self._pg = psycopg.connect(_libpq_url(self.pg_url))
+        with self._pg.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            _pg_table(cur, schema, table, rows)
+        self._pg.commit()
+
+    def docs(self, database: str, collection: str, jsonl_name: str, docs: list[dict[str, Any]]) -> None:
+        """Deliver documents: ``<out>/<jsonl_name>`` (embedded) or ``database.collection`` (servers)."""
+        if self.target == "embedded":
+            write_jsonl(self.out / jsonl_name, docs)
+        else:
+            write_mongo(self.mongo_url, database, collection, docs)
+
+    def close(self) -> None:
+        """Commit and close the SQLite files and the PostgreSQL connection."""
+        for con in self._sqlite.values():
+            con.commit()
+            con.close()
+        self._sqlite = {}
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
 
 
 def dumps_event(doc: dict[str, Any]) -> str:
@@ -139,11 +251,13 @@ def write_jsonl(path: Path, docs: Iterable[dict[str, Any]]) -> None:
 
 
 def write_mongo(mongo_url: str, database: str, collection: str, docs: list[dict[str, Any]],
-                batch: int = 1000) -> None:
-    """Drop ``database.collection`` and insert ``docs`` in ordered batches of ``batch``.
+                batch: int = 2000) -> None:
+    """Drop ``database.collection`` and insert ``docs`` in unordered batches of ``batch`` (``insert_many(
+    ordered=False)``: the server may apply a batch in any order; every document has its own ``_id``).
 
     Raises:
-        pymongo.errors.PyMongoError: the server cannot be reached or refuses the insert.
+        pymongo.errors.PyMongoError: the server cannot be reached or refuses the insert (BulkWriteError when
+        some documents of a batch were refused).
     """
     from pymongo import MongoClient
 
@@ -152,7 +266,7 @@ def write_mongo(mongo_url: str, database: str, collection: str, docs: list[dict[
         coll = client[database][collection]
         coll.drop()
         for start in range(0, len(docs), batch):
-            coll.insert_many([dict(d) for d in docs[start:start + batch]], ordered=True)
+            coll.insert_many([dict(d) for d in docs[start:start + batch]], ordered=False)
     finally:
         client.close()
 
@@ -168,6 +282,30 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], 
             w.writerow(["" if v is None else v for v in row])
             n += 1
     return n
+
+
+class CsvAppender:
+    """A UTF-8 CSV written in pieces (same bytes as :func:`write_csv` of all the pieces' rows): the header on
+    open, then :meth:`write` per batch. Use as a context manager; ``rows`` counts the data rows written."""
+
+    def __init__(self, path: Path, header: Sequence[str]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("w", encoding="utf-8", newline="")
+        self._w = csv.writer(self._fh, lineterminator="\n")
+        self._w.writerow(header)
+        self.rows = 0
+
+    def write(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Append rows (None written as '')."""
+        for row in rows:
+            self._w.writerow(["" if v is None else v for v in row])
+            self.rows += 1
+
+    def __enter__(self) -> "CsvAppender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._fh.close()
 
 
 def write_file_drop(folder: Path, department: str, logical_date: str, name: str, header: Sequence[str],
