@@ -48,7 +48,7 @@ ID_CHECK_CHARS = "10X98765432"
 
 #: Folder of the national code lists (see its SOURCE.md).
 CODES_DIR: Path = REFERENCE_DIR / "codes"
-#: Folder of the GB/T 2260 division lists (areas.csv, provinces.csv; see SOURCE_codes.md there).
+#: Folder of the GB/T 2260 division lists (areas.csv, cities.csv, provinces.csv; see SOURCE_codes.md there).
 DIVISIONS_DIR: Path = REFERENCE_DIR / "divisions"
 
 #: Earliest birth date accepted in a citizen ID (inclusive).
@@ -145,7 +145,8 @@ def _divisions() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(province codes, 4-digit city prefixes incl. historical ones, area codes not covered by a city prefix)."""
     provinces = frozenset(r["code"] for r in _read_csv(DIVISIONS_DIR / "provinces.csv"))
     areas = _read_csv(DIVISIONS_DIR / "areas.csv")
-    cities = frozenset(r["cityCode"] for r in areas) | HISTORICAL_CITY_PREFIXES
+    cities = (frozenset(r["cityCode"] for r in areas) | frozenset(r["code"] for r in _read_csv(DIVISIONS_DIR / "cities.csv"))
+              | HISTORICAL_CITY_PREFIXES)
     # In the 2023 list every county code starts with its cityCode, so this set is empty; kept so the rule stays
     # exactly "in areas.csv OR city prefix known" should a future list break that.
     stray_areas = frozenset(r["code"] for r in areas if r["code"][:4] not in cities)
@@ -657,3 +658,271 @@ def parse_date_col(c: "Column", formats: Sequence[str] = DATE_FORMATS) -> "Colum
     if canonical is None:
         return F.lit(None).cast("date")
     return F.try_to_date(canonical, "yyyy-M-d")
+
+
+# ------------------------------------------------------------------- GB/T 2260 division codes (current / historical)
+
+#: Lengths of division codes accepted by :func:`division_code_ok`: GB/T 2260 county level (6) and the NBS statistical
+#: township (9) and village/community committee (12) levels built on it (统计用区划代码).
+DIVISION_CODE_LENGTHS = (6, 9, 12)
+#: Cities whose 9- and 12-digit statistical codes are listed in the repo (streets_<city>00.csv, villages_<city>00.csv):
+#: a 9/12-digit code of such a city must be in the list; other cities' codes are judged on their 6-digit part only.
+STATISTICAL_CITY_LISTS = ("1301",)
+
+
+@lru_cache(maxsize=None)
+def _current_divisions() -> frozenset[str]:
+    """Current (2023 list) 6-digit codes: county codes of areas.csv, city codes ``xxxx00`` of cities.csv and province
+    codes ``xx0000`` of provinces.csv."""
+    provinces = {r["code"] + "0000" for r in _read_csv(DIVISIONS_DIR / "provinces.csv")}
+    cities = {r["code"] + "00" for r in _read_csv(DIVISIONS_DIR / "cities.csv")}
+    return frozenset({r["code"] for r in _read_csv(DIVISIONS_DIR / "areas.csv")} | cities | provinces)
+
+
+@lru_cache(maxsize=None)
+def _statistical_codes() -> tuple[frozenset[str], frozenset[str]]:
+    """(9-digit township codes, 12-digit community/village codes) of the cities of ``STATISTICAL_CITY_LISTS``."""
+    streets: set[str] = set()
+    villages: set[str] = set()
+    for city in STATISTICAL_CITY_LISTS:
+        streets |= {r["code"] for r in _read_csv(DIVISIONS_DIR / f"streets_{city}00.csv")}
+        villages |= {r["code"] for r in _read_csv(DIVISIONS_DIR / f"villages_{city}00.csv")}
+    return frozenset(streets), frozenset(villages)
+
+
+def division_status(code6: str | None) -> str | None:
+    """Status of a 6-digit GB/T 2260 code: 'current' (in the 2023 list: county, city ``xxxx00`` or province
+    ``xx0000`` code), 'historical' (not current, but accepted by :func:`is_known_division_code`: an abolished county
+    of a current city or of a ``HISTORICAL_CITY_PREFIXES`` group, e.g. 110228 密云县), or None (unknown / malformed).
+    """
+    if not is_known_division_code(code6):
+        return None
+    return "current" if code6 in _current_divisions() else "historical"
+
+
+def normalize_code(value: object) -> str | None:
+    """A code value as compared by the code pack: NFKC (full-width ``１３０１０２`` → ``130102``), leading/trailing
+    ``[ \\t\\n\\v\\f\\r]`` stripped, upper-cased. None → None. Spark twin: :func:`normalize_code_col` (folds the
+    full-width forms and Unicode spaces only)."""
+    return _clean_key(value)
+
+
+def division_code_ok(value: str | None, *, historical: bool = True) -> bool:
+    """True when ``value`` (after :func:`normalize_code`) is a valid GB/T 2260-based division code.
+
+    Rule: 6, 9 or 12 ASCII digits (``DIVISION_CODE_LENGTHS``); the 6-digit county part has
+    :func:`division_status` 'current' (or 'historical' too when ``historical``); and a 9-/12-digit code of a city of
+    ``STATISTICAL_CITY_LISTS`` (Shijiazhuang 1301) is in streets_130100.csv / villages_130100.csv (NBS 2023
+    统计用区划代码). None → False. Spark twin: :func:`division_code_ok_col`.
+    """
+    code = normalize_code(value)
+    if code is None or len(code) not in DIVISION_CODE_LENGTHS or not code.isascii() or not code.isdigit():
+        return False
+    status = division_status(code[:6])
+    if status is None or (status == "historical" and not historical):
+        return False
+    if len(code) > 6 and code[:4] in STATISTICAL_CITY_LISTS:
+        streets, villages = _statistical_codes()
+        return code in (streets if len(code) == 9 else villages)
+    return True
+
+
+# --------------------------------------------------------------------------------------------- code lists
+
+
+def code_in_list(value: str | None, name: str) -> bool | None:
+    """Membership of a value in a national code list (``load_code_list`` names: 'sex' GB/T 2261.1, 'marital_status'
+    GB/T 2261.2, 'ethnicity' GB/T 3304, 'education' GB/T 4658, 'relation' GB/T 4761 …), compared after
+    :func:`normalize_code` (no other repair: '1' is not '01'). None → None (not judged).
+
+    Raises:
+        ValueError: unknown ``name``.
+
+    Spark twin: :func:`code_in_list_col`.
+    """
+    codes = _code_list(name)
+    key = normalize_code(value)
+    return None if key is None else key in {c for c, _ in codes}
+
+
+# --------------------------------------------------------------------------------------------- phones, postcodes
+
+#: Mainland China mobile number (11 digits, 13x–19x; MIIT numbering plan), after :func:`normalize_phone`.
+MOBILE_RE = "1[3-9][0-9]{9}"
+#: Postcode (邮政编码): 6 digits, leading zeros kept (e.g. 010010 呼和浩特).
+POSTCODE_RE = "[0-9]{6}"
+_PHONE_SEPARATORS = "[ \\-()\u00a0\u3000]"
+_PHONE_PREFIX_RE = "(?:\\+86|0086|86)(1[0-9]{10})"
+
+
+def normalize_phone(value: object) -> str | None:
+    """A phone number as compared by the code pack: NFKC (full-width digits), spaces, hyphens and brackets removed,
+    a country prefix ``+86`` / ``0086`` / ``86`` before an 11-digit number dropped: '138 1234 5678', '１３８１２３４５６７８',
+    '+86 138-1234-5678' → '13812345678'. Landlines keep their area code ('0311-1234567' → '03111234567').
+    None → None; blank → ''. Spark twin: :func:`normalize_phone_col`."""
+    text = normalize_code(value)
+    if text is None:
+        return None
+    text = re.sub(_PHONE_SEPARATORS, "", text)
+    m = re.fullmatch(_PHONE_PREFIX_RE, text)
+    return m.group(1) if m else text
+
+
+def is_mobile_phone(value: object) -> bool:
+    """True when :func:`normalize_phone` of ``value`` is a mainland mobile number (``MOBILE_RE``); None → False."""
+    text = normalize_phone(value)
+    return text is not None and re.fullmatch(MOBILE_RE, text) is not None
+
+
+def is_postcode(value: object) -> bool:
+    """True when ``value`` (after :func:`normalize_code`) is 6 ASCII digits; a postcode that lost its leading zero
+    ('10010') or was read as a number ('10010.0') fails. None → False."""
+    text = normalize_code(value)
+    return text is not None and re.fullmatch(POSTCODE_RE, text) is not None
+
+
+# --------------------------------------------------------------------------- GB 32100-2015 unified social credit code
+
+#: GB 32100-2015 code characters (digits and upper-case letters without I, O, Z, S, V), value = index.
+USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+#: GB 32100-2015 weights W_i = 3^(i-1) mod 31 of the 17 body characters.
+USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+#: 2 characters (registration authority, organisation type) + 6-digit division code + 9-character organisation code +
+#: check character.
+_USCC_RE = "[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}"
+
+
+def uscc_check_char(body17: str) -> str:
+    """GB 32100-2015 check character of a 17-character unified social credit code body: C18 = 31 − (Σ C_i·W_i mod 31),
+    31 → 0, with character values and weights of ``USCC_CHARS`` / ``USCC_WEIGHTS``.
+
+    Raises:
+        ValueError: ``body17`` is not 17 characters of ``USCC_CHARS``.
+    """
+    if len(body17) != 17 or any(c not in USCC_CHARS for c in body17):
+        raise ValueError(f"a credit-code body is 17 characters of {USCC_CHARS}, got {body17!r}")
+    total = sum(USCC_CHARS.index(c) * w for c, w in zip(body17, USCC_WEIGHTS))
+    return USCC_CHARS[(31 - total % 31) % 31]
+
+
+def is_valid_uscc(value: object) -> bool:
+    """True when ``value`` (after :func:`normalize_code`: NFKC, trimmed, upper-cased) is a GB 32100-2015 unified
+    social credit code: 18 characters of ``USCC_CHARS`` with digits at positions 3–8, and the right check character.
+    None → False. Spark twin: :func:`uscc_valid_col`."""
+    code = normalize_code(value)
+    if code is None or not re.fullmatch(_USCC_RE, code):
+        return False
+    return uscc_check_char(code[:17]) == code[17]
+
+
+# ------------------------------------------------------------------------------------------- canonical form
+
+#: Kinds of :func:`canonical_value`: the normalisation of a citizen ID, a phone number, or any code column.
+CANONICAL_KINDS = ("gb11643_id", "phone", "code")
+
+
+def canonical_value(value: object, kind: str) -> str | None:
+    """The normalised form of a raw value: 'gb11643_id' → :func:`normalize_id` (full-width, blanks, lower-case x,
+    15 → 18 digits), 'phone' → :func:`normalize_phone`, 'code' → :func:`normalize_code`. None when the value is
+    missing or cannot be normalised (a float-mangled ID). A raw value that differs from its canonical value is
+    *flagged* (it was repaired), never silently changed: the raw layer keeps it as delivered.
+
+    Raises:
+        ValueError: unknown ``kind``.
+
+    Spark twin: :func:`canonical_col`.
+    """
+    if kind not in CANONICAL_KINDS:
+        raise ValueError(f"unknown canonical kind {kind!r}; one of {', '.join(CANONICAL_KINDS)}")
+    if value is None:
+        return None
+    if kind == "gb11643_id":
+        return normalize_id(str(value)).normalized
+    return normalize_phone(value) if kind == "phone" else normalize_code(value)
+
+
+# ---------------------------------------------------------------------------- Spark twins of the checks above
+
+
+def normalize_code_col(c: "Column") -> "Column":
+    """Spark twin of :func:`normalize_code`: string Column → string Column (full-width folded, trimmed,
+    upper-cased)."""
+    return _key_col(c)
+
+
+def division_code_ok_col(c: "Column", *, historical: bool = True) -> "Column":
+    """Spark twin of :func:`division_code_ok`: boolean Column, never NULL (NULL input → False).
+
+    The 6-digit part is checked with one regex literal (historical) or ``isin`` of the current codes; 9-/12-digit
+    codes of ``STATISTICAL_CITY_LISTS`` cities with ``isin`` of the street/village lists (Spark turns long ``isin``
+    lists into a hash set). Native expressions only."""
+    from pyspark.sql import functions as F
+
+    s = normalize_code_col(c)
+    six = F.substring(s, 1, 6)
+    shape = s.rlike(_java("[0-9]{6}(?:[0-9]{3}(?:[0-9]{3})?)?"))
+    county = six.rlike(_division_regex()) if historical else six.isin(sorted(_current_divisions()))
+    streets, villages = _statistical_codes()
+    listed = F.substring(s, 1, 4).isin(list(STATISTICAL_CITY_LISTS))
+    fine = (F.when(F.length(s) == 6, F.lit(True))
+            .when(~listed, F.lit(True))
+            .when(F.length(s) == 9, s.isin(sorted(streets)))
+            .otherwise(s.isin(sorted(villages))))
+    return F.coalesce(shape & county & fine, F.lit(False))
+
+
+def code_in_list_col(c: "Column", name: str) -> "Column":
+    """Spark twin of :func:`code_in_list`: boolean Column, NULL when ``c`` is NULL.
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    return normalize_code_col(c).isin([code for code, _ in _code_list(name)])
+
+
+def normalize_phone_col(c: "Column") -> "Column":
+    """Spark twin of :func:`normalize_phone` (string Column → string Column)."""
+    from pyspark.sql import functions as F
+
+    s = F.regexp_replace(normalize_code_col(c), _PHONE_SEPARATORS, "")
+    return F.regexp_replace(s, _java(_PHONE_PREFIX_RE), "$1")
+
+
+def mobile_phone_ok_col(c: "Column") -> "Column":
+    """Spark twin of :func:`is_mobile_phone`: boolean Column, never NULL."""
+    from pyspark.sql import functions as F
+
+    return F.coalesce(normalize_phone_col(c).rlike(_java(MOBILE_RE)), F.lit(False))
+
+
+def postcode_ok_col(c: "Column") -> "Column":
+    """Spark twin of :func:`is_postcode`: boolean Column, never NULL."""
+    from pyspark.sql import functions as F
+
+    return F.coalesce(normalize_code_col(c).rlike(_java(POSTCODE_RE)), F.lit(False))
+
+
+def uscc_valid_col(c: "Column") -> "Column":
+    """Spark twin of :func:`is_valid_uscc`: boolean Column, never NULL. The GB 32100-2015 check character is computed
+    with native arithmetic (``instr`` into ``USCC_CHARS`` for character values)."""
+    from pyspark.sql import functions as F
+
+    s = normalize_code_col(c)
+    total = F.lit(0)
+    for i, w in enumerate(USCC_WEIGHTS):
+        total = total + (F.instr(F.lit(USCC_CHARS), F.substring(s, i + 1, 1)) - F.lit(1)) * F.lit(w)
+    check = F.lit(USCC_CHARS).substr(F.pmod(F.lit(31) - F.pmod(total, F.lit(31)), F.lit(31)) + F.lit(1), F.lit(1))
+    return F.coalesce(s.rlike(_java(_USCC_RE)) & (check == F.substring(s, 18, 1)), F.lit(False))
+
+
+def canonical_col(c: "Column", kind: str) -> "Column":
+    """Spark twin of :func:`canonical_value`: string Column, NULL when missing or not normalisable.
+
+    Raises:
+        ValueError: unknown ``kind``.
+    """
+    if kind not in CANONICAL_KINDS:
+        raise ValueError(f"unknown canonical kind {kind!r}; one of {', '.join(CANONICAL_KINDS)}")
+    if kind == "gb11643_id":
+        return id_normalize_col(c)
+    return normalize_phone_col(c) if kind == "phone" else normalize_code_col(c)

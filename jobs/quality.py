@@ -44,6 +44,13 @@ Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
   ``jobs.codes.id_is_valid_col(jobs.codes.id_normalize_col(c))``; the normalised value is
   projected once as a hidden column first (inlining it into the validity check made a 500 kB
   plan whose whole-stage codegen Spark disabled).
+* Code-pack types (``jobs.codes``; one Spark builder per rule, used both here and for the GX
+  derived column): ``expect_column_values_to_be_valid_gbt2260_code`` (GB/T 2260, current or
+  historical), ``expect_column_values_to_be_in_gb_code_list`` (GB/T 2261.1/2261.2/3304/4658/4761 …),
+  ``expect_column_values_to_be_valid_cn_mobile``, ``expect_column_values_to_be_valid_cn_postcode``,
+  ``expect_column_values_to_be_valid_gb32100_code`` (unified social credit code) and
+  ``expect_column_values_to_be_normalized`` (raw value not in canonical form: full-width, blanks,
+  lower-case x, 15-digit ID; a *flag*, meant for ``warn``). See ``expectations/README.md``.
 """
 from __future__ import annotations
 
@@ -90,6 +97,22 @@ VALID_DATE_TYPE = "expect_column_values_to_be_valid_date"
 #: GB 11643 ID number (the 17th digit: odd male, even female); rows without a valid ID or with a
 #: sex value outside ``sex_map`` are not judged by it.
 SEX_MATCHES_ID_TYPE = "expect_column_values_to_agree_with_gb11643_sex"
+#: a GB/T 2260 division code (6 digits) or NBS statistical code built on it (9, 12 digits), current or
+#: (``historical``, default true) abolished: :func:`jobs.codes.division_code_ok_col`;
+GBT2260_TYPE = "expect_column_values_to_be_valid_gbt2260_code"
+#: a code of a national code list (``code_list``: sex GB/T 2261.1, marital_status GB/T 2261.2, ethnicity
+#: GB/T 3304, education GB/T 4658, relation GB/T 4761 …): :func:`jobs.codes.code_in_list_col`;
+CODE_LIST_TYPE = "expect_column_values_to_be_in_gb_code_list"
+#: a mainland mobile phone number after normalisation: :func:`jobs.codes.mobile_phone_ok_col`;
+MOBILE_TYPE = "expect_column_values_to_be_valid_cn_mobile"
+#: a 6-digit postcode, leading zeros kept: :func:`jobs.codes.postcode_ok_col`;
+POSTCODE_TYPE = "expect_column_values_to_be_valid_cn_postcode"
+#: a GB 32100-2015 unified social credit code with its check character: :func:`jobs.codes.uscc_valid_col`;
+USCC_TYPE = "expect_column_values_to_be_valid_gb32100_code"
+#: the raw value is already in canonical form (``kind``: gb11643_id, phone, code; see
+#: :func:`jobs.codes.canonical_col`): full-width digits/letters, blanks, a lower-case ``x``, a 15-digit ID fail
+#: it. Used with action ``warn``: the row is kept (the unified layer repairs it) and flagged.
+CANONICAL_TYPE = "expect_column_values_to_be_normalized"
 
 #: Supported expectation types → (required kwargs, optional kwargs).
 SUPPORTED_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -105,6 +128,12 @@ SUPPORTED_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     GB11643_TYPE: (frozenset({"column"}), frozenset()),
     VALID_DATE_TYPE: (frozenset({"column", "formats"}), frozenset()),
     SEX_MATCHES_ID_TYPE: (frozenset({"column", "id_column", "sex_map"}), frozenset()),
+    GBT2260_TYPE: (frozenset({"column"}), frozenset({"historical"})),
+    CODE_LIST_TYPE: (frozenset({"column", "code_list"}), frozenset()),
+    MOBILE_TYPE: (frozenset({"column"}), frozenset()),
+    POSTCODE_TYPE: (frozenset({"column"}), frozenset()),
+    USCC_TYPE: (frozenset({"column"}), frozenset()),
+    CANONICAL_TYPE: (frozenset({"column", "kind"}), frozenset()),
 }
 
 _UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
@@ -116,6 +145,12 @@ _DERIVED_SUFFIX = {
     "expect_column_values_to_be_between": "between_valid",
     VALID_DATE_TYPE: "date_valid",
     SEX_MATCHES_ID_TYPE: "sex_matches_id",
+    GBT2260_TYPE: "gbt2260_valid",
+    CODE_LIST_TYPE: "code_list_valid",
+    MOBILE_TYPE: "mobile_valid",
+    POSTCODE_TYPE: "postcode_valid",
+    USCC_TYPE: "gb32100_valid",
+    CANONICAL_TYPE: "canonical",
 }
 #: Key or value shown for NULL in ``_source_key`` and ``_messages``.
 NULL_MARK = "∅"
@@ -312,6 +347,19 @@ def _check_kwargs(where: str, etype: str, kw: dict) -> None:
         sm = kw["sex_map"]
         if not isinstance(sm, dict) or not sm or not all(isinstance(v, str) for v in sm.values()):
             raise ValueError(f"{where}: kwarg 'sex_map' must map department values to GB/T 2261.1 codes")
+    elif etype == GBT2260_TYPE:
+        if not isinstance(kw.get("historical", True), bool):
+            raise ValueError(f"{where}: kwarg 'historical' must be true or false")
+    elif etype == CODE_LIST_TYPE:
+        from jobs.codes import CODE_LIST_NAMES  # lazy: code pack
+
+        if kw["code_list"] not in CODE_LIST_NAMES:
+            raise ValueError(f"{where}: unknown code_list {kw['code_list']!r}; one of {', '.join(CODE_LIST_NAMES)}")
+    elif etype == CANONICAL_TYPE:
+        from jobs.codes import CANONICAL_KINDS  # lazy: code pack
+
+        if kw["kind"] not in CANONICAL_KINDS:
+            raise ValueError(f"{where}: unknown kind {kw['kind']!r}; one of {', '.join(CANONICAL_KINDS)}")
 
 
 _STRFTIME = {"%Y": (r"(?!0000)\d{4}", "yyyy"), "%m": (r"\d{2}", "MM"), "%d": (r"\d{2}", "dd"),
@@ -410,7 +458,39 @@ def _value_check(rule: Rule) -> Column:
         # Only a valid ID and a known sex value can contradict each other (an unknown sex value is
         # the in-set rule's finding, not this one's).
         return id_is_valid_col(norm) & sex.isNotNull() & (sex != id_sex_code_col(norm))
+    if et in _CODE_PACK_TYPES:
+        return ~_code_pack_ok(et, v, kw)
     raise ValueError(f"rule {rule.rule_id!r}: no row-level check for {et!r}")
+
+
+def _canonical_ok(v: Column, kw: dict) -> Column:
+    from jobs.codes import canonical_col  # lazy: code pack
+
+    canon = canonical_col(v, kw["kind"])
+    # not normalisable (a float-mangled ID) is the validity rule's finding, not this one's
+    return canon.isNull() | (canon == v)
+
+
+#: Code-pack types checked by :func:`_code_pack_ok`.
+_CODE_PACK_TYPES = frozenset({GBT2260_TYPE, CODE_LIST_TYPE, MOBILE_TYPE, POSTCODE_TYPE, USCC_TYPE, CANONICAL_TYPE})
+
+
+def _code_pack_ok(et: str, v: Column, kw: dict) -> Column:
+    """TRUE when the value passes a code-pack rule: the :mod:`jobs.codes` Spark builder itself, so the quarantine
+    and the GX checkpoint (derived column) share one definition."""
+    from jobs import codes  # lazy: code pack
+
+    if et == GBT2260_TYPE:
+        return codes.division_code_ok_col(v, historical=kw.get("historical", True))
+    if et == CODE_LIST_TYPE:
+        return codes.code_in_list_col(v, kw["code_list"])
+    if et == MOBILE_TYPE:
+        return codes.mobile_phone_ok_col(v)
+    if et == POSTCODE_TYPE:
+        return codes.postcode_ok_col(v)
+    if et == USCC_TYPE:
+        return codes.uscc_valid_col(v)
+    return _canonical_ok(v, kw)
 
 
 def _with_normalized_ids(df: DataFrame, suite: Suite) -> DataFrame:
@@ -699,6 +779,19 @@ def _gx_expectation_configs(suite: Suite) -> list[dict]:
                 what = f"is a real calendar date in a format of {', '.join(rule.kwargs['formats'])}"
             elif etype == SEX_MATCHES_ID_TYPE:
                 what = f"agrees with the sex digit of the GB 11643 ID in {rule.kwargs['id_column']}"
+            elif etype == GBT2260_TYPE:
+                what = ("is a GB/T 2260 division code (6/9/12 digits; "
+                        + ("current or historical list)" if rule.kwargs.get("historical", True) else "current list)"))
+            elif etype == CODE_LIST_TYPE:
+                what = f"is a code of the national code list {rule.kwargs['code_list']}"
+            elif etype == MOBILE_TYPE:
+                what = "is a mainland mobile phone number (11 digits, 13x-19x, after normalisation)"
+            elif etype == POSTCODE_TYPE:
+                what = "is a 6-digit postcode"
+            elif etype == USCC_TYPE:
+                what = "is a GB 32100-2015 unified social credit code (check character)"
+            elif etype == CANONICAL_TYPE:
+                what = f"is already in canonical {rule.kwargs['kind']} form (no full-width, blanks, lower-case x, 15-digit ID)"
             else:
                 lo, hi = rule.kwargs.get("min_value"), rule.kwargs.get("max_value")
                 what = (f"is a number {'>' if rule.kwargs.get('strict_min') else '>='} {lo}"

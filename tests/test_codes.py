@@ -282,3 +282,86 @@ QUOTED_MAPPING = {"1": "1", "2": "2", "it's": "9", "a\\b": "0"}
 
 def test_date_formats_default():
     assert {"yyyyMMdd", "yyyy-MM-dd", "yyyy/M/d", "yyyy年M月d日", "yyyy.M.d"} <= set(DATE_FORMATS)
+
+
+# ------------------------------------------------------------------------------------- issue #5 code pack
+
+ISSUE_ID_CASES = [  # raw value → (normalized, flags, valid after normalising)
+    ("11010519491231002X", "11010519491231002X", (), True),
+    ("11010519491231002x", "11010519491231002X", ("lowercase_x",), True),
+    ("11010519491231007X", "11010519491231007X", (), False),
+    ("１１０１０５１９４９１２３１００２Ｘ", "11010519491231002X", ("fullwidth",), True),
+    ("1.10105E+17", None, ("float_mangled",), False),
+]
+
+
+@pytest.mark.parametrize("raw,normalized,flags,valid", ISSUE_ID_CASES)
+def test_issue_id_cases(raw, normalized, flags, valid):
+    result = normalize_id(raw)
+    assert (result.normalized, result.flags, id_errors(result.normalized) == []) == (normalized, flags, valid)
+    assert codes.canonical_value(raw, "gb11643_id") == normalized
+    assert parse_date("2023年2月30日") is None
+
+
+def test_division_status_and_codes():
+    assert [codes.division_status(c) for c in ("130102", "130100", "130000", "110228", "139901", "13010", None)] == [
+        "current", "current", "current", "historical", None, None, None]
+    assert codes.division_code_ok("130102101002")  # listed community of 长安区
+    assert not codes.division_code_ok("130102999999")  # Shijiazhuang: 12-digit code must be listed
+    assert codes.division_code_ok("110105001001")  # Beijing: no village list in the repo, county part current
+    assert codes.division_code_ok("１３０１０２")  # full-width digits folded (NFKC)
+    assert codes.division_code_ok("110228") and not codes.division_code_ok("110228", historical=False)
+    assert not codes.division_code_ok("1301021") and not codes.division_code_ok(None)
+    # GB 11643 division part uses the same definition
+    assert id_errors(with_check("11022819800101001")) == [] and codes.division_status("110228") == "historical"
+
+
+def test_code_lists_phone_postcode_uscc():
+    assert (codes.code_in_list("2", "sex"), codes.code_in_list("3", "sex"), codes.code_in_list(None, "sex")) == (
+        True, False, None)
+    assert codes.code_in_list("40", "marital_status") and not codes.code_in_list("4", "marital_status")
+    assert codes.code_in_list("01", "ethnicity") and not codes.code_in_list("1", "ethnicity")
+    assert codes.code_in_list("21", "education") and codes.code_in_list("02", "relation")
+    assert not codes.code_in_list("98", "relation") and not codes.code_in_list("2", "relation")
+    assert codes.normalize_phone("+86 138-1234-5678") == "13812345678"
+    assert [codes.is_mobile_phone(v) for v in ("13812345678", "１３８ １２３４ ５６７８", "0311-1234567", "12812345678",
+                                               "1381234567", None)] == [True, True, False, False, False, False]
+    assert [codes.is_postcode(v) for v in ("050000", "010010", "10010", "10010.0", "05000A", None)] == [
+        True, True, False, False, False, False]
+    # GB 32100-2015 example code 91350100M000100Y43: check character 3 by hand-checked generator twin
+    assert codes.uscc_check_char("91350100M000100Y4") == "3"
+    assert [codes.is_valid_uscc(v) for v in ("91350100M000100Y43", "91350100m000100y43", "91350100M000100Y44",
+                                             "91350100M000100I43", "9135010M000100Y43", None)] == [
+        True, True, False, False, False, False]
+    assert codes.canonical_value(ID15, "gb11643_id") == ID15_AS_18
+    assert codes.canonical_value(" 138 1234 5678", "phone") == "13812345678"
+    assert codes.canonical_value("ａｂ１", "code") == "AB1"
+    with pytest.raises(ValueError):
+        codes.canonical_value("1", "colour")
+
+
+def test_spark_code_pack_agrees_with_python(spark):
+    values = ["130102101002", "130102999999", "110105001001", "１３０１０２", "110228", "1301021", "91350100M000100Y43",
+              "91350100M000100Y44", "91350100m000100y43", "13812345678", "１３８ １２３４ ５６７８", "+8613812345678",
+              "0311-1234567", "050000", "10010", "2", "01", "1", "11010519491231002x", ID15, None]
+    df = spark.createDataFrame(list(enumerate(values)), "i int, v string")
+    rows = sorted(df.select(
+        "i", "v",
+        codes.division_code_ok_col(df.v).alias("div"),
+        codes.division_code_ok_col(df.v, historical=False).alias("div_now"),
+        codes.uscc_valid_col(df.v).alias("uscc"),
+        codes.mobile_phone_ok_col(df.v).alias("mobile"),
+        codes.postcode_ok_col(df.v).alias("post"),
+        codes.code_in_list_col(df.v, "ethnicity").alias("eth"),
+        codes.canonical_col(df.v, "gb11643_id").alias("c_id"),
+        codes.canonical_col(df.v, "phone").alias("c_phone"),
+    ).collect(), key=lambda r: r.i)
+    for r in rows:
+        assert (r.div, r.div_now, r.uscc, r.mobile, r.post, r.eth, r.c_id, r.c_phone) == (
+            codes.division_code_ok(r.v), codes.division_code_ok(r.v, historical=False), codes.is_valid_uscc(r.v),
+            codes.is_mobile_phone(r.v), codes.is_postcode(r.v), codes.code_in_list(r.v, "ethnicity"),
+            codes.canonical_value(r.v, "gb11643_id"), codes.canonical_value(r.v, "phone")), r.v
+    by_v = {r.v: r for r in rows}
+    assert (by_v["110228"].div, by_v["110228"].div_now) == (True, False)
+    assert (by_v["91350100M000100Y43"].uscc, by_v["91350100M000100Y44"].uscc) == (True, False)
+    assert by_v["１３８ １２３４ ５６７８"].mobile and by_v["11010519491231002x"].c_id == VALID

@@ -74,9 +74,12 @@ def test_example_suite_file_loads():
     assert suite.table == "raw.hukou_persons" and suite.key_columns == ("person_no",)
     assert [(r.rule_id.split(".", 1)[1], r.action) for r in suite.rules] == [
         ("person_no.not_null", "quarantine"), ("person_no.unique", "quarantine"),
-        ("id_no.not_null", "quarantine"), ("id_no.gb11643", "quarantine"), ("sex_code.in_set", "quarantine"),
-        ("sex_code.matches_id", "quarantine"), ("birth_date.yyyymmdd", "quarantine"), ("ethnic_code.two_digits", "warn"),
-        ("community_code.shijiazhuang", "quarantine"), ("phone.mobile", "warn"),
+        ("id_no.not_null", "quarantine"), ("id_no.gb11643", "quarantine"),
+        ("id_no.canonical", "warn"), ("sex_code.in_set", "quarantine"), ("sex_code.gbt2261_1", "quarantine"),
+        ("sex_code.matches_id", "quarantine"), ("birth_date.yyyymmdd", "quarantine"), ("ethnic_code.gbt3304", "warn"),
+        ("relation_code.gbt4761", "quarantine"), ("community_code.shijiazhuang", "quarantine"),
+        ("community_code.gbt2260", "quarantine"), ("phone.mobile", "warn"), ("phone.canonical", "warn"),
+        ("name.middle_dot", "warn"),
     ]
     assert suite.rules[3].expectation_type == "expect_column_values_to_be_valid_gb11643_id"
 
@@ -222,13 +225,14 @@ def test_hukou_suite_rows_and_checkpoint(spark, tmp_path):
     out = run_checkpoint(spark, df, suite, "b7", tmp_path / "reports",
                          run_time=dt.datetime(2025, 6, 30, 18, 0, tzinfo=dt.timezone.utc))
     assert out["success"] is False
-    assert out["statistics"]["evaluated_expectations"] == 10
-    assert out["statistics"]["unsuccessful_expectations"] == 7
+    assert out["statistics"]["evaluated_expectations"] == 16
+    assert out["statistics"]["unsuccessful_expectations"] == 8
     unexpected = {e["rule_id"].split(".", 1)[1]: e["unexpected_count"] for e in out["expectations"]}
     assert unexpected == {"person_no.not_null": 0, "person_no.unique": 2, "id_no.not_null": 0,
-                          "id_no.gb11643": 1, "sex_code.in_set": 1, "sex_code.matches_id": 0,
-                          "birth_date.yyyymmdd": 1,
-                          "ethnic_code.two_digits": 1, "community_code.shijiazhuang": 1, "phone.mobile": 1}
+                          "id_no.gb11643": 1, "id_no.canonical": 0, "sex_code.in_set": 1, "sex_code.gbt2261_1": 0,
+                          "sex_code.matches_id": 0, "birth_date.yyyymmdd": 1, "ethnic_code.gbt3304": 1,
+                          "relation_code.gbt4761": 0, "community_code.shijiazhuang": 1, "community_code.gbt2260": 0,
+                          "phone.mobile": 1, "phone.canonical": 1, "name.middle_dot": 0}
     result = json.loads(open(out["results_path"], encoding="utf-8").read())
     assert result["success"] is False and result["suite_name"] == "raw.hukou_persons"
     assert "/b7/" in out["results_path"]
@@ -265,3 +269,56 @@ def test_code_pack_date_and_sex_agreement_rules(spark, tmp_path):
     got = {r.case_no: r._failed_rules for r in evaluate(df, suite).collect()}
     assert got == {"C1": [], "C2": ["c.birth.valid_date"], "C3": ["c.sex.matches_id"], "C4": [],
                    "C5": ["c.birth.valid_date"]}
+
+
+CODE_PACK_MORE = {
+    "name": "raw.test_org",
+    "meta": {"table": "raw.test_org", "key_columns": ["k"]},
+    "expectations": [
+        {"type": "expect_column_values_to_be_valid_gbt2260_code", "kwargs": {"column": "division"},
+         "meta": {"rule_id": "o.division.gbt2260", "action": "quarantine"}},
+        {"type": "expect_column_values_to_be_valid_gbt2260_code", "kwargs": {"column": "division", "historical": False},
+         "meta": {"rule_id": "o.division.current", "action": "warn"}},
+        {"type": "expect_column_values_to_be_in_gb_code_list", "kwargs": {"column": "marital", "code_list": "marital_status"},
+         "meta": {"rule_id": "o.marital.gbt2261_2", "action": "quarantine"}},
+        {"type": "expect_column_values_to_be_in_gb_code_list", "kwargs": {"column": "education", "code_list": "education"},
+         "meta": {"rule_id": "o.education.gbt4658", "action": "quarantine"}},
+        {"type": "expect_column_values_to_be_valid_cn_mobile", "kwargs": {"column": "phone"},
+         "meta": {"rule_id": "o.phone.mobile", "action": "quarantine"}},
+        {"type": "expect_column_values_to_be_normalized", "kwargs": {"column": "phone", "kind": "phone"},
+         "meta": {"rule_id": "o.phone.canonical", "action": "warn"}},
+        {"type": "expect_column_values_to_be_valid_cn_postcode", "kwargs": {"column": "postcode"},
+         "meta": {"rule_id": "o.postcode.six_digits", "action": "quarantine"}},
+        {"type": "expect_column_values_to_be_valid_gb32100_code", "kwargs": {"column": "credit_code"},
+         "meta": {"rule_id": "o.credit_code.gb32100", "action": "quarantine"}},
+        {"type": "expect_column_values_to_be_normalized", "kwargs": {"column": "id_no", "kind": "gb11643_id"},
+         "meta": {"rule_id": "o.id_no.canonical", "action": "warn"}},
+    ],
+}
+
+
+def test_code_pack_more_types(spark, tmp_path):
+    (tmp_path / "raw.test_org.json").write_text(json.dumps(CODE_PACK_MORE, ensure_ascii=False), encoding="utf-8")
+    suite = load_suite("raw.test_org", tmp_path)
+    rows = [  # k, division, marital, education, phone, postcode, credit_code, id_no
+        ("K1", "130102", "20", "21", "13812345678", "050000", "91350100M000100Y43", "11010519491231002X"),  # clean
+        ("K2", "110228", "4", "21", "138 1234 5678", "10010", "91350100M000100Y44", "11010519491231002x"),
+        ("K3", "990000", "20", "99", "0311-1234567", "050000", None, "１１０１０５１９４９１２３１００２Ｘ"),
+        ("K4", None, None, None, "+86 13812345678", "010010", "91350100m000100y43", "130102900101001"),
+    ]
+    df = spark.createDataFrame(rows, "k string, division string, marital string, education string, phone string, "
+                                     "postcode string, credit_code string, id_no string")
+    got = {r.k: r._failed_rules for r in evaluate(df, suite).collect()}
+    assert got == {
+        "K1": [],
+        "K2": ["o.division.current", "o.marital.gbt2261_2", "o.phone.canonical", "o.postcode.six_digits",
+               "o.credit_code.gb32100", "o.id_no.canonical"],
+        "K3": ["o.division.gbt2260", "o.division.current", "o.education.gbt4658", "o.phone.mobile",
+               "o.phone.canonical", "o.id_no.canonical"],
+        "K4": ["o.phone.canonical", "o.id_no.canonical"],  # lower-case credit code is valid after upper-casing
+    }
+    with pytest.raises(ValueError, match="unknown code_list 'blood'"):
+        doc = json.loads(json.dumps(CODE_PACK_MORE))
+        doc["expectations"][2]["kwargs"]["code_list"] = "blood"
+        (tmp_path / "raw.test_org.json").write_text(json.dumps(doc), encoding="utf-8")
+        load_suite("raw.test_org", tmp_path)

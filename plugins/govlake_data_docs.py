@@ -1,0 +1,97 @@
+"""Airflow 3 plugin: a "Data Docs" extra link on every ``validate_<source>`` task of ``govlake_daily``.
+
+Mechanism (Airflow 3 "add links to existing operators"): the link class names the operator class of ``@task``
+tasks (``_PythonDecoratedOperator``) in ``operators``; the API server attaches it when it deserialises the DAG and
+calls :meth:`DataDocsLink.get_link` when the task's page is opened. The link is read from the task's own XCom
+``return_value`` — the validate stage returns ``[{"table", ..., "data_docs": "<path of the GX Data Docs
+index.html>"}, ...]`` — so the DAG file needs no change and the worker pushes nothing extra. Other tasks, and
+validate runs without Data Docs, get an empty (disabled) link.
+
+The Data Docs site is static HTML under ``$GOVLAKE_HOME/reports/gx/uncommitted/data_docs/local_site/``. Browsers
+do not open ``file://`` links from an ``http://`` page, so set ``GOVLAKE_DATA_DOCS_BASE_URL`` (in the API server's
+environment) to the URL where the reports folder is served (e.g. ``http://reports.internal/govlake``): the link
+becomes ``<base>/gx/uncommitted/data_docs/local_site/index.html``. Without it the link is the ``file://`` URI.
+
+Parse-time cost: Airflow modules only (no pyspark, GX, pandas or ``jobs``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from airflow.plugins_manager import AirflowPlugin
+from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
+from airflow.sdk import BaseOperatorLink
+
+#: Environment variable: URL under which ``$GOVLAKE_HOME/reports`` is served over HTTP.
+BASE_URL_ENV = "GOVLAKE_DATA_DOCS_BASE_URL"
+#: Task ids that get the link.
+VALIDATE_PREFIX = "validate_"
+
+
+def data_docs_url(value: Any, base_url: str | None = None) -> str:
+    """The Data Docs URL from a validate task's return value.
+
+    Args:
+        value: the XCom ``return_value`` of a validate task: a list of dicts with a ``data_docs`` path (or its
+            JSON text); anything else gives ''.
+        base_url: URL serving the reports folder (see the module docstring); None → a ``file://`` URI.
+
+    Returns:
+        the URL of the first non-empty ``data_docs`` path ('' when there is none). All tables of a run share one
+        Data Docs site, so the first is the site's index.
+    """
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return ""
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        return ""
+    path = next((v.get("data_docs") for v in value if isinstance(v, dict) and v.get("data_docs")), None)
+    if not path:
+        return ""
+    posix = PurePosixPath(str(path))
+    if base_url and "gx" in posix.parts:
+        rel = PurePosixPath(*posix.parts[posix.parts.index("gx"):])
+        return f"{base_url.rstrip('/')}/{quote(str(rel))}"
+    return "file://" + quote(str(posix))
+
+
+def _return_value(ti_key) -> Any:
+    """The XCom ``return_value`` of a task instance, read from the metadata database (API server side)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.execute(
+            XComModel.get_many(key="return_value", run_id=ti_key.run_id, dag_ids=ti_key.dag_id,
+                               task_ids=ti_key.task_id, map_indexes=ti_key.map_index)
+            .with_only_columns(XComModel.value)
+        ).first()
+    return None if row is None else row.value
+
+
+class DataDocsLink(BaseOperatorLink):
+    """Extra link "Data Docs" of the ``validate_<source>`` tasks (Great Expectations Data Docs of the run)."""
+
+    name = "Data Docs"
+    operators = [_PythonDecoratedOperator]
+
+    def get_link(self, operator, *, ti_key) -> str:
+        """URL of the run's Data Docs (see :func:`data_docs_url`); '' for other tasks or when not built."""
+        if not str(ti_key.task_id).startswith(VALIDATE_PREFIX):
+            return ""
+        return data_docs_url(_return_value(ti_key), os.environ.get(BASE_URL_ENV))
+
+
+class GovLakeDataDocsPlugin(AirflowPlugin):
+    """Registers :class:`DataDocsLink`."""
+
+    name = "govlake_data_docs"
+    operator_extra_links = [DataDocsLink()]
