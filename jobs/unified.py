@@ -1,14 +1,36 @@
-"""Unified layer: one person, one event per real thing, in national codes.
+"""Unified layer: one person, one event per real thing, in national codes, with provenance and history.
 
-Tables (Delta, MERGEd on their business key; a rerun with the same input changes nothing):
+Tables (Delta, change data feed enabled, MERGEd on their business key; a rerun with the same input changes
+nothing, and day N+1 touches only the rows whose content changed):
 
-``unified.person`` — one row per citizen, key ``person_id``:
-    person_id STRING (the normalised 18-digit GB 11643 ID number), id_no STRING, name STRING,
-    sex_code STRING (GB/T 2261.1), birth_date DATE, ethnic_code STRING (GB/T 3304),
-    household_no STRING, community_code STRING (12-digit statistical division code),
-    district_code STRING (6-digit GB/T 2260), address STRING, phone STRING,
-    sources ARRAY<STRING> (departments that recorded the person), first_seen_date DATE,
-    last_seen_date DATE, is_current BOOLEAN, _content_hash STRING.
+``unified.person_link`` — one row per department record that describes a person, key ``record_key``
+    (``<source>:<object>:<business key>``): the standardised :data:`PERSON_ATTRIBUTES` of the record, its
+    ``person_id`` and how it was linked (``link_method`` 'id' | 'probabilistic' | 'cluster' | 'singleton',
+    ``match_weight`` DOUBLE, ``agreed_fields`` STRING), lineage (``source``, ``source_object``,
+    ``business_key``, ``batch_id`` = the batch that delivered the current content, ``batch_date`` DATE,
+    ``updated_at`` TIMESTAMP = the department's own update time), ``_content_hash``.
+
+``unified.person`` — the golden record, one row per person, key ``person_id``:
+    person_id STRING (the normalised 18-digit GB 11643 ID number; ``U`` + 17 hex digits for a person known
+    only from records without a valid ID), id_no, name, sex_code (GB/T 2261.1), birth_date DATE,
+    ethnic_code (GB/T 3304), household_no, relation_code (GB/T 4761 relation to the household head),
+    community_code (12-digit statistical division code), district_code (6-digit GB/T 2260), address, phone,
+    marital_status_code (GB/T 2261.2), death_date DATE, sources ARRAY<STRING>, link_method STRING,
+    first_seen_date DATE (insert only), last_seen_date DATE (the latest batch that changed one of the
+    person's records), is_current BOOLEAN (no death recorded), _content_hash STRING.
+
+``unified.person_attribute_provenance`` — key (``person_id``, ``attribute``): the surviving ``value``
+    (STRING), the department (``source``), ``record_key``, ``batch_id``, ``batch_date`` DATE and
+    ``source_updated_at`` TIMESTAMP of the record it came from, ``_content_hash``.
+
+``unified.person_residence`` / ``unified.household_membership`` — slowly changing dimensions of type 2,
+    key (``person_id``, ``valid_from``): tracked columns (community_code, district_code, address |
+    household_no, relation_code), ``valid_from`` DATE, ``valid_to`` DATE (exclusive; NULL while current),
+    ``is_current`` BOOLEAN, ``_content_hash``.
+
+``unified.person_relationship`` — spouse and parent–child edges derived from the household registry's
+    relation to the head (GB/T 4761-2008): person_id_1, person_id_2 (parent, child for 'parent_child'; the
+    smaller id first for 'spouse'), relationship, household_no, basis (the two relation codes).
 
 ``unified.event`` — one row per grid event or citizen message, key ``event_id``:
     event_id STRING ('grid:<event_no>' | 'hotline:<message id>'), channel STRING,
@@ -18,21 +40,57 @@ Tables (Delta, MERGEd on their business key; a rerun with the same input changes
     first_seen_date DATE, _content_hash STRING.
 
 Standardisation rules come from each object's ``unified`` block in ``schemas/sources/*.yaml``
-(column roles, department code maps, date formats); the code pack is :mod:`jobs.codes`.
+(column roles, department code maps, date formats); survivorship order per attribute from
+``schemas/unified/survivorship.yaml``; the code pack is :mod:`jobs.codes`. Probabilistic linkage of
+records without a valid ID is in :mod:`jobs.linkage`.
 """
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from typing import Any
 
+import yaml
+
 from jobs import codes
+from jobs.config import SCHEMAS_DIR
 
 #: Variants of the middle dot used in transliterated names (GB 18030 / GA 1050-2013 practice: U+00B7).
 NAME_DOT_VARIANTS = ".•・．‧∙⋅●·｡"
 MIDDLE_DOT = "\u00b7"
 
-PERSON_ATTRIBUTES = ("id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no",
-                     "community_code", "district_code", "address", "phone")
+PERSON_ATTRIBUTES = ("id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no", "relation_code",
+                     "community_code", "district_code", "address", "phone", "marital_status_code", "death_date")
+#: Lineage columns of a candidate / link row (see :func:`person_candidates`).
+RECORD_LINEAGE = ("record_key", "source", "source_object", "business_key", "priority", "updated_at", "batch_id",
+                  "batch_date")
+LINK_COLUMNS = ("person_id", "link_method", "match_weight", "agreed_fields")
+RESIDENCE_COLUMNS = ("community_code", "district_code", "address")
+HOUSEHOLD_COLUMNS = ("household_no", "relation_code")
+SURVIVORSHIP_FILE = SCHEMAS_DIR / "unified" / "survivorship.yaml"
+
+#: GB/T 2261.2-2003 marital status codes (10 unmarried, 20 married, 21-23 first/re-/re-married to the
+#: same spouse, 30 widowed, 40 divorced, 90 not stated).
+MARITAL_STATUS_CODES = ("10", "20", "21", "22", "23", "30", "40", "90")
+
+
+def load_survivorship(path=SURVIVORSHIP_FILE) -> dict[str, Any]:
+    """The survivorship configuration: ``{"default": [source, ...], "attributes": {attribute: [source, ...]}}``.
+
+    Raises:
+        ValueError: an attribute not in :data:`PERSON_ATTRIBUTES` is configured.
+    """
+    return _load_survivorship(str(path))
+
+
+@lru_cache(maxsize=4)
+def _load_survivorship(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        conf = yaml.safe_load(fh)
+    unknown = set(conf.get("attributes", {})) - set(PERSON_ATTRIBUTES)
+    if unknown:
+        raise ValueError(f"{path}: unknown attributes {sorted(unknown)}; attributes are {PERSON_ATTRIBUTES}")
+    return conf
 
 
 def normalize_name_col(c):
@@ -56,87 +114,373 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
     """Standardise one department's person records (a staging frame) to candidate rows.
 
     Args:
-        df: accepted rows of ``staging.<source>_<object>`` (delivered STRING columns + lineage).
+        df: accepted rows of ``staging.<source>_<object>`` (delivered STRING columns + lineage
+            ``_source_table``, ``_row_number``, optionally ``_batch_id`` and ``_logical_date``).
         source: department source name (e.g. ``hukou``).
         rules: the object's ``unified`` block: ``priority`` (int, 1 = most authoritative),
+            ``record_key`` (business key columns naming the record; default ``_row_number``),
             ``columns`` (role -> delivered column; roles id_no, name, sex, birth_date, ethnic,
-            household_no, community_code, address, phone), ``sex_map``, ``date_formats``.
+            household_no, relation, community_code, address, phone, marital_status, death_date),
+            ``sex_map``, ``marital_map`` (department value -> GB/T 2261.2), ``date_formats``.
 
     Returns:
-        DataFrame: record_key STRING, source STRING, priority INT, updated_at TIMESTAMP,
-        id_valid BOOLEAN, and the ``PERSON_ATTRIBUTES`` standardised (birth_date DATE, the rest
-        STRING; a role the department lacks is NULL).
+        DataFrame: :data:`RECORD_LINEAGE` (record_key STRING ``<source>:<object>:<business key>``, NULL
+        when a business key column is NULL; source, source_object, business_key STRING; priority INT;
+        updated_at TIMESTAMP; batch_id STRING; batch_date DATE), id_valid BOOLEAN, and the
+        :data:`PERSON_ATTRIBUTES` standardised (birth_date, death_date DATE, the rest STRING; a role the
+        department lacks is NULL).
     """
     from pyspark.sql import functions as F
 
     cols = rules["columns"]
+    null = F.lit(None).cast("string")
 
     def role(name):
-        return F.col(cols[name]) if name in cols else F.lit(None).cast("string")
+        return F.col(cols[name]) if name in cols else null
 
+    def has(name):
+        return name in df.columns
+
+    key_cols = list(rules.get("record_key") or ["_row_number"])
+    business_key = F.concat_ws("|", *[F.col(k).cast("string") for k in key_cols])
+    key_ok = F.lit(True)
+    for k in key_cols:
+        key_ok = key_ok & F.col(k).isNotNull() & (F.length(F.trim(F.col(k).cast("string"))) > 0)
     community = F.trim(role("community_code"))
+    formats = rules.get("date_formats", codes.DATE_FORMATS)
+    marital = role("marital_status")
+    if "marital_map" in rules:
+        marital = _map_col(F.trim(marital), rules["marital_map"])
     # The normalised ID is projected once and validated in a second projection: inlined, the
     # GB 11643 expression tree grows past Spark's 64 KB code-generation limit.
     standardised = df.select(
-        F.concat_ws(":", F.lit(source), F.col("_source_table"), F.col("_row_number").cast("string")).alias("record_key"),
+        F.when(key_ok, F.concat_ws(":", F.lit(source), F.col("_source_table"), business_key)).alias("record_key"),
         F.lit(source).alias("source"),
+        F.col("_source_table").alias("source_object"),
+        F.when(key_ok, business_key).alias("business_key"),
         F.lit(int(rules.get("priority", 9))).alias("priority"),
         F.to_timestamp(F.col("updated_at")).alias("updated_at"),
+        (F.col("_batch_id") if has("_batch_id") else null).alias("batch_id"),
+        (F.col("_logical_date") if has("_logical_date") else F.lit(None)).cast("date").alias("batch_date"),
         codes.id_normalize_col(role("id_no")).alias("id_no"),
         normalize_name_col(role("name")).alias("name"),
         codes.standardize_sex_col(role("sex"), rules.get("sex_map", {})).alias("sex_code"),
-        codes.parse_date_col(role("birth_date"), rules.get("date_formats", codes.DATE_FORMATS)).alias("birth_date"),
-        (codes.standardize_ethnic_col(role("ethnic")) if "ethnic" in cols else F.lit(None).cast("string")).alias("ethnic_code"),
+        codes.parse_date_col(role("birth_date"), formats).alias("birth_date"),
+        (codes.standardize_ethnic_col(role("ethnic")) if "ethnic" in cols else null).alias("ethnic_code"),
         F.trim(role("household_no")).alias("household_no"),
+        F.trim(role("relation")).alias("relation_code"),
         community.alias("community_code"),
         district_of_col(community).alias("district_code"),
         F.trim(role("address")).alias("address"),
         F.regexp_replace(role("phone"), r"[\s-]", "").alias("phone"),
+        F.when(F.trim(marital).isin(*MARITAL_STATUS_CODES), F.trim(marital)).alias("marital_status_code"),
+        (codes.parse_date_col(role("death_date"), formats) if "death_date" in cols
+         else F.lit(None).cast("date")).alias("death_date"),
     )
-    return standardised.select("record_key", "source", "priority", "updated_at",
-                               codes.id_is_valid_col(F.col("id_no")).alias("id_valid"), *PERSON_ATTRIBUTES)
+    return standardised.select(*RECORD_LINEAGE, codes.id_is_valid_col(F.col("id_no")).alias("id_valid"),
+                               *PERSON_ATTRIBUTES)
 
 
-def resolve_persons(candidates, logical_date: dt.date):
-    """Resolve candidate records to one golden row per person (deterministic linkage on the ID).
+def _map_col(c, mapping: dict[str, str]):
+    """``mapping[c]`` (NULL for values not in the mapping), as a native CASE expression."""
+    from pyspark.sql import functions as F
 
-    Records with a valid normalised GB 11643 ID number are grouped by it; each attribute takes
-    the first non-NULL value by survivorship order: department ``priority`` ascending (the
-    household registry first), then the latest ``updated_at``, then ``record_key`` (a total,
-    deterministic tie-break). Records without a valid ID are not linked here (the quality gate
-    quarantines them; probabilistic linkage is a later stage).
+    out = F.lit(None).cast("string")
+    for k, v in sorted(mapping.items()):
+        out = F.when(c == F.lit(str(k)), F.lit(str(v))).otherwise(out)
+    return out
+
+
+def split_null_keys(candidates):
+    """Split candidate rows into (keyed, null_keyed): a record whose business key is NULL can never be
+    MERGEd (NULL never equals NULL); those rows go to quarantine and are counted, never merged.
 
     Returns:
-        the ``unified.person`` columns (see module doc) for ``logical_date``.
+        two DataFrames with the columns of ``candidates``.
+    """
+    return candidates.where("record_key IS NOT NULL"), candidates.where("record_key IS NULL")
+
+
+def dedupe_records(candidates):
+    """One row per ``record_key``: the latest ``updated_at`` (NULLs last), then the largest ``batch_date``,
+    then the smallest ID / name (a total, deterministic tie-break), so a MERGE source is unique on its key.
+
+    Returns:
+        DataFrame with the columns of ``candidates``.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    valid = candidates.where("id_valid")
-    order = Window.partitionBy("id_no").orderBy(F.col("priority"), F.col("updated_at").desc_nulls_last(),
-                                                   F.col("record_key"))
-    full = order.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    survived = valid.select(
-        F.col("id_no").alias("person_id"),
-        *[F.first(a, ignorenulls=True).over(full).alias(a) for a in PERSON_ATTRIBUTES],
-        F.array_sort(F.collect_set("source").over(full)).alias("sources"),
-        F.row_number().over(order).alias("_rank"),
-    ).where("_rank = 1").drop("_rank")
-    out = survived.select(
-        "person_id", *PERSON_ATTRIBUTES, "sources",
+    order = Window.partitionBy("record_key").orderBy(
+        F.col("updated_at").desc_nulls_last(), F.col("batch_date").desc_nulls_last(),
+        F.col("id_no").asc_nulls_last(), F.col("name").asc_nulls_last(), F.col("business_key"))
+    return candidates.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
+
+
+def link_rows(records, links):
+    """``unified.person_link`` rows: deduplicated candidate ``records`` joined with their ``links``.
+
+    Args:
+        records: candidate rows (:func:`person_candidates`, unique on record_key).
+        links: record_key STRING, person_id STRING, link_method STRING, match_weight DOUBLE,
+            agreed_fields STRING — from :func:`id_links` and :func:`jobs.linkage.link_residue`.
+
+    Returns:
+        the ``unified.person_link`` columns (module doc); records without a link are dropped.
+        ``_content_hash`` leaves out ``batch_id`` and ``batch_date``, so a record delivered again unchanged
+        keeps the batch that first delivered its content.
+    """
+    out = records.join(links, on="record_key", how="inner").select(
+        *RECORD_LINEAGE, *PERSON_ATTRIBUTES, *LINK_COLUMNS)
+    return with_content_hash(out, exclude=("batch_id", "batch_date"))
+
+
+def id_links(records):
+    """Deterministic links: every record with a valid normalised GB 11643 ID is the person of that ID.
+
+    Returns:
+        DataFrame record_key, person_id (= id_no), link_method 'id', match_weight DOUBLE (NULL),
+        agreed_fields 'id_no'.
+    """
+    from pyspark.sql import functions as F
+
+    return records.where("id_valid").select(
+        "record_key", F.col("id_no").alias("person_id"), F.lit("id").alias("link_method"),
+        F.lit(None).cast("double").alias("match_weight"), F.lit("id_no").alias("agreed_fields"))
+
+
+def _authority_rank(attribute: str, conf: dict[str, Any]):
+    """Rank (INT, 0 = most authoritative) of the row's ``source`` for ``attribute``: position in the
+    configured list, else 100 + the department's ``priority``."""
+    from pyspark.sql import functions as F
+
+    order = conf.get("attributes", {}).get(attribute) or conf.get("default") or []
+    rank = F.lit(100) + F.col("priority")
+    for i, src in reversed(list(enumerate(order))):
+        rank = F.when(F.col("source") == F.lit(src), F.lit(i)).otherwise(rank)
+    return rank
+
+
+def _survive(links, conf: dict[str, Any]):
+    """One row per person_id with, per attribute, the surviving struct(value, source, record_key, batch_id,
+    batch_date, updated_at) — ``min_by`` over (authority rank, latest updated_at, record_key)."""
+    from pyspark.sql import functions as F
+
+    newest = F.coalesce(-F.unix_timestamp(F.col("updated_at")), F.lit(2**62).cast("long"))
+    aggs = []
+    for a in PERSON_ATTRIBUTES:
+        ordering = F.when(F.col(a).isNotNull(), F.struct(_authority_rank(a, conf).alias("r"), newest.alias("t"),
+                                                          F.col("record_key").alias("k")))
+        picked = F.struct(F.col(a).alias("value"), "source", "record_key", "batch_id", "batch_date", "updated_at")
+        aggs.append(F.min_by(picked, ordering).alias(a))
+    return links.groupBy("person_id").agg(
+        *aggs,
+        F.array_sort(F.collect_set("source")).alias("sources"),
+        F.min(F.when(F.col("link_method") == "id", 0).when(F.col("link_method") == "probabilistic", 1)
+              .when(F.col("link_method") == "cluster", 2).otherwise(3)).alias("_method"),
+        F.max("batch_date").alias("last_seen_date"),
+    )
+
+
+def golden_records(links, logical_date: dt.date, survivorship: dict[str, Any] | None = None):
+    """The golden record of every person in ``links`` (``unified.person_link`` rows).
+
+    Each attribute takes the value of the most authoritative department that has one, per
+    ``schemas/unified/survivorship.yaml`` (e.g. the household registry for name and birth date, civil
+    affairs for marital status, health for death); ties go to the latest ``updated_at``, then the
+    smallest ``record_key``.
+
+    Returns:
+        the ``unified.person`` columns (module doc). ``first_seen_date`` is ``logical_date`` (kept from the
+        first insert by the MERGE); ``last_seen_date`` the latest batch that changed one of the person's
+        records; ``is_current`` is false once a death date survives. ``_content_hash`` leaves out
+        ``first_seen_date``.
+    """
+    from pyspark.sql import functions as F
+
+    conf = survivorship or load_survivorship()
+    s = _survive(links, conf)
+    method = (F.when(F.col("_method") == 0, "id").when(F.col("_method") == 1, "probabilistic")
+              .when(F.col("_method") == 2, "cluster").otherwise("singleton"))
+    out = s.select(
+        "person_id", *[F.col(f"{a}.value").alias(a) for a in PERSON_ATTRIBUTES], "sources",
+        method.alias("link_method"),
         F.lit(logical_date).cast("date").alias("first_seen_date"),
-        F.lit(logical_date).cast("date").alias("last_seen_date"),
-        F.lit(True).alias("is_current"),
+        F.coalesce(F.col("last_seen_date"), F.lit(logical_date).cast("date")).alias("last_seen_date"),
+        F.col("death_date.value").isNull().alias("is_current"),
     )
     return with_content_hash(out, exclude=("first_seen_date",))
+
+
+def attribute_provenance(links, survivorship: dict[str, Any] | None = None):
+    """Provenance of every surviving attribute of the golden record: which department, batch and time.
+
+    Returns:
+        DataFrame person_id STRING, attribute STRING, value STRING (dates ISO 8601), source STRING,
+        record_key STRING, batch_id STRING, batch_date DATE, source_updated_at TIMESTAMP,
+        _content_hash STRING; one row per (person_id, attribute) with a non-NULL value.
+    """
+    from pyspark.sql import functions as F
+
+    conf = survivorship or load_survivorship()
+    s = _survive(links, conf)
+    entries = F.array(*[F.struct(F.lit(a).alias("attribute"), F.col(f"{a}.value").cast("string").alias("value"),
+                                 F.col(f"{a}.source").alias("source"), F.col(f"{a}.record_key").alias("record_key"),
+                                 F.col(f"{a}.batch_id").alias("batch_id"), F.col(f"{a}.batch_date").alias("batch_date"),
+                                 F.col(f"{a}.updated_at").alias("source_updated_at"))
+                        for a in PERSON_ATTRIBUTES])
+    out = (s.select("person_id", F.explode(entries).alias("e")).select("person_id", "e.*")
+           .where("value IS NOT NULL"))
+    return with_content_hash(out)
+
+
+def resolve_persons(candidates, logical_date: dt.date, survivorship: dict[str, Any] | None = None):
+    """Golden rows of the candidates with a valid GB 11643 ID (deterministic linkage on the ID).
+
+    Shortcut of :func:`id_links` + :func:`link_rows` + :func:`golden_records` for records linked by ID only;
+    records without a valid ID are left to :mod:`jobs.linkage`.
+
+    Returns:
+        the ``unified.person`` columns (module doc) for ``logical_date``.
+    """
+    records = dedupe_records(candidates.where("record_key IS NOT NULL"))
+    return golden_records(link_rows(records, id_links(records)), logical_date, survivorship)
 
 
 def with_content_hash(df, exclude: tuple[str, ...] = ()):
     """Add ``_content_hash`` (SHA-256 of all columns but ``exclude``, NULL-aware) for MERGE."""
     from pyspark.sql import functions as F
 
-    parts = [F.coalesce(F.col(c).cast("string"), F.lit("\u2400")) for c in df.columns if c not in exclude]
+    parts = [F.coalesce(F.col(c).cast("string"), F.lit("\u2400")) for c in df.columns
+             if c not in exclude and c != "_content_hash"]
     return df.withColumn("_content_hash", F.sha2(F.concat_ws("\u241f", *parts), 256))
+
+
+# --- history: slowly changing dimensions of type 2 ------------------------------------------------------
+
+def scd2_changes(history, current, logical_date: dt.date, key: str, tracked: tuple[str, ...]):
+    """Rows to MERGE (on ``key``, ``valid_from``) into an SCD type 2 table so it reflects ``current``.
+
+    Args:
+        history: the table's rows (key, tracked..., valid_from DATE, valid_to DATE, is_current BOOLEAN,
+            _content_hash), or None before the first run.
+        current: today's state, unique on ``key``: key, tracked... (other columns ignored).
+        logical_date: the day the state is valid from.
+        key: the entity key column (e.g. ``person_id``).
+        tracked: the columns whose change opens a new version.
+
+    Returns:
+        DataFrame key, tracked..., valid_from, valid_to, is_current, _content_hash — only what changes:
+        a new version (valid_from = ``logical_date``, valid_to NULL, is_current true) for a new key or a
+        changed one, and the closed previous version (valid_to = ``logical_date``, exclusive; is_current
+        false). A version opened on ``logical_date`` itself is replaced in place (a rerun with corrected
+        input), so no zero-length version appears. Keys absent from ``current`` are left open (a batch may
+        be incremental; absence is not deletion). Kimball, *The Data Warehouse Toolkit*, type 2.
+    """
+    from pyspark.sql import functions as F
+
+    day = F.lit(logical_date).cast("date")
+    cols = [key, *tracked]
+    attr_hash = F.sha2(F.concat_ws("\u241f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400"))
+                                                for c in tracked]), 256)
+    cur = current.select(*cols).withColumn("_h", attr_hash)
+    if history is None:
+        opened = cur.select(*cols, day.alias("valid_from"), F.lit(None).cast("date").alias("valid_to"),
+                            F.lit(True).alias("is_current"))
+        return with_content_hash(opened)
+    open_rows = history.where("is_current").select(*cols, "valid_from").withColumn("_h", attr_hash)
+    o = open_rows.select(F.col(key), *[F.col(c).alias(f"_o_{c}") for c in tracked],
+                         F.col("valid_from").alias("_o_from"), F.col("_h").alias("_o_h"))
+    j = cur.join(o, on=key, how="left")
+    changed = j.where(F.col("_o_h").isNull() | (F.col("_o_h") != F.col("_h")))
+    opened = changed.select(*cols, day.alias("valid_from"), F.lit(None).cast("date").alias("valid_to"),
+                            F.lit(True).alias("is_current"))
+    closed = changed.where(F.col("_o_h").isNotNull() & (F.col("_o_from") < day)).select(
+        F.col(key), *[F.col(f"_o_{c}").alias(c) for c in tracked], F.col("_o_from").alias("valid_from"),
+        day.alias("valid_to"), F.lit(False).alias("is_current"))
+    return with_content_hash(opened.unionByName(closed))
+
+
+#: GB/T 4761-2008 family relation to the household head: 01 self, 02 head; 1x spouse; 2x son; 3x daughter;
+#: 4x grandchild; 5x parent.
+_HEAD = ("01", "02")
+
+
+def relationships(membership):
+    """Spouse and parent–child edges from current household membership (the household registry's relation
+    to the head, GB/T 4761-2008).
+
+    Rules (within one household): head–spouse (1x) → spouse; head–child (2x, 3x) → parent_child (head is
+    the parent); head's spouse (1x)–child (2x, 3x) → parent_child (assumes the children are the couple's;
+    step-children are coded 2x/3x too, so this edge is a presumption); parent (5x)–head → parent_child;
+    father (51)–mother (52) → spouse. Grandchildren (4x) are not attached: the registry does not say which
+    child is the parent.
+
+    Args:
+        membership: rows with person_id, household_no, relation_code (and is_current: only current rows
+            are used when present).
+
+    Returns:
+        DataFrame person_id_1 STRING, person_id_2 STRING, relationship STRING ('spouse' | 'parent_child'),
+        household_no STRING, basis STRING ('<code 1>-<code 2>'), _content_hash STRING; unique on
+        (person_id_1, person_id_2, relationship), sorted-pair order for 'spouse'.
+    """
+    from pyspark.sql import functions as F
+
+    m = membership.where("is_current") if "is_current" in membership.columns else membership
+    m = m.where("household_no IS NOT NULL AND relation_code IS NOT NULL").select(
+        "person_id", "household_no", "relation_code")
+    a = m.select(*[F.col(c).alias(f"a_{c}") for c in m.columns])
+    b = m.select(*[F.col(c).alias(f"b_{c}") for c in m.columns])
+    pairs = a.join(b, (F.col("a_household_no") == F.col("b_household_no")) & (F.col("a_person_id") != F.col("b_person_id")))
+    ra, rb = F.col("a_relation_code"), F.col("b_relation_code")
+    is_head_a = ra.isin(*_HEAD)
+    child_b = rb.substr(1, 1).isin("2", "3")
+    kind = (F.when(is_head_a & (rb.substr(1, 1) == "1"), "spouse")
+            .when(is_head_a & child_b, "parent_child")
+            .when((ra.substr(1, 1) == "1") & child_b, "parent_child")
+            .when((ra.substr(1, 1) == "5") & rb.isin(*_HEAD), "parent_child")
+            .when((ra == "51") & (rb == "52"), "spouse"))
+    edges = pairs.select(F.col("a_person_id").alias("p1"), F.col("b_person_id").alias("p2"), kind.alias("relationship"),
+                         F.col("a_household_no").alias("household_no"), F.concat_ws("-", ra, rb).alias("basis"))
+    edges = edges.where("relationship IS NOT NULL")
+    spouse = F.col("relationship") == "spouse"
+    out = edges.select(
+        F.when(spouse, F.least("p1", "p2")).otherwise(F.col("p1")).alias("person_id_1"),
+        F.when(spouse, F.greatest("p1", "p2")).otherwise(F.col("p2")).alias("person_id_2"),
+        "relationship", "household_no", "basis")
+    return with_content_hash(out.dropDuplicates(["person_id_1", "person_id_2", "relationship"]))
+
+
+# --- I/O helpers for the unify stage (not transforms) ---------------------------------------------------
+
+def table_version(spark, path: str) -> int | None:
+    """Latest version of the Delta table at ``path`` (None when there is no table): pin it once and read
+    every input of a MERGE at that version, so a concurrent writer cannot change the input mid-stage."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").collect()[0][0])
+
+
+def read_pinned(spark, path: str, version: int):
+    """The Delta table at ``path`` as of ``version`` (time travel, ``versionAsOf``)."""
+    return spark.read.format("delta").option("versionAsOf", version).load(path)
+
+
+def ensure_cdf_table(spark, df, path: str) -> None:
+    """Create the Delta table at ``path`` empty with ``df``'s schema and the change data feed enabled
+    (``delta.enableChangeDataFeed``), or enable the feed on an existing table that lacks it (one
+    ALTER, once). Later MERGEs are then readable with ``readChangeFeed``."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        df.limit(0).write.format("delta").option("delta.enableChangeDataFeed", "true").save(path)
+        return
+    props = DeltaTable.forPath(spark, path).detail().select("properties").collect()[0][0] or {}
+    if props.get("delta.enableChangeDataFeed") != "true":
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
 
 
 _ISO_DATE = r'"\$date"\s*:\s*"([^"]+)"'

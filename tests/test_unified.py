@@ -14,16 +14,17 @@ LINEAGE = "_source_table string, _row_number long"
 
 def _hukou(spark):
     rows = [
-        # person_no id_no name sex birth ethnic household community address phone updated
-        ("HK1", "11010519491231002x", "阿依古丽.买买提", "2", "19491231", "1", "H1", "130102001001", "长安区1号",
+        # person_no id_no name sex birth ethnic household relation community address phone updated
+        ("HK1", "11010519491231002x", "阿依古丽.买买提", "2", "19491231", "1", "H1", "02", "130102001001", "长安区1号",
          "138 0000 0001", "2025-06-01 10:00:00", "persons", 1),
-        ("HK2", "130102199001011237", "张 三", "1", "19900101", "01", "H2", "130102001002", "长安区2号",
+        ("HK2", "130102199001011237", "张 三", "1", "19900101", "01", "H2", "02", "130102001002", "长安区2号",
          "13800000002", "2025-06-02 10:00:00", "persons", 2),
-        ("HK3", "130102199001011236", "李四", "1", "19900101", "01", "H3", "130102001002", None,
+        ("HK3", "130102199001011236", "李四", "1", "19900101", "01", "H3", "02", "130102001002", None,
          None, "2025-06-02 10:00:00", "persons", 3),
     ]
     cols = ("person_no string, id_no string, name string, sex_code string, birth_date string, ethnic_code string, "
-            "household_no string, community_code string, address string, phone string, updated_at string, " + LINEAGE)
+            "household_no string, relation_code string, community_code string, address string, phone string, "
+            "updated_at string, " + LINEAGE)
     return spark.createDataFrame(rows, cols)
 
 
@@ -49,15 +50,15 @@ def _candidates(spark):
 
 def test_department_conventions_to_national_codes(spark):
     rows = {r.record_key: r for r in _candidates(spark).collect()}
-    aygul = rows["hukou:persons:1"]
+    aygul = rows["hukou:persons:HK1"]
     assert (aygul.id_no, aygul.id_valid, aygul.name, aygul.sex_code, aygul.birth_date, aygul.ethnic_code) == (
         "11010519491231002X", True, "阿依古丽·买买提", "2", dt.date(1949, 12, 31), "01")
     assert (aygul.district_code, aygul.phone, aygul.priority) == ("130102", "13800000001", 1)
-    civil = rows["civil:subsistence_allowance:1"]
+    civil = rows["civil:subsistence_allowance:DB1"]
     assert (civil.id_no, civil.id_valid, civil.name, civil.sex_code, civil.birth_date, civil.ethnic_code) == (
         "11010519491231002X", True, "阿依古丽·买买提", "2", dt.date(1949, 12, 31), None)
-    assert rows["hukou:persons:2"].name == "张三"
-    assert rows["hukou:persons:3"].id_valid is False  # check character 6 is wrong (7 is right)
+    assert rows["hukou:persons:HK2"].name == "张三"
+    assert rows["hukou:persons:HK3"].id_valid is False  # check character 6 is wrong (7 is right)
 
 
 def test_one_person_per_id_with_registry_as_authority(spark):
@@ -121,3 +122,37 @@ def test_finalize_events_dedupes_deterministically(spark):
     ev = spark.createDataFrame(rows, "event_id string, reported_at timestamp, text string")
     out = unified.finalize_events(ev, DAY).orderBy("event_id").collect()
     assert [(e.event_id, e.text, e.first_seen_date) for e in out] == [("grid:1", "b", DAY), ("grid:2", "c", DAY)]
+
+
+def test_survivorship_by_attribute_authority_with_provenance(spark):
+    conf = {"default": ["hukou", "civil"], "attributes": {"community_code": ["civil", "hukou"]}}
+    recs = unified.dedupe_records(_candidates(spark).withColumn("batch_id", F.concat("source", F.lit(":2025-06-30"))))
+    links = unified.link_rows(recs, unified.id_links(recs)).where("person_id = '11010519491231002X'")
+    (aygul,) = unified.golden_records(links, DAY, conf).collect()
+    assert (aygul.name, aygul.community_code, aygul.household_no) == ("阿依古丽·买买提", "130102001009", "H1")
+    prov = {r.attribute: (r.value, r.source, r.record_key, r.batch_id)
+            for r in unified.attribute_provenance(links, conf).collect()}
+    assert prov["community_code"] == ("130102001009", "civil", "civil:subsistence_allowance:DB1", "civil:2025-06-30")
+    assert prov["birth_date"] == ("1949-12-31", "hukou", "hukou:persons:HK1", "hukou:2025-06-30")
+    assert "phone" in prov and "death_date" not in prov
+
+
+def test_scd2_move_gives_two_rows_and_rerun_changes_nothing(spark):
+    cols = "person_id string, community_code string, district_code string, address string"
+    day1 = spark.createDataFrame([("P1", "130102001001", "130102", "a"), ("P2", "130104001001", "130104", "b")], cols)
+    hist = unified.scd2_changes(None, day1, DAY, "person_id", unified.RESIDENCE_COLUMNS)
+    day2 = spark.createDataFrame([("P1", "130105001001", "130105", "c"), ("P2", "130104001001", "130104", "b")], cols)
+    nxt = DAY + dt.timedelta(days=1)
+    changes = unified.scd2_changes(hist, day2, nxt, "person_id", unified.RESIDENCE_COLUMNS)
+    got = sorted((r.person_id, r.community_code, r.valid_from, r.valid_to, r.is_current) for r in changes.collect())
+    assert got == [("P1", "130102001001", DAY, nxt, False), ("P1", "130105001001", nxt, None, True)]
+    assert unified.scd2_changes(hist, day1, DAY, "person_id", unified.RESIDENCE_COLUMNS).isEmpty()
+
+
+def test_relationships_from_relation_to_head(spark):
+    m = spark.createDataFrame([("A", "H1", "02"), ("B", "H1", "10"), ("C", "H1", "20"), ("D", "H1", "51"),
+                               ("E", "H1", "41"), ("F", "H2", "02")],
+                              "person_id string, household_no string, relation_code string")
+    got = sorted((r.person_id_1, r.person_id_2, r.relationship, r.basis) for r in unified.relationships(m).collect())
+    assert got == [("A", "B", "spouse", "02-10"), ("A", "C", "parent_child", "02-20"),
+                   ("B", "C", "parent_child", "10-20"), ("D", "A", "parent_child", "51-02")]
