@@ -11,7 +11,7 @@ import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-SOURCES = ("hukou", "civil", "wangge", "zhengwu")  # one per schemas/sources/<source>.yaml (checked in tests)
+SOURCES = ("hukou", "civil", "health", "hrss", "address", "wangge", "zhengwu")  # one per schemas/sources/<source>.yaml (checked in tests)
 
 DEFAULT_ARGS = {
     "owner": "govlake",
@@ -34,10 +34,11 @@ DEFAULT_ARGS = {
 def govlake_daily():
     @task(task_id="extract")
     def extract(source: str, data_interval_start=None, data_interval_end=None, logical_date=None):
-        """Extract one department's objects into raw (write-once batches, exchange ledger)."""
-        from jobs.orchestration import business_date, stage
+        """Extract one department's objects into raw: the rows of the run's data interval (write-once batches)."""
+        from jobs.orchestration import business_date, interval_of, stage
 
-        return stage("extract", business_date(data_interval_start, data_interval_end, logical_date), sources=[source])
+        return stage("extract", business_date(data_interval_start, data_interval_end, logical_date), sources=[source],
+                     data_interval=interval_of(data_interval_start, data_interval_end))
 
     @task(task_id="validate")
     def validate(source: str, data_interval_start=None, data_interval_end=None, logical_date=None):

@@ -30,6 +30,15 @@ def business_date(data_interval_start=None, data_interval_end=None, logical_date
     return dt.date(local.year, local.month, local.day)  # a plain date (Airflow hands pendulum objects)
 
 
+def interval_of(data_interval_start=None, data_interval_end=None) -> tuple[dt.datetime, dt.datetime] | None:
+    """The run's data interval as plain timezone-aware datetimes, or None when the run has none
+    (extraction then reads the business day of the logical date)."""
+    if data_interval_start is None or data_interval_end is None:
+        return None
+    return (dt.datetime.fromtimestamp(data_interval_start.timestamp(), dt.timezone.utc),
+            dt.datetime.fromtimestamp(data_interval_end.timestamp(), dt.timezone.utc))
+
+
 def tables_of(source: str) -> list[str]:
     """Raw table names (``<source>_<object>``) of one registered source."""
     from jobs.pipeline import raw_tables

@@ -5,6 +5,16 @@ Readers return a Spark DataFrame of the delivered values **as text** (``StringTy
 NULL), one column per delivered column, plus ``_row_number`` (LONG, 1-based position of the row
 in the batch, ordered by the business key) so every raw row can be named in an error message.
 Types are applied in the unified layer, never here, so no delivered value is lost to a cast.
+:func:`extract_object` also returns what the reconciliation needs (rows counted at the source
+for the window, rows rejected at parse with reasons, per-file checksums and encodings).
+
+Windows (:class:`Window`): a run for logical date D reads the rows whose watermark lies in
+``[data_interval_start, data_interval_end)`` — the business day D in Asia/Shanghai for the daily
+schedule; ``timestamptz`` watermarks are compared as instants, ``timestamp`` (without time zone)
+watermarks as Asia/Shanghai wall-clock time. A *full* window (first run of an object, a backfill,
+or ``GOVLAKE_EXTRACT_MODE=snapshot`` — the embedded demo's former behaviour) reads every row whose
+watermark is before the window end. Objects without a watermark are always read whole.
+File drops are per logical date and have no window.
 
 Connections:
 
@@ -24,7 +34,7 @@ import io
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Iterable
@@ -48,6 +58,11 @@ class SourceUnavailable(SourceError):
 
 class ManifestMismatch(SourceError):
     """A file drop does not match its manifest (checksum, row count, missing file): rejected whole."""
+
+
+class SchemaDrift(SourceError):
+    """The delivered columns differ from the registry (a column renamed or missing, an unknown
+    header or JSON key): the batch is rejected whole; the message names source, object and columns."""
 
 
 def check_identifier(value: str, what: str) -> str:
@@ -75,6 +90,9 @@ class ObjectSpec:
         projection: documents only: raw column -> JSON path into the document.
         file: file drops only: the file name in the drop.
         title: Chinese title for the resource catalog.
+        text_columns: further ID/code columns never read from a number cell (see :meth:`id_columns`).
+        kind, connection_id, database, embedded: per-object overrides of the source's (a department
+            delivering both a file drop and a MongoDB collection).
         unified: how the object feeds the unified layer (entity, priority, column roles, code
             maps, date formats); see ``schemas/sources/hukou.yaml``.
     """
@@ -88,6 +106,38 @@ class ObjectSpec:
     file: str | None = None
     title: str = ""
     unified: dict[str, Any] = field(default_factory=dict)
+    text_columns: tuple[str, ...] = ()
+    kind: str | None = None
+    connection_id: str | None = None
+    database: str | None = None
+    embedded: str | None = None
+
+    def id_columns(self) -> tuple[str, ...]:
+        """Raw columns that hold identifiers or codes: the business key, ``text_columns`` and every
+        column named ``*_no``, ``*_id``, ``*_code`` or ``id_no`` (never taken from a number cell)."""
+        named = tuple(c for c in self.columns if re.search(r"(^id_no$|_no$|_id$|_code$)", c))
+        return tuple(dict.fromkeys(self.business_key + self.text_columns + named))
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A shared dataset a department receives back into its exchange schema (see :mod:`jobs.exchange`).
+
+    Attributes:
+        name: table name in the subscriber's exchange schema ``exchange_<source>`` (identifier).
+        dataset: lakehouse table ``<layer>.<table>`` it is cut from.
+        columns: the columns the subscriber may see (identifiers), in this order.
+        where: optional Spark SQL row filter (reviewed configuration, evaluated by Spark only,
+            never sent to the department's database).
+        date_column: optional DATE column of ``dataset`` selecting the run's logical date
+            (e.g. ``snapshot_date``); without it the whole table is the run's snapshot.
+    """
+
+    name: str
+    dataset: str
+    columns: tuple[str, ...]
+    where: str | None = None
+    date_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +169,7 @@ class SourceSpec:
     sharing_type: str = "conditional"
     update_cycle: str = "daily"
     conventions: str = ""
+    subscriptions: tuple[Subscription, ...] = ()
 
 
 def load_registry(directory: Path = SCHEMAS_DIR / "sources") -> dict[str, SourceSpec]:
@@ -164,7 +215,15 @@ def _parse_source(raw: dict[str, Any]) -> SourceSpec:
             name=name, business_key=key, watermark=obj.get("watermark"), columns=tuple(columns),
             header_map=header_map, projection=dict(obj.get("projection") or {}), file=obj.get("file"),
             title=obj.get("title", ""), unified=dict(obj.get("unified") or {}),
+            text_columns=tuple(check_identifier(c, f"text column of {raw['source']}.{name}")
+                               for c in obj.get("text_columns") or ()),
+            kind=obj.get("kind"), connection_id=obj.get("connection_id"), database=obj.get("database"),
+            embedded=obj.get("embedded"),
         )
+        if obj.get("kind") not in (None, "sql", "mongo", "file_drop"):
+            raise ValueError(f"{raw['source']}.{name}: kind must be sql, mongo or file_drop, not {obj.get('kind')!r}")
+        for column in (obj.get("projection") or {}):
+            check_identifier(column, f"projected column of {raw['source']}.{name}")
     if raw.get("db_schema"):
         check_identifier(raw["db_schema"], "db_schema")
     return SourceSpec(
@@ -173,30 +232,102 @@ def _parse_source(raw: dict[str, Any]) -> SourceSpec:
         db_schema=raw.get("db_schema"), database=raw.get("database"), inbox=raw.get("inbox"),
         sharing_type=raw.get("sharing_type", "conditional"), update_cycle=raw.get("update_cycle", "daily"),
         conventions=raw.get("conventions", ""),
+        subscriptions=tuple(_parse_subscription(raw["source"], s) for s in raw.get("subscriptions") or ()),
     )
+
+
+def _parse_subscription(source: str, raw: dict[str, Any]) -> Subscription:
+    where = f"subscription of {source}"
+    name = check_identifier(raw["name"], f"{where}: name")
+    layer, _, table = str(raw["dataset"]).partition(".")
+    check_identifier(layer, f"{where} {name}: dataset layer")
+    check_identifier(table, f"{where} {name}: dataset table")
+    columns = tuple(check_identifier(c, f"{where} {name}: column") for c in raw["columns"])
+    if not columns:
+        raise ValueError(f"{where} {name}: columns must not be empty")
+    date_column = raw.get("date_column")
+    if date_column:
+        check_identifier(date_column, f"{where} {name}: date_column")
+    return Subscription(name=name, dataset=f"{layer}.{table}", columns=columns, where=raw.get("where"),
+                        date_column=date_column)
 
 
 # --- windows ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Window:
-    """The extraction window of a logical date: business day ``[start, end)`` in Asia/Shanghai.
+    """The extraction window of a logical date: ``[start, end)``, timezone-aware instants.
 
-    The skeleton reads the snapshot of each object as of ``end`` (every row whose watermark is
-    before the window end); ``start`` is recorded in the exchange ledger.
+    Attributes:
+        logical_date: the business day (Asia/Shanghai) the batch belongs to.
+        start, end: the data interval; for the daily schedule the business day 00:00 to the next
+            day's 00:00, Asia/Shanghai.
+        full: read every row whose watermark is before ``end`` (first run, backfill, snapshot
+            mode) instead of ``[start, end)``.
     """
 
     logical_date: date
     start: datetime
     end: datetime
+    full: bool = False
 
     @classmethod
-    def for_date(cls, logical_date: date) -> "Window":
+    def for_date(cls, logical_date: date, full: bool = False) -> "Window":
         """Window of the business day ``logical_date`` (00:00 to next day's 00:00, Asia/Shanghai)."""
         tz = ZoneInfo(TIME_ZONE)
         start = datetime.combine(logical_date, time(0), tzinfo=tz)
-        return cls(logical_date, start, start + timedelta(days=1))
+        return cls(logical_date, start, start + timedelta(days=1), full)
 
+    @classmethod
+    def for_interval(cls, start: datetime, end: datetime, full: bool = False) -> "Window":
+        """Window of an Airflow data interval; the logical date is the Asia/Shanghai date of ``start``.
+
+        Raises:
+            ValueError: naive datetimes, or ``end`` not after ``start``.
+        """
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("a data interval needs timezone-aware instants")
+        if not end > start:
+            raise ValueError(f"data interval end {end} is not after its start {start}")
+        tz = ZoneInfo(TIME_ZONE)
+        # plain datetimes (Airflow hands pendulum objects)
+        s = datetime.fromtimestamp(start.timestamp(), tz)
+        e = datetime.fromtimestamp(end.timestamp(), tz)
+        return cls(s.date(), s, e, full)
+
+    def whole(self) -> "Window":
+        """The same window read whole (every row before ``end``)."""
+        return replace(self, full=True)
+
+    @property
+    def mode(self) -> str:
+        """``full`` or ``incremental`` (recorded in the exchange ledger)."""
+        return "full" if self.full else "incremental"
+
+    def local_text(self, instant: datetime) -> str:
+        """``instant`` as Asia/Shanghai wall-clock text ``YYYY-MM-DD HH:MM:SS`` (SQLite watermarks)."""
+        return instant.astimezone(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass
+class Extracted:
+    """What a reader delivers for one object and window.
+
+    Attributes:
+        frame: delivered columns (STRING) + ``_row_number`` LONG.
+        rows_source: rows the source holds in the window, counted independently of the read
+            (SQL ``count(*)``, MongoDB ``count_documents``, manifest rows), or None when unknown.
+        rejected: rows refused at parse, ``(row number, reason)``; not in ``frame``.
+        details: JSON-safe facts for the ledger (files with SHA-256, detected encoding, format;
+            JDBC partitions).
+        staging: a temporary storage path the frame reads from (deleted after the raw write).
+    """
+
+    frame: Any
+    rows_source: int | None = None
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    staging: str | None = None
 
 # --- connections -------------------------------------------------------------------------------------
 
@@ -230,11 +361,29 @@ def _sqlalchemy_url(uri: str) -> str:
 
 # --- readers -----------------------------------------------------------------------------------------
 
+#: Rows per JDBC partition (partitions are balanced by row count) and the most partitions per read.
+JDBC_ROWS_PER_PARTITION = 250_000
+JDBC_MAX_PARTITIONS = 8
+#: Rows fetched per round trip by the PostgreSQL JDBC driver (bounded executor memory).
+JDBC_FETCHSIZE = 10_000
+#: Documents per cursor batch and per staged chunk (bounded driver memory).
+MONGO_BATCH_SIZE = 1_000
+MONGO_CHUNK_DOCS = 20_000
+
+
 def _string_frame(spark, columns: list[str], rows: list[tuple]):
     from pyspark.sql.types import LongType, StringType, StructField, StructType
 
     schema = StructType([StructField(c, StringType()) for c in columns] + [StructField("_row_number", LongType(), False)])
     return spark.createDataFrame([(*row, i) for i, row in enumerate(rows, start=1)], schema)
+
+
+def _numbered_frame(spark, columns: list[str], rows: list[tuple]):
+    """Rows already carrying their row number as the last element."""
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    schema = StructType([StructField(c, StringType()) for c in columns] + [StructField("_row_number", LongType(), False)])
+    return spark.createDataFrame(rows, schema)
 
 
 def _text(value: Any) -> str | None:
@@ -247,77 +396,157 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def read_sql_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
-    """Read one SQL table's snapshot as of ``window.end``.
-
-    Embedded mode reads the SQLite file with SQLAlchemy; servers mode reads PostgreSQL with Spark
-    JDBC (``fetchsize`` 10,000) and casts every column to text.
-
-    Returns:
-        DataFrame: ``obj.columns`` as STRING + ``_row_number`` LONG, ordered by the business key.
-
-    Raises:
-        SourceUnavailable: the file, server, database or table cannot be reached (names source,
-            table and address; nothing is written).
-    """
+def _object_columns(spec: SourceSpec, obj: ObjectSpec) -> tuple[str, list[str], str]:
     table = check_identifier(obj.name, "table")
     columns = [check_identifier(c, f"column of {spec.source}.{table}") for c in obj.columns]
-    order = ", ".join(obj.business_key)
-    end_text = window.end.strftime("%Y-%m-%d %H:%M:%S")
-    if settings.sources_mode == "embedded":
-        import sqlalchemy as sa
+    for c in obj.business_key:
+        check_identifier(c, f"business key of {spec.source}.{table}")
+    if obj.watermark:
+        check_identifier(obj.watermark, f"watermark of {spec.source}.{table}")
+    return table, columns, ", ".join(obj.business_key)
 
-        path = settings.sources_dir / (spec.embedded or f"{spec.source}.sqlite")
-        if not path.is_file():
-            raise SourceUnavailable(f"source {spec.source}.{table}: embedded database {path} does not exist "
-                                    "(generate the sample with `python -m jobs.sample.generate`)")
-        select = ", ".join(f'CAST("{c}" AS TEXT)' for c in columns)
-        where = f'WHERE "{obj.watermark}" < :end' if obj.watermark else ""
-        sql = sa.text(f'SELECT {select} FROM "{table}" {where} ORDER BY {order}')
-        engine = sa.create_engine(f"sqlite:///{path}")
-        try:
-            with engine.connect() as conn:
-                rows = [tuple(_text(v) for v in r) for r in conn.execute(sql, {"end": end_text})]
-        except sa.exc.SQLAlchemyError as exc:
-            raise SourceUnavailable(f"source {spec.source}.{table} ({path}): {exc.__class__.__name__}: {exc.orig}") from exc
-        finally:
-            engine.dispose()
-        return _string_frame(spark, columns, rows)
+
+def _drift(spec: SourceSpec, table: str, where: str, registered: Iterable[str], present: Iterable[str]) -> None:
+    present = list(present)
+    missing = [c for c in registered if c not in present]
+    if missing:
+        extra = [c for c in present if c not in registered]
+        hint = f"; columns not in the registry: {extra} (renamed?)" if extra else ""
+        raise SchemaDrift(f"source {spec.source}.{table}: registered column(s) {missing} missing in {where}{hint}")
+
+
+def read_sql_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
+    """Read one SQL table's window; see :func:`extract_sql_object` (returns its ``frame``)."""
+    return extract_sql_object(spark, settings, spec, obj, window).frame
+
+
+def extract_sql_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> Extracted:
+    """Read one SQL table's rows of ``window`` (by ``obj.watermark``; the whole table without one).
+
+    Embedded mode reads the SQLite file with SQLAlchemy (watermarks are ``YYYY-MM-DD HH:MM:SS``
+    Asia/Shanghai text). Servers mode reads PostgreSQL with Spark JDBC: every column cast to text on
+    the server (``numeric`` beyond 38 digits stays exact), partitions balanced by row count
+    (quantiles of the first business-key column, one partition per 250,000 rows, at most 8, passed
+    as ``predicates``), ``fetchsize`` 10,000, session time zone Asia/Shanghai, row numbers computed
+    by the server per partition plus the rows of the partitions before it.
+
+    Returns:
+        :class:`Extracted`: ``obj.columns`` as STRING + ``_row_number`` LONG, ordered by the business
+        key; ``rows_source`` = ``count(*)`` of the window on the server.
+
+    Raises:
+        SourceUnavailable: the file, server, database or table cannot be reached, or the login is
+            refused (names source, table and address; nothing is written).
+        SchemaDrift: a registered column is missing (renamed) in the table.
+        ValueError: an identifier of the registry is not a safe identifier.
+    """
+    table, columns, order = _object_columns(spec, obj)
+    if settings.sources_mode == "embedded":
+        return _extract_sqlite(spark, settings, spec, obj, window, table, columns, order)
 
     uri = connection_uri(spec)
     schema = check_identifier(spec.db_schema or spec.source, "db_schema")
-    _probe_sql(spec, table, uri, schema)
+    start = window.start.isoformat(sep=" ")
+    end = window.end.isoformat(sep=" ")
+    cond = "TRUE"
+    if obj.watermark:
+        cond = f"{obj.watermark} < TIMESTAMPTZ '{end}'"
+        if not window.full:
+            cond = f"{obj.watermark} >= TIMESTAMPTZ '{start}' AND " + cond
+    plan = _plan_sql(spec, table, uri, schema, columns, obj.business_key[0], cond)
     parts = urlsplit(uri)
     jdbc_url = f"jdbc:postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}"
-    where = f"WHERE {obj.watermark} < TIMESTAMP '{end_text}'" if obj.watermark else ""
-    # Every column leaves PostgreSQL as its own text rendering: numeric beyond Spark's 38 digits,
-    # timestamps and codes arrive exact; the row number is computed by the server.
     select = ", ".join(f"{c}::text AS {c}" for c in columns)
-    query = (f"SELECT {select}, row_number() OVER (ORDER BY {order}) AS _row_number "
-             f"FROM {schema}.{table} {where}")
-    return (spark.read.format("jdbc")
-            .option("url", jdbc_url).option("query", query)
-            .option("user", parts.username or "").option("password", parts.password or "")
-            .option("driver", "org.postgresql.Driver").option("fetchsize", "10000")
-            .option("sessionInitStatement", "SET TIME ZONE 'Asia/Shanghai'")
-            .load())
+    dbtable = (f"(SELECT {select}, x.__govlake_part, "
+               f"row_number() OVER (PARTITION BY x.__govlake_part ORDER BY {order}) AS __govlake_rn "
+               f"FROM (SELECT *, {plan['bucket']} AS __govlake_part FROM {schema}.{table} WHERE {cond}) x) q")
+    properties = {"user": parts.username or "", "password": parts.password or "", "driver": "org.postgresql.Driver",
+                  "fetchsize": str(JDBC_FETCHSIZE), "sessionInitStatement": f"SET TIME ZONE '{TIME_ZONE}'"}
+    predicates = [f"__govlake_part = {i}" for i in range(len(plan["counts"]))]
+    from pyspark.sql import functions as F
+
+    df = spark.read.jdbc(jdbc_url, dbtable, predicates=predicates, properties=properties)
+    offsets, total = [], 0
+    for n in plan["counts"]:
+        offsets.append(total)
+        total += n
+    offset = F.element_at(F.array(*[F.lit(o).cast("long") for o in offsets]), F.col("__govlake_part") + 1)
+    frame = df.select(*columns, (offset + F.col("__govlake_rn")).cast("long").alias("_row_number"))
+    return Extracted(frame, rows_source=total, details={"jdbc_partitions": plan["counts"], "mode": window.mode})
 
 
-def _probe_sql(spec: SourceSpec, table: str, uri: str, schema: str) -> None:
-    """Fail fast, with the address, when the server, database or table is not there."""
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _plan_sql(spec: SourceSpec, table: str, uri: str, schema: str, columns: list[str], split_column: str,
+              cond: str) -> dict[str, Any]:
+    """Check server, table and columns; count the window and choose row-count-balanced partitions.
+
+    Returns:
+        ``{"bucket": SQL expression numbering a row's partition (0…n-1; NULL keys last),
+        "counts": rows per partition}``.
+    """
     import sqlalchemy as sa
 
     engine = sa.create_engine(_sqlalchemy_url(uri), connect_args={"connect_timeout": 10})
     try:
         with engine.connect() as conn:
+            conn.execute(sa.text(f"SET TIME ZONE '{TIME_ZONE}'"))
             exists = conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": f"{schema}.{table}"}).scalar()
+            if not exists:
+                raise SourceUnavailable(f"source {spec.source}.{table}: table {schema}.{table} does not exist at {_redact(uri)}")
+            present = [r[0] for r in conn.execute(sa.text(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
+                "ORDER BY ordinal_position"), {"s": schema, "t": table})]
+            _drift(spec, table, f"{schema}.{table} at {_redact(uri)}", columns, present)
+            rows = conn.execute(sa.text(f"SELECT count(*) FROM {schema}.{table} WHERE {cond}")).scalar()
+            n = max(1, min(JDBC_MAX_PARTITIONS, -(-rows // JDBC_ROWS_PER_PARTITION)))
+            if n == 1:
+                return {"bucket": "0", "counts": [rows]}
+            fractions = ", ".join(f"{k / n:.6f}" for k in range(1, n))
+            bounds = conn.execute(sa.text(
+                f"SELECT (percentile_disc(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY {split_column}))::text[] "
+                f"FROM {schema}.{table} WHERE {cond} AND {split_column} IS NOT NULL")).scalar() or []
+            bounds = sorted(set(b for b in bounds if b is not None), key=bounds.index)
+            cases = " ".join(f"WHEN {split_column} < {_sql_literal(b)} THEN {i}" for i, b in enumerate(bounds))
+            bucket = f"(CASE WHEN {split_column} IS NULL THEN {len(bounds) + 1} {cases} ELSE {len(bounds)} END)"
+            counted = dict(conn.execute(sa.text(
+                f"SELECT {bucket} AS b, count(*) FROM {schema}.{table} WHERE {cond} GROUP BY 1")).all())
+            return {"bucket": bucket, "counts": [int(counted.get(i, 0)) for i in range(len(bounds) + 2)]}
     except sa.exc.SQLAlchemyError as exc:
-        raise SourceUnavailable(f"source {spec.source}.{table}: cannot connect to {_redact(uri)}: "
-                                f"{str(exc.orig).strip().splitlines()[0]}") from exc
+        raise SourceUnavailable(f"source {spec.source}.{table}: cannot connect to {_redact(uri)} or read {schema}.{table}: "
+                                f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from exc
     finally:
         engine.dispose()
-    if not exists:
-        raise SourceUnavailable(f"source {spec.source}.{table}: table {schema}.{table} does not exist at {_redact(uri)}")
+
+
+def _extract_sqlite(spark, settings, spec, obj, window, table, columns, order) -> Extracted:
+    import sqlalchemy as sa
+
+    path = settings.sources_dir / (spec.embedded or f"{spec.source}.sqlite")
+    if not path.is_file():
+        raise SourceUnavailable(f"source {spec.source}.{table}: embedded database {path} does not exist "
+                                "(generate the sample with `python -m jobs.sample.generate`)")
+    select = ", ".join(f'CAST("{c}" AS TEXT)' for c in columns)
+    where = ""
+    if obj.watermark:
+        where = f'WHERE "{obj.watermark}" < :end' + ("" if window.full else f' AND "{obj.watermark}" >= :start')
+    sql = sa.text(f'SELECT {select} FROM "{table}" {where} ORDER BY {order}')
+    params = {"end": window.local_text(window.end), "start": window.local_text(window.start)}
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            present = [r[1] for r in conn.execute(sa.text(f'PRAGMA table_info("{table}")'))]
+            if not present:
+                raise SourceUnavailable(f"source {spec.source}.{table}: table {table} does not exist in {path}")
+            _drift(spec, table, f"{path}", columns, present)
+            rows = [tuple(_text(v) for v in r) for r in conn.execute(sql, params)]
+    except sa.exc.SQLAlchemyError as exc:
+        raise SourceUnavailable(f"source {spec.source}.{table} ({path}): {exc.__class__.__name__}: {exc.orig}") from exc
+    finally:
+        engine.dispose()
+    return Extracted(_string_frame(spark, columns, rows), rows_source=len(rows), details={"mode": window.mode})
 
 
 def document_id_text(value: Any) -> str:
@@ -333,42 +562,104 @@ def document_id_text(value: Any) -> str:
     return json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS)
 
 
+def _document_row(d: dict) -> tuple[str, str]:
+    from bson import json_util
+
+    return (document_id_text(d.get("_id")),
+            json_util.dumps(d, json_options=json_util.RELAXED_JSON_OPTIONS, ensure_ascii=False))
+
+
+def _project(df, obj: ObjectSpec):
+    """``_id``, ``document`` -> + projection columns + ``_row_number`` in ``_id`` text order."""
+    from pyspark.sql import Window as W
+    from pyspark.sql import functions as F
+
+    projected = [F.get_json_object("document", path).alias(column) for column, path in obj.projection.items()]
+    number = F.row_number().over(W.orderBy("_id")).cast("long").alias("_row_number")
+    return df.select("_id", "document", *projected, number)
+
+
 def documents_to_frame(spark, obj: ObjectSpec, documents: Iterable[dict]):
-    """Turn documents into a raw frame: each document whole plus its typed projection.
+    """Turn documents (held in memory: small inputs and tests) into a raw frame.
 
     Returns:
         DataFrame with columns ``_id`` STRING (see :func:`document_id_text`), ``document`` STRING
-        (the whole document as relaxed MongoDB Extended JSON: ObjectId and dates keep their types),
-        then one STRING column per ``obj.projection`` entry (scalar values as text, objects and
-        arrays as JSON text, so a field whose type drifts is never turned into a silent NULL), and
-        ``_row_number`` LONG in ``_id`` order.
+        (the whole document as relaxed MongoDB Extended JSON: ObjectId and dates keep their types;
+        unknown fields are kept here), then one STRING column per ``obj.projection`` entry (scalar
+        values as text, objects and arrays as JSON text, so a field whose type drifts is never
+        turned into a silent NULL), and ``_row_number`` LONG in ``_id`` text order.
     """
-    from bson import json_util
-    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
 
-    rows = sorted(((document_id_text(d.get("_id")),
-                    json_util.dumps(d, json_options=json_util.RELAXED_JSON_OPTIONS, ensure_ascii=False))
-                   for d in documents), key=lambda r: r[0])
-    df = _string_frame(spark, ["_id", "document"], rows)
-    projected = [F.get_json_object("document", path).alias(column) for column, path in obj.projection.items()]
-    return df.select("_id", "document", *projected, "_row_number")
+    schema = StructType([StructField("_id", StringType()), StructField("document", StringType())])
+    return _project(spark.createDataFrame([_document_row(d) for d in documents], schema), obj)
+
+
+def _stage_documents(spark, obj: ObjectSpec, documents: Iterable[dict], staging: str) -> tuple[Any, int]:
+    """Write documents to Parquet at ``staging`` in chunks of :data:`MONGO_CHUNK_DOCS` (the driver
+    never holds more than one chunk) and return (frame as in :func:`documents_to_frame`, count)."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    schema = StructType([StructField("_id", StringType()), StructField("document", StringType())])
+    chunk, n, written = [], 0, False
+
+    def flush():
+        nonlocal chunk, written
+        spark.createDataFrame(chunk, schema).write.mode("append" if written else "overwrite").parquet(staging)
+        chunk, written = [], True
+
+    for d in documents:
+        chunk.append(_document_row(d))
+        n += 1
+        if len(chunk) >= MONGO_CHUNK_DOCS:
+            flush()
+    if chunk or not written:
+        flush()
+    return _project(spark.read.schema(schema).parquet(staging), obj), n
+
+
+def staging_path(settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> str:
+    """Temporary storage of a batch being extracted (not a lakehouse layer; deleted after the write)."""
+    return settings.table_path("_staging", f"{spec.source}_{obj.name}_{window.logical_date.isoformat()}")
 
 
 def read_mongo_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
-    """Read one document collection as of ``window.end`` (documents whose watermark is before it).
+    """Read one document collection's window; see :func:`extract_mongo_object` (returns its ``frame``)."""
+    return extract_mongo_object(spark, settings, spec, obj, window).frame
 
-    Embedded mode reads the JSON-lines export; servers mode streams the collection with pymongo in
-    batches of 1,000.
+
+def _in_window(value: Any, start_utc: datetime | None, end_utc: datetime) -> bool:
+    """Embedded exports: a document's watermark is in the window; a missing or non-date watermark
+    counts only in a full read (documented: such a document cannot be placed in a day)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+        return value < end_utc and (start_utc is None or value >= start_utc)
+    return start_utc is None
+
+
+def extract_mongo_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> Extracted:
+    """Read the documents of ``window`` (by ``obj.watermark``, a BSON date compared as an instant).
+
+    Embedded mode reads the JSON-lines export line by line; servers mode streams the collection
+    with pymongo (cursor ``batch_size`` 1,000, ``_id`` order). Either way documents are written to
+    a staging Parquet folder in chunks of 20,000, so the driver's memory is bounded by a chunk.
+    A full read also keeps documents whose watermark is missing (embedded) — servers mode reads
+    only documents with a date watermark (BSON comparison), and counts them with
+    ``count_documents`` for reconciliation.
 
     Returns:
-        DataFrame as described in :func:`documents_to_frame`.
+        :class:`Extracted` whose frame is as described in :func:`documents_to_frame`.
 
     Raises:
-        SourceUnavailable: file or server unreachable (names source, collection and address).
+        SourceUnavailable: file or server unreachable, login refused (names source, collection, address).
+        SourceError: a line of the export is not Extended JSON (names the line).
     """
     from bson import json_util
 
     end_utc = window.end.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+    start_utc = None if window.full else window.start.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+    staging = staging_path(settings, spec, obj, window)
     if settings.sources_mode == "embedded":
         path = settings.sources_dir / (spec.embedded or f"{spec.source}.jsonl")
         if not path.is_file():
@@ -383,9 +674,10 @@ def read_mongo_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
                     doc = json_util.loads(line)
                 except (ValueError, TypeError) as exc:
                     raise SourceError(f"source {spec.source}.{obj.name}: line {line_no} of {path} is not Extended JSON: {exc}") from exc
-                if _before(doc.get(obj.watermark) if obj.watermark else None, end_utc):
+                if _in_window(doc.get(obj.watermark) if obj.watermark else None, start_utc, end_utc) or not obj.watermark:
                     docs.append(doc)
-        return documents_to_frame(spark, obj, docs)
+        # the embedded export is small: held in memory, like the SQLite reader
+        return Extracted(documents_to_frame(spark, obj, docs), rows_source=len(docs), details={"mode": window.mode})
 
     import pymongo
     from pymongo.errors import PyMongoError
@@ -394,83 +686,242 @@ def read_mongo_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=False)
     try:
         collection = client[spec.database or spec.source][obj.name]
-        query = {obj.watermark: {"$lt": end_utc}} if obj.watermark else {}
-        docs = list(collection.find(query, batch_size=1000).sort("_id", 1))
+        query = {}
+        if obj.watermark:
+            query = {obj.watermark: {"$lt": end_utc} if start_utc is None else {"$gte": start_utc, "$lt": end_utc}}
+        expected = collection.count_documents(query)
+        cursor = collection.find(query, batch_size=MONGO_BATCH_SIZE).sort("_id", 1)
+        frame, n = _stage_documents(spark, obj, cursor, staging)
     except PyMongoError as exc:
         raise SourceUnavailable(f"source {spec.source}.{obj.name}: cannot read from {_redact(uri)}: "
                                 f"{str(exc).splitlines()[0][:300]}") from exc
     finally:
         client.close()
-    return documents_to_frame(spark, obj, docs)
+    if n != expected:
+        raise SourceError(f"source {spec.source}.{obj.name}: the cursor returned {n} documents, "
+                          f"count_documents said {expected} (collection changed during the read?)")
+    return Extracted(frame, rows_source=expected, details={"mode": window.mode}, staging=staging)
 
 
-def _before(value: Any, end_utc: datetime) -> bool:
-    """True when a document's watermark is before the window end (a missing watermark counts)."""
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
-        return value < end_utc
-    return True
+# --- file drops --------------------------------------------------------------------------------------
+
+#: File formats of a drop, by manifest ``format`` or file suffix.
+DROP_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".xlsx": "xlsx"}
+
+
+def detect_encoding(data: bytes) -> tuple[str, str]:
+    """Decode a text file strictly: UTF-8 with a BOM, else UTF-8, else GB18030 (a superset of GBK and
+    GB2312, which are never guessed on their own).
+
+    Returns:
+        ``(text, encoding)`` with encoding ``utf-8-sig``, ``utf-8`` or ``gb18030``.
+
+    Raises:
+        UnicodeDecodeError: the bytes are valid in none of them.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
+    try:
+        return data.decode("utf-8", errors="strict"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("gb18030", errors="strict"), "gb18030"
+
+
+def _drop_entry(manifest: dict, obj: ObjectSpec) -> dict | None:
+    name = obj.file or f"{obj.name}.csv"
+    stem = Path(name).stem
+    entries = manifest.get("files", [])
+    exact = next((f for f in entries if f.get("name") == name), None)
+    return exact or next((f for f in entries if Path(str(f.get("name"))).stem == stem
+                          and Path(str(f.get("name"))).suffix in DROP_FORMATS), None)
 
 
 def read_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
+    """Read one file of a drop; see :func:`extract_file_drop` (returns its ``frame``)."""
+    return extract_file_drop(spark, settings, spec, obj, window).frame
+
+
+def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> Extracted:
     """Read one file of the department's drop for ``window.logical_date``.
 
     The drop is ``<sources_dir>/<inbox>/<YYYY-MM-DD>/`` with a ``manifest.json``::
 
-        {"files": [{"name": "messages.csv", "sha256": "...", "rows": 431, "encoding": "utf-8"}]}
+        {"files": [{"name": "messages.csv", "sha256": "...", "rows": 431, "encoding": "utf-8",
+                    "format": "csv"}]}
 
-    The file's SHA-256 and data-row count must match the manifest; it is decoded with the
-    manifest's encoding, strictly (a byte sequence invalid in it rejects the file). Every value is
-    read as text exactly as delivered (no NA guessing; an empty field is NULL, CSV's only way to
-    say missing), and headers are renamed by the registry's ``columns`` map (delivered header ->
-    raw column).
+    The registry's ``file`` names the file; a file with the same stem and another known suffix
+    (``.csv``, ``.jsonl``, ``.xlsx``) is accepted, its format taken from the manifest's ``format``
+    (``csv``, ``csv-gbk``, ``jsonl``, ``xlsx``) or the suffix. The SHA-256 and the data-row count must
+    match the manifest. Text files are decoded by :func:`detect_encoding` (strict; the detected
+    encoding is recorded); a manifest declaring UTF-8 for bytes that are not UTF-8 is a mismatch.
+    A CSV or JSON-lines file must end with a line end (else it is truncated). Every value is text
+    exactly as delivered: CSV empty field -> NULL; JSON numbers keep their literal text; Excel
+    cells are read as text, and a *number* cell in an ID or code column (see
+    :meth:`ObjectSpec.id_columns`) rejects that row at parse with a reason (Excel may have lost
+    leading zeros or digits beyond 15). Headers (JSON keys) are renamed by the registry's
+    ``columns`` map; a header that differs from the registry rejects the file.
 
     Returns:
-        DataFrame: the raw columns as STRING + ``_row_number`` (data row number in the file).
+        :class:`Extracted`: raw columns as STRING + ``_row_number`` (data row number in the file);
+        ``rows_source`` = manifest rows; ``details["files"]`` = [{name, sha256, encoding, format, rows}].
 
     Raises:
         SourceUnavailable: the drop or manifest is missing.
-        ManifestMismatch: checksum, row count, header or encoding do not match (file rejected whole).
+        ManifestMismatch: checksum, row count, encoding, truncation (file rejected whole).
+        SchemaDrift: the header / keys differ from the registry.
     """
     drop = settings.sources_dir / (spec.inbox or f"inbox/{spec.source}") / window.logical_date.isoformat()
     manifest_path = drop / "manifest.json"
-    name = obj.file or f"{obj.name}.csv"
+    where = f"source {spec.source}.{obj.name}"
     if not manifest_path.is_file():
-        raise SourceUnavailable(f"source {spec.source}.{obj.name}: no file drop for {window.logical_date} ({manifest_path} missing)")
+        raise SourceUnavailable(f"{where}: no file drop for {window.logical_date} ({manifest_path} missing)")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    entry = next((f for f in manifest.get("files", []) if f.get("name") == name), None)
+    entry = _drop_entry(manifest, obj)
     if entry is None:
-        raise ManifestMismatch(f"source {spec.source}.{obj.name}: {name} is not listed in {manifest_path}")
-    data = (drop / name).read_bytes() if (drop / name).is_file() else None
-    if data is None:
-        raise ManifestMismatch(f"source {spec.source}.{obj.name}: {drop / name} listed in the manifest but missing")
+        raise ManifestMismatch(f"{where}: {obj.file or obj.name} is not listed in {manifest_path}")
+    name = entry["name"]
+    path = drop / name
+    if not path.is_file():
+        raise ManifestMismatch(f"{where}: {path} listed in the manifest but missing")
+    data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry.get("sha256"):
-        raise ManifestMismatch(f"source {spec.source}.{obj.name}: {drop / name} SHA-256 {digest} != manifest {entry.get('sha256')}")
-    encoding = entry.get("encoding", "utf-8")
-    try:
-        text = data.decode("utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding, errors="strict")
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise ManifestMismatch(f"source {spec.source}.{obj.name}: {drop / name} is not valid {encoding}: {exc}") from exc
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, [])
+        raise ManifestMismatch(f"{where}: {path} SHA-256 {digest} != manifest {entry.get('sha256')}")
+    fmt = {"csv-gbk": "csv"}.get(entry.get("format") or "", entry.get("format")) or DROP_FORMATS.get(path.suffix)
+    if fmt not in ("csv", "jsonl", "xlsx"):
+        raise ManifestMismatch(f"{where}: {path} has unknown format {entry.get('format')!r} (csv, csv-gbk, jsonl, xlsx)")
     expected = list(obj.header_map) if obj.header_map else list(obj.columns)
-    if header != expected:
-        raise ManifestMismatch(f"source {spec.source}.{obj.name}: {drop / name} header {header} != registered {expected}")
+    encoding = None
+    if fmt == "xlsx":
+        rows, rejected = _parse_xlsx(where, path, data, expected, obj)
+    else:
+        declared = (entry.get("encoding") or "").lower().replace("_", "-")
+        try:
+            text, encoding = detect_encoding(data)
+        except UnicodeDecodeError as exc:
+            raise ManifestMismatch(f"{where}: {path} is neither UTF-8 nor GB18030 text: {exc}") from exc
+        if declared in ("utf-8", "utf8", "utf-8-sig") and encoding == "gb18030":
+            raise ManifestMismatch(f"{where}: {path} is not valid utf-8 as its manifest says "
+                                   "(it decodes as GB18030): rejected")
+        if text and not text.endswith(("\n", "\r")):
+            raise ManifestMismatch(f"{where}: {path} is truncated (no line end after its last line)")
+        parse = _parse_csv if fmt == "csv" else _parse_jsonl
+        rows, rejected = parse(spec, obj, where, path, text, expected)
+    declared_rows = int(entry.get("rows", -1))
+    if len(rows) + len(rejected) != declared_rows:
+        raise ManifestMismatch(f"{where}: {path} has {len(rows) + len(rejected)} rows, manifest says {entry.get('rows')}")
+    columns = [obj.header_map.get(h, h) for h in expected]
+    info = {"name": name, "sha256": digest, "encoding": encoding, "format": fmt, "rows": declared_rows}
+    return Extracted(_numbered_frame(spark, columns, rows), rows_source=declared_rows, rejected=rejected,
+                     details={"mode": "drop", "files": [info]})
+
+
+def _parse_csv(spec, obj, where, path, text, expected):
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, [])
+        if header != expected:
+            raise SchemaDrift(f"{where}: {path} header {header} != registered {expected}")
+        rows = []
+        for number, row in enumerate(reader, start=1):
+            if len(row) != len(header):
+                raise ManifestMismatch(f"{where}: {path} line {reader.line_num} has {len(row)} fields, "
+                                       f"header has {len(header)}")
+            rows.append((*(v if v != "" else None for v in row), number))
+    except csv.Error as exc:
+        raise ManifestMismatch(f"{where}: {path} is not well-formed CSV near line {reader.line_num}: {exc}") from exc
+    return rows, []
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _parse_jsonl(spec, obj, where, path, text, expected):
     rows = []
-    for line_no, row in enumerate(reader, start=2):
-        if len(row) != len(header):
-            raise ManifestMismatch(f"source {spec.source}.{obj.name}: {drop / name} line {line_no} has {len(row)} fields, "
-                                   f"header has {len(header)}")
-        rows.append(tuple(v if v != "" else None for v in row))
-    if len(rows) != int(entry.get("rows", -1)):
-        raise ManifestMismatch(f"source {spec.source}.{obj.name}: {drop / name} has {len(rows)} rows, manifest says {entry.get('rows')}")
-    columns = [obj.header_map.get(h, h) for h in header]
-    return _string_frame(spark, columns, rows)
+    known = set(expected)
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            doc = json.loads(line, parse_float=str, parse_int=str)  # numbers keep their literal text
+        except ValueError as exc:
+            raise ManifestMismatch(f"{where}: {path} line {number} is not JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ManifestMismatch(f"{where}: {path} line {number} is not a JSON object")
+        unknown = [k for k in doc if k not in known]
+        if unknown:
+            raise SchemaDrift(f"{where}: {path} line {number} has key(s) {unknown} not in the registry {expected}")
+        rows.append((*(_json_text(doc.get(h)) for h in expected), number))
+    return rows, []
+
+
+def _parse_xlsx(where, path, data, expected, obj):
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ManifestMismatch(f"{where}: {path} is not a readable .xlsx workbook (truncated?): {exc}") from exc
+    try:
+        sheet = wb.worksheets[0]
+        values = sheet.iter_rows(values_only=True)
+        header = [("" if v is None else str(v)) for v in next(values, ())]
+        while header and header[-1] == "":
+            header.pop()
+        if header != expected:
+            raise SchemaDrift(f"{where}: {path} header {header} != registered {expected}")
+        ids = {i for i, h in enumerate(expected) if obj.header_map.get(h, h) in obj.id_columns()}
+        rows, rejected = [], []
+        number = 0
+        for cells in values:
+            cells = list(cells)[:len(expected)] + [None] * max(0, len(expected) - len(cells))
+            if all(c is None or c == "" for c in cells):
+                continue  # openpyxl reports formatted but empty rows
+            number += 1
+            bad = [expected[i] for i in ids if isinstance(cells[i], (int, float)) and not isinstance(cells[i], bool)]
+            if bad:
+                rejected.append((number, f"number cell in ID/code column(s) {bad}: leading zeros or digits may be lost"))
+                continue
+            rows.append((*(_cell_text(c) for c in cells), number))
+    finally:
+        wb.close()
+    return rows, rejected
+
+
+def _cell_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def effective_spec(spec: SourceSpec, obj: ObjectSpec) -> SourceSpec:
+    """``spec`` with the object's overrides (kind, connection_id, database, embedded) applied."""
+    return replace(spec, kind=obj.kind or spec.kind, connection_id=obj.connection_id or spec.connection_id,
+                   database=obj.database or spec.database, embedded=obj.embedded or spec.embedded)
+
+
+def extract_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> Extracted:
+    """Dispatch to the extractor of the object's kind (see the extractors above for schemas and errors)."""
+    spec = effective_spec(spec, obj)
+    extractor = {"sql": extract_sql_object, "mongo": extract_mongo_object, "file_drop": extract_file_drop}[spec.kind]
+    return extractor(spark, settings, spec, obj, window)
 
 
 def read_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
-    """Dispatch to the reader of ``spec.kind`` (see the readers above for schemas and errors)."""
-    reader = {"sql": read_sql_object, "mongo": read_mongo_object, "file_drop": read_file_drop}[spec.kind]
-    return reader(spark, settings, spec, obj, window)
+    """The delivered frame of :func:`extract_object` (columns STRING + ``_row_number`` LONG)."""
+    return extract_object(spark, settings, spec, obj, window).frame

@@ -6,8 +6,10 @@ import sqlite3
 
 from jobs import lake
 from jobs.config import Settings
+import pytest
+
 from jobs.raw import add_lineage, extract_batch, fingerprint, record_batches
-from jobs.sources import ObjectSpec, SourceSpec, Window
+from jobs.sources import ObjectSpec, SourceSpec, SourceUnavailable, Window
 
 DAY = dt.date(2025, 6, 30)
 AT = dt.datetime(2025, 7, 1, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -55,7 +57,7 @@ def test_batch_written_once_and_replaced_whole_when_redelivered(spark, tmp_path)
     obj = spec.objects["persons"]
     first = extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
     record_batches(spark, settings, [first])
-    assert (first.status, first.rows_read, first.rows_written) == ("written", 3, 3)
+    assert (first.status, first.rows_read, first.rows_written, first.mode) == ("written", 3, 3, "full")  # first run
     path = settings.table_path("raw", "dept_persons")
     version = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").agg({"version": "max"}).collect()[0][0]
     extracted = spark.read.format("delta").load(path).select("_extracted_at").distinct().collect()
@@ -91,3 +93,63 @@ def test_merge_by_key_is_a_no_op_on_rerun(spark, tmp_path):
     assert lake.merge_by_key(spark, changed, path, ["k"]) == {"inserted": 1, "updated": 1}
     assert sorted(tuple(r) for r in spark.read.format("delta").load(path).collect()) == [
         ("1", "a2", "h1b"), ("2", "b", "h2"), ("3", "c", "h3")]
+
+
+def _pg_source(pg_engine, rows):
+    import sqlalchemy as sa
+
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA IF EXISTS dept CASCADE; CREATE SCHEMA dept"))
+        conn.execute(sa.text("CREATE TABLE dept.persons (person_no text PRIMARY KEY, name text, updated_at timestamp)"))
+        for r in rows:
+            conn.execute(sa.text("INSERT INTO dept.persons VALUES (:p, :n, :u) ON CONFLICT (person_no) DO UPDATE "
+                                 "SET name = EXCLUDED.name, updated_at = EXCLUDED.updated_at"),
+                         {"p": r[0], "n": r[1], "u": r[2]})
+    obj = ObjectSpec(name="persons", business_key=("person_no",), watermark="updated_at",
+                     columns=("person_no", "name", "updated_at"))
+    return SourceSpec(source="dept", department="d", kind="sql", objects={"persons": obj},
+                      connection_id="govlake_test_dept", db_schema="dept")
+
+
+@pytest.mark.servers
+def test_incremental_batches_from_postgres(spark, tmp_path, pg_engine, pg_url, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_DEPT", pg_url.replace("postgresql+psycopg", "postgresql"))
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
+    spec = _pg_source(pg_engine, [("P1", "张三", "2025-06-01 08:00:00"), ("P2", "李四", "2025-06-30 23:59:59")])
+    obj = spec.objects["persons"]
+    run = lambda day: extract_batch(spark, settings, spec, obj, Window.for_date(day))  # noqa: E731
+    day1 = run(DAY)
+    record_batches(spark, settings, [day1])
+    assert (day1.mode, day1.rows_source, day1.rows_read) == ("full", 2, 2)
+    again = run(DAY)  # a second run of the same window adds nothing
+    record_batches(spark, settings, [again])
+    assert (again.mode, again.status, again.rows_written) == ("full", "unchanged", 2)
+
+    # day N+1: the department changes P1 and adds P3; only those arrive
+    _pg_source(pg_engine, [("P1", "张三丰", "2025-07-01 09:00:00"), ("P2", "李四", "2025-06-30 23:59:59"),
+                           ("P3", "王五", "2025-07-01 10:00:00"), ("P4", "赵六", "2025-07-02 00:00:00")])
+    day2 = run(DAY + dt.timedelta(days=1))
+    empty = run(DAY + dt.timedelta(days=5))  # nothing changed that day: an empty, recorded batch
+    record_batches(spark, settings, [day2, empty])
+    assert (day2.mode, day2.rows_source, day2.rows_read) == ("incremental", 2, 2)
+    assert (empty.mode, empty.rows_source, empty.rows_written, empty.status) == ("incremental", 0, 0, "written")
+    raw = spark.read.format("delta").load(settings.table_path("raw", "dept_persons"))
+    assert sorted((str(r._logical_date), r.person_no, r.name) for r in raw.collect()) == [
+        ("2025-06-30", "P1", "张三"), ("2025-06-30", "P2", "李四"), ("2025-07-01", "P1", "张三丰"),
+        ("2025-07-01", "P3", "王五")]
+    ledger = spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).orderBy("batch_id").collect()
+    assert [(r.logical_date.isoformat(), r.mode, r.rows_source, r.rows_read, r.rows_written, r.rows_rejected)
+            for r in ledger] == [("2025-06-30", "full", 2, 2, 2, 0), ("2025-07-01", "incremental", 2, 2, 2, 0),
+                                 ("2025-07-05", "incremental", 0, 0, 0, 0)]
+
+
+def test_failed_source_leaves_no_partial_batch(spark, tmp_path):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    spec = _source(settings, [("P1", "张三", "2025-06-30 10:00:00")])
+    obj = spec.objects["persons"]
+    record_batches(spark, settings, [extract_batch(spark, settings, spec, obj, Window.for_date(DAY))])
+    (settings.sources_dir / "dept.sqlite").unlink()
+    with pytest.raises(SourceUnavailable, match=r"source dept\.persons: embedded database .* does not exist"):
+        extract_batch(spark, settings, spec, obj, Window.for_date(DAY + dt.timedelta(days=1)))
+    raw = spark.read.format("delta").load(settings.table_path("raw", "dept_persons"))
+    assert [(str(r._logical_date), r.person_no) for r in raw.collect()] == [("2025-06-30", "P1")]

@@ -9,15 +9,21 @@ import sqlite3
 import pytest
 
 from jobs.config import Settings
-from jobs.sources import (ManifestMismatch, ObjectSpec, SourceSpec, SourceUnavailable, Window, check_identifier,
-                          document_id_text, load_registry, read_object)
+from jobs import sources
+from jobs.sources import (ManifestMismatch, ObjectSpec, SchemaDrift, SourceSpec, SourceUnavailable, Window,
+                          check_identifier, detect_encoding, document_id_text, extract_object, load_registry,
+                          read_object)
 
 DAY = dt.date(2025, 6, 30)
 
 
 def test_registry_has_every_department_with_keys():
     registry = load_registry()
-    assert sorted(registry) == ["civil", "hukou", "wangge", "zhengwu"]
+    assert sorted(registry) == ["address", "civil", "health", "hrss", "hukou", "wangge", "zhengwu"]
+    assert sorted(registry["zhengwu"].objects) == ["applications", "evaluations", "messages"]
+    assert registry["zhengwu"].objects["applications"].kind == "mongo"
+    assert registry["hrss"].objects["social_insurance"].business_key == ("si_no",)
+    assert registry["civil"].subscriptions[0].dataset == "marts.population_by_district_sex_age"
     assert registry["hukou"].objects["persons"].business_key == ("person_no",)
     assert registry["zhengwu"].objects["messages"].header_map["留言编号"] == "message_id"
     assert registry["wangge"].kind == "mongo"
@@ -63,7 +69,7 @@ def test_sqlite_snapshot_reads_text_until_window_end(spark, tmp_path):
     con.commit()
     con.close()
     spec = _sql_spec()
-    rows = read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY)).collect()
+    rows = read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY).whole()).collect()
     assert [r.asDict() for r in rows] == [
         {"person_no": "P1", "id_no": None, "amount": "7", "updated_at": "2025-06-01 08:00:00", "_row_number": 1},
         {"person_no": "P2", "id_no": "11010519491231002X", "amount": "12.5", "updated_at": "2025-06-30 23:59:59",
@@ -93,7 +99,7 @@ def test_postgres_jdbc_reads_exact_text(spark, tmp_path, pg_engine, pg_url, monk
     monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_DEPT", pg_url.replace("postgresql+psycopg", "postgresql"))
     settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
     spec = _sql_spec()
-    rows = read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY)).collect()
+    rows = read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY).whole()).collect()
     assert [r.asDict() for r in rows] == [
         {"person_no": "P1", "id_no": None, "amount": "7.00", "updated_at": "2025-06-01 08:00:00", "_row_number": 1},
         {"person_no": "P2", "id_no": "11010519491231002X", "amount": "12345678901234567890123456789012345678.25",
@@ -145,7 +151,7 @@ def test_mongo_documents_kept_whole_with_drift_visible(spark, tmp_path, mongo_cl
     monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_GRID", mongo_url)
     settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
     spec = _mongo_spec()
-    rows = read_object(spark, settings, spec, spec.objects["events"], Window.for_date(DAY)).collect()
+    rows = read_object(spark, settings, spec, spec.objects["events"], Window.for_date(DAY).whole()).collect()
     got = [(r["_id"], r["event_no"], r["grid_code"], r["category"]) for r in rows]
     assert got == [
         ('"65a000000000000000000002"', "E2", "130102001001002", "城乡建设/安全生产/安全隐患"),
@@ -192,7 +198,8 @@ def test_file_drop_reads_values_as_delivered(spark, tmp_path):
     ("checksum", "SHA-256"),
     ("rows", "has 1 rows, manifest says 2"),
     ("gbk", "is not valid utf-8"),
-    ("truncated", "line 2 has 3 fields"),
+    ("truncated", "is truncated"),
+    ("short_line", "line 2 has 3 fields"),
 ])
 def test_file_drop_rejected_whole(spark, tmp_path, case, match):
     settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
@@ -203,8 +210,194 @@ def test_file_drop_rejected_whole(spark, tmp_path, case, match):
         _drop(settings, good.encode(), 2)
     elif case == "gbk":
         _drop(settings, good.encode("gbk"), 1)
-    else:
+    elif case == "truncated":
         _drop(settings, (HEADER + "1,A1,主题").encode(), 1)
+    else:
+        _drop(settings, (HEADER + "1,A1,主题\n").encode(), 1)
     spec = load_registry()["zhengwu"]
-    with pytest.raises(ManifestMismatch, match=match):
+    with pytest.raises(ManifestMismatch, match=rf"source zhengwu\.messages: .*messages\.csv.*{match}"):
         read_object(spark, settings, spec, spec.objects["messages"], Window.for_date(DAY))
+
+
+# --- encodings, formats and faults of file drops ----------------------------------------------------------
+
+def test_encoding_detection_is_strict():
+    assert detect_encoding("编号\n".encode("utf-8")) == ("编号\n", "utf-8")
+    assert detect_encoding(b"\xef\xbb\xbf" + "编号".encode("utf-8")) == ("编号", "utf-8-sig")
+    assert detect_encoding("编号,镕".encode("gbk")) == ("编号,镕", "gb18030")
+    with pytest.raises(UnicodeDecodeError):
+        detect_encoding(b"\x81\x30\xff")
+
+
+EVAL_HEADER = ["办件编号", "评价等级", "评价渠道", "评价时间", "评价内容"]
+
+
+def _eval_drop(settings, name: str, content: bytes, rows: int, fmt: str | None = None, encoding: str | None = "utf-8"):
+    drop = settings.sources_dir / "inbox" / "zhengwu" / DAY.isoformat()
+    drop.mkdir(parents=True, exist_ok=True)
+    (drop / name).write_bytes(content)
+    entry = {"name": name, "sha256": hashlib.sha256(content).hexdigest(), "rows": rows, "encoding": encoding}
+    if fmt:
+        entry["format"] = fmt
+    (drop / "manifest.json").write_text(json.dumps({"files": [entry]}), encoding="utf-8")
+
+
+def test_gbk_csv_drop_is_read_and_its_encoding_recorded(spark, tmp_path):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    body = ",".join(EVAL_HEADER) + "\r\n" + "ZW202506010001,非常满意,窗口,2025/6/3 9:05:00,一次办好\r\n"
+    _eval_drop(settings, "evaluations.csv", body.encode("gbk"), 1, fmt="csv-gbk", encoding="gbk")
+    spec = load_registry()["zhengwu"]
+    got = extract_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY))
+    assert [r.asDict() for r in got.frame.collect()] == [
+        {"app_no": "ZW202506010001", "level": "非常满意", "channel": "窗口", "evaluated_at": "2025/6/3 9:05:00",
+         "content": "一次办好", "_row_number": 1}]
+    assert got.details["files"][0]["encoding"] == "gb18030"
+    assert (got.rows_source, got.rejected) == (1, [])
+
+
+def test_jsonl_drop_keeps_number_literals_and_rejects_unknown_keys(spark, tmp_path):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    lines = ['{"办件编号": "ZW1", "评价等级": "满意", "评价渠道": "网上", "评价时间": "2025/6/3 9:05:00", "评价内容": ""}',
+             '{"办件编号": 12.50, "评价等级": null, "评价渠道": "窗口", "评价时间": "x", "评价内容": "好"}']
+    _eval_drop(settings, "evaluations.jsonl", ("\n".join(lines) + "\n").encode(), 2, fmt="jsonl")
+    spec = load_registry()["zhengwu"]
+    rows = read_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY)).collect()
+    assert [(r.app_no, r.level, r.content, r._row_number) for r in rows] == [("ZW1", "满意", "", 1), ("12.50", None, "好", 2)]
+    _eval_drop(settings, "evaluations.jsonl", (lines[0].replace("评价内容", "评价备注") + "\n").encode(), 1, fmt="jsonl")
+    with pytest.raises(SchemaDrift, match=r"source zhengwu\.evaluations: .*evaluations\.jsonl line 1 has key\(s\) \['评价备注'\]"):
+        read_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY))
+
+
+def test_xlsx_drop_reads_text_and_rejects_number_ids_with_reason(spark, tmp_path):
+    import io
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(EVAL_HEADER)
+    ws.append(["ZW202506010001", "满意", "窗口", "2025/6/3 9:05:00", None])
+    ws.append([202506010002, "满意", "窗口", "2025/6/3 9:06:00", "好"])  # an ID typed as a number by the exporter
+    ws.append(["ZW202506010003", "不满意", "网上", dt.datetime(2025, 6, 3, 9, 7), "等待时间较长"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    _eval_drop(settings, "evaluations.xlsx", buf.getvalue(), 3, fmt="xlsx", encoding=None)
+    spec = load_registry()["zhengwu"]
+    got = extract_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY))
+    assert [(r.app_no, r.evaluated_at, r.content, r._row_number) for r in got.frame.collect()] == [
+        ("ZW202506010001", "2025/6/3 9:05:00", None, 1), ("ZW202506010003", "2025-06-03 09:07:00", "等待时间较长", 3)]
+    assert got.rejected == [(2, "number cell in ID/code column(s) ['办件编号']: leading zeros or digits may be lost")]
+    _eval_drop(settings, "evaluations.xlsx", buf.getvalue()[:200], 3, fmt="xlsx", encoding=None)
+    with pytest.raises(ManifestMismatch, match=r"source zhengwu\.evaluations: .*evaluations\.xlsx is not a readable \.xlsx"):
+        read_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY))
+
+
+def test_sqlite_window_and_renamed_column(spark, tmp_path):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    settings.sources_dir.mkdir(parents=True)
+    con = sqlite3.connect(settings.sources_dir / "dept.sqlite")
+    con.execute("CREATE TABLE persons (person_no TEXT, id_no TEXT, amount NUMERIC, updated_at TEXT)")
+    con.executemany("INSERT INTO persons VALUES (?,?,?,?)", [
+        ("P1", None, 7, "2025-06-29 23:59:59"), ("P2", None, 1, "2025-06-30 00:00:00"), ("P3", None, 1, "2025-07-01 00:00:00")])
+    con.commit()
+    spec = _sql_spec()
+    got = extract_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY))
+    assert ([r.person_no for r in got.frame.collect()], got.rows_source) == (["P2"], 1)
+    con.execute("ALTER TABLE persons RENAME COLUMN id_no TO idno")
+    con.commit()
+    con.close()
+    with pytest.raises(SchemaDrift, match=r"source dept\.persons: registered column\(s\) \['id_no'\] missing .*\['idno'\] \(renamed\?\)"):
+        read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY))
+
+
+# --- PostgreSQL windows, partitions and faults ------------------------------------------------------------
+
+def _pg_persons(pg_engine, rows):
+    import sqlalchemy as sa
+
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA IF EXISTS dept CASCADE; CREATE SCHEMA dept"))
+        conn.execute(sa.text("CREATE TABLE dept.persons (person_no text, id_no text, amount numeric(40,2), "
+                             "updated_at timestamptz)"))
+        for r in rows:
+            conn.execute(sa.text("INSERT INTO dept.persons VALUES (:p, :i, :a, :u)"),
+                         {"p": r[0], "i": r[1], "a": r[2], "u": r[3]})
+
+
+@pytest.mark.servers
+def test_postgres_windows_are_instants_and_partitions_balanced(spark, tmp_path, pg_engine, pg_url, monkeypatch):
+    utc = dt.timezone.utc
+    # business day 2025-06-30 in Asia/Shanghai = [06-29 16:00Z, 06-30 16:00Z)
+    rows = [(f"P{k:02d}", None, "1.00", dt.datetime(2025, 6, 29, 15, 0, tzinfo=utc) + dt.timedelta(hours=4 * k))
+            for k in range(12)]
+    rows.append((None, None, "99999999999999999999999999999999999999.99", dt.datetime(2025, 6, 30, 10, tzinfo=utc)))
+    _pg_persons(pg_engine, rows)
+    monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_DEPT", pg_url.replace("postgresql+psycopg", "postgresql"))
+    monkeypatch.setattr(sources, "JDBC_ROWS_PER_PARTITION", 3)
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
+    spec = _sql_spec()
+    obj = spec.objects["persons"]
+
+    def read(window):
+        got = extract_object(spark, settings, spec, obj, window)
+        return got, sorted((r.person_no or "", r.amount, r.updated_at, r._row_number) for r in got.frame.collect())
+
+    day1, got1 = read(Window.for_date(DAY))
+    assert [r[0] for r in got1] == ["", "P01", "P02", "P03", "P04", "P05", "P06"]
+    assert got1[0][1:] == ("99999999999999999999999999999999999999.99", "2025-06-30 18:00:00+08", 7)  # NULL key last
+    assert [r[3] for r in got1[1:]] == [1, 2, 3, 4, 5, 6]
+    assert day1.rows_source == 7 and sum(day1.details["jdbc_partitions"]) == 7
+    assert max(day1.details["jdbc_partitions"]) <= 3  # balanced by rows, not by key range
+    _, got2 = read(Window.for_date(DAY + dt.timedelta(days=1)))
+    two_days = Window(DAY, Window.for_date(DAY).start, Window.for_date(DAY + dt.timedelta(days=2)).start)
+    _, both = read(two_days)
+    assert sorted(r[:3] for r in got1 + got2) == sorted(r[:3] for r in both)
+    _, whole = read(Window.for_date(DAY).whole())
+    assert [r[0] for r in whole][:3] == ["", "P00", "P01"] and len(whole) == 8
+
+
+@pytest.mark.servers
+def test_postgres_faults_name_source_and_object(spark, tmp_path, pg_engine, pg_url, monkeypatch):
+    import sqlalchemy as sa
+
+    _pg_persons(pg_engine, [("P1", None, "1", dt.datetime(2025, 6, 30, 2, tzinfo=dt.timezone.utc))])
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
+    spec = _sql_spec()
+    base = pg_url.replace("postgresql+psycopg", "postgresql")
+    monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_DEPT", base.replace("govlake@", "nobody:wrong@"))
+    with pytest.raises(SourceUnavailable, match=r"source dept\.persons: cannot connect to postgresql://127\.0\.0\.1.*nobody"):
+        read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY))
+    monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_DEPT", base)
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE dept.persons RENAME COLUMN amount TO amount_yuan"))
+    with pytest.raises(SchemaDrift, match=r"source dept\.persons: registered column\(s\) \['amount'\] missing in dept\.persons"):
+        read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY))
+    bad = SourceSpec(source="dept", department="d", kind="sql", connection_id="govlake_test_dept", db_schema="dept",
+                     objects={"p": ObjectSpec(name="p", business_key=("x; drop table y",), columns=("x",))})
+    with pytest.raises(ValueError, match="not a valid identifier"):
+        read_object(spark, settings, bad, bad.objects["p"], Window.for_date(DAY))
+
+
+@pytest.mark.servers
+def test_mongo_window_streamed_in_chunks_keeps_unknown_fields(spark, tmp_path, mongo_client, mongo_url, monkeypatch):
+    coll = mongo_client["govlake_test_grid"]["events"]
+    coll.drop()
+    utc_day = dt.datetime(2025, 6, 29, 16, 0)  # 2025-06-30 00:00 Asia/Shanghai, stored as UTC
+    coll.insert_many([{"_id": f"e{k}", "event_no": f"E{k}", "updated_at": utc_day + dt.timedelta(hours=6 * k)}
+                      for k in range(6)] + [{"_id": "x", "event_no": "X", "new_field": {"a": 1},
+                                             "updated_at": utc_day - dt.timedelta(seconds=1)}])
+    monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_GRID", mongo_url)
+    monkeypatch.setattr(sources, "MONGO_CHUNK_DOCS", 2)
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
+    spec = _mongo_spec()
+    got = extract_object(spark, settings, spec, spec.objects["events"], Window.for_date(DAY))
+    assert [(r.event_no, r._row_number) for r in got.frame.orderBy("_row_number").collect()] == [
+        ("E0", 1), ("E1", 2), ("E2", 3), ("E3", 4)]
+    assert got.rows_source == 4 and got.staging
+    whole = read_object(spark, settings, spec, spec.objects["events"], Window.for_date(DAY).whole())
+    kept = whole.where("event_no = 'X'").collect()[0]
+    assert json.loads(kept.document)["new_field"] == {"a": 1} and kept.category is None
+    monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_GRID", "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=500")
+    with pytest.raises(SourceUnavailable, match=r"source grid\.events: cannot read from mongodb://127\.0\.0\.1:9/"):
+        read_object(spark, settings, spec, spec.objects["events"], Window.for_date(DAY))
