@@ -58,10 +58,12 @@ env_vars() {
   # Tests read GOVLAKE_*_URL; jobs in servers mode read each source's Airflow connection.
   echo "export GOVLAKE_PG_URL=postgresql+psycopg://govlake@127.0.0.1:$PG_PORT/departments"
   echo "export GOVLAKE_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/"
-  for conn in HUKOU CIVIL; do
+  for conn in HUKOU CIVIL HEALTH HRSS ADDRESS; do
     echo "export AIRFLOW_CONN_GOVLAKE_$conn=postgresql://govlake@127.0.0.1:$PG_PORT/departments"
   done
-  echo "export AIRFLOW_CONN_GOVLAKE_WANGGE=mongodb://127.0.0.1:$MONGO_PORT/"
+  for conn in WANGGE ZHENGWU; do
+    echo "export AIRFLOW_CONN_GOVLAKE_$conn=mongodb://127.0.0.1:$MONGO_PORT/"
+  done
 }
 
 case "${1:-}" in

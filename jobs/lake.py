@@ -80,6 +80,16 @@ def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_con
             "updated": int(metrics.get("numTargetRowsUpdated", 0))}
 
 
+def same_content(current, df) -> bool:
+    """True when both frames have the same column names and types and the same rows as multisets
+    (``exceptAll`` both ways). Nullability is ignored: Delta reads every column back as nullable,
+    so ``schema ==`` never holds after a write of a frame with non-null columns."""
+    def shape(d):
+        return [(f.name, f.dataType.simpleString()) for f in d.schema.fields]
+
+    return shape(current) == shape(df) and current.exceptAll(df).isEmpty() and df.exceptAll(current).isEmpty()
+
+
 def overwrite_if_changed(spark, df, path: str, order_by: list[str]) -> bool:
     """Overwrite the Delta table at ``path`` with ``df`` unless its content is already equal.
 
@@ -91,7 +101,7 @@ def overwrite_if_changed(spark, df, path: str, order_by: list[str]) -> bool:
     """
     if exists(spark, path):
         current = spark.read.format("delta").load(path)
-        if current.schema == df.schema and current.exceptAll(df).isEmpty() and df.exceptAll(current).isEmpty():
+        if same_content(current, df):
             return False
     df.orderBy(*order_by).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
     return True

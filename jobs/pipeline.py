@@ -36,19 +36,39 @@ DEFAULT_RESIDENTS = 2000
 
 # --- stage: extract ----------------------------------------------------------------------------------
 
-def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[str] | None = None) -> list[dict]:
+def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[str] | None = None,
+                data_interval: tuple[dt.datetime, dt.datetime] | None = None, backfill: bool = False) -> list[dict]:
     """Extract every registered object (or those of ``sources``) for ``logical_date`` into raw.
+
+    Each batch reads its window ``data_interval`` (default: the business day ``logical_date`` in
+    Asia/Shanghai) by the object's watermark; the first run of an object, ``backfill=True`` or
+    ``GOVLAKE_EXTRACT_MODE=backfill`` read everything before the window end, and
+    ``GOVLAKE_EXTRACT_MODE=snapshot`` does so on every run (the embedded demo's former behaviour:
+    each partition is the snapshot as of the window end). See :func:`jobs.raw.resolve_window`.
 
     Returns:
         one dict per batch (:class:`jobs.raw.BatchResult` fields).
 
     Raises:
         jobs.sources.SourceError: a source cannot be read; names source, object and address.
+        jobs.raw.ReconciliationError: rows at the source != rows in raw + rows rejected.
+        ValueError: unknown ``GOVLAKE_EXTRACT_MODE`` (incremental, backfill, snapshot).
     """
+    import os
+
     from jobs.raw import extract_batch, record_batches
     from jobs.sources import Window, load_registry
 
-    window = Window.for_date(logical_date)
+    mode = os.environ.get("GOVLAKE_EXTRACT_MODE", "incremental")
+    if mode not in ("incremental", "backfill", "snapshot"):
+        raise ValueError(f"GOVLAKE_EXTRACT_MODE must be incremental, backfill or snapshot, not {mode!r}")
+    full = backfill or mode in ("backfill", "snapshot")
+    if data_interval:
+        window = Window.for_interval(*data_interval, full=full)
+        if window.logical_date != logical_date:
+            raise ValueError(f"data interval {data_interval} does not start on business day {logical_date}")
+    else:
+        window = Window.for_date(logical_date, full=full)
     results = []
     try:
         for name, spec in load_registry().items():
@@ -76,15 +96,17 @@ def _partition(spark, settings: Settings, layer: str, table: str, logical_date: 
             .where(f"_logical_date = DATE'{logical_date.isoformat()}'"))
 
 
-def validate_table(spark, settings: Settings, table: str, logical_date: dt.date, data_docs: bool = True) -> dict:
+def validate_table(spark, settings: Settings, table: str, logical_date: dt.date, data_docs: bool = True,
+                   suites_dir: Path | None = None) -> dict:
     """Validate one raw batch and publish it (write-audit-publish).
 
     Reads ``raw.<table>`` for ``logical_date``, evaluates ``expectations/raw.<table>.json`` in one
     pass, stops before publishing when a ``fail`` rule failed, then replaces the logical date's
     partitions of ``staging.<table>`` (accepted rows) and ``quarantine.<table>`` (rejected rows
-    with ``_rule_ids`` and ``_messages``), and of ``ops.validation_results`` (one row per rule:
+    with ``_rule_ids`` and ``_messages``, plus ``_released`` FALSE, ``_release_id`` and ``_released_row`` NULL,
+    set later by ``python -m jobs.audit release``), and of ``ops.validation_results`` (one row per rule:
     table, batch_id, suite, suite_version, rule_id, expectation_type, column, action, evaluated,
-    failed).
+    failed). ``suites_dir``: folder of the suite files (default ``expectations/``).
 
     Returns:
         ``{"table", "raw", "accepted", "quarantined", "rules": [...], "data_docs": path|None}``.
@@ -93,16 +115,24 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
         jobs.quality.FailRuleViolated: a fail rule failed (nothing of the batch is published).
         RuntimeError: raw != accepted + quarantined (a row would be lost or doubled).
     """
-    from jobs import quality
+    from pyspark.sql import functions as F
 
-    suite = quality.load_suite(f"raw.{table}")
+    from jobs import quality
+    from jobs.audit import RELEASE_COLUMNS, ensure_release_columns
+
+    suite = quality.load_suite(f"raw.{table}", suites_dir) if suites_dir else quality.load_suite(f"raw.{table}")
     batch = _partition(spark, settings, "raw", table, logical_date)
     evaluated = quality.evaluate(batch, suite).cache()
     try:
         counts = quality.rule_counts(evaluated, suite)
         quality.enforce_fail_rules(counts, suite)
         accepted, quarantined = quality.split(evaluated, suite)
+        release_init = {"_released": F.lit(False)}
+        quarantined = quarantined.select("*", *[release_init.get(c, F.lit(None)).cast(t).alias(c)
+                                                for c, t in RELEASE_COLUMNS])
         lake.replace_partition(accepted, settings.table_path("staging", table), "_logical_date", logical_date)
+        if lake.exists(spark, settings.table_path("quarantine", table)):
+            ensure_release_columns(spark, settings.table_path("quarantine", table))
         lake.replace_partition(quarantined, settings.table_path("quarantine", table), "_logical_date", logical_date)
         n_raw = evaluated.count()
     finally:
@@ -155,41 +185,109 @@ def _hotline_labels(spark):
 
 
 def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
-    """Standardise the accepted staging rows of ``logical_date`` and MERGE them into unified.
+    """Standardise the accepted staging rows of ``logical_date``, link them to persons and MERGE unified.
 
-    Persons come from every object whose registry entry has ``unified.entity: person``; events
-    from the grid-management documents and the citizen messages.
+    Every staging table is read once at a pinned Delta version (recorded in the result). Persons come from
+    every object whose registry entry has ``unified.entity: person``: records with a NULL business key are
+    quarantined (``quarantine.unified_person_records``) and counted, never merged; the rest are deduplicated
+    per record_key, linked (valid GB 11643 ID: deterministically; otherwise :mod:`jobs.linkage`), MERGEd into
+    ``unified.person_link``; then the golden record (``unified.person``), its attribute provenance, the SCD
+    type 2 residence and household membership, and the relationship edges are rebuilt from the links and
+    MERGEd (unchanged rows are not touched). Events come from the grid-management documents and the
+    citizen messages. Unified tables have the Delta change data feed enabled.
 
     Returns:
-        ``{"person": {"inserted", "updated"}, "event": {...}, "unlinked_person_records": n}``.
+        ``{"staging_versions": {table: version}, "person": {"inserted", "updated"}, "person_link": {...},
+        "person_attribute_provenance": {...}, "person_residence": {...}, "household_membership": {...},
+        "person_relationship_rewritten": bool, "event": {...}, "unlinked_person_records": n (records without a
+        valid ID), "null_key_person_records": n, "link_methods": {method: n}}``.
     """
     from functools import reduce
 
-    from jobs import unified
+    from pyspark.sql import functions as F
+
+    from jobs import linkage, unified
     from jobs.sources import load_registry
+
+    day = logical_date.isoformat()
+    versions: dict[str, int] = {}
+
+    def staging(table: str):
+        path = settings.table_path("staging", table)
+        versions[table] = unified.table_version(spark, path)
+        return unified.read_pinned(spark, path, versions[table]).where(f"_logical_date = DATE'{day}'")
+
+    def merge(df, name: str, keys: list[str], insert_only=()) -> dict:
+        path = settings.table_path("unified", name)
+        unified.ensure_cdf_table(spark, df, path)
+        if df.isEmpty():
+            return {"inserted": 0, "updated": 0}
+        return lake.merge_by_key(spark, df, path, keys, insert_only_columns=insert_only)
+
+    def current(name: str):
+        path = settings.table_path("unified", name)
+        version = unified.table_version(spark, path)
+        return None if version is None else unified.read_pinned(spark, path, version)
 
     candidates = []
     for name, spec in load_registry().items():
         for obj in spec.objects.values():
             if obj.unified.get("entity") == "person":
-                staged = _partition(spark, settings, "staging", f"{name}_{obj.name}", logical_date)
-                candidates.append(unified.person_candidates(staged, name, obj.unified))
-    persons_in = reduce(lambda a, b: a.unionByName(b), candidates).cache()
+                rules = dict(obj.unified)
+                rules.setdefault("record_key", list(obj.business_key))
+                candidates.append(unified.person_candidates(staging(f"{name}_{obj.name}"), name, rules))
+    persons_in = reduce(lambda a, b: a.unionByName(b), candidates)
+    keyed, null_keyed = unified.split_null_keys(persons_in)
+    lake.replace_partition(null_keyed.withColumn("_logical_date", F.lit(logical_date).cast("date")),
+                           settings.table_path("quarantine", "unified_person_records"), "_logical_date", logical_date)
+    records = unified.dedupe_records(keyed).cache()
     try:
-        unlinked = persons_in.where("NOT id_valid").count()
-        person = unified.resolve_persons(persons_in, logical_date)
-        person_stats = lake.merge_by_key(spark, person, settings.table_path("unified", "person"), ["person_id"],
-                                         insert_only_columns=("first_seen_date",))
+        n_null = spark.read.format("delta").load(settings.table_path("quarantine", "unified_person_records")) \
+            .where(f"_logical_date = DATE'{day}'").count()
+        by_id = unified.id_links(records)
+        residue = records.where("NOT id_valid")
+        unlinked = residue.count()
+        reference = records.join(by_id.select("record_key", "person_id"), "record_key")
+        existing = current("person_link")
+        probabilistic = linkage.link_residue(spark, residue, reference,
+                                             None if existing is None else existing.select("record_key", "person_id"))
+        links = unified.link_rows(records, by_id.unionByName(probabilistic))
+        link_stats = merge(links, "person_link", ["record_key"])
     finally:
-        persons_in.unpersist()
+        records.unpersist()
 
-    grid = unified.grid_events(_partition(spark, settings, "staging", "wangge_events", logical_date))
-    hotline = unified.hotline_events(_partition(spark, settings, "staging", "zhengwu_messages", logical_date),
-                                     _hotline_labels(spark))
+    all_links = current("person_link").cache()
+    try:
+        methods = {r[0]: int(r[1]) for r in all_links.groupBy("link_method").count().orderBy("link_method").collect()}
+        person = unified.golden_records(all_links, logical_date)
+        person_stats = merge(person, "person", ["person_id"], insert_only=("first_seen_date",))
+        provenance_stats = merge(unified.attribute_provenance(all_links), "person_attribute_provenance",
+                                 ["person_id", "attribute"])
+    finally:
+        all_links.unpersist()
+
+    golden = current("person")
+    history = {}
+    for table, tracked, where in (("person_residence", unified.RESIDENCE_COLUMNS, "is_current"),
+                                  ("household_membership", unified.HOUSEHOLD_COLUMNS,
+                                   "is_current AND household_no IS NOT NULL")):
+        changes = unified.scd2_changes(current(table), golden.where(where), logical_date, "person_id", tracked)
+        history[table] = merge(changes, table, ["person_id", "valid_from"])
+    edges = unified.relationships(current("household_membership"))
+    edges_path = settings.table_path("unified", "person_relationship")
+    unified.ensure_cdf_table(spark, edges, edges_path)
+    edges_written = lake.overwrite_if_changed(spark, edges, edges_path,
+                                              ["person_id_1", "person_id_2", "relationship"])
+
+    grid = unified.grid_events(staging("wangge_events"))
+    hotline = unified.hotline_events(staging("zhengwu_messages"), _hotline_labels(spark))
     events = unified.finalize_events(grid.unionByName(hotline), logical_date)
-    event_stats = lake.merge_by_key(spark, events, settings.table_path("unified", "event"), ["event_id"],
-                                    insert_only_columns=("first_seen_date",))
-    return {"person": person_stats, "event": event_stats, "unlinked_person_records": unlinked}
+    event_stats = merge(events, "event", ["event_id"], insert_only=("first_seen_date",))
+    return {"staging_versions": versions, "person": person_stats, "person_link": link_stats,
+            "person_attribute_provenance": provenance_stats, "person_residence": history["person_residence"],
+            "household_membership": history["household_membership"],
+            "person_relationship_rewritten": edges_written, "event": event_stats,
+            "unlinked_person_records": unlinked, "null_key_person_records": n_null, "link_methods": methods}
 
 
 # --- stages: marts and analysis ---------------------------------------------------------------------------
@@ -222,7 +320,10 @@ def run_marts(spark, settings: Settings, logical_date: dt.date) -> dict:
     ev = marts.grid_events_by_district_category_week(event, divisions)
     written = lake.overwrite_if_changed(spark, ev, settings.table_path("marts", "grid_events_by_district_category_week"),
                                         ["week_start", "district_code", "category_l1", "channel"])
-    return {"population_rows": pop.count(), "event_mart_rewritten": written}
+    from jobs import themes  # theme marts + analysis services of schemas/themes/*.yaml (issue #7)
+
+    theme_tables = themes.run_themes(spark, settings, logical_date)
+    return {"population_rows": pop.count(), "event_mart_rewritten": written, "theme_tables_rewritten": theme_tables}
 
 
 def run_analysis(spark, settings: Settings, logical_date: dt.date, report: bool = True) -> dict:
@@ -336,9 +437,10 @@ def table_counts(spark, settings: Settings, logical_date: dt.date) -> dict[str, 
 
 def findings(spark, settings: Settings, logical_date: dt.date) -> list[str]:
     """Headline findings of the themes (see :func:`jobs.report.headline_findings`)."""
-    from jobs import report
+    from jobs import report, themes
 
-    return report.headline_findings(report_tables(spark, settings, logical_date))
+    return (report.headline_findings(report_tables(spark, settings, logical_date))
+            + themes.theme_findings(themes.read_findings_tables(spark, settings, logical_date)))
 
 
 def print_summary(summary: dict) -> None:

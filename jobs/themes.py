@@ -772,7 +772,8 @@ def build_theme_tables(spark, inputs: dict[str, DataFrame], logical_date: dt.dat
 
     Args:
         inputs: ``unified.person``, ``unified.event`` (required); optional ``staging.wangge_events``
-            (all dates; enables ``marts.grid_worker_stats``) and ``unified.residence_history``
+            (all dates; enables ``marts.grid_worker_stats``) and ``unified.residence_history`` (read from
+            ``unified.person_residence``)
             (person_id, district_code, valid_from, valid_to; enables the migration marts).
         geojson: district boundaries (enables ``marts.population_density``).
         themes: theme names (default every ``schemas/themes/*.yaml``); each YAML's ``marts`` list
@@ -854,7 +855,8 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
     """Build and write every theme table for ``logical_date``, then register all tables for Spark SQL.
 
     Reads ``unified.person``, ``unified.event`` and, when present, ``staging.wangge_events`` (all
-    logical dates up to ``logical_date``) and ``unified.residence_history``; the boundaries
+    logical dates up to ``logical_date``) and ``unified.person_residence`` (SCD2 residence, the migration
+    input); the boundaries
     ``schemas/reference/boundaries/districts_130100.geojson``. Idempotent: snapshot / period tables
     (:data:`PARTITIONED_TABLES`) replace their ``snapshot_date`` / ``period_end`` partition of the logical
     date only when its content differs (other dates are kept); the others use
@@ -876,7 +878,7 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
     wangge = load("staging", "wangge_events")
     if wangge is not None:
         inputs["staging.wangge_events"] = wangge.where(F.col("_logical_date") <= F.lit(logical_date))
-    history = load("unified", "residence_history")
+    history = load("unified", "person_residence")
     if history is not None:
         inputs["unified.residence_history"] = history
     geojson = json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text(encoding="utf-8"))
@@ -887,8 +889,6 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
         path = settings.table_path(layer, table)
         if name in PARTITIONED_TABLES:
             written[name] = _replace_partition_if_changed(spark, df, path, PARTITIONED_TABLES[name], logical_date)
-        elif lake.exists(spark, path) and _same_content(spark.read.format("delta").load(path), df):
-            written[name] = False
         else:
             written[name] = lake.overwrite_if_changed(spark, df, path, list(df.columns))
     lake.register_tables(spark, settings)
@@ -901,19 +901,10 @@ def _replace_partition_if_changed(spark, df: DataFrame, path: str, date_column: 
 
     if lake.exists(spark, path):
         cur = spark.read.format("delta").load(path).where(F.col(date_column) == F.lit(value))
-        if _same_content(cur, df):
+        if lake.same_content(cur, df):
             return False
     lake.replace_partition(df, path, date_column, value)
     return True
-
-
-def _same_content(current: DataFrame, df: DataFrame) -> bool:
-    """True when both frames have the same column names and types (nullability ignored: Delta stores every
-    column nullable, so ``schema ==`` never holds after a write) and the same rows as multisets."""
-    def shape(d: DataFrame) -> list:
-        return [(f.name, f.dataType.simpleString()) for f in d.schema.fields]
-
-    return shape(current) == shape(df) and current.exceptAll(df).isEmpty() and df.exceptAll(current).isEmpty()
 
 
 # ========================================================================================= findings

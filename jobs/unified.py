@@ -425,6 +425,7 @@ def relationships(membership):
         household_no STRING, basis STRING ('<code 1>-<code 2>'), _content_hash STRING; unique on
         (person_id_1, person_id_2, relationship), sorted-pair order for 'spouse'.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     m = membership.where("is_current") if "is_current" in membership.columns else membership
@@ -449,7 +450,11 @@ def relationships(membership):
         F.when(spouse, F.least("p1", "p2")).otherwise(F.col("p1")).alias("person_id_1"),
         F.when(spouse, F.greatest("p1", "p2")).otherwise(F.col("p2")).alias("person_id_2"),
         "relationship", "household_no", "basis")
-    return with_content_hash(out.dropDuplicates(["person_id_1", "person_id_2", "relationship"]))
+    # One edge per key with a deterministic tie-break (dropDuplicates would keep an arbitrary household_no/basis).
+    key = ["person_id_1", "person_id_2", "relationship"]
+    first = Window.partitionBy(*key).orderBy("household_no", "basis")
+    out = out.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
+    return with_content_hash(out)
 
 
 # --- I/O helpers for the unify stage (not transforms) ---------------------------------------------------
