@@ -559,8 +559,9 @@ def test_address_points_lie_in_their_district(runs):
 
 @pytest.mark.slow
 def test_census_calibration_at_100k_residents():
-    """Age × sex shares (5-year groups, 85+) of 100,000 residents within 1 percentage point of the 2020 census
-    of the populated districts (only the Population is built: ~20 s)."""
+    """Age × sex shares (5-year groups, 85+), education shares by sex (6+) and the floating share of 100,000
+    residents within 1 percentage point of the 2020 census of the populated districts (only the Population is
+    built once: ~20 s)."""
     from faker import Faker
 
     from jobs.sample import reference as ref
@@ -584,6 +585,25 @@ def test_census_calibration_at_100k_residents():
     assert len(expected) == 36 and len(pop.persons) == 100_000
     worst = max(abs(got.get(k, 0) / 100_000 - v / total) for k, v in expected.items())
     assert worst < 0.01, worst
+
+    # education (GB/T 4658 code) shares by sex among residents aged 6+, same Population
+    from jobs.sample.attributes import EDUCATION_LEVELS, EDUCATION_MIN_AGE
+    for sex, word in (("1", "男"), ("2", "女")):
+        want: dict = {}
+        for d in districts:
+            for level, code in EDUCATION_LEVELS:
+                want[code] = want.get(code, 0.0) + float(census[d.code][f"{level}_{word}"] or 0)
+        people = [p for p in pop.persons if p.sex_code == sex and p.age >= EDUCATION_MIN_AGE]
+        have = {code: sum(p.education == code for p in people) / len(people) for code in want}
+        worst = max(abs(have[c] - v / sum(want.values())) for c, v in want.items())
+        assert worst < 0.01 and len(want) == 6, (sex, worst)
+    assert all((p.education is None) == (p.age < EDUCATION_MIN_AGE) for p in pop.persons)
+    # floating share: (省外 + 本省其他县) / total of the populated districts
+    moved = sum(float(census[d.code]["户口登记地在外乡镇街道人口_省外"])
+                + float(census[d.code]["户口登记地在外乡镇街道人口_本省其他县"]) for d in districts)
+    share = moved / sum(float(census[d.code]["人口数_合计"]) for d in districts)
+    floating = sum(p.registration_type == "流动" for p in pop.persons) / 100_000
+    assert 0.2 < share < 0.6 and abs(floating - share) < 0.01, (floating, share)
 
 
 def test_scale_helpers_exact_values():
@@ -659,3 +679,38 @@ def test_civil_elderly_subsidy_pays_residents_aged_80_and_over(runs):
         y, m, d = (int(x) for x in t["birth_date"].split("-"))
         assert r["birth_date"] == f"{y}年{m}月{d}日" and r["start_date"].endswith("月1日")
         assert r["status"] in ("发放中", "暂停") and len(r["bank_account"]) == 16
+
+
+def test_marital_status_follows_the_household_rule():
+    """GB/T 2261.2 marital status of a small population: None under 15; head + spouse (and the head's father +
+    mother when both live there) 20; under the legal age (22 men, 20 women) 10; a lone head never 20;
+    registration_type is the same for a whole household and matches its is_floating flag."""
+    from faker import Faker
+
+    from jobs.sample import reference as ref
+    from jobs.sample.attributes import _couple_members
+    from jobs.sample.population import REL_HEAD, REL_SPOUSE, Population
+
+    fake = Faker("zh_CN")
+    fake.seed_instance(SEED)
+    pop = Population(ref.load_districts(), 400, SEED, DAY, fake).build()
+    couples = lone = 0
+    for hh in pop.households:
+        rels = [m.relation_code for m in hh.members]
+        married = _couple_members(hh)
+        assert {m.registration_type for m in hh.members} == {"流动" if hh.is_floating else "户籍"}
+        for i, p in enumerate(hh.members):
+            if p.age < 15:
+                assert p.marital_status is None
+            elif i in married:
+                assert p.marital_status == "20" and (rels[i] in (REL_HEAD, REL_SPOUSE, "51", "52"))
+                couples += rels[i] == REL_SPOUSE
+            elif p.age < {"1": 22, "2": 20}[p.sex_code]:
+                assert p.marital_status == "10"
+            else:
+                assert p.marital_status in ("10", "20", "30", "40")
+                if rels[i] == REL_HEAD:
+                    assert p.marital_status != "20"
+                    lone += 1
+    assert couples > 20 and lone > 5
+    assert {p.registration_type for p in pop.persons} == {"户籍", "流动"}

@@ -57,14 +57,16 @@ def _time_on(rng: random.Random, day: date) -> datetime:
 def truth_row(p: Person, hh: Household) -> tuple:
     """A truth/persons.csv row of ``p`` living in ``hh``."""
     return (p.person_no, p.id_no, p.name, p.sex_code, p.birth.isoformat(), p.ethnic_code, p.household_no,
-            p.community_code, p.district_code, f"{hh.lng:.6f}", f"{hh.lat:.6f}")
+            p.community_code, p.district_code, f"{hh.lng:.6f}", f"{hh.lat:.6f}", p.education or "",
+            p.marital_status or "", p.registration_type)
 
 
 def _person_row(p: Person, updated: datetime) -> dict[str, Any]:
     return {"person_no": p.person_no, "id_no": p.id_no, "name": p.name, "sex_code": p.sex_code,
             "birth_date": f"{p.birth:%Y%m%d}", "ethnic_code": p.ethnic_code, "household_no": p.household_no,
             "relation_code": p.relation_code, "community_code": p.community_code, "address": p.address,
-            "phone": p.phone, "updated_at": ts(updated)}
+            "phone": p.phone, "updated_at": ts(updated), "education": p.education,
+            "marital_status": p.marital_status, "registration_type": p.registration_type}
 
 
 def apply_day(day: date, seed: int, pop: Population, tables: dict[str, list[dict[str, Any]]],
@@ -117,7 +119,8 @@ def apply_day(day: date, seed: int, pop: Population, tables: dict[str, list[dict
                        name=name, sex_code=sex, birth=day, age=0, ethnic_code=hh.ethnic_code,
                        household_no=hh.household_no, relation_code=REL_SON if sex == "1" else REL_DAUGHTER,
                        community_code=hh.community.code, district_code=hh.district.code, address=hh.address,
-                       phone=(father or mother).phone, updated_at=_time_on(rng, day))
+                       phone=(father or mother).phone, updated_at=_time_on(rng, day),
+                       registration_type="流动" if hh.is_floating else "户籍")
         counters["person"] += 1
         hh.members.append(child)
         persons.append(_person_row(child, child.updated_at))
@@ -199,8 +202,13 @@ def apply_day(day: date, seed: int, pop: Population, tables: dict[str, list[dict
         wife.community_code, wife.district_code, wife.address = his.community.code, his.district.code, his.address
         his.members.append(wife)
         upd = _time_on(rng, day)
+        husband = his.members[0]
+        wife.marital_status = husband.marital_status = "20"  # GB/T 2261.2 已婚
+        wife.registration_type = husband.registration_type
         update_person(wife, "marriage", upd, household_no=his.household_no, relation_code=REL_SPOUSE,
-                      community_code=his.community.code, address=his.address)
+                      community_code=his.community.code, address=his.address, marital_status="20",
+                      registration_type=husband.registration_type)
+        update_person(husband, "marriage", upd, marital_status="20")
         changes.append(Change(d, "marriage", "hukou", "households", hers.household_no, "delete", wife.person_no))
 
     if gone:

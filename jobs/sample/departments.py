@@ -29,7 +29,8 @@ from jobs.sample.population import (HOUR_CUM, HOURS, Population, random_local_ti
 LOCAL = ZoneInfo(TIME_ZONE)
 #: Column order of each SQL table (all TEXT unless noted in the writers' DDL).
 PERSON_COLUMNS = ("person_no", "id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no",
-                  "relation_code", "community_code", "address", "phone", "updated_at")
+                  "relation_code", "community_code", "address", "phone", "updated_at",
+                  "education", "marital_status", "registration_type")
 HOUSEHOLD_COLUMNS = ("household_no", "head_person_no", "community_code", "address", "household_type",
                      "registered_date", "updated_at")
 ALLOWANCE_COLUMNS = ("case_no", "applicant_id_no", "applicant_name", "sex", "birth_date", "community_code",
@@ -66,11 +67,14 @@ def zh_date(value: date) -> str:
 
 
 def person_rows(pop: Population) -> list[dict[str, Any]]:
-    """hukou.persons rows of every resident (true values), in registry order."""
+    """hukou.persons rows of every resident (true values), in registry order. The last three columns:
+    ``education`` GB/T 4658-2006 code or None, ``marital_status`` GB/T 2261.2-2003 code or None,
+    ``registration_type`` '户籍' | '流动' (see :mod:`jobs.sample.attributes`)."""
     return [{"person_no": p.person_no, "id_no": p.id_no, "name": p.name, "sex_code": p.sex_code,
              "birth_date": f"{p.birth:%Y%m%d}", "ethnic_code": p.ethnic_code, "household_no": p.household_no,
              "relation_code": p.relation_code, "community_code": p.community_code, "address": p.address,
-             "phone": p.phone, "updated_at": ts(p.updated_at)} for p in pop.persons]
+             "phone": p.phone, "updated_at": ts(p.updated_at), "education": p.education,
+             "marital_status": p.marital_status, "registration_type": p.registration_type} for p in pop.persons]
 
 
 def household_rows(pop: Population) -> list[dict[str, Any]]:

@@ -43,7 +43,8 @@ DEFAULT_RESIDENTS = 2000
 DEFAULT_SEED = 20250630
 TARGETS = ("embedded", "servers")
 TRUTH_PERSON_COLUMNS = ("person_key", "id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no",
-                        "community_code", "district_code", "lng", "lat")
+                        "community_code", "district_code", "lng", "lat", "education", "marital_status",
+                        "registration_type")
 
 
 def _outside_point_factory(districts: list[ref.District], rng: random.Random):

@@ -25,6 +25,7 @@ def check_char(body17: str) -> str:
     Same value as :func:`jobs.codes.id_check_char` (tested equal), without its input validation (bodies here are
     generated)."""
     return _ID_CHECK[sum(map(int.__mul__, map(int, body17), _ID_WEIGHTS)) % 11]
+from jobs.sample.attributes import assign_attributes
 from jobs.sample.reference import MAX_AGE, Community, District
 
 #: GB/T 4761-2008 relation to the household head used by the generator.
@@ -115,6 +116,12 @@ class Person:
     address: str
     phone: str
     updated_at: datetime
+    #: GB/T 4658-2006 code, None under 6 (see :mod:`jobs.sample.attributes`).
+    education: str | None = None
+    #: GB/T 2261.2-2003 code, None under 15.
+    marital_status: str | None = None
+    #: '户籍' (registered here) or '流动' (household registered elsewhere).
+    registration_type: str = "户籍"
 
 
 @dataclass(slots=True)
@@ -133,6 +140,8 @@ class Household:
     updated_at: datetime
     ethnic_code: str
     members: list[Person] = field(default_factory=list)
+    #: resident here, household registered (户口登记地) in another county or province.
+    is_floating: bool = False
 
 
 #: Residents of a district drawn before the first calibration update (see Population._calibrate).
@@ -213,6 +222,7 @@ class Population:
         self.districts = districts
         self.residents = residents
         self.logical_date = logical_date
+        self.seed = seed
         self.fake = fake
         self.draws = FakerDraws(fake)
         self._age_tables: dict[tuple, tuple[list, list]] = {}
@@ -481,6 +491,8 @@ class Population:
 
         The last household of a district is cut to fit its quota. At least two households (when there are that
         many) are 维吾尔族 so that names with '·' exist. At least one ID ends with the check character 'X'.
+        Then education, marital status and registration type (:func:`jobs.sample.attributes.assign_attributes`,
+        own random stream: the other draws do not change).
         """
         quotas = allocate(self.residents, [d.population for d in self.districts])
         uyghur_slots = set(self.rng.sample(range(max(2, self.residents // 6)), 2))
@@ -498,4 +510,5 @@ class Population:
             p = self.persons[self.rng.randrange(len(self.persons))]
             self._used_ids.discard(p.id_no)
             p.id_no = self.make_id(p.district_code, p.birth, p.sex_code, want_x=True)
+        assign_attributes(self, self.seed)
         return self

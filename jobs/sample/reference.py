@@ -15,6 +15,7 @@ from shapely.geometry import shape
 from shapely.prepared import prep
 
 from jobs.config import REFERENCE_DIR, SAMPLE_CITY_CODE
+from jobs.sample.attributes import EDUCATION_LEVELS, MARITAL_LEVELS
 
 #: Census columns of the 5-year age groups, in age order: (first age, last age, column suffix).
 #: 85岁以上 is spread over 85..100 by :func:`age_weights`.
@@ -50,6 +51,11 @@ class District:
         age_weights: {'1': [w_0 .. w_100], '2': [...]} persons per single year of age by GB/T 2261.1 sex code.
         geometry: shapely (Multi)Polygon in lng/lat degrees; ``prepared`` is its prepared form.
         streets: {9-digit street code: name}; communities: list of :class:`Community` of this district.
+        education: {'1'|'2': census persons per level of :data:`jobs.sample.attributes.EDUCATION_LEVELS`}
+            (columns ``未上过学_男`` … ``本科及以上_女``).
+        marital: {'1'|'2': census persons aged 15+ per status of :data:`jobs.sample.attributes.MARITAL_LEVELS`}
+            (columns ``未婚_男`` … ``丧偶_女``).
+        floating_share: (户口登记地在外乡镇街道人口_省外 + _本省其他县) / 人口数_合计, registered elsewhere.
     """
 
     code: str
@@ -63,6 +69,9 @@ class District:
     prepared: object = None
     streets: dict[str, str] = field(default_factory=dict)
     communities: list[Community] = field(default_factory=list)
+    education: dict[str, list[float]] = field(default_factory=dict)
+    marital: dict[str, list[float]] = field(default_factory=dict)
+    floating_share: float = 0.0
 
 
 def age_weights(row: dict[str, str], sex_word: str) -> list[float]:
@@ -82,6 +91,11 @@ def age_weights(row: dict[str, str], sex_word: str) -> list[float]:
         for age, share in zip(range(first, last + 1), shares):
             weights[age] = count * share / total
     return weights
+
+
+def _num(row: dict[str, str], column: str) -> float:
+    """A census cell as float (empty or missing → 0.0)."""
+    return float(row.get(column) or 0)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -119,7 +133,14 @@ def load_districts(reference_dir: Path = REFERENCE_DIR) -> list[District]:
             family_household_persons=int(float(row["家庭户人口数"])),
             one_person_households=int(float(row["一人户数"])),
             age_weights={"1": age_weights(row, "男"), "2": age_weights(row, "女")},
-            geometry=geom, prepared=prep(geom))
+            geometry=geom, prepared=prep(geom),
+            education={s: [_num(row, f"{level}_{word}") for level, _ in EDUCATION_LEVELS]
+                       for s, word in (("1", "男"), ("2", "女"))},
+            marital={s: [_num(row, f"{status}_{word}") for status, _ in MARITAL_LEVELS]
+                     for s, word in (("1", "男"), ("2", "女"))},
+            floating_share=min(1.0, (_num(row, "户口登记地在外乡镇街道人口_省外")
+                                     + _num(row, "户口登记地在外乡镇街道人口_本省其他县"))
+                               / max(1.0, _num(row, "人口数_合计"))))
     for s in streets:
         if s["areaCode"] in districts:
             districts[s["areaCode"]].streets[s["code"]] = s["name"]
