@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -408,7 +409,7 @@ def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_
     """The whole pipeline for one logical date in one SparkSession; returns the run summary.
 
     The summary (also written to ``<reports>/summary-<date>.json``) holds rows per table per layer,
-    quarantined rows per rule, MERGE statistics and headline findings.
+    quarantined rows per rule, MERGE statistics, wall seconds per stage (``stage_seconds``) and headline findings.
     """
     from jobs.spark import get_spark
 
@@ -416,11 +417,17 @@ def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_
         ensure_sample_sources(settings, logical_date, residents, seed)
     spark = spark or get_spark(settings, app_name="govlake-main")
     summary = {"logical_date": logical_date.isoformat(), "lakehouse": settings.lakehouse}
-    summary["extract"] = run_extract(spark, settings, logical_date)
-    summary["validate"] = run_validate(spark, settings, logical_date, data_docs=data_docs)
-    summary["unify"] = run_unify(spark, settings, logical_date)
-    summary["marts"] = run_marts(spark, settings, logical_date)
-    summary["analysis"] = run_analysis(spark, settings, logical_date)
+    timings: dict[str, float] = {}
+    steps = (("extract", lambda: run_extract(spark, settings, logical_date)),
+             ("validate", lambda: run_validate(spark, settings, logical_date, data_docs=data_docs)),
+             ("unify", lambda: run_unify(spark, settings, logical_date)),
+             ("marts", lambda: run_marts(spark, settings, logical_date)),
+             ("analysis", lambda: run_analysis(spark, settings, logical_date)))
+    for name, step in steps:
+        started = time.monotonic()
+        summary[name] = step()
+        timings[name] = round(time.monotonic() - started, 1)
+    summary["stage_seconds"] = timings
     summary["tables"] = table_counts(spark, settings, logical_date)
     summary["findings"] = findings(spark, settings, logical_date)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -470,6 +477,8 @@ def print_summary(summary: dict) -> None:
             if r["failed"]:
                 rules.add_row(r["rule_id"], r["action"], str(r["failed"]))
     console.print(rules)
+    if summary.get("stage_seconds"):
+        console.print("Stage wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["stage_seconds"].items()))
     console.print("[bold]Findings[/bold]")
     for f in summary["findings"]:
         console.print(f"  • {f}")

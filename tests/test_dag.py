@@ -92,17 +92,20 @@ def test_airflow_dags_test_runs_every_task_against_the_real_servers(tmp_path, pg
     assert out.returncode == 0, log[-5000:]
     assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
     from jobs.config import Settings
+    from jobs.pipeline import raw_tables
 
     settings = Settings.from_env({"GOVLAKE_HOME": str(home)})
     ledger = spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).collect()
-    assert sorted((r.raw_table, str(r.logical_date), r.status) for r in ledger) == [
-        (f"raw.{t}", "2025-06-30", "written") for t in ("civil_subsistence_allowance", "hukou_households",
-                                                        "hukou_persons", "wangge_events", "zhengwu_messages")]
-    assert all(r.rows_read == r.rows_written > 0 for r in ledger)
+    assert sorted((r.raw_table, str(r.logical_date), r.status) for r in ledger) == sorted(
+        (f"raw.{t}", "2025-06-30", "written") for t in raw_tables())
+    assert len(ledger) == 14
+    assert all(r.rows_read == r.rows_written for r in ledger)
+    assert {r.raw_table: r.rows_written for r in ledger}["raw.hukou_persons"] > 0
     results = spark.read.format("delta").load(settings.table_path("ops", "validation_results"))
-    assert results.select("table").distinct().count() == 5
+    assert results.select("table").distinct().count() == 14
     persons = spark.read.format("delta").load(settings.table_path("unified", "person")).count()
-    staged = spark.read.format("delta").load(settings.table_path("staging", "hukou_persons")).count()
-    assert 0 < persons <= staged + spark.read.format("delta").load(settings.table_path("staging", "civil_subsistence_allowance")).count()
+    staged = sum(spark.read.format("delta").load(settings.table_path("staging", t)).count()
+                 for t in ("hukou_persons", "civil_subsistence_allowance", "civil_elderly_subsidy"))
+    assert 0 < persons <= staged
     report = home / "reports" / "decision_support" / "2025-06-30" / "index.html"
     assert report.is_file()

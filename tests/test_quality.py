@@ -77,7 +77,8 @@ def test_example_suite_file_loads():
         ("id_no.not_null", "quarantine"), ("id_no.gb11643", "quarantine"),
         ("id_no.canonical", "warn"), ("sex_code.in_set", "quarantine"), ("sex_code.gbt2261_1", "quarantine"),
         ("sex_code.matches_id", "quarantine"), ("birth_date.yyyymmdd", "quarantine"), ("ethnic_code.gbt3304", "warn"),
-        ("relation_code.gbt4761", "quarantine"), ("community_code.shijiazhuang", "quarantine"),
+        ("relation_code.gbt4761", "quarantine"), ("marital_status.gbt2261_2", "warn"), ("education.gbt4658", "warn"),
+        ("registration_type.in_set", "warn"), ("community_code.shijiazhuang", "quarantine"),
         ("community_code.gbt2260", "quarantine"), ("phone.mobile", "warn"), ("phone.canonical", "warn"),
         ("name.middle_dot", "warn"),
     ]
@@ -194,15 +195,15 @@ def test_hukou_suite_rows_and_checkpoint(spark, tmp_path):
     good = _id("13010219900101001")
     bad_check = good[:17] + ("0" if good[17] != "0" else "1")
     cols = ("person_no id_no name sex_code birth_date ethnic_code household_no relation_code community_code "
-            "address phone updated_at").split()
+            "address phone updated_at education marital_status registration_type").split()
     schema = ", ".join(f"{c} string" for c in cols) + ", _source string, _batch_id string"
     base = dict(zip(cols, ["N1", good, "张三", "1", "19900101", "01", "H1", "02", "130102001001", "长安区",
-                           "13800000000", "20250630"]))
+                           "13800000000", "20250630", "80", "20", "户籍"]))
     rows = [
         base,
         {**base, "person_no": "N2", "id_no": bad_check},                         # GB 11643 check char
         {**base, "person_no": "N3", "id_no": _id("13010219850315002"), "sex_code": "9",
-         "phone": "0311-1234567"},                                              # sex; phone warn
+         "phone": "0311-1234567", "marital_status": "99"},                      # sex; phone, marital warn
         {**base, "ethnic_code": "1"},                                           # duplicate N1; ethnic warn
         {**base, "person_no": "N5", "id_no": _id("13010220000101003"), "birth_date": "19900231",
          "community_code": "130200000000"},                                      # date, community
@@ -225,13 +226,14 @@ def test_hukou_suite_rows_and_checkpoint(spark, tmp_path):
     out = run_checkpoint(spark, df, suite, "b7", tmp_path / "reports",
                          run_time=dt.datetime(2025, 6, 30, 18, 0, tzinfo=dt.timezone.utc))
     assert out["success"] is False
-    assert out["statistics"]["evaluated_expectations"] == 16
-    assert out["statistics"]["unsuccessful_expectations"] == 8
+    assert out["statistics"]["evaluated_expectations"] == 19
+    assert out["statistics"]["unsuccessful_expectations"] == 9
     unexpected = {e["rule_id"].split(".", 1)[1]: e["unexpected_count"] for e in out["expectations"]}
     assert unexpected == {"person_no.not_null": 0, "person_no.unique": 2, "id_no.not_null": 0,
                           "id_no.gb11643": 1, "id_no.canonical": 0, "sex_code.in_set": 1, "sex_code.gbt2261_1": 0,
                           "sex_code.matches_id": 0, "birth_date.yyyymmdd": 1, "ethnic_code.gbt3304": 1,
-                          "relation_code.gbt4761": 0, "community_code.shijiazhuang": 1, "community_code.gbt2260": 0,
+                          "relation_code.gbt4761": 0, "marital_status.gbt2261_2": 1, "education.gbt4658": 0,
+                          "registration_type.in_set": 0, "community_code.shijiazhuang": 1, "community_code.gbt2260": 0,
                           "phone.mobile": 1, "phone.canonical": 1, "name.middle_dot": 0}
     result = json.loads(open(out["results_path"], encoding="utf-8").read())
     assert result["success"] is False and result["suite_name"] == "raw.hukou_persons"

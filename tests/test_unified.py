@@ -16,15 +16,15 @@ def _hukou(spark):
     rows = [
         # person_no id_no name sex birth ethnic household relation community address phone updated
         ("HK1", "11010519491231002x", "阿依古丽.买买提", "2", "19491231", "1", "H1", "02", "130102001001", "长安区1号",
-         "138 0000 0001", "2025-06-01 10:00:00", "persons", 1),
+         "138 0000 0001", "2025-06-01 10:00:00", "30", "persons", 1),
         ("HK2", "130102199001011237", "张 三", "1", "19900101", "01", "H2", "02", "130102001002", "长安区2号",
-         "13800000002", "2025-06-02 10:00:00", "persons", 2),
+         "13800000002", "2025-06-02 10:00:00", "20", "persons", 2),
         ("HK3", "130102199001011236", "李四", "1", "19900101", "01", "H3", "02", "130102001002", None,
-         None, "2025-06-02 10:00:00", "persons", 3),
+         None, "2025-06-02 10:00:00", "99", "persons", 3),
     ]
     cols = ("person_no string, id_no string, name string, sex_code string, birth_date string, ethnic_code string, "
             "household_no string, relation_code string, community_code string, address string, phone string, "
-            "updated_at string, " + LINEAGE)
+            "updated_at string, marital_status string, " + LINEAGE)
     return spark.createDataFrame(rows, cols)
 
 
@@ -54,6 +54,9 @@ def test_department_conventions_to_national_codes(spark):
     assert (aygul.id_no, aygul.id_valid, aygul.name, aygul.sex_code, aygul.birth_date, aygul.ethnic_code) == (
         "11010519491231002X", True, "阿依古丽·买买提", "2", dt.date(1949, 12, 31), "01")
     assert (aygul.district_code, aygul.phone, aygul.priority) == ("130102", "13800000001", 1)
+    # GB/T 2261.2 marital status kept when it is in the code list, NULL otherwise (99 is not a code)
+    assert [rows[k].marital_status_code for k in ("hukou:persons:HK1", "hukou:persons:HK2", "hukou:persons:HK3")] == [
+        "30", "20", None]
     civil = rows["civil:subsistence_allowance:DB1"]
     assert (civil.id_no, civil.id_valid, civil.name, civil.sex_code, civil.birth_date, civil.ethnic_code) == (
         "11010519491231002X", True, "阿依古丽·买买提", "2", dt.date(1949, 12, 31), None)
