@@ -169,8 +169,16 @@ def _results_schema():
 
 
 def run_validate(spark, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
-                 data_docs: bool = True) -> list[dict]:
-    """Validate every raw table (or ``tables``) for ``logical_date``; see :func:`validate_table`."""
+                 data_docs: bool | None = None) -> list[dict]:
+    """Validate every raw table (or ``tables``) for ``logical_date``; see :func:`validate_table`.
+
+    ``data_docs``: build the GX checkpoint and Data Docs (default: on unless ``GOVLAKE_DATA_DOCS=0``; the
+    row-level gate, quarantine and ``ops.validation_results`` are written either way).
+    """
+    import os
+
+    if data_docs is None:
+        data_docs = os.environ.get("GOVLAKE_DATA_DOCS", "1") != "0"
     return [validate_table(spark, settings, t, logical_date, data_docs) for t in (tables or raw_tables())]
 
 
@@ -405,7 +413,7 @@ def ensure_sample_sources(settings: Settings, logical_date: dt.date, residents: 
 
 
 def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
-            generate_sample: bool = True, spark=None, data_docs: bool = True) -> dict:
+            generate_sample: bool = True, spark=None, data_docs: bool | None = None) -> dict:
     """The whole pipeline for one logical date in one SparkSession; returns the run summary.
 
     The summary (also written to ``<reports>/summary-<date>.json``) holds rows per table per layer,
