@@ -23,7 +23,7 @@ from jobs.sample import more_departments as more
 from jobs.sample import more_faults as mflt
 from jobs.sample import writers
 from jobs.sample.generate import generate
-from jobs.sample.population import allocate, short_community_name
+from jobs.sample.population import allocate, id_division_code, short_community_name
 
 RESIDENTS, SEED, DAY = 150, 7, date(2025, 6, 30)
 SKELETON = {
@@ -98,9 +98,26 @@ def test_truth_ids_are_valid_gb11643(runs):
         i = t["id_no"]
         assert len(i) == 18 and i[:17].isdigit(), i
         assert id_check_char(i[:17]) == i[17], i
-        assert i[:6] == t["district_code"] and i[6:14] == t["birth_date"].replace("-", ""), i
+        assert i[:6] == id_division_code(t["district_code"], date.fromisoformat(t["birth_date"])), i
+        assert i[6:14] == t["birth_date"].replace("-", ""), i
         assert int(i[16]) % 2 == (1 if t["sex_code"] == "1" else 0), i
     assert len({t["id_no"] for t in truth}) == len(truth)
+
+
+def test_ids_issued_before_the_2014_division_change_keep_the_former_code():
+    """GB 11643 IDs never change: people born in 藁城/鹿泉/栾城 before the 2014 change carry 130182/130185/130124,
+    which the code pack accepts as historical GB/T 2260 codes."""
+    from jobs.codes import division_status, id_errors
+
+    assert id_division_code("130109", date(2014, 9, 8)) == "130182"
+    assert id_division_code("130109", date(2014, 9, 9)) == "130109"
+    assert id_division_code("130110", date(1950, 1, 1)) == "130185"
+    assert id_division_code("130111", date(2000, 1, 1)) == "130124"
+    assert id_division_code("130102", date(1950, 1, 1)) == "130102"
+    assert [division_status(c) for c in ("130182", "130185", "130124", "130109")] == [
+        "historical", "historical", "historical", "current"]
+    body = "130182" + "19800101" + "001"
+    assert id_errors(body + id_check_char(body)) == []
 
 
 def test_delivered_persons_equal_truth_unless_faulted(runs):

@@ -88,6 +88,21 @@ class FakerDraws:
         return "".join(str(below(10)) if c == "#" else c for c in fmt)
 
 
+#: GB/T 2260 changes in Shijiazhuang (国务院批复, September 2014): 藁城市 130182 → 藁城区 130109, 鹿泉市 130185 →
+#: 鹿泉区 130110, 栾城县 130124 → 栾城区 130111. A citizen ID keeps the division code of its first registration
+#: (GB 11643: the number never changes), so people born there before the change carry the former code.
+FORMER_DIVISIONS = {"130109": "130182", "130110": "130185", "130111": "130124"}
+DIVISION_CHANGE_DATE = date(2014, 9, 9)
+
+
+def id_division_code(district_code: str, birth: date) -> str:
+    """The 6-digit division code in the ID of a person registered at birth in ``district_code`` (current code):
+    the former code for births before :data:`DIVISION_CHANGE_DATE` in a district renamed then, else the current."""
+    if birth < DIVISION_CHANGE_DATE and district_code in FORMER_DIVISIONS:
+        return FORMER_DIVISIONS[district_code]
+    return district_code
+
+
 @dataclass(slots=True)
 class Grid:
     """A 网格 grid cell: grid_code = 12-digit community code + 3 digits; one grid worker (网格员) each."""
@@ -389,7 +404,8 @@ class Population:
                     phone: str | None) -> Person:
         birth = self._birth_for_age(age)
         person = Person(
-            person_no=f"HK{self._next_person:08d}", id_no=self.make_id(district.code, birth, sex), name=name,
+            person_no=f"HK{self._next_person:08d}", id_no=self.make_id(id_division_code(district.code, birth), birth, sex),
+            name=name,
             sex_code=sex, birth=birth, age=age, ethnic_code=hh.ethnic_code, household_no=hh.household_no,
             relation_code=relation, community_code=hh.community.code, district_code=district.code,
             address=hh.address, phone=phone or self.draws.phone_number(),
@@ -509,6 +525,6 @@ class Population:
         if self.persons and not any(p.id_no.endswith("X") for p in self.persons):
             p = self.persons[self.rng.randrange(len(self.persons))]
             self._used_ids.discard(p.id_no)
-            p.id_no = self.make_id(p.district_code, p.birth, p.sex_code, want_x=True)
+            p.id_no = self.make_id(id_division_code(p.district_code, p.birth), p.birth, p.sex_code, want_x=True)
         assign_attributes(self, self.seed)
         return self
