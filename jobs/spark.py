@@ -35,7 +35,8 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
     Args:
         settings: run settings (master, jars); default :meth:`Settings.from_env`.
         app_name: Spark application name.
-        tiny: tune for tiny data (tests): one shuffle partition, no UI, small memory.
+        tiny: tune for tiny data (tests): one shuffle partition, no UI, small memory; also on when
+            ``GOVLAKE_SPARK_TINY=1`` (the Airflow end-to-end test's tasks).
         extra_conf: further Spark properties, applied last.
 
     Side effect: sets the process time zone (``TZ``) to Asia/Shanghai, so that timestamps
@@ -78,7 +79,7 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
             "spark.driver.memory": "4g",
             "spark.ui.showConsoleProgress": "false",
         })
-    if tiny:
+    if tiny or os.environ.get("GOVLAKE_SPARK_TINY") == "1":
         conf.update({
             "spark.sql.shuffle.partitions": "1",
             "spark.default.parallelism": "1",

@@ -30,4 +30,4 @@ def spark(settings):
     session.stop()
 
 
-from tests.servers import mongo_client, mongo_url, pg_engine, pg_url  # noqa: E402,F401  (shared fixtures)
+from tests.servers import dag_run, mongo_client, mongo_url, pg_engine, pg_url  # noqa: E402,F401  (shared fixtures)

@@ -50,3 +50,32 @@ def mongo_client(mongo_url):
     client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=5000)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def dag_run(tmp_path_factory, pg_url, mongo_url):
+    """The whole pipeline once, as the scheduler runs it: ``docker/dag_test.sh`` loads a 150-resident sample
+    municipality (seed 20250630) into PostgreSQL and FerretDB plus its file drop, then ``airflow dags test
+    govlake_daily`` runs every task for business day 2025-06-30 in servers mode (Data Docs off: the GX
+    checkpoint has its own test). Shared by the DAG test and the end-to-end pipeline tests, so the suite pays
+    for one full run.
+
+    Returns:
+        ``(settings, returncode, log)``: settings of the run's GovLake home (servers mode), the script's exit
+        code and its stdout + stderr.
+    """
+    import subprocess
+
+    from jobs.config import REPO_ROOT, Settings
+
+    tmp = tmp_path_factory.mktemp("dag-run")
+    home = tmp / "home"
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp / "airflow"), "AIRFLOW_HOME_DAGTEST": str(tmp / "airflow"),
+           "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+           "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": str(REPO_ROOT),
+           "GOVLAKE_HOME": str(home), "GOVLAKE_DATA_DOCS": "0", "GOVLAKE_SPARK_TINY": "1"}
+    out = subprocess.run(["bash", str(REPO_ROOT / "docker" / "dag_test.sh"), "2025-06-30", "150"], env=env,
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=2400)
+    settings = Settings.from_env({"GOVLAKE_HOME": str(home), "GOVLAKE_SOURCES": "servers"})
+    return settings, out.returncode, out.stdout + out.stderr

@@ -82,21 +82,13 @@ def test_business_date_is_the_shanghai_day_of_the_interval_start():
 
 @pytest.mark.slow
 @pytest.mark.servers
-def test_airflow_dags_test_runs_every_task_against_the_real_servers(tmp_path, pg_url, mongo_url, spark):
+def test_airflow_dags_test_runs_every_task_against_the_real_servers(dag_run, spark):
     """`airflow dags test` of govlake_daily in servers mode: PostgreSQL (JDBC) and FerretDB sources."""
-    home = tmp_path / "home"
-    # Data Docs are built and opened by the pipeline test; here only the wiring and the servers matter.
-    env = {**_airflow_env(tmp_path), "GOVLAKE_HOME": str(home), "AIRFLOW_HOME_DAGTEST": str(tmp_path / "airflow"),
-           "GOVLAKE_DATA_DOCS": "0"}
-    out = subprocess.run(["bash", str(REPO_ROOT / "docker" / "dag_test.sh"), "2025-06-30", "120"], env=env,
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
-    log = out.stdout + out.stderr
-    assert out.returncode == 0, log[-5000:]
-    assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
-    from jobs.config import Settings
     from jobs.pipeline import raw_tables
 
-    settings = Settings.from_env({"GOVLAKE_HOME": str(home)})
+    settings, returncode, log = dag_run
+    assert returncode == 0, log[-5000:]
+    assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
     ledger = spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).collect()
     assert sorted((r.raw_table, str(r.logical_date), r.status) for r in ledger) == sorted(
         (f"raw.{t}", "2025-06-30", "written") for t in raw_tables())
@@ -109,5 +101,5 @@ def test_airflow_dags_test_runs_every_task_against_the_real_servers(tmp_path, pg
     staged = sum(spark.read.format("delta").load(settings.table_path("staging", t)).count()
                  for t in ("hukou_persons", "civil_subsistence_allowance", "civil_elderly_subsidy"))
     assert 0 < persons <= staged
-    report = home / "reports" / "decision_support" / "2025-06-30" / "index.html"
+    report = settings.reports_dir / "decision_support" / "2025-06-30" / "index.html"
     assert report.is_file()

@@ -1,4 +1,5 @@
-"""End to end: the main job on a small sample municipality, its invariants, and a rerun that changes nothing."""
+"""End to end: the whole pipeline on a small sample municipality (run by Airflow against the real servers,
+fixture ``dag_run``), its invariants, and a rerun of the same logical date that changes nothing."""
 from __future__ import annotations
 
 import csv
@@ -7,22 +8,16 @@ import datetime as dt
 import pytest
 
 from jobs import lake
-from jobs.config import Settings
 
 DAY = dt.date(2025, 6, 30)
 
 
 @pytest.fixture(scope="module")
-def run(spark, tmp_path_factory):
-    """Generate 150 residents (seeded), run the whole pipeline once, return (settings, summary)."""
-    from jobs.pipeline import run_all
-    from jobs.sample.generate import generate
-
-    home = tmp_path_factory.mktemp("e2e")
-    settings = Settings.from_env({"GOVLAKE_HOME": str(home)})
-    generate(residents=150, seed=7, logical_date=DAY, target="embedded", out=settings.sources_dir)
-    summary = run_all(settings, DAY, generate_sample=False, spark=spark)
-    return settings, summary
+def run(dag_run):
+    """The whole pipeline once (the DAG run of tests/servers.py: 150 residents, servers mode); its settings."""
+    settings, returncode, log = dag_run
+    assert returncode == 0, log[-5000:]
+    return settings
 
 
 def _faults(settings, source, table):
@@ -32,23 +27,27 @@ def _faults(settings, source, table):
 
 @pytest.mark.slow
 def test_extracted_equals_accepted_plus_quarantined_for_every_raw_table(spark, run):
-    settings, summary = run
+    from jobs.pipeline import raw_tables
+
+    settings = run
     ledger = {r.raw_table: r for r in spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).collect()}
-    assert sorted(ledger) == ["raw.civil_subsistence_allowance", "raw.hukou_households", "raw.hukou_persons",
-                              "raw.wangge_events", "raw.zhengwu_messages"]
-    for gate in summary["validate"]:
-        table = gate["table"].split(".", 1)[1]
-        staged = spark.read.format("delta").load(settings.table_path("staging", table)).count()
-        quarantined = spark.read.format("delta").load(settings.table_path("quarantine", table)).count()
-        assert ledger[gate["table"]].rows_read == gate["raw"] == staged + quarantined, gate["table"]
-        assert (gate["accepted"], gate["quarantined"]) == (staged, quarantined)
-    persons = next(g for g in summary["validate"] if g["table"] == "raw.hukou_persons")
-    assert persons["quarantined"] > 0 and persons["accepted"] > 0
+    assert sorted(ledger) == sorted(f"raw.{t}" for t in raw_tables())
+
+    def rows(layer, table):
+        return (spark.read.format("delta").load(settings.table_path(layer, table))
+                .where(f"_logical_date = DATE'{DAY}'").count())
+
+    counts = {}
+    for raw_table, entry in ledger.items():
+        table = raw_table.split(".", 1)[1]
+        counts[table] = (rows("raw", table), rows("staging", table), rows("quarantine", table))
+        assert entry.rows_read == entry.rows_written == counts[table][0] == counts[table][1] + counts[table][2], table
+    assert counts["hukou_persons"][1] > 0 and counts["hukou_persons"][2] > 0
 
 
 @pytest.mark.slow
 def test_injected_faults_are_quarantined_with_their_rule(spark, run):
-    settings, _ = run
+    settings = run
     quarantine = spark.read.format("delta").load(settings.table_path("quarantine", "hukou_persons")).collect()
     rules_by_key = {}
     for row in quarantine:
@@ -74,7 +73,9 @@ def test_injected_faults_are_quarantined_with_their_rule(spark, run):
 
 @pytest.mark.slow
 def test_layers_are_filled_and_queryable_by_name(spark, run):
-    settings, summary = run
+    from jobs.pipeline import findings
+
+    settings = run
     names = lake.register_tables(spark, settings)
     for name in ("raw.hukou_persons", "unified.person", "unified.event", "marts.population_by_district_sex_age",
                  "marts.grid_events_by_district_category_week", "analysis.age_structure_by_district",
@@ -86,14 +87,15 @@ def test_layers_are_filled_and_queryable_by_name(spark, run):
     assert pop + excluded == current
     city = spark.sql("SELECT population FROM analysis.age_structure_by_district WHERE district_code = '130100'").collect()
     assert city[0][0] == pop
-    assert summary["findings"] and summary["analysis"]["report"].endswith("index.html")
+    assert len(findings(spark, settings, DAY)) >= 5
+    assert (settings.reports_dir / "decision_support" / DAY.isoformat() / "index.html").is_file()
 
 
 @pytest.mark.slow
 def test_rerun_of_the_same_logical_date_changes_no_table(spark, run):
     from jobs.pipeline import run_all
 
-    settings, _ = run
+    settings = run
     names = lake.register_tables(spark, settings)
 
     def snapshot():
