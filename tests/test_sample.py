@@ -357,6 +357,7 @@ def _updated_day(value) -> str:
 
 
 SQL_KEYS = {("hukou", "persons"): "person_no", ("hukou", "households"): "household_no",
+            ("hukou", "residence_changes"): "change_no",
             ("civil", "subsistence_allowance"): "case_no", ("health", "births"): "cert_no",
             ("health", "deaths"): "death_no", ("hrss", "employment"): "emp_no", ("hrss", "social_insurance"): "si_no",
             ("address", "standard_address"): "address_id"}
@@ -541,7 +542,8 @@ def rated(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_every_fault_kind_is_in_the_manifest_at_its_rate(rated):
     """Tolerance: exactly max(1, round(rate × rows)) per (table, kind) — rows being the table's rows before
-    injection; name_dot_variant (only names with '·' are eligible) exactly min(that, max(1, eligible // 2))."""
+    injection; name_dot_variant (only names with '·' are eligible) and id_lowercase_x (only IDs ending in X)
+    exactly min(that, max(1, eligible // 2))."""
     out, counts = rated
     faults = _csv(out / "truth" / "faults.csv")
     got = {}
@@ -551,11 +553,15 @@ def test_every_fault_kind_is_in_the_manifest_at_its_rate(rated):
     assert {(t.split(".")[0], t.split(".")[1], k) for t, k in got} == SKELETON | MORE
     rows = dict(counts, **{"hukou.persons": counts["truth.persons"], "zhengwu.evaluations": 1})
     rows["hrss.social_insurance"] -= got[("hrss.social_insurance", "duplicate_across_batches")]
-    dotted = sum(1 for t in _csv(out / "truth" / "persons.csv") if "·" in t["name"])
+    truth = _csv(out / "truth" / "persons.csv")
+    dotted = sum(1 for t in truth if "·" in t["name"])
+    x_ids = sum(1 for t in truth if t["id_no"].endswith("X"))
     for (table, kind), n in got.items():
         expected = max(1, round(RATE * rows[table]))
         if kind == "name_dot_variant":
             expected = min(expected, max(1, dotted // 2))
+        if kind == "id_lowercase_x":  # only IDs ending in X are eligible (~1 in 11), at most half of them
+            expected = min(expected, max(1, x_ids // 2))
         if table == "zhengwu.evaluations":
             expected = 1  # one file delivered in GBK (file_gbk_encoded is per file)
         assert n == expected, (table, kind, n, expected)
@@ -731,3 +737,50 @@ def test_marital_status_follows_the_household_rule():
                     lone += 1
     assert couples > 20 and lone > 5
     assert {p.registration_type for p in pop.persons} == {"户籍", "流动"}
+
+
+def test_hukou_residence_changes_move_households_between_districts(runs):
+    a, _, counts = runs
+    rows = _table(a / "hukou.sqlite", "residence_changes")
+    truth = {t["person_key"]: t for t in _csv(a / "truth" / "persons.csv")}
+    households = {h["household_no"]: h for h in _table(a / "hukou.sqlite", "households")}
+    n_households = len(households)
+    assert len({truth[r["person_no"]]["household_no"] for r in rows}) == max(1, round(0.03 * n_households))
+    assert len(rows) == counts["hukou.residence_changes"] > 0
+    assert len({r["change_no"] for r in rows}) == len(rows)
+    with sqlite3.connect(a / "hukou.sqlite") as con:
+        pk = [r[1] for r in con.execute("PRAGMA table_info(residence_changes)") if r[5]]
+    assert pk == ["change_no"]
+    for r in rows:
+        t = truth[r["person_no"]]
+        assert re.fullmatch(r"QY\d{8}", r["change_no"])
+        assert r["id_no"] == t["id_no"] and r["change_type"] == "市内迁移"
+        assert r["to_community_code"] == t["community_code"]
+        assert re.fullmatch(r"\d{12}", r["from_community_code"])
+        assert r["from_community_code"][:6] != r["to_community_code"][:6] == t["district_code"]
+        moved = datetime.strptime(r["move_date"], "%Y%m%d").date()
+        registered = datetime.strptime(households[t["household_no"]]["registered_date"], "%Y%m%d").date()
+        assert registered < moved < DAY and moved.isoformat() >= t["birth_date"]
+        assert moved.isoformat() <= r["updated_at"][:10] <= DAY.isoformat()
+    movers = {(lk["row_key"], lk["person_key"]) for lk in _csv(a / "truth" / "links.csv")
+              if (lk["source"], lk["table"], lk["role"]) == ("hukou", "residence_changes", "mover")}
+    assert movers == {(r["change_no"], r["person_no"]) for r in rows}
+
+
+def test_day_n_plus_1_moves_are_residence_changes_on_d(runs, two_days):
+    changes = _csv(two_days / "truth" / "changes.csv")
+    moved = [c for c in changes if (c["change_kind"], c["table"]) == ("move", "residence_changes")]
+    assert moved and all(c["op"] == "insert" for c in moved)
+    rows = {r["change_no"]: r for r in _table(two_days / "hukou.sqlite", "residence_changes")}
+    day_n = {r["change_no"] for r in _table(runs[0] / "hukou.sqlite", "residence_changes")}
+    assert set(rows) == day_n | {c["row_key"] for c in moved} and not day_n & {c["row_key"] for c in moved}
+    before = {t["person_key"]: t for t in _csv(two_days / "truth" / "persons.csv")}
+    after = {t["person_key"]: t for t in _csv(two_days / "truth" / "persons_2025-07-01.csv")}
+    for c in moved:
+        r = rows[c["row_key"]]
+        assert r["person_no"] == c["person_key"] and r["move_date"] == "20250701"
+        assert r["from_community_code"] == before[c["person_key"]]["community_code"]
+        assert r["to_community_code"] == after[c["person_key"]]["community_code"]
+        assert r["from_community_code"][:6] != r["to_community_code"][:6]
+    movers = {c["person_key"] for c in changes if (c["change_kind"], c["table"]) == ("move", "persons")}
+    assert {c["person_key"] for c in moved} == movers

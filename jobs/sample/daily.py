@@ -72,11 +72,13 @@ def _person_row(p: Person, updated: datetime) -> dict[str, Any]:
 def apply_day(day: date, seed: int, pop: Population, tables: dict[str, list[dict[str, Any]]],
               faults: list[Fault], counters: dict[str, int]) -> list[Change]:
     """Apply the changes of ``day`` to ``pop`` (the truth: households and members) and to the delivered
-    ``tables`` ({"hukou.persons": rows, "hukou.households", "health.births", "health.deaths",
-    "address.standard_address", "wangge.events", "zhengwu.applications"}) in place.
+    ``tables`` ({"hukou.persons": rows, "hukou.households", "hukou.residence_changes", "health.births",
+    "health.deaths", "address.standard_address", "wangge.events", "zhengwu.applications"}) in place.
 
-    ``counters`` holds the next sequence numbers ({"person", "cert", "death", "address", "event"}) and is
-    advanced. ``faults`` (of day N) tells which hukou rows can be corrected. Returns the changes in order.
+    ``counters`` holds the next sequence numbers ({"person", "cert", "death", "address", "event", "move"}) and is
+    advanced. A move appends one hukou.residence_changes row per member ('QY' + 8 digits from ``counters["move"]``,
+    from the old to the new community, move_date = ``day``, change_type '市内迁移', updated_at the move's time; no
+    extra random draws). ``faults`` (of day N) tells which hukou rows can be corrected. Returns the changes in order.
     """
     rng = random.Random(f"{seed}:day:{day}")
     fake = Faker("zh_CN")
@@ -174,7 +176,14 @@ def apply_day(day: date, seed: int, pop: Population, tables: dict[str, list[dict
         hh.lng, hh.lat = pop.point_in(target, near=pop.anchor(target, community))
         upd = _time_on(rng, day)
         hh.updated_at = upd
+        moves = tables.setdefault("hukou.residence_changes", [])
         for p in hh.members:
+            key = f"QY{counters.setdefault('move', 10_000_000):08d}"
+            counters["move"] += 1
+            moves.append({"change_no": key, "person_no": p.person_no, "id_no": p.id_no,
+                          "from_community_code": p.community_code, "to_community_code": community.code,
+                          "move_date": f"{day:%Y%m%d}", "change_type": "市内迁移", "updated_at": ts(upd)})
+            changes.append(Change(d, "move", "hukou", "residence_changes", key, "insert", p.person_no))
             p.community_code, p.district_code, p.address = community.code, target.code, hh.address
             update_person(p, "move", upd, community_code=community.code, address=hh.address)
         for r in rows_of("hukou.households", "household_no", hh.household_no):

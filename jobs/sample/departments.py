@@ -1,6 +1,7 @@
 """Department records built from the synthetic population, in each department's own schema and formats.
 
-* public security household registry (hukou): ``persons`` and ``households`` rows;
+* public security household registry (hukou): ``persons``, ``households`` and ``residence_changes`` (户口迁移登记)
+  rows;
 * civil affairs (civil): ``subsistence_allowance`` (低保) cases, ``marriages`` (结婚登记) and ``elderly_subsidy``
   (高龄津贴);
 * grid-management centre (wangge): ``events`` documents;
@@ -33,6 +34,10 @@ PERSON_COLUMNS = ("person_no", "id_no", "name", "sex_code", "birth_date", "ethni
                   "education", "marital_status", "registration_type")
 HOUSEHOLD_COLUMNS = ("household_no", "head_person_no", "community_code", "address", "household_type",
                      "registered_date", "updated_at")
+RESIDENCE_CHANGE_COLUMNS = ("change_no", "person_no", "id_no", "from_community_code", "to_community_code",
+                            "move_date", "change_type", "updated_at")
+#: Share of households with one earlier move (户口迁移登记) from another district of the city, and how far back.
+MOVED_SHARE, MOVE_WINDOW_YEARS = 0.03, 10
 ALLOWANCE_COLUMNS = ("case_no", "applicant_id_no", "applicant_name", "sex", "birth_date", "community_code",
                      "family_size", "monthly_amount", "approved_date", "status", "updated_at")
 MARRIAGE_COLUMNS = ("cert_no", "husband_name", "husband_id_no", "husband_sex", "husband_birth_date", "wife_name",
@@ -83,6 +88,49 @@ def household_rows(pop: Population) -> list[dict[str, Any]]:
              "community_code": h.community.code, "address": h.address, "household_type": "家庭户",
              "registered_date": f"{h.registered_date:%Y%m%d}", "updated_at": ts(h.updated_at)}
             for h in pop.households]
+
+
+def residence_change_rows(pop: Population, seed: int, logical_date: date) -> tuple[list[dict[str, Any]], list[tuple]]:
+    """hukou.residence_changes (户口迁移登记) of day N: for round(3% of households) households (at least 1 when
+    there are households and at least two districts), drawn without replacement, one earlier move of the
+    household from a community of another district of the city to its current community, one row per member
+    born on or before the move date (the head always is), in household then member order.
+
+    change_no 'QY' + 8 digits (PRIMARY KEY, sequential from a seeded start); person_no 'HK…'; id_no the true
+    18-digit GB 11643 ID; from_community_code / to_community_code 12 digits (to = the member's community on
+    ``logical_date``); move_date 'YYYYMMDD' uniform in [max(registered_date + 1 day, logical_date − 10 years),
+    logical_date − 1 day] (registered_date is at least 30 days before the logical date); change_type '市内迁移'
+    (a move inside the city; '迁入' / '迁出' are the registry's other values, not generated); updated_at local
+    'YYYY-MM-DD HH:MM:SS' between the move date and ``logical_date``. Seeded stream ``"<seed>:hukou:moves"``
+    (drawn after every other table, so no other output depends on it). Returns (rows, links): links are
+    truth/links.csv rows with role 'mover'.
+    """
+    rng = random.Random(f"{seed}:hukou:moves")
+    households = pop.households
+    if not households or len(pop.districts) < 2:
+        return [], []
+    n = min(len(households), max(1, round(MOVED_SHARE * len(households))))
+    chosen = sorted(rng.sample(range(len(households)), n))
+    no = rng.randint(10_000_000, 40_000_000)
+    last = logical_date - timedelta(days=1)
+    rows, links = [], []
+    for i in chosen:
+        hh = households[i]
+        first = max(hh.registered_date + timedelta(days=1), shift_years(logical_date, -MOVE_WINDOW_YEARS))
+        moved = date.fromordinal(rng.randint(min(first, last).toordinal(), last.toordinal()))
+        origin = rng.choice([d for d in pop.districts if d.code != hh.district.code])
+        source = rng.choice(origin.communities)
+        for p in hh.members:
+            if p.birth > moved:
+                continue
+            key = f"QY{no:08d}"
+            no += 1
+            rows.append({"change_no": key, "person_no": p.person_no, "id_no": p.id_no,
+                         "from_community_code": source.code, "to_community_code": p.community_code,
+                         "move_date": f"{moved:%Y%m%d}", "change_type": "市内迁移",
+                         "updated_at": ts(random_local_time(rng, moved, logical_date))})
+            links.append(("hukou", "residence_changes", key, "mover", p.person_no))
+    return rows, links
 
 
 def allowance_rows(pop: Population, seed: int, logical_date: date) -> list[dict[str, Any]]:

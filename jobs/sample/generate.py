@@ -93,7 +93,7 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
             'csv' (UTF-8, the default), 'csv-gbk', 'jsonl', 'xlsx'.
 
     Returns:
-        delivered rows per table (of the last day): {"hukou.persons", "hukou.households",
+        delivered rows per table (of the last day): {"hukou.persons", "hukou.households", "hukou.residence_changes",
         "civil.subsistence_allowance", "civil.marriages" and "civil.elderly_subsidy" (day N), "health.births", "health.deaths",
         "hrss.employment",
         "hrss.social_insurance", "address.standard_address", "wangge.events", "zhengwu.applications",
@@ -206,6 +206,12 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
                                               planner2)
         faults += gbk_faults
         _phase("zhengwu")
+        # drawn after every other table from its own stream, so no earlier output changes
+        moves, move_links = dept.residence_change_rows(pop, seed, logical_date)
+        links.write(move_links)
+        del move_links
+        deliver("hukou.residence_changes", moves)
+        del moves
         eval_fmt = "csv-gbk" if gbk else formats["evaluations"]
         writers.write_drop(out / "inbox" / "zhengwu" / day, "zhengwu", day,
                            [("messages", formats["messages"], header, hotline),
@@ -219,7 +225,8 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
             counters = {"person": pop._next_person, "cert": _next(kept["health.births"], "cert_no", 1),
                         "death": _next(kept["health.deaths"], "death_no", 2),
                         "address": _next(kept["address.standard_address"], "address_id", 2),
-                        "event": _next(kept["wangge.events"], "event_no", 2)}
+                        "event": _next(kept["wangge.events"], "event_no", 2),
+                        "move": _next(kept["hukou.residence_changes"], "change_no", 2)}
             for k in range(1, days):
                 d = logical_date + timedelta(days=k)
                 changes += daily.apply_day(d, seed, pop, kept, faults, counters)
@@ -258,7 +265,7 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
 
 
 #: Keys (and order) of the counts :func:`generate` returns.
-COUNT_KEYS = ("hukou.persons", "hukou.households", "civil.subsistence_allowance", "civil.marriages",
+COUNT_KEYS = ("hukou.persons", "hukou.households", "hukou.residence_changes", "civil.subsistence_allowance", "civil.marriages",
               "civil.elderly_subsidy", "health.births", "health.deaths", "hrss.employment", "hrss.social_insurance",
               "address.standard_address", "wangge.events", "zhengwu.applications", "zhengwu.messages", "zhengwu.evaluations", "truth.persons", "truth.faults",
               "truth.changes")

@@ -21,7 +21,7 @@ from bson import json_util
 from bson.json_util import RELAXED_JSON_OPTIONS
 
 from jobs.sample.departments import (ALLOWANCE_COLUMNS, ELDERLY_COLUMNS, HOUSEHOLD_COLUMNS, MARRIAGE_COLUMNS,
-                                     PERSON_COLUMNS)
+                                     PERSON_COLUMNS, RESIDENCE_CHANGE_COLUMNS)
 from jobs.sample.more_departments import (ADDRESS_COLUMNS, BIRTH_COLUMNS, DEATH_COLUMNS, EMPLOYMENT_COLUMNS,
                                           INSURANCE_COLUMNS)
 
@@ -30,6 +30,7 @@ from jobs.sample.more_departments import (ADDRESS_COLUMNS, BIRTH_COLUMNS, DEATH_
 TABLES: dict[tuple[str, str], tuple[Sequence[str], dict[str, tuple[str, str]], str | None]] = {
     ("hukou", "persons"): (PERSON_COLUMNS, {"updated_at": ("TEXT", "timestamp")}, None),
     ("hukou", "households"): (HOUSEHOLD_COLUMNS, {"updated_at": ("TEXT", "timestamp")}, "household_no"),
+    ("hukou", "residence_changes"): (RESIDENCE_CHANGE_COLUMNS, {"updated_at": ("TEXT", "timestamp")}, "change_no"),
     ("civil", "subsistence_allowance"): (ALLOWANCE_COLUMNS, {
         "family_size": ("INTEGER", "integer"), "monthly_amount": ("NUMERIC(10,2)", "numeric(10,2)"),
         "updated_at": ("TEXT", "timestamp")}, "case_no"),
