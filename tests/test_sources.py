@@ -56,17 +56,24 @@ def _sql_spec():
                       connection_id="govlake_test_dept", db_schema="dept")
 
 
-def test_sqlite_snapshot_reads_text_until_window_end(spark, tmp_path):
+def _sqlite_persons(tmp_path, rows):
+    """Settings of a GovLake home whose embedded ``dept.sqlite`` holds ``persons`` (person_no, id_no, amount
+    NUMERIC, updated_at) with ``rows``; returns (settings, open connection)."""
     settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
     settings.sources_dir.mkdir(parents=True)
     con = sqlite3.connect(settings.sources_dir / "dept.sqlite")
     con.execute("CREATE TABLE persons (person_no TEXT, id_no TEXT, amount NUMERIC, updated_at TEXT)")
-    con.executemany("INSERT INTO persons VALUES (?,?,?,?)", [
+    con.executemany("INSERT INTO persons VALUES (?,?,?,?)", rows)
+    con.commit()
+    return settings, con
+
+
+def test_sqlite_snapshot_reads_text_until_window_end(spark, tmp_path):
+    settings, con = _sqlite_persons(tmp_path, [
         ("P2", "11010519491231002X", 12.5, "2025-06-30 23:59:59"),
         ("P1", None, 7, "2025-06-01 08:00:00"),
         ("P3", "x", 1, "2025-07-01 00:00:00"),  # at the window end: next day's batch
     ])
-    con.commit()
     con.close()
     spec = _sql_spec()
     rows = read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY).whole()).collect()
@@ -294,13 +301,8 @@ def test_xlsx_drop_reads_text_and_rejects_number_ids_with_reason(spark, tmp_path
 
 
 def test_sqlite_window_and_renamed_column(spark, tmp_path):
-    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
-    settings.sources_dir.mkdir(parents=True)
-    con = sqlite3.connect(settings.sources_dir / "dept.sqlite")
-    con.execute("CREATE TABLE persons (person_no TEXT, id_no TEXT, amount NUMERIC, updated_at TEXT)")
-    con.executemany("INSERT INTO persons VALUES (?,?,?,?)", [
+    settings, con = _sqlite_persons(tmp_path, [
         ("P1", None, 7, "2025-06-29 23:59:59"), ("P2", None, 1, "2025-06-30 00:00:00"), ("P3", None, 1, "2025-07-01 00:00:00")])
-    con.commit()
     spec = _sql_spec()
     got = extract_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY))
     assert ([r.person_no for r in got.frame.collect()], got.rows_source) == (["P2"], 1)
