@@ -41,6 +41,23 @@ def replace_partition(df, path: str, date_column: str, value: dt.date, partition
        .save(path))
 
 
+def replace_partition_if_changed(spark, df, path: str, date_column: str, value: dt.date) -> bool:
+    """:func:`replace_partition` unless the date's partition already holds exactly ``df`` (see
+    :func:`same_content`), so a rerun leaves the table's history untouched.
+
+    Returns:
+        True when the partition was written.
+    """
+    from pyspark.sql import functions as F
+
+    if exists(spark, path):
+        current = spark.read.format("delta").load(path).where(F.col(date_column) == F.lit(value))
+        if same_content(current, df):
+            return False
+    replace_partition(df, path, date_column, value)
+    return True
+
+
 def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_content_hash",
                  insert_only_columns: tuple[str, ...] = ()) -> dict[str, int]:
     """MERGE ``df`` into the Delta table at ``path`` on ``keys`` (null-safe equality).

@@ -888,23 +888,11 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
         layer, table = name.split(".", 1)
         path = settings.table_path(layer, table)
         if name in PARTITIONED_TABLES:
-            written[name] = _replace_partition_if_changed(spark, df, path, PARTITIONED_TABLES[name], logical_date)
+            written[name] = lake.replace_partition_if_changed(spark, df, path, PARTITIONED_TABLES[name], logical_date)
         else:
             written[name] = lake.overwrite_if_changed(spark, df, path, list(df.columns))
     lake.register_tables(spark, settings)
     return written
-
-
-def _replace_partition_if_changed(spark, df: DataFrame, path: str, date_column: str, value: dt.date) -> bool:
-    """:func:`jobs.lake.replace_partition` unless the partition already holds exactly ``df`` (multiset)."""
-    from jobs import lake
-
-    if lake.exists(spark, path):
-        cur = spark.read.format("delta").load(path).where(F.col(date_column) == F.lit(value))
-        if lake.same_content(cur, df):
-            return False
-    lake.replace_partition(df, path, date_column, value)
-    return True
 
 
 # ========================================================================================= findings
