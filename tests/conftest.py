@@ -30,4 +30,24 @@ def spark(settings):
     session.stop()
 
 
-from tests.servers import dag_run, mongo_client, mongo_url, pg_engine, pg_url  # noqa: E402,F401  (shared fixtures)
+from tests.servers import (  # noqa: E402,F401  (shared fixtures)
+    dag_rerun, dag_run, mongo_client, mongo_url, pg_engine, pg_url, start_dag_run,
+)
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(session, config, items):
+    """Run the whole-pipeline DAG run in the background while the other tests run.
+
+    When a selected test uses the ``dag_run`` fixture and the servers are configured, the run
+    (:class:`tests.servers.DagRun`: ``airflow dags test`` then a rerun, each in its own process) starts now;
+    its tests are ordered after the others, and tests marked ``sample_servers`` (they load the generator's
+    sample into the shared departments database and FerretDB, which the DAG run reads) after those.
+    """
+    uses_run = [i for i in items if "dag_run" in getattr(i, "fixturenames", ())]
+    loads = [i for i in items if i.get_closest_marker("sample_servers") and i not in uses_run]
+    rest = [i for i in items if i not in uses_run and i not in loads]
+    items[:] = rest + uses_run + loads
+    if (uses_run and not config.option.collectonly and os.environ.get("GOVLAKE_PG_URL")
+            and os.environ.get("GOVLAKE_MONGO_URL")):
+        start_dag_run(config)

@@ -459,6 +459,7 @@ def test_more_fault_helpers_exact_values():
 
 
 @pytest.mark.servers
+@pytest.mark.sample_servers
 def test_servers_target(tmp_path):
     pg_url, mongo_url = os.environ.get("GOVLAKE_PG_URL"), os.environ.get("GOVLAKE_MONGO_URL")
     if not (pg_url and mongo_url):
