@@ -4,17 +4,24 @@
 - :func:`merge_by_key`: MERGE on business keys, updating only rows whose content hash changed,
   so a rerun with the same input leaves the table's contents (and its version) unchanged;
 - :func:`overwrite_if_changed`: whole-table rewrite for small derived tables, skipped when equal;
-- :func:`register_tables`: name every table as ``<layer>.<table>`` for Spark SQL.
+- :func:`register_tables`: name every table as ``<layer>.<table>`` for Spark SQL;
+- :func:`retry_on_conflict`: retry a commit to a table shared by parallel tasks (ledgers, results) when
+  Delta's optimistic concurrency control rejects it.
 
 A table ``<layer>.<name>`` lives at ``Settings.table_path(layer, name)``.
 """
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from jobs.config import Settings
 
+LOG = logging.getLogger("jobs.lake")
+T = TypeVar("T")
 LAYERS = ("raw", "ops", "quarantine", "staging", "unified", "marts", "analysis", "governance")
 
 
@@ -147,3 +154,38 @@ def register_tables(spark, settings: Settings) -> list[str]:
             spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{table_dir}'")
             names.append(name)
     return names
+
+
+def retry_on_conflict(commit: Callable[[], T], what: str, attempts: int = 6, first_wait_s: float = 0.2) -> T:
+    """Run ``commit`` (one Delta write, MERGE or replaceWhere) and run it again when Delta rejects it because a
+    concurrent transaction committed first (the classes of :data:`delta.exceptions.__all__`:
+    ConcurrentAppend, ConcurrentDeleteRead, ConcurrentWrite, MetadataChanged, ...).
+
+    Delta's optimistic concurrency control (Delta Lake docs, "Concurrency control") lets writers of one table
+    race and fails the loser; the Airflow DAG runs one extract and one validate task per department in
+    parallel, and all of them commit to the shared ``ops`` tables (exchange ledger, validation results).
+    ``commit`` must be idempotent (a MERGE on business keys or a replaceWhere rewrite), so running it again
+    on the newer snapshot is correct. Waits ``first_wait_s`` × 2^(attempt-1) seconds between attempts.
+
+    Returns:
+        what ``commit`` returns.
+
+    Raises:
+        one of those exceptions: still conflicting after ``attempts`` tries (the log names ``what``); any
+        other error at once.
+    """
+    import delta.exceptions
+
+    conflicts = tuple(getattr(delta.exceptions, name) for name in delta.exceptions.__all__)
+    for attempt in range(1, attempts + 1):
+        try:
+            return commit()
+        except conflicts as exc:
+            if attempt == attempts:
+                LOG.error("%s: concurrent commits won %d times in a row; giving up", what, attempts)
+                raise
+            wait = first_wait_s * 2 ** (attempt - 1)
+            LOG.warning("%s: concurrent commit (%s); retrying in %.1f s (attempt %d of %d)",
+                        what, type(exc).__name__, wait, attempt + 1, attempts)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
