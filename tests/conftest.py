@@ -48,6 +48,8 @@ def pytest_collection_modifyitems(session, config, items):
     loads = [i for i in items if i.get_closest_marker("sample_servers") and i not in uses_run]
     rest = [i for i in items if i not in uses_run and i not in loads]
     items[:] = rest + uses_run + loads
+    for item in uses_run:  # the first of them waits for the whole background run (two pipeline runs)
+        item.add_marker(pytest.mark.timeout(2700))
     if (uses_run and not config.option.collectonly and os.environ.get("GOVLAKE_PG_URL")
             and os.environ.get("GOVLAKE_MONGO_URL")):
         start_dag_run(config)
