@@ -17,7 +17,9 @@ column              type       meaning
 Each batch reads the window of its logical date (see :func:`resolve_window`: the first run and
 backfills read everything before the window end). Each ``(source, object, logical date)`` partition is written once: a rerun whose content
 fingerprint equals the ledger's leaves the partition (and ``_extracted_at``) untouched; a changed
-delivery replaces the partition whole (``replaceWhere``), never adding to it. The exchange ledger
+delivery replaces the partition whole (``replaceWhere``), never adding to it. A batch is read from
+its source once: lineage, row count and fingerprint are computed while the partition is written, and
+rows in raw are taken from the Delta commit (see :func:`extract_batch`). The exchange ledger
 ``ops.exchange_ledger`` has one row per batch.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 from jobs import lake
 from jobs.config import Settings
-from jobs.sources import ObjectSpec, SourceSpec, Window, extract_object
+from jobs.sources import OVER_DELIVERY, ObjectSpec, SourceSpec, Window, extract_object
 
 _NULL = "\u2400"  # ␀ marks NULL in the row hash so NULL and '' differ
 
@@ -61,15 +63,16 @@ def add_lineage(df, source: str, table: str, logical_date: dt.date, extracted_at
 
 
 def fingerprint(df) -> tuple[int, str]:
-    """Order-independent content fingerprint of a raw batch, in one aggregation.
+    """Order-independent content fingerprint of a raw batch, in one aggregation (the same aggregate is
+    taken during the raw write itself, see :func:`extract_batch`).
+
+    Args:
+        df: a frame with ``_row_hash`` (see :func:`add_lineage`).
 
     Returns:
         ``(rows, "<rows>:<sum of xxhash64(_row_hash) as decimal>")``.
     """
-    from pyspark.sql import functions as F
-
-    row = df.agg(F.count(F.lit(1)).alias("n"),
-                 F.sum(F.xxhash64("_row_hash").cast("decimal(38,0)")).alias("s")).collect()[0]
+    row = df.agg(*_fingerprint_columns()).collect()[0]
     return int(row["n"]), f"{row['n']}:{row['s'] or 0}"
 
 
@@ -181,14 +184,82 @@ def delete_path(spark, path: str) -> None:
         fs.delete(hpath, True)
 
 
+#: Raw tables keep Delta file statistics (min/max/null counts used for data skipping) for ``_row_number``
+#: only: raw is read by logical-date partition, and statistics on every delivered text column and the
+#: 64-character ``_row_hash`` cost about as much CPU as the Parquet encoding itself. ``numRecords`` is
+#: kept for every file. Set when a raw table is created.
+RAW_STATS_COLUMNS = "_row_number"
+
+
+def _fingerprint_columns():
+    from pyspark.sql import functions as F
+
+    return (F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64("_row_hash").cast("decimal(38,0)")).alias("s"))
+
+
+def _write_batch(spark, batch, path: str, logical_date: dt.date) -> tuple[int, str, int, int | None]:
+    """Write ``batch`` as the whole ``_logical_date`` partition in one Delta commit (``replaceWhere``),
+    computing the fingerprint in the same pass (``observe``).
+
+    Returns:
+        ``(rows observed, fingerprint, rows in the commit (Delta's numOutputRows), version before the
+        write or None when this write created the table)``.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import Observation
+
+    before = DeltaTable.forPath(spark, path).history(1).collect()[0]["version"] if lake.exists(spark, path) else None
+    observation = Observation("govlake_raw_batch")
+    (batch.observe(observation, *_fingerprint_columns())
+        .write.format("delta").mode("overwrite")
+        .option("replaceWhere", f"_logical_date = DATE'{logical_date.isoformat()}'")
+        .option("delta.dataSkippingStatsColumns", RAW_STATS_COLUMNS)
+        .partitionBy("_logical_date")
+        .save(path))
+    got = observation.get
+    rows = int(got["n"])
+    commit = DeltaTable.forPath(spark, path).history(1).collect()[0]
+    metrics = commit["operationMetrics"] or {}
+    if (before is not None and commit["version"] == before) or "numOutputRows" not in metrics:
+        # Delta records no commit for a write that changes nothing (an empty batch into an empty
+        # partition), and no row metric when an empty batch creates the table: count what the partition holds
+        written = (spark.read.format("delta").load(path)
+                   .where(f"_logical_date = DATE'{logical_date.isoformat()}'").count())
+    else:
+        written = int(metrics["numOutputRows"])
+    return rows, f"{rows}:{got['s'] or 0}", written, before
+
+
+def _undo_write(spark, path: str, before: int | None) -> None:
+    """Take back a raw write that failed reconciliation: restore the version before it, or remove a
+    table that the write created."""
+    from delta.tables import DeltaTable
+
+    if before is None:
+        delete_path(spark, path)
+        return
+    table = DeltaTable.forPath(spark, path)
+    if table.history(1).collect()[0]["version"] > before:
+        table.restoreToVersion(before)
+
+
 def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> BatchResult:
     """Extract one object for one logical date into ``raw.<source>_<object>`` (entry-point I/O).
 
     Resolves the window (:func:`resolve_window`), reads the source (:func:`jobs.sources.extract_object`),
-    adds lineage, writes the partition in one Delta commit unless the same content is already
-    there, and reconciles: rows counted at the source = rows read + rows rejected at parse, and
-    rows read = rows in the raw partition. An empty window writes an empty partition and a ledger
-    row (not an error). The caller records the result with :func:`record_batches`.
+    adds lineage and writes the partition in one Delta commit, in one pass over the source: the row
+    count and :func:`fingerprint` are taken during the write (Spark ``observe``), rows in raw from the
+    commit's ``numOutputRows``. A rerun of a logical date already in the ledger first computes the
+    fingerprint in one aggregate and writes nothing when it equals the ledger's (the partition and
+    ``_extracted_at`` stay untouched); a changed delivery replaces the partition whole.
+
+    Reconciles: rows counted at the source = rows read + rows rejected at parse, and rows read = rows
+    in the raw partition. A JDBC partition that delivers more rows than counted fails the write before
+    the commit (see :func:`jobs.sources.extract_sql_object`; raised as ReconciliationError); any other disagreement found after the
+    commit takes the commit back (restores the previous table version, or removes a table the write
+    created) before raising, so a batch that fails reconciliation never stays in raw. An empty window
+    writes an empty partition and a ledger row (not an error). The caller records the result with
+    :func:`record_batches`.
 
     Raises:
         jobs.sources.SourceError: the source cannot be read (nothing is written).
@@ -201,23 +272,30 @@ def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, 
     extracted_at = dt.datetime.now(dt.timezone.utc)
     window = resolve_window(spark, settings, spec, obj, window)
     got = extract_object(spark, settings, spec, obj, window)
-    delivered = got.frame.cache()
+    unchanged = False
     try:
-        batch = add_lineage(delivered, spec.source, obj.name, window.logical_date, extracted_at)
-        rows, fp = fingerprint(batch)
-        if got.rows_source is not None and got.rows_source != rows + len(got.rejected):
-            raise ReconciliationError(f"reconciliation failed for {batch_id}: the source holds {got.rows_source} rows "
-                                      f"in the window, {rows} were read and {len(got.rejected)} rejected at parse")
-        unchanged = lake.exists(spark, path) and _ledger_fingerprint(spark, settings, batch_id) == fp
-        if not unchanged:
-            lake.replace_partition(batch, path, "_logical_date", window.logical_date)
+        batch = add_lineage(got.frame, spec.source, obj.name, window.logical_date, extracted_at)
+        previous = _ledger_fingerprint(spark, settings, batch_id) if lake.exists(spark, path) else None
+        if previous is not None:
+            rows, fp = _guarded(batch_id, fingerprint, batch)
+            unchanged = fp == previous
+            _reconcile(batch_id, got, rows)
+        if unchanged:
+            in_raw = (spark.read.format("delta").load(path)
+                      .where(f"_logical_date = DATE'{window.logical_date.isoformat()}'").count())
+        else:
+            rows, fp, in_raw, before = _guarded(batch_id, _write_batch, spark, batch, path, window.logical_date)
+            try:
+                _reconcile(batch_id, got, rows)
+            except ReconciliationError:
+                _undo_write(spark, path, before)
+                raise
     finally:
-        delivered.unpersist()
         if got.staging:
             delete_path(spark, got.staging)
-    in_raw = (spark.read.format("delta").load(path)
-              .where(f"_logical_date = DATE'{window.logical_date.isoformat()}'").count())
     if in_raw != rows:
+        if not unchanged:
+            _undo_write(spark, path, before)
         raise ReconciliationError(f"reconciliation failed for {batch_id}: {rows} rows read, {in_raw} rows in raw.{table}")
     details = dict(got.details)
     if got.rejected:
@@ -227,6 +305,25 @@ def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, 
                        window.end, rows, in_raw, fp, "unchanged" if unchanged else "written", extracted_at,
                        round(time.monotonic() - started, 3), mode, got.rows_source, len(got.rejected),
                        json.dumps(details, ensure_ascii=False, sort_keys=True))
+
+
+def _guarded(batch_id: str, action, *args):
+    """Run a Spark action over a batch; the read's own over-delivery guard (a failed Spark task, so
+    nothing was committed) becomes a ReconciliationError naming the batch."""
+    try:
+        return action(*args)
+    except Exception as exc:
+        if OVER_DELIVERY not in str(exc):
+            raise
+        line = next(line for line in str(exc).splitlines() if OVER_DELIVERY in line)
+        reason = line[line.find("source "):].split(" SQLSTATE")[0].strip()
+        raise ReconciliationError(f"reconciliation failed for {batch_id}: {reason}") from exc
+
+
+def _reconcile(batch_id: str, got, rows: int) -> None:
+    if got.rows_source is not None and got.rows_source != rows + len(got.rejected):
+        raise ReconciliationError(f"reconciliation failed for {batch_id}: the source holds {got.rows_source} rows "
+                                  f"in the window, {rows} were read and {len(got.rejected)} rejected at parse")
 
 
 def record_batches(spark, settings: Settings, results: list[BatchResult]) -> None:
@@ -251,4 +348,5 @@ def record_batches(spark, settings: Settings, results: list[BatchResult]) -> Non
         if missing:
             spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ("
                       + ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in missing) + ")")
-    lake.merge_by_key(spark, df, path, ["batch_id"])
+    lake.retry_on_conflict(lambda: lake.merge_by_key(spark, df, path, ["batch_id"]),  # parallel extract tasks
+                           "ops.exchange_ledger")

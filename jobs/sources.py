@@ -24,7 +24,8 @@ Connections:
 - ``servers`` mode: each source names an Airflow connection id; its URI is read from the
   environment variable ``AIRFLOW_CONN_<ID>`` exactly as Airflow itself reads connections, e.g.
   ``AIRFLOW_CONN_GOVLAKE_HUKOU=postgresql://govlake@127.0.0.1:55432/departments``. PostgreSQL
-  is read with Spark JDBC, MongoDB with pymongo.
+  is read with Spark JDBC, MongoDB with pymongo (the database named in a MongoDB URI's path, as
+  Airflow's connection ``schema``, wins over the registry's ``database``).
 """
 from __future__ import annotations
 
@@ -46,6 +47,19 @@ import yaml
 from jobs.config import SCHEMAS_DIR, TIME_ZONE, Settings
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+#: 共享类型 of a shared resource (国务院《政务信息资源共享管理暂行办法》国发〔2016〕51号, art. 5):
+#: 无条件共享 / 有条件共享 / 不予共享.
+SHARING_TYPES = ("unconditional", "conditional", "none")
+#: 更新周期 of a resource (GB/T 21063.3-2007 政务信息资源目录体系 核心元数据, update frequency).
+UPDATE_CYCLES = ("realtime", "daily", "weekly", "monthly", "quarterly", "half_yearly", "yearly")
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
 
 
 class SourceError(RuntimeError):
@@ -95,6 +109,9 @@ class ObjectSpec:
             delivering both a file drop and a MongoDB collection).
         unified: how the object feeds the unified layer (entity, priority, column roles, code
             maps, date formats); see ``schemas/sources/hukou.yaml``.
+        sharing_type, update_cycle: the object's catalog entry (one of :data:`SHARING_TYPES` /
+            :data:`UPDATE_CYCLES`); :func:`load_registry` fills them from the source's when the
+            object does not set its own.
     """
 
     name: str
@@ -111,6 +128,8 @@ class ObjectSpec:
     connection_id: str | None = None
     database: str | None = None
     embedded: str | None = None
+    sharing_type: str | None = None
+    update_cycle: str | None = None
 
     def id_columns(self) -> tuple[str, ...]:
         """Raw columns that hold identifiers or codes: the business key, ``text_columns`` and every
@@ -196,6 +215,8 @@ def _parse_source(raw: dict[str, Any]) -> SourceSpec:
     kind = raw["kind"]
     if kind not in ("sql", "mongo", "file_drop"):
         raise ValueError(f"kind must be sql, mongo or file_drop, not {kind!r}")
+    sharing = _one_of(raw.get("sharing_type", "conditional"), SHARING_TYPES, "sharing_type")
+    cycle = _one_of(raw.get("update_cycle", "daily"), UPDATE_CYCLES, "update_cycle")
     objects = {}
     for name, obj in raw["objects"].items():
         check_identifier(name, "object name")
@@ -219,6 +240,8 @@ def _parse_source(raw: dict[str, Any]) -> SourceSpec:
                                for c in obj.get("text_columns") or ()),
             kind=obj.get("kind"), connection_id=obj.get("connection_id"), database=obj.get("database"),
             embedded=obj.get("embedded"),
+            sharing_type=_one_of(obj.get("sharing_type", sharing), SHARING_TYPES, f"sharing_type of {name}"),
+            update_cycle=_one_of(obj.get("update_cycle", cycle), UPDATE_CYCLES, f"update_cycle of {name}"),
         )
         if obj.get("kind") not in (None, "sql", "mongo", "file_drop"):
             raise ValueError(f"{raw['source']}.{name}: kind must be sql, mongo or file_drop, not {obj.get('kind')!r}")
@@ -230,7 +253,7 @@ def _parse_source(raw: dict[str, Any]) -> SourceSpec:
         source=check_identifier(raw["source"], "source"), department=raw["department"], kind=kind,
         objects=objects, connection_id=raw.get("connection_id"), embedded=raw.get("embedded"),
         db_schema=raw.get("db_schema"), database=raw.get("database"), inbox=raw.get("inbox"),
-        sharing_type=raw.get("sharing_type", "conditional"), update_cycle=raw.get("update_cycle", "daily"),
+        sharing_type=sharing, update_cycle=cycle,
         conventions=raw.get("conventions", ""),
         subscriptions=tuple(_parse_subscription(raw["source"], s) for s in raw.get("subscriptions") or ()),
     )
@@ -366,6 +389,11 @@ JDBC_ROWS_PER_PARTITION = 250_000
 JDBC_MAX_PARTITIONS = 8
 #: Rows fetched per round trip by the PostgreSQL JDBC driver (bounded executor memory).
 JDBC_FETCHSIZE = 10_000
+#: Server memory for each partition's sort by the business key (PostgreSQL ``work_mem``; beyond it the
+#: server sorts on disk, so this bounds speed, not correctness).
+JDBC_WORK_MEM = "64MB"
+#: Words of the error a JDBC partition raises when it delivers more rows than the plan counted.
+OVER_DELIVERY = "delivered more rows than the"
 #: Documents per cursor batch and per staged chunk (bounded driver memory).
 MONGO_BATCH_SIZE = 1_000
 MONGO_CHUNK_DOCS = 20_000
@@ -426,9 +454,18 @@ def extract_sql_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectS
     Embedded mode reads the SQLite file with SQLAlchemy (watermarks are ``YYYY-MM-DD HH:MM:SS``
     Asia/Shanghai text). Servers mode reads PostgreSQL with Spark JDBC: every column cast to text on
     the server (``numeric`` beyond 38 digits stays exact), partitions balanced by row count
-    (quantiles of the first business-key column, one partition per 250,000 rows, at most 8, passed
-    as ``predicates``), ``fetchsize`` 10,000, session time zone Asia/Shanghai, row numbers computed
-    by the server per partition plus the rows of the partitions before it.
+    (quantiles of the first business-key column, one partition per 250,000 rows, at most 8, plus one
+    for NULL keys), each partition one JDBC query over a key range (``key >= lo AND key < hi``, so the
+    server can walk the business-key index in order instead of scanning and sorting the table per
+    partition), ``fetchsize`` 10,000 (the driver streams, memory per task bounded by one fetch),
+    session time zone Asia/Shanghai, ``work_mem`` 64 MB for the server's per-partition sort. Row
+    numbers are computed by the server per partition (``row_number()`` in key order) plus the rows of
+    the partitions before it.
+
+    Every partition carries the row count the plan saw for it: a partition that delivers more rows
+    than counted (rows added to the window during the read) fails its Spark task with
+    ``[USER_RAISED_EXCEPTION] source <s>.<t>: partition <i> delivered more rows than counted``
+    before anything is written; fewer rows are caught by the reconciliation in :mod:`jobs.raw`.
 
     Returns:
         :class:`Extracted`: ``obj.columns`` as STRING + ``_row_number`` LONG, ordered by the business
@@ -444,6 +481,8 @@ def extract_sql_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectS
     if settings.sources_mode == "embedded":
         return _extract_sqlite(spark, settings, spec, obj, window, table, columns, order)
 
+    from pyspark.sql import functions as F
+
     uri = connection_uri(spec)
     schema = check_identifier(spec.db_schema or spec.source, "db_schema")
     start = window.start.isoformat(sep=" ")
@@ -453,26 +492,28 @@ def extract_sql_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectS
         cond = f"{obj.watermark} < TIMESTAMPTZ '{end}'"
         if not window.full:
             cond = f"{obj.watermark} >= TIMESTAMPTZ '{start}' AND " + cond
-    plan = _plan_sql(spec, table, uri, schema, columns, obj.business_key[0], cond)
+    split = obj.business_key[0]
+    plan = _plan_sql(spec, table, uri, schema, columns, split, cond)
     parts = urlsplit(uri)
     jdbc_url = f"jdbc:postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}"
     select = ", ".join(f"{c}::text AS {c}" for c in columns)
-    dbtable = (f"(SELECT {select}, x.__govlake_part, "
-               f"row_number() OVER (PARTITION BY x.__govlake_part ORDER BY {order}) AS __govlake_rn "
-               f"FROM (SELECT *, {plan['bucket']} AS __govlake_part FROM {schema}.{table} WHERE {cond}) x) q")
     properties = {"user": parts.username or "", "password": parts.password or "", "driver": "org.postgresql.Driver",
-                  "fetchsize": str(JDBC_FETCHSIZE), "sessionInitStatement": f"SET TIME ZONE '{TIME_ZONE}'"}
-    predicates = [f"__govlake_part = {i}" for i in range(len(plan["counts"]))]
-    from pyspark.sql import functions as F
-
-    df = spark.read.jdbc(jdbc_url, dbtable, predicates=predicates, properties=properties)
-    offsets, total = [], 0
-    for n in plan["counts"]:
-        offsets.append(total)
-        total += n
-    offset = F.element_at(F.array(*[F.lit(o).cast("long") for o in offsets]), F.col("__govlake_part") + 1)
-    frame = df.select(*columns, (offset + F.col("__govlake_rn")).cast("long").alias("_row_number"))
-    return Extracted(frame, rows_source=total, details={"jdbc_partitions": plan["counts"], "mode": window.mode})
+                  "fetchsize": str(JDBC_FETCHSIZE),
+                  "sessionInitStatement": f"SET TIME ZONE '{TIME_ZONE}'; SET work_mem = '{JDBC_WORK_MEM}'"}
+    frame, offset = None, 0
+    for i, (predicate, count) in enumerate(zip(plan["predicates"], plan["counts"])):
+        dbtable = (f"(SELECT {select}, row_number() OVER (ORDER BY {order}) AS __govlake_rn "
+                   f"FROM {schema}.{table} WHERE {cond} AND {predicate}) q")
+        part = spark.read.jdbc(jdbc_url, dbtable, properties=properties)
+        rn = F.col("__govlake_rn")
+        number = (F.when(rn > F.lit(count), F.raise_error(F.lit(
+            f"source {spec.source}.{table}: partition {i} {OVER_DELIVERY} {count} counted for the "
+            "window (the source changed during the read); nothing was written")))
+            .otherwise(rn + F.lit(offset)).cast("long").alias("_row_number"))
+        part = part.select(*columns, number)
+        frame = part if frame is None else frame.unionAll(part)
+        offset += count
+    return Extracted(frame, rows_source=offset, details={"jdbc_partitions": plan["counts"], "mode": window.mode})
 
 
 def _sql_literal(value: str) -> str:
@@ -484,8 +525,8 @@ def _plan_sql(spec: SourceSpec, table: str, uri: str, schema: str, columns: list
     """Check server, table and columns; count the window and choose row-count-balanced partitions.
 
     Returns:
-        ``{"bucket": SQL expression numbering a row's partition (0…n-1; NULL keys last),
-        "counts": rows per partition}``.
+        ``{"predicates": SQL conditions on ``split_column``, one per partition (key ranges between
+        the quantile bounds, then ``IS NULL``), "counts": rows of the window per partition}``.
     """
     import sqlalchemy as sa
 
@@ -503,17 +544,24 @@ def _plan_sql(spec: SourceSpec, table: str, uri: str, schema: str, columns: list
             rows = conn.execute(sa.text(f"SELECT count(*) FROM {schema}.{table} WHERE {cond}")).scalar()
             n = max(1, min(JDBC_MAX_PARTITIONS, -(-rows // JDBC_ROWS_PER_PARTITION)))
             if n == 1:
-                return {"bucket": "0", "counts": [rows]}
+                return {"predicates": ["TRUE"], "counts": [rows]}
             fractions = ", ".join(f"{k / n:.6f}" for k in range(1, n))
             bounds = conn.execute(sa.text(
                 f"SELECT (percentile_disc(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY {split_column}))::text[] "
                 f"FROM {schema}.{table} WHERE {cond} AND {split_column} IS NOT NULL")).scalar() or []
             bounds = sorted(set(b for b in bounds if b is not None), key=bounds.index)
-            cases = " ".join(f"WHEN {split_column} < {_sql_literal(b)} THEN {i}" for i, b in enumerate(bounds))
-            bucket = f"(CASE WHEN {split_column} IS NULL THEN {len(bounds) + 1} {cases} ELSE {len(bounds)} END)"
+            key = split_column
+            edges = [None, *bounds, None]
+            predicates = []
+            for lo, hi in zip(edges, edges[1:]):
+                terms = ([f"{key} >= {_sql_literal(lo)}"] if lo is not None else [f"{key} IS NOT NULL"]) + \
+                        ([f"{key} < {_sql_literal(hi)}"] if hi is not None else [])
+                predicates.append(" AND ".join(terms))
+            predicates.append(f"{key} IS NULL")
+            cases = " ".join(f"WHEN {p} THEN {i}" for i, p in enumerate(predicates))
             counted = dict(conn.execute(sa.text(
-                f"SELECT {bucket} AS b, count(*) FROM {schema}.{table} WHERE {cond} GROUP BY 1")).all())
-            return {"bucket": bucket, "counts": [int(counted.get(i, 0)) for i in range(len(bounds) + 2)]}
+                f"SELECT CASE {cases} END AS b, count(*) FROM {schema}.{table} WHERE {cond} GROUP BY 1")).all())
+            return {"predicates": predicates, "counts": [int(counted.get(i, 0)) for i in range(len(predicates))]}
     except sa.exc.SQLAlchemyError as exc:
         raise SourceUnavailable(f"source {spec.source}.{table}: cannot connect to {_redact(uri)} or read {schema}.{table}: "
                                 f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from exc
@@ -642,7 +690,9 @@ def extract_mongo_object(spark, settings: Settings, spec: SourceSpec, obj: Objec
     """Read the documents of ``window`` (by ``obj.watermark``, a BSON date compared as an instant).
 
     Embedded mode reads the JSON-lines export line by line; servers mode streams the collection
-    with pymongo (cursor ``batch_size`` 1,000, ``_id`` order). Either way documents are written to
+    with pymongo (cursor ``batch_size`` 1,000, ``_id`` order) from the database named in the
+    connection URI's path (``mongodb://host/n1_wangge``), else the registry's ``database``, else the
+    source name. Either way documents are written to
     a staging Parquet folder in chunks of 20,000, so the driver's memory is bounded by a chunk.
     A full read also keeps documents whose watermark is missing (embedded) — servers mode reads
     only documents with a date watermark (BSON comparison), and counts them with
@@ -685,7 +735,8 @@ def extract_mongo_object(spark, settings: Settings, spec: SourceSpec, obj: Objec
     uri = connection_uri(spec)
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=False)
     try:
-        collection = client[spec.database or spec.source][obj.name]
+        # the connection's database (URI path) if it names one, else the registry's
+        collection = client.get_default_database(spec.database or spec.source)[obj.name]
         query = {}
         if obj.watermark:
             query = {obj.watermark: {"$lt": end_utc} if start_utc is None else {"$gte": start_utc, "$lt": end_utc}}

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 
 from jobs import lake
 from jobs.config import Settings
 import pytest
 
-from jobs.raw import add_lineage, extract_batch, fingerprint, record_batches
+from jobs.raw import (ReconciliationError, _guarded, _undo_write, _write_batch, add_lineage, extract_batch, fingerprint,
+                      record_batches)
 from jobs.sources import ObjectSpec, SourceSpec, SourceUnavailable, Window
 
 DAY = dt.date(2025, 6, 30)
@@ -33,6 +35,28 @@ def test_fingerprint_is_order_independent(spark):
     c = add_lineage(spark.createDataFrame([("a", 1), ("c", 2)], "k string, _row_number long"), "s", "t", DAY, AT)
     assert fingerprint(a) == fingerprint(b)
     assert fingerprint(a)[0] == 2 and fingerprint(a) != fingerprint(c)
+
+
+def test_raw_write_counts_in_one_pass_and_is_taken_back_on_failed_reconciliation(spark, tmp_path):
+    path = str(tmp_path / "raw_t")
+    first = add_lineage(spark.createDataFrame([("a", 1)], "k string, _row_number long"), "s", "t", DAY, AT)
+    rows, fp, written, before = _write_batch(spark, first, path, DAY)
+    assert (rows, fp[:2], written, before) == (1, "1:", 1, None)
+    second = add_lineage(spark.createDataFrame([("b", 1), ("c", 2)], "k string, _row_number long"), "s", "t", DAY, AT)
+    assert _write_batch(spark, second, path, DAY) == (2, fingerprint(second)[1], 2, 0)  # observed = aggregated
+    log = [json.loads(line) for line in (tmp_path / "raw_t" / "_delta_log" / f"{0:020d}.json").read_text().splitlines()]
+    assert [e["metaData"]["configuration"] for e in log if "metaData" in e] == [
+        {"delta.dataSkippingStatsColumns": "_row_number"}]
+    _undo_write(spark, path, 0)  # reconciliation failed after the second commit: the first batch is back
+    assert [r.k for r in spark.read.format("delta").load(path).collect()] == ["a"]
+    _undo_write(spark, path, None)  # the failed write had created the table
+    assert not lake.exists(spark, path)
+    # the JDBC read's over-delivery guard fails a Spark task: reported as the batch's reconciliation failure
+    from pyspark.sql import functions as F
+    guard = spark.range(1).select(F.raise_error(F.lit("source s.t: partition 0 delivered more rows than the 0 counted")))
+    with pytest.raises(ReconciliationError, match=r"^reconciliation failed for s\.t:2025-06-30: source s\.t: "
+                                                  r"partition 0 delivered more rows than the 0 counted$"):
+        _guarded("s.t:2025-06-30", lambda df: df.collect(), guard)
 
 
 def _source(settings, rows):

@@ -28,6 +28,15 @@ def test_registry_has_every_department_with_keys():
     assert registry["zhengwu"].objects["messages"].header_map["留言编号"] == "message_id"
     assert registry["wangge"].kind == "mongo"
     assert registry["civil"].objects["subsistence_allowance"].unified["sex_map"] == {"男": "1", "女": "2"}
+    assert sorted(registry["hukou"].objects) == ["households", "persons", "residence_changes"]
+    moves = registry["hukou"].objects["residence_changes"]  # 户口迁移登记, written by jobs/sample (writers.TABLES)
+    assert (moves.title, moves.business_key, moves.watermark, moves.sharing_type, moves.update_cycle) == (
+        "户口迁移登记", ("change_no",), "updated_at", "conditional", "daily")
+    assert moves.columns == ("change_no", "person_no", "id_no", "from_community_code", "to_community_code",
+                             "move_date", "change_type", "updated_at")
+    assert moves.unified == {}  # not a unified source (yet)
+    assert registry["address"].objects["standard_address"].sharing_type == "unconditional"  # the source's
+    assert sum(len(s.objects) for s in registry.values()) == 15
 
 
 @pytest.mark.parametrize("bad", ["persons; drop table x", "Persons", "1abc", "a" * 64, ""])
@@ -40,6 +49,12 @@ def test_registry_rejects_bad_identifier(tmp_path):
     (tmp_path / "x.yaml").write_text(
         "source: x\ndepartment: d\nkind: sql\nobjects:\n  t:\n    business_key: [\"id; --\"]\n", encoding="utf-8")
     with pytest.raises(ValueError, match="x.yaml.*id; --"):
+        load_registry(tmp_path)
+    (tmp_path / "x.yaml").write_text(
+        "source: x\ndepartment: d\nkind: sql\nobjects:\n  t:\n    business_key: [k]\n    sharing_type: open\n",
+        encoding="utf-8")
+    with pytest.raises(ValueError, match="x.yaml: sharing_type of t must be one of unconditional, conditional, none, "
+                                         "not 'open'"):
         load_registry(tmp_path)
 
 
@@ -379,6 +394,25 @@ def test_postgres_faults_name_source_and_object(spark, tmp_path, pg_engine, pg_u
                      objects={"p": ObjectSpec(name="p", business_key=("x; drop table y",), columns=("x",))})
     with pytest.raises(ValueError, match="not a valid identifier"):
         read_object(spark, settings, bad, bad.objects["p"], Window.for_date(DAY))
+
+
+@pytest.mark.servers
+def test_postgres_rows_added_during_the_read_fail_the_read(spark, tmp_path, pg_engine, pg_url, monkeypatch):
+    import sqlalchemy as sa
+    from pyspark.errors import PySparkException
+
+    at = dt.datetime(2025, 6, 30, 2, tzinfo=dt.timezone.utc)
+    _pg_persons(pg_engine, [("P1", None, "1", at), ("P3", None, "3", at)])
+    monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_DEPT", pg_url.replace("postgresql+psycopg", "postgresql"))
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
+    spec = _sql_spec()
+    got = extract_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY))
+    assert (got.rows_source, got.details["jdbc_partitions"]) == (2, [2])
+    with pg_engine.begin() as conn:  # a row lands in the window between the count and the read
+        conn.execute(sa.text("INSERT INTO dept.persons VALUES ('P2', NULL, 2, :u)"), {"u": at})
+    with pytest.raises(PySparkException, match=r"source dept\.persons: partition 0 delivered more rows than the 2 "
+                                               r"counted for the window"):
+        got.frame.collect()
 
 
 @pytest.mark.servers
