@@ -4,11 +4,14 @@ Wiring only: no I/O and no heavy imports at parse time. Each task calls one stag
 ``jobs.pipeline`` (imported inside the task) for the run's business date: the Asia/Shanghai date of
 the data interval's start (the schedule closes each business day at 00:00 Asia/Shanghai, so the run
 for 2025-06-30 starts just after 2025-07-01 00:00).
+
+Backfill from the UI: trigger with the ``backfill`` param checked (or ``{"backfill": true}`` as the run's conf)
+and the extract tasks read everything before the window end instead of the window alone.
 """
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 SOURCES = ("hukou", "civil", "health", "hrss", "address", "wangge", "zhengwu")  # one per schemas/sources/<source>.yaml (checked in tests)
@@ -30,15 +33,21 @@ DEFAULT_ARGS = {
     default_args=DEFAULT_ARGS,
     tags=["govlake", "exchange", "quality", "marts"],
     doc_md=__doc__,
+    params={"backfill": Param(False, type="boolean", title="Backfill",
+                              description="Extract everything before the window end, not only the run's window "
+                                          "(jobs.pipeline.run_extract backfill=True).")},
 )
 def govlake_daily():
     @task(task_id="extract")
-    def extract(source: str, data_interval_start=None, data_interval_end=None, logical_date=None):
-        """Extract one department's objects into raw: the rows of the run's data interval (write-once batches)."""
-        from jobs.orchestration import business_date, interval_of, stage
+    def extract(source: str, data_interval_start=None, data_interval_end=None, logical_date=None, params=None,
+                dag_run=None):
+        """Extract one department's objects into raw: the rows of the run's data interval (write-once batches),
+        or everything before its end when the run is a backfill (param / conf ``backfill``)."""
+        from jobs.orchestration import business_date, extract_options, interval_of, stage
 
         return stage("extract", business_date(data_interval_start, data_interval_end, logical_date), sources=[source],
-                     data_interval=interval_of(data_interval_start, data_interval_end))
+                     data_interval=interval_of(data_interval_start, data_interval_end),
+                     **extract_options(params, getattr(dag_run, "conf", None)))
 
     @task(task_id="validate")
     def validate(source: str, data_interval_start=None, data_interval_end=None, logical_date=None):

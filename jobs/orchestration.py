@@ -39,6 +39,32 @@ def interval_of(data_interval_start=None, data_interval_end=None) -> tuple[dt.da
             dt.datetime.fromtimestamp(data_interval_end.timestamp(), dt.timezone.utc))
 
 
+def extract_options(params=None, conf=None) -> dict:
+    """Keyword arguments of :func:`jobs.pipeline.run_extract` chosen when the run was triggered.
+
+    Args:
+        params: the run's params (the DAG's ``backfill`` Param, default False, as the task sees it: Airflow
+            already lets ``dag_run.conf`` override params when ``[core] dag_run_conf_overrides_params`` is on).
+        conf: the run's ``dag_run.conf``; its ``backfill`` wins over ``params`` (read here too, so the flag
+            works whatever that option says).
+
+    Returns:
+        ``{"backfill": bool}``: True reads everything before the window end (see :func:`jobs.raw.resolve_window`).
+
+    Raises:
+        ValueError: ``backfill`` is neither a boolean nor the text ``true`` / ``false`` (any case).
+    """
+    value = False
+    for given in (params, conf):
+        if given and given.get("backfill") is not None:
+            value = given.get("backfill")
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        value = value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise ValueError(f"backfill must be true or false, not {value!r}")
+    return {"backfill": value}
+
+
 def tables_of(source: str) -> list[str]:
     """Raw table names (``<source>_<object>``) of one registered source."""
     from jobs.pipeline import raw_tables

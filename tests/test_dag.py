@@ -21,7 +21,7 @@ def _airflow_env(tmp_path: Path) -> dict[str, str]:
 
 
 PARSE = r"""
-import json, sys
+import inspect, json, sys
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
 dag = bag.dags.get("govlake_daily")
@@ -33,6 +33,9 @@ print(json.dumps({
     "retries": dag.default_args.get("retries") if dag else None,
     "timetable": type(dag.timetable).__name__ if dag else None,
     "heavy_imports": heavy,
+    "params": {k: [dag.params.get_param(k).value, dag.params.get_param(k).schema.get("type")]
+               for k in dag.params} if dag else None,
+    "extract_args": sorted(inspect.signature(dag.get_task("extract_hukou").python_callable).parameters) if dag else None,
 }))
 """
 
@@ -67,6 +70,25 @@ def test_parsing_imports_no_spark_gx_or_jobs(parsed):
     assert parsed["heavy_imports"] == []
 
 
+def test_backfill_param_defaults_to_false_and_reaches_run_extract(parsed):
+    import inspect
+
+    from jobs.orchestration import extract_options
+    from jobs.pipeline import run_extract
+
+    assert parsed["params"] == {"backfill": [False, "boolean"]}
+    assert {"params", "dag_run"} <= set(parsed["extract_args"])  # the extract task reads both
+    assert extract_options({"backfill": False}, None) == {"backfill": False}  # a scheduled run
+    assert extract_options({"backfill": True}, {}) == {"backfill": True}  # the param checked in the trigger form
+    assert extract_options({"backfill": False}, {"backfill": True}) == {"backfill": True}  # dag_run.conf wins
+    assert extract_options({"backfill": True}, {"backfill": "false"}) == {"backfill": False}
+    with pytest.raises(ValueError, match="backfill must be true or false, not 'yes'"):
+        extract_options({"backfill": False}, {"backfill": "yes"})
+    bound = inspect.signature(run_extract).bind(None, None, None, sources=["hukou"], data_interval=None,
+                                                **extract_options(None, {"backfill": True}))
+    assert bound.arguments["backfill"] is True
+
+
 def test_business_date_is_the_shanghai_day_of_the_interval_start():
     import datetime as dt
 
@@ -92,11 +114,11 @@ def test_airflow_dags_test_runs_every_task_against_the_real_servers(dag_run, spa
     ledger = spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).collect()
     assert sorted((r.raw_table, str(r.logical_date), r.status) for r in ledger) == sorted(
         (f"raw.{t}", "2025-06-30", "written") for t in raw_tables())
-    assert len(ledger) == 14
+    assert len(ledger) == len(raw_tables()) == 15
     assert all(r.rows_read == r.rows_written for r in ledger)
     assert {r.raw_table: r.rows_written for r in ledger}["raw.hukou_persons"] > 0
     results = spark.read.format("delta").load(settings.table_path("ops", "validation_results"))
-    assert results.select("table").distinct().count() == 14
+    assert results.select("table").distinct().count() == 15
     persons = spark.read.format("delta").load(settings.table_path("unified", "person")).count()
     staged = sum(spark.read.format("delta").load(settings.table_path("staging", t)).count()
                  for t in ("hukou_persons", "civil_subsistence_allowance", "civil_elderly_subsidy"))

@@ -186,12 +186,15 @@ class Sink:
     ``target='embedded'``: SQL tables go to ``<out>/<schema>.sqlite`` (a file is recreated on the schema's first
     table, committed on :meth:`close`), documents to ``<out>/<jsonl name>``. ``target='servers'``: SQL tables to
     PostgreSQL schemas at ``pg_url`` (each table dropped, recreated and loaded with COPY, committed per table),
-    documents to MongoDB ``database.collection`` at ``mongo_url`` (:func:`write_mongo`).
-    Use as a context manager. Raises what the writers raise.
+    documents to MongoDB ``database.collection`` at ``mongo_url`` (:func:`write_mongo`), the database name
+    prefixed with ``mongo_prefix`` (default none: ``wangge``; ``'n1_'`` gives ``n1_wangge``, so a test can load a
+    sample beside the standard one). Use as a context manager. Raises what the writers raise.
     """
 
-    def __init__(self, target: str, out: Path, pg_url: str | None = None, mongo_url: str | None = None):
+    def __init__(self, target: str, out: Path, pg_url: str | None = None, mongo_url: str | None = None,
+                 mongo_prefix: str = ""):
         self.target, self.out, self.pg_url, self.mongo_url = target, out, pg_url, mongo_url
+        self.mongo_prefix = mongo_prefix
         self._sqlite: dict[str, sqlite3.Connection] = {}
         self._pg = None
 
@@ -225,7 +228,7 @@ class Sink:
         if self.target == "embedded":
             write_jsonl(self.out / jsonl_name, docs)
         else:
-            write_mongo(self.mongo_url, database, collection, docs)
+            write_mongo(self.mongo_url, self.mongo_prefix + database, collection, docs)
 
     def close(self) -> None:
         """Commit and close the SQLite files and the PostgreSQL connection."""
