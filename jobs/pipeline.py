@@ -148,9 +148,11 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
              "evaluated": int(c["evaluated"]), "failed": int(c["failed"])} for c in counts]
     results = spark.createDataFrame(rows, schema=_results_schema())
     path = settings.table_path("ops", "validation_results")
-    (results.write.format("delta").mode("overwrite")
-        .option("replaceWhere", f"_logical_date = DATE'{logical_date.isoformat()}' AND table = 'raw.{table}'")
-        .partitionBy("_logical_date").save(path))
+    lake.retry_on_conflict(  # the validate tasks of the departments run in parallel and share this table
+        lambda: (results.write.format("delta").mode("overwrite")
+                 .option("replaceWhere", f"_logical_date = DATE'{logical_date.isoformat()}' AND table = 'raw.{table}'")
+                 .partitionBy("_logical_date").save(path)),
+        f"ops.validation_results raw.{table} {logical_date}")
     docs = None
     if data_docs:
         checkpoint = quality.run_checkpoint(spark, batch, suite, batch_id, settings.reports_dir)
@@ -209,7 +211,9 @@ def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
         ``{"staging_versions": {table: version}, "person": {"inserted", "updated"}, "person_link": {...},
         "person_attribute_provenance": {...}, "person_residence": {...}, "household_membership": {...},
         "person_relationship_rewritten": bool, "event": {...}, "unlinked_person_records": n (records without a
-        valid ID), "null_key_person_records": n, "link_methods": {method: n}}``.
+        valid ID), "null_key_person_records": n, "link_methods": {method: n},
+        "address": {"inserted", "updated", "rows", "match_level", "unmatched", "no_grid", "grid_method"}
+        (:func:`_unify_addresses`; ``unmatched`` counts addresses kept without a registry match)}``.
     """
     from functools import reduce
 
@@ -292,11 +296,47 @@ def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
     hotline = unified.hotline_events(staging("zhengwu_messages"), _hotline_labels(spark))
     events = unified.finalize_events(grid.unionByName(hotline), logical_date)
     event_stats = merge(events, "event", ["event_id"], insert_only=("first_seen_date",))
+    address_stats = _unify_addresses(spark, settings, golden, versions, merge, current)
     return {"staging_versions": versions, "person": person_stats, "person_link": link_stats,
             "person_attribute_provenance": provenance_stats, "person_residence": history["person_residence"],
             "household_membership": history["household_membership"],
             "person_relationship_rewritten": edges_written, "event": event_stats,
-            "unlinked_person_records": unlinked, "null_key_person_records": n_null, "link_methods": methods}
+            "unlinked_person_records": unlinked, "null_key_person_records": n_null, "link_methods": methods,
+            "address": address_stats}
+
+
+def _unify_addresses(spark, settings: Settings, golden, versions: dict, merge, current) -> dict:
+    """MERGE ``unified.address`` (:mod:`jobs.address`): the address texts of the golden persons and of the household
+    registry (``staging.hukou_households``, every logical date, pinned) matched against the whole
+    standard address registry (``staging.address_standard_address`` at a pinned version, every logical date) and
+    assigned to grids with the boundaries at ``<sources>/reference/grid_boundaries.geojson`` (registry fallback
+    when missing). Returns ``{"inserted", "updated", "rows", "match_level": {...}, "unmatched", "no_grid",
+    "grid_method": {...}}``, counts over the whole table; ``{}`` without a registry table."""
+    from pyspark.sql import functions as F
+
+    from jobs import address, unified
+
+    path = settings.table_path("staging", "address_standard_address")
+    version = unified.table_version(spark, path)
+    if version is None:
+        return {}
+    versions["address_standard_address"] = version
+    texts = golden.select("address")
+    households = settings.table_path("staging", "hukou_households")
+    hh_version = unified.table_version(spark, households)
+    if hh_version is not None:  # a household whose members were all quarantined still has its address
+        versions.setdefault("hukou_households", hh_version)
+        texts = texts.unionByName(unified.read_pinned(spark, households, versions["hukou_households"])
+                                  .select(F.col("address").cast("string").alias("address")))
+    rows = address.standardise(spark, texts, unified.read_pinned(spark, path, version),
+                               address.load_gazetteer(),
+                               address.load_boundaries(settings.sources_dir / address.BOUNDARIES_FILE))
+    rows = unified.with_content_hash(rows).cache()
+    try:
+        stats = merge(rows, "address", ["address_key"])
+    finally:
+        rows.unpersist()
+    return {**stats, **address.counts(current("address"))}
 
 
 # --- stages: marts and analysis ---------------------------------------------------------------------------
@@ -396,7 +436,9 @@ def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = Non
 
 
 def ensure_sample_sources(settings: Settings, logical_date: dt.date, residents: int, seed: int) -> dict:
-    """Generate the embedded sample municipality unless the same one is already there.
+    """Generate the embedded sample municipality unless the same one is already there: same seed, size and
+    logical date, made by the same generator code (:func:`generator_fingerprint`, kept in
+    ``<sources>/truth/generator.sha256``), so a sample left by an older GovLake is regenerated.
 
     Returns:
         the generator's summary (counts per table).
@@ -404,12 +446,26 @@ def ensure_sample_sources(settings: Settings, logical_date: dt.date, residents: 
     from jobs.sample.generate import generate
 
     marker = settings.sources_dir / "truth" / "summary.json"
-    if marker.is_file():
+    made_by = settings.sources_dir / "truth" / "generator.sha256"
+    fingerprint = generator_fingerprint()
+    if marker.is_file() and made_by.is_file() and made_by.read_text(encoding="utf-8").strip() == fingerprint:
         summary = json.loads(marker.read_text(encoding="utf-8"))
         if (summary.get("seed"), summary.get("residents"), str(summary.get("logical_date"))) == (seed, residents, logical_date.isoformat()):
             return summary
     generate(residents=residents, seed=seed, logical_date=logical_date, target="embedded", out=settings.sources_dir)
+    made_by.write_text(fingerprint + "\n", encoding="utf-8")
     return json.loads(marker.read_text(encoding="utf-8"))
+
+
+def generator_fingerprint() -> str:
+    """SHA-256 (hex) over the sample generator's source files (``jobs/sample/*.py``, by name): changes whenever
+    the generator's code does."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).parent / "sample").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,

@@ -62,9 +62,10 @@ def test_same_arguments_give_identical_bytes(runs):
     assert sorted(fa) == sorted([
         "address.sqlite", "applications.jsonl", "civil.sqlite", "grid_events.jsonl", "health.sqlite",
         "hrss.sqlite", "hukou.sqlite", "inbox/zhengwu/2025-06-30/evaluations.csv",
-        "inbox/zhengwu/2025-06-30/manifest.json", "inbox/zhengwu/2025-06-30/messages.csv", "truth/changes.csv",
-        "truth/deceased.csv", "truth/faults.csv", "truth/grids.csv", "truth/links.csv", "truth/persons.csv",
-        "truth/summary.json"])
+        "inbox/zhengwu/2025-06-30/manifest.json", "inbox/zhengwu/2025-06-30/messages.csv",
+        "reference/grid_boundaries.geojson", "truth/changes.csv",
+        "truth/deceased.csv", "truth/faults.csv", "truth/grids.csv", "truth/households.csv", "truth/links.csv",
+        "truth/persons.csv", "truth/summary.json"])
     assert [k for k in fa if fa[k] != fb[k]] == []
 
 
@@ -785,3 +786,20 @@ def test_day_n_plus_1_moves_are_residence_changes_on_d(runs, two_days):
         assert r["from_community_code"][:6] != r["to_community_code"][:6]
     movers = {c["person_key"] for c in changes if (c["change_kind"], c["table"]) == ("move", "persons")}
     assert {c["person_key"] for c in moved} == movers
+
+
+def test_main_job_regenerates_a_sample_left_by_other_generator_code(tmp_path):
+    """`make demo` reuses the embedded sample only when seed, size, date and the generator's code all match."""
+    from jobs.config import Settings
+    from jobs.pipeline import ensure_sample_sources, generator_fingerprint
+
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    marker = settings.sources_dir / "truth" / "summary.json"
+    made_by = settings.sources_dir / "truth" / "generator.sha256"
+    first = ensure_sample_sources(settings, DAY, 20, SEED)
+    stamp = marker.stat().st_mtime_ns
+    assert made_by.read_text(encoding="utf-8").strip() == generator_fingerprint()
+    assert ensure_sample_sources(settings, DAY, 20, SEED) == first and marker.stat().st_mtime_ns == stamp
+    made_by.write_text("0" * 64 + "\n", encoding="utf-8")  # a sample made by older generator code
+    assert ensure_sample_sources(settings, DAY, 20, SEED) == first
+    assert marker.stat().st_mtime_ns != stamp and made_by.read_text(encoding="utf-8").strip() == generator_fingerprint()

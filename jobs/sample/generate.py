@@ -34,6 +34,7 @@ from jobs.sample import departments as dept
 from jobs.sample import more_departments as more
 from jobs.sample import more_faults as mflt
 from jobs.sample import faults as flt
+from jobs.sample import grids
 from jobs.sample import reference as ref
 from jobs.sample import writers
 from jobs.sample.population import Population
@@ -67,7 +68,7 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
              out: Path | str | None = None, pg_url: str | None = None, mongo_url: str | None = None,
              *, fault_rates: Mapping[str, float] | None = None, default_fault_rate: float = flt.DEFAULT_RATE,
              fault_min_rows: int = 1, reference_dir: Path = REFERENCE_DIR, days: int = 1,
-             drop_formats: Mapping[str, str] | None = None) -> dict[str, int]:
+             drop_formats: Mapping[str, str] | None = None, mongo_prefix: str = "") -> dict[str, int]:
     """Generate the sample municipality's sources and their ground truth.
 
     Args:
@@ -91,6 +92,8 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
             The databases hold the state of the last day.
         drop_formats: {file stem: format} of the zhengwu drop files ``messages`` and ``evaluations``; formats
             'csv' (UTF-8, the default), 'csv-gbk', 'jsonl', 'xlsx'.
+        mongo_prefix: servers target: prefix of the MongoDB database names (``'n1_'`` writes ``n1_wangge`` and
+            ``n1_zhengwu``), so a second sample can sit beside the standard one on the same server.
 
     Returns:
         delivered rows per table (of the last day): {"hukou.persons", "hukou.households", "hukou.residence_changes",
@@ -129,7 +132,7 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
     pop = Population(districts, residents, seed, logical_date, fake).build()
     _phase("population")
 
-    with writers.Sink(target, out, pg_url, mongo_url) as sink, \
+    with writers.Sink(target, out, pg_url, mongo_url, mongo_prefix) as sink, \
             writers.CsvAppender(truth / "links.csv", more.LINK_COLUMNS) as links:
 
         def deliver(name: str, rows: list) -> None:
@@ -219,6 +222,8 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
         counts["truth.persons"] = writers.write_csv(truth / "persons.csv", TRUTH_PERSON_COLUMNS,
                                                     (daily.truth_row(p, h) for h in pop.households
                                                      for p in h.members))
+        day_n_households = grids.household_rows(pop)  # day N, before later days move anyone
+        writers.write_csv(truth / "households.csv", grids.TRUTH_HOUSEHOLD_COLUMNS, day_n_households)
 
         changes: list[daily.Change] = []
         if keep:
@@ -248,6 +253,7 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
                       ((g.grid_code, g.community_code, g.worker_id, g.worker_name)
                        for g in sorted(pop.grids.values(), key=lambda g: g.grid_code)))
     writers.write_csv(truth / "deceased.csv", more.DECEASED_COLUMNS, deceased)
+    grids.publish(out, districts, day_n_households, pop.households)  # the grid-management centre's boundaries
     writers.write_csv(truth / "changes.csv", daily.CHANGE_COLUMNS, (tuple(asdict(c).values()) for c in changes))
 
     _phase("truth + later days")

@@ -1,0 +1,174 @@
+"""unified.address: normalisation rules, gazetteer parse, registry match levels, geocode repair, point-in-polygon
+grid assignment and an idempotent MERGE (jobs.address), and the sample's grid boundaries (jobs.sample.grids)."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import shapely
+from shapely.geometry import Polygon, box
+
+from jobs import address as A
+from jobs.sample import grids as G
+
+AREAS = [{"code": "130102", "name": "长安区"}, {"code": "130104", "name": "桥西区"}, {"code": "110101", "name": "东城区"}]
+STREETS = [{"code": "130102101", "name": "南村镇", "areaCode": "130102"},
+           {"code": "130104015", "name": "彭后街道", "areaCode": "130104"},
+           {"code": "130104016", "name": "东风街道", "areaCode": "130104"}]
+VILLAGES = [{"code": "130102101002", "name": "南村社区居民委员会", "streetCode": "130102101", "areaCode": "130102"},
+            {"code": "130102101005", "name": "东营村民委员会", "streetCode": "130102101", "areaCode": "130102"},
+            {"code": "130104015002", "name": "棉七居民委员会", "streetCode": "130104015", "areaCode": "130104"},
+            {"code": "130104016001", "name": "槐中路居民委员会", "streetCode": "130104016", "areaCode": "130104"},
+            {"code": "130104015009", "name": "槐中路居民委员会", "streetCode": "130104015", "areaCode": "130104"}]
+GAZ = A.build_gazetteer(AREAS, STREETS, VILLAGES)
+
+
+# --- normalisation rules -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, expected", [
+    ("长安区南村镇南村社区２３号楼５单元１００４室", "长安区南村镇南村社区23号楼5单元1004室"),      # N1 full-width
+    (" 长安区 南村镇\u3000南村社区23号楼5单元1004室\t", "长安区南村镇南村社区23号楼5单元1004室"),  # N2 whitespace
+    ("河北省石家庄市长安区南村镇南村社区23号楼5单元1004室", "长安区南村镇南村社区23号楼5单元1004室"),  # N3
+    ("长安区南村镇南村社区居民委员会23号楼5单元1004室", "长安区南村镇南村社区23号楼5单元1004室"),  # N4 full name
+    ("长安区南村镇东营村民委员会85号", "长安区南村镇东营村85号"),                                  # N4 village
+    ("长安区南村镇南村社区二十三号楼五单元一〇〇四室", "长安区南村镇南村社区23号楼5单元1004室"),    # N5 numerals
+    ("长安区南村镇南村社区23栋5门1004", "长安区南村镇南村社区23号楼5单元1004室"),                 # N6 栋/门/no 室
+    ("长安区南村镇南村社区23幢5单元1004号", "长安区南村镇南村社区23号楼5单元1004室"),             # N6 幢/号
+    ("长安区南村镇南村社区23-5-1004", "长安区南村镇南村社区23号楼5单元1004室"),                   # N6 dashes
+    ("长安区南村镇南村社区023号楼05单元0204室", "长安区南村镇南村社区23号楼5单元204室"),         # N7 zeros
+    ("桥西区彭后街道办事处棉七16号楼4单元1403室", "桥西区彭后街道棉七16号楼4单元1403室"),          # N4 办事处
+])
+def test_normalisation_rules(raw, expected):
+    assert A.parse_address(raw, GAZ).normalized == expected
+
+
+def test_chinese_numerals_and_place_names_keep_their_characters():
+    assert [A.zh_numeral(t) for t in ("十二", "二十", "一百零五", "一〇二", "两")] == [12, 20, 105, 102, 2]
+    p = A.parse_address("桥西区彭后街道棉七三号楼二单元十二室", GAZ)   # 七 of 棉七 is part of the name
+    assert (p.normalized, p.community_code, p.number_key) == ("桥西区彭后街道棉七3号楼2单元12室", "130104015002",
+                                                              "3/2/12")
+    with pytest.raises(ValueError):
+        A.zh_numeral("三a")
+
+
+def test_parse_components_and_ambiguous_names():
+    p = A.parse_address("南村社区23号楼5单元1004室", GAZ)   # no district, no street: found city-wide
+    assert (p.district_code, p.street_code, p.community_code, p.building, p.unit, p.room) == \
+        ("130102", "130102101", "130102101002", "23", "5", "1004")
+    village = A.parse_address("长安区南村镇东营村85号", GAZ)
+    assert (village.community_code, village.house_no, village.number_key) == ("130102101005", "85", "85")
+    # 槐中路 names two committees of 桥西区: not taken without the street, taken with it
+    assert A.parse_address("桥西区槐中路22号楼2单元302室", GAZ).community_code is None
+    assert A.parse_address("桥西区东风街道槐中路22号楼2单元302室", GAZ).community_code == "130104016001"
+    assert A.parse_address("   ", GAZ).normalized is None
+
+
+def test_registry_repairs():
+    assert A.restore_division_code("13010211", "130102001", None) == "130102001001"
+    assert A.restore_division_code("1301021021", "130102010", None) == "130102010021"
+    assert A.restore_division_code("130104912", "130104009", None) == "130104009012"
+    assert A.restore_division_code("130102101002", "130102101", None) == "130102101002"
+    assert A.restore_division_code("99", None, "130102101002001") == "130102101002"
+    assert A.restore_division_code(None, None, None) is None
+    assert A.clean_point("114.51", "38.08") == (114.51, 38.08, "ok")
+    assert A.clean_point(38.08, 114.51) == (114.51, 38.08, "swapped")
+    assert A.clean_point(0.0, 0.0) == (None, None, "invalid")
+    assert A.clean_point(None, "x") == (None, None, "invalid")
+
+
+# --- grids ---------------------------------------------------------------------------------------------------
+
+def test_point_in_polygon_assignment():
+    cells = [("130102101002001", shapely.to_wkb(box(0, 0, 1, 1))),
+             ("130102101002002", shapely.to_wkb(Polygon([(1, 0), (2, 0), (2, 1), (1, 1)])))]
+    got = A.locate([(0.5, 0.5), (1.5, 0.2), (1.0, 0.5), (5.0, 5.0), (None, None), (float("nan"), 1.0)], cells)
+    # on the shared edge both contain it: the smallest grid_code
+    assert got == ["130102101002001", "130102101002002", "130102101002001", None, None, None]
+
+
+def test_grid_cells_contain_exactly_their_points():
+    district = box(114.0, 38.0, 114.1, 38.1)
+    points = [("130102", 114.02, 38.02, "130102101002001"), ("130102", 114.08, 38.08, "130102101002002"),
+              ("130102", 114.02, 38.08, "130102101002001"), ("130102", 114.02, 38.08, "130102101002003"),
+              ("999999", 1.0, 1.0, "999999001001001")]
+    cells = G.grid_cells(points, {"130102": district})
+    assert sorted(cells) == ["130102101002001", "130102101002002"]   # duplicate point: smallest grid; 999999 ignored
+    assert cells["130102101002001"].contains(shapely.Point(114.02, 38.02))
+    assert cells["130102101002001"].contains(shapely.Point(114.02, 38.08))
+    assert cells["130102101002002"].contains(shapely.Point(114.08, 38.08))
+    assert not cells["130102101002002"].contains(shapely.Point(114.02, 38.02))
+    assert abs(sum(c.area for c in cells.values()) - district.area) < 1e-9   # a partition of the district
+    single = G.grid_cells([("130102", 114.05, 38.05, "130102101002001")], {"130102": district})
+    assert single["130102101002001"].equals(district)
+
+
+# --- Spark: match levels, grid, MERGE ------------------------------------------------------------------------
+
+REGISTRY = [  # address_id, full_address, district_code, street_code, division_code, lng, lat, grid_code, updated_at
+    ("AD01", "长安区南村镇南村社区23号楼5单元1004室", "130102", "130102101", "130102101002", "114.5", "38.5",
+     "130102101002001", "2025-01-01 00:00:00"),
+    ("AD02", "长安区南村镇东营村85号", "130102", "130102101", "1301021015", "38.7", "114.5",     # lost zeros, swapped
+     "130102101005001", "2025-01-01 00:00:00"),
+    ("AD03", "桥西区彭后街道棉七16号楼4单元1403室", "130104", "130104015", "130104015002", "0.0", "0.0",
+     "130104015002001", "2025-01-01 00:00:00"),
+    ("AD04", "长安区南村镇南村社区1号楼1单元101室", "130102", "130102101", "130102101002", "114.5", "38.2",
+     "130102101002001", "2025-01-01 00:00:00"),
+]
+TEXTS = ["长安区南村镇南村社区23号楼5单元1004室",        # exact, point in grid 002's polygon
+         "长安区南村镇南村社区二十三号楼五单元1004室",    # same normalised text: one row
+         "南村镇东营村85号",                            # component (district omitted), swapped point repaired
+         "桥西区彭后街道棉七16号楼4单元1403室",          # exact, invalid point: registry grid
+         "长安区南村镇南村社区9号楼1单元101室",          # community only
+         "某某小区5号", None]                           # unmatched; NULL dropped
+
+
+def test_standardise_match_levels_grid_and_idempotent_merge(spark, tmp_path):
+    from jobs import lake, unified
+
+    registry = spark.createDataFrame(REGISTRY, "address_id string, full_address string, district_code string, "
+                                     "street_code string, division_code string, lng string, lat string, "
+                                     "grid_code string, updated_at string")
+    texts = spark.createDataFrame([(t,) for t in TEXTS], "address string")
+    cells = [("130102101002002", shapely.to_wkb(box(114.4, 38.4, 114.6, 38.6))),
+             ("130102101005001", shapely.to_wkb(box(114.4, 38.6, 114.6, 38.8)))]
+    rows = unified.with_content_hash(A.standardise(spark, texts, registry, GAZ, cells)).cache()
+    got = {r["normalized_address"]: r for r in rows.collect()}
+    assert sorted((r["normalized_address"], r["match_level"], r["address_id"], r["community_code"], r["lng"],
+                   r["lat"], r["coord_status"], r["grid_code"], r["grid_method"]) for r in got.values()) == [
+        ("南村镇东营村85号", "component", "AD02", "130102101005", 114.5, 38.7, "swapped", "130102101005001",
+         "point_in_polygon"),
+        ("某某小区5号", "unmatched", None, None, None, None, None, None, None),
+        ("桥西区彭后街道棉七16号楼4单元1403室", "exact", "AD03", "130104015002", None, None, "invalid",
+         "130104015002001", "registry"),
+        ("长安区南村镇南村社区23号楼5单元1004室", "exact", "AD01", "130102101002", 114.5, 38.5, "ok",
+         "130102101002002", "point_in_polygon"),
+        ("长安区南村镇南村社区9号楼1单元101室", "community_only", None, "130102101002", None, None, None, None,
+         None),
+    ]
+    exact = got["长安区南村镇南村社区23号楼5单元1004室"]
+    assert exact["raw_address"] == "长安区南村镇南村社区23号楼5单元1004室"   # the smaller raw text
+    assert exact["address_key"] == A.address_key("长安区南村镇南村社区23号楼5单元1004室")
+    assert A.counts(spark.createDataFrame(list(got.values()), rows.schema)) == {"rows": 5, "match_level": {"exact": 2, "component": 1, "community_only": 1,
+                                                         "unmatched": 1},
+                              "unmatched": 1, "no_grid": 2,
+                              "grid_method": {"None": 2, "point_in_polygon": 2, "registry": 1}}
+    path = str(tmp_path / "address")
+    assert lake.merge_by_key(spark, rows, path, ["address_key"]) == {"inserted": 5, "updated": 0}
+    first = spark.read.format("delta").load(path).collect()
+    assert lake.merge_by_key(spark, rows, path, ["address_key"]) == {"inserted": 0, "updated": 0}
+    assert sorted(spark.read.format("delta").load(path).collect()) == sorted(first)
+    rows.unpersist()
+
+
+def test_accuracy_counts_households_and_persons():
+    truth = [{"household_no": "H1", "address": "长安区南村镇南村社区23号楼5单元1004室", "grid_code": "G1"},
+             {"household_no": "H2", "address": "长安区南村镇东营村85号", "grid_code": "G2"},
+             {"household_no": "H3", "address": "桥西区彭后街道棉七16号楼4单元1403室", "grid_code": "G3"}]
+    assigned = {"长安区南村镇南村社区23号楼5单元1004室": ("G1", "point_in_polygon"),
+                "长安区南村镇东营村85号": ("G9", "registry")}
+    got = A.accuracy(truth, Counter({"H1": 3, "H2": 1, "H3": 2}), assigned, GAZ)
+    assert got == {"households": 3, "households_correct": 1, "households_wrong": 1, "households_unassigned": 1,
+                   "household_accuracy": 1 / 3, "persons": 6, "persons_correct": 3, "person_accuracy": 0.5,
+                   "by_grid_method": {"None": {"households": 1, "correct": 0},
+                                      "point_in_polygon": {"households": 1, "correct": 1},
+                                      "registry": {"households": 1, "correct": 0}}}
