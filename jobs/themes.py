@@ -7,8 +7,11 @@ have yet (residence history, grid-worker workflow) are separate arguments so the
 when they exist. Contracts: ``schemas/contracts/marts.<table>.yaml``; themes: ``schemas/themes/*.yaml``.
 
 Population theme:
-  :func:`population_structure` (district / street / community), :func:`district_areas_km2` +
-  :func:`population_density`, :func:`household_structure` (household size, 独居老人, 纯老户),
+  :func:`population_structure` (district / street / community), :func:`education_marital_structure`
+  (GB/T 4658 education 6+, GB/T 2261.2 marital status 15+), :func:`registration_structure` (户籍 vs 流动),
+  :func:`district_areas_km2` + :func:`population_density`, :func:`household_structure` (household size,
+  独居老人, 纯老户), :func:`household_generations` (一代户/二代户/三代及以上户 from GB/T 4761 relations, persons
+  without registered relatives), :func:`relationship_summary` (relationship edges by type),
   :func:`migration_by_district` (origin–destination flows and in/out/net rates from residence history).
 Grid-management theme:
   :func:`hot_fields`, :func:`grid_hotspots` (Getis–Ord Gi*), :func:`grid_workflow` +
@@ -105,21 +108,7 @@ def population_structure(person: DataFrame, snapshot_date: dt.date,
     Raises:
         ValueError: unknown level.
     """
-    bad = [lv for lv in levels if lv not in LEVELS]
-    if bad:
-        raise ValueError(f"unknown levels {bad}; levels are {list(LEVELS)}")
-    res = _counted_residents(person, snapshot_date)
-    ok12 = F.coalesce(F.trim(F.col("community_code")), F.lit("")).rlike(r"^\d{12}$")
-    frames = []
-    for lv in levels:
-        col, n = LEVELS[lv]
-        code = (F.trim(F.col("district_code")) if lv == "district"
-                else F.when(ok12, F.substring(F.trim(F.col(col)), 1, n)).otherwise(F.lit("0" * n)))
-        frames.append(res.select(F.lit(lv).alias("area_level"), code.alias("area_code"),
-                                 F.trim(F.col("district_code")).alias("district_code"), "sex_code", "age"))
-    rows = frames[0]
-    for f in frames[1:]:
-        rows = rows.unionByName(f)
+    rows = _area_rows(_counted_residents(person, snapshot_date), levels, "sex_code", "age")
     age = F.col("age")
 
     def n(cond: Column) -> Column:
@@ -261,6 +250,329 @@ def household_structure(person: DataFrame, snapshot_date: dt.date, elderly_age: 
                       "persons", (F.col("persons") / F.col("households")).alias("mean_household_size"),
                       "size_1", "size_2", "size_3", "size_4", "size_5_plus", "elderly_living_alone",
                       "elderly_only_households", "elderly_only_persons", "elderly_persons")
+
+
+#: Census age floors (第七次全国人口普查 长表): educational attainment of persons aged 6 and over (6岁及以上人口
+#: 受教育程度), marital status of persons aged 15 and over (15岁及以上人口 婚姻状况).
+EDUCATION_MIN_AGE = 6
+MARITAL_MIN_AGE = 15
+#: Code of an eligible person whose education / marital status is unknown (NULL in unified.person).
+UNKNOWN_CODE = "unknown"
+UNKNOWN_CODE_NAME = "不详"
+
+
+def _area_rows(res: DataFrame, levels: Iterable[str], *cols: str) -> DataFrame:
+    """One row per (person, level): ``area_level``, ``area_code``, ``district_code`` and ``cols`` of the counted
+    residents ``res``; street / community codes as in :func:`population_structure` (zeros when the community
+    code is not 12 digits).
+
+    Raises:
+        ValueError: unknown level.
+    """
+    levels = list(levels)
+    bad = [lv for lv in levels if lv not in LEVELS]
+    if bad:
+        raise ValueError(f"unknown levels {bad}; levels are {list(LEVELS)}")
+    ok12 = F.coalesce(F.trim(F.col("community_code")), F.lit("")).rlike(r"^\d{12}$")
+    frames = []
+    for lv in levels:
+        col, n = LEVELS[lv]
+        code = (F.trim(F.col("district_code")) if lv == "district"
+                else F.when(ok12, F.substring(F.trim(F.col(col)), 1, n)).otherwise(F.lit("0" * n)))
+        frames.append(res.select(F.lit(lv).alias("area_level"), code.alias("area_code"),
+                                 F.trim(F.col("district_code")).alias("district_code"), *cols))
+    rows = frames[0]
+    for f in frames[1:]:
+        rows = rows.unionByName(f)
+    return rows
+
+
+def _code_names(name: str) -> Column:
+    """``code → Chinese name`` of a national code list as a map Column (plus :data:`UNKNOWN_CODE`)."""
+    from jobs.codes import load_code_list
+
+    pairs = {**load_code_list(name), UNKNOWN_CODE: UNKNOWN_CODE_NAME}
+    return F.create_map(*[F.lit(x) for kv in sorted(pairs.items()) for x in kv])
+
+
+def education_marital_structure(person: DataFrame, snapshot_date: dt.date,
+                                levels: Iterable[str] = ("district", "street", "community"),
+                                education_min_age: int = EDUCATION_MIN_AGE,
+                                marital_min_age: int = MARITAL_MIN_AGE) -> DataFrame:
+    """Educational attainment (GB/T 4658-2006) and marital status (GB/T 2261.2-2003) structure per district,
+    street and community.
+
+    → ``marts.population_education_marital``. Counted residents as in :func:`population_structure` (same rule
+    as ``marts.population_by_district_sex_age``); age 周岁 at ``snapshot_date``. Census convention (第七次全国人口
+    普查): education over persons aged ≥ ``education_min_age`` (6), marital status over persons aged
+    ≥ ``marital_min_age`` (15); younger persons are not in this table.
+
+    Codes are reported at the first level of each standard: education by its category (first digit + '0':
+    '21' 大学本科毕业 → '20' 大学本科教育, '28' → '20', '14' → '10' 研究生教育 …; categories 10, 20, 30, 40, 60, 70,
+    80, 90 其他), marital status '21'/'22'/'23' (初婚/再婚/复婚, subdivisions of 已婚) → '20'; other codes as they
+    are (10 未婚, 30 丧偶, 40 离婚, 90 未说明). An eligible person without a code (NULL ``education_code`` /
+    ``marital_status_code``) is counted under ``code`` :data:`UNKNOWN_CODE` 'unknown' (不详), so the codes of an
+    area add up to its base population. Only codes with at least one person appear (no zero rows).
+
+    KPIs: ``share`` = persons / base_population (fraction 0–1), numerator = counted residents of the area
+    aged ≥ the floor with that code, denominator = counted residents of the area aged ≥ the floor (unknown
+    included); period = snapshot at the logical date (is_current).
+
+    Args:
+        person: ``unified.person`` (sex_code, birth_date, district_code, community_code, is_current,
+            education_code, marital_status_code).
+        snapshot_date: reference date (the run's logical date).
+        levels: any of :data:`LEVELS`.
+
+    Returns:
+        DataFrame ``snapshot_date`` DATE, ``area_level`` STRING, ``area_code`` STRING, ``district_code`` STRING,
+        ``dimension`` STRING ('education' | 'marital_status'), ``code`` STRING, ``name_zh`` STRING,
+        ``persons`` LONG, ``male`` LONG, ``female`` LONG, ``base_population`` LONG (persons of the area aged
+        ≥ the dimension's floor), ``share`` DOUBLE (0–1); key (snapshot_date, area_level, area_code,
+        dimension, code).
+
+    Raises:
+        ValueError: unknown level.
+    """
+    res = _counted_residents(person, snapshot_date)
+    edu = F.trim(F.col("education_code"))
+    mar = F.trim(F.col("marital_status_code"))
+    edu_cat = F.when(edu.rlike(r"^\d{2}$"), F.concat(F.substring(edu, 1, 1), F.lit("0")))
+    mar_cat = F.when(mar.isin("21", "22", "23"), F.lit("20")).otherwise(mar)
+    dims = res.select(
+        "sex_code", "district_code", "community_code",
+        F.explode(F.array(
+            F.when(F.col("age") >= education_min_age, F.struct(
+                F.lit("education").alias("dimension"), F.coalesce(edu_cat, F.lit(UNKNOWN_CODE)).alias("code"))),
+            F.when(F.col("age") >= marital_min_age, F.struct(
+                F.lit("marital_status").alias("dimension"), F.coalesce(mar_cat, F.lit(UNKNOWN_CODE)).alias("code"))),
+        )).alias("d")).where(F.col("d").isNotNull()).select("sex_code", "district_code", "community_code", "d.*")
+    rows = _area_rows(dims, levels, "sex_code", "dimension", "code")
+
+    def n(cond: Column) -> Column:
+        return F.sum(F.when(cond, 1).otherwise(0)).cast("long")
+
+    agg = rows.groupBy("area_level", "area_code", "dimension", "code").agg(
+        F.min("district_code").alias("district_code"), F.count(F.lit(1)).cast("long").alias("persons"),
+        n(F.col("sex_code") == "1").alias("male"), n(F.col("sex_code") == "2").alias("female"))
+    area = Window.partitionBy("area_level", "area_code")
+    base = F.sum("persons").over(Window.partitionBy("area_level", "area_code", "dimension"))
+    name = F.when(F.col("dimension") == "education", _code_names("education")[F.col("code")]) \
+        .otherwise(_code_names("marital_status")[F.col("code")])
+    return agg.select(
+        F.lit(snapshot_date).cast("date").alias("snapshot_date"), "area_level", "area_code",
+        F.min("district_code").over(area).alias("district_code"), "dimension", "code", name.alias("name_zh"),
+        "persons", "male", "female", base.cast("long").alias("base_population"),
+        (F.col("persons") / base).alias("share"))
+
+
+def registration_structure(person: DataFrame, snapshot_date: dt.date,
+                           levels: Iterable[str] = ("district", "street", "community")) -> DataFrame:
+    """Registered (户籍) and floating (流动) resident population per district, street and community.
+
+    → ``marts.population_registration``. Counted residents as in :func:`population_structure`; the
+    registration type is ``unified.person.registration_type`` (household registry authority, see
+    ``schemas/unified/survivorship.yaml``): '户籍' = registered in this place, '流动' = registered elsewhere
+    (census 户口登记地在外乡镇街道). Residents without a registration type (known only to departments that do
+    not record it, or whose registry record was quarantined) are ``registration_unknown``.
+
+    KPIs: ``floating_share`` = floating / (registered + floating) (fraction 0–1; NULL when both are 0):
+    numerator = counted residents with registration type 流动, denominator = counted residents with a known
+    registration type (unknown excluded, so the share does not fall with the registry's coverage); period =
+    snapshot at the logical date; ``registration_coverage`` = (registered + floating) / population.
+
+    Args:
+        person: ``unified.person`` (sex_code, birth_date, district_code, community_code, is_current,
+            registration_type).
+        snapshot_date: reference date (the run's logical date).
+        levels: any of :data:`LEVELS`.
+
+    Returns:
+        DataFrame ``snapshot_date`` DATE, ``area_level`` STRING, ``area_code`` STRING, ``district_code`` STRING,
+        ``population`` LONG (counted residents), ``registered`` LONG, ``registered_male`` LONG,
+        ``registered_female`` LONG, ``floating`` LONG, ``floating_male`` LONG, ``floating_female`` LONG,
+        ``registration_unknown`` LONG, ``floating_share`` DOUBLE, ``registration_coverage`` DOUBLE;
+        key (snapshot_date, area_level, area_code).
+
+    Raises:
+        ValueError: unknown level.
+    """
+    from jobs.unified import REGISTRATION_TYPES
+
+    registered, floating = REGISTRATION_TYPES
+    res = _counted_residents(person, snapshot_date).withColumn("reg", F.trim(F.col("registration_type")))
+    rows = _area_rows(res, levels, "sex_code", "reg")
+
+    def n(cond: Column) -> Column:
+        return F.sum(F.when(cond, 1).otherwise(0)).cast("long")
+
+    male, female = F.col("sex_code") == "1", F.col("sex_code") == "2"
+    is_reg, is_flo = F.col("reg") == registered, F.col("reg") == floating
+    agg = rows.groupBy("area_level", "area_code").agg(
+        F.min("district_code").alias("district_code"), F.count(F.lit(1)).cast("long").alias("population"),
+        n(is_reg).alias("registered"), n(is_reg & male).alias("registered_male"),
+        n(is_reg & female).alias("registered_female"), n(is_flo).alias("floating"),
+        n(is_flo & male).alias("floating_male"), n(is_flo & female).alias("floating_female"))
+    known = F.col("registered") + F.col("floating")
+    return agg.select(
+        F.lit(snapshot_date).cast("date").alias("snapshot_date"), "area_level", "area_code", "district_code",
+        "population", "registered", "registered_male", "registered_female", "floating", "floating_male",
+        "floating_female", (F.col("population") - known).alias("registration_unknown"),
+        F.when(known > 0, F.col("floating") / known).alias("floating_share"),
+        (known / F.col("population")).alias("registration_coverage"))
+
+
+#: Generation of each GB/T 4761-2008 relation to the household head, relative to the head (0; +1 = the head's
+#: parents' generation, −1 = the children's): 01/02 本人/户主 and 1x 配偶 0; 2x 子 and 3x 女 (incl. 28 女婿, 38 儿媳,
+#: 27/37 养子女或继子女) −1; 40–46, 49 孙辈 (and their spouses) −2; 47/48 曾孙辈 −3; 5x 父母 (incl. 53–56 公婆/岳父母,
+#: 57/58 继父母) +1; 60–65, 69 祖父母 +2; 66–68 曾祖父母 +3; 7x 兄弟姐妹 (and their spouses) 0; 81–90 伯叔舅姨姑
+#: (and their spouses) +1; 91/92 堂/表兄弟姐妹 0; 93–96 侄/甥 −1. No generation (not counted): 80 其他, 97 其他亲属,
+#: 99 非亲属 and codes outside the standard.
+GENERATION_BY_RELATION: dict[str, int] = {
+    **{c: 0 for c in ("01", "02", "10", "11", "12")},
+    **{f"{d}{u}": -1 for d in "23" for u in "0123456789"},
+    **{f"4{u}": -2 for u in "0123456789"}, "47": -3, "48": -3,
+    **{f"5{u}": 1 for u in "0123456789"},
+    **{f"6{u}": 2 for u in "0123456789"}, "66": 3, "67": 3, "68": 3,
+    **{f"7{u}": 0 for u in "0123456789"},
+    **{str(c): 1 for c in range(81, 91)}, "91": 0, "92": 0, **{str(c): -1 for c in range(93, 97)},
+}
+
+
+def _generation_col(relation: Column) -> Column:
+    """Generation relative to the household head (INT, :data:`GENERATION_BY_RELATION`), NULL when the relation
+    code has none; only codes of the GB/T 4761-2008 list are mapped (the list's '40' group etc. included)."""
+    from jobs.codes import load_code_list
+
+    valid = set(load_code_list("relation"))
+    pairs = sorted((c, g) for c, g in GENERATION_BY_RELATION.items() if c in valid)
+    return F.create_map(*[F.lit(x) for kv in pairs for x in kv])[F.trim(relation)]
+
+
+def _current_members(person: DataFrame) -> DataFrame:
+    """Current persons with a non-blank household number: person_id, household_no (trimmed), district_code
+    (NULL when blank), relation_code, and ``hh_district`` = the household's district (smallest district_code
+    of its current members, '000000' when none has one; rule of :func:`household_structure`)."""
+    m = person.where(F.coalesce(F.col("is_current"), F.lit(False)) & ~_blank(F.col("household_no"))).select(
+        "person_id", F.trim("household_no").alias("household_no"),
+        F.when(_blank(F.col("district_code")), None).otherwise(F.trim("district_code")).alias("district_code"),
+        "relation_code")
+    hh = Window.partitionBy("household_no")
+    return m.withColumn("hh_district", F.coalesce(F.min("district_code").over(hh), F.lit(UNKNOWN_DISTRICT_CODE)))
+
+
+def _alive_edges(person: DataFrame, edges: DataFrame) -> DataFrame:
+    """Edges whose two persons are both current (``is_current``) in ``person``: person_id_1, person_id_2."""
+    alive = person.where(F.coalesce(F.col("is_current"), F.lit(False))).select("person_id")
+    return (edges.join(alive.withColumnRenamed("person_id", "person_id_1"), "person_id_1", "left_semi")
+            .join(alive.withColumnRenamed("person_id", "person_id_2"), "person_id_2", "left_semi")
+            .select("person_id_1", "person_id_2"))
+
+
+def household_generations(person: DataFrame, edges: DataFrame, snapshot_date: dt.date) -> DataFrame:
+    """Household generation structure (一代户 / 二代户 / 三代及以上户) and persons without registered relatives,
+    per district.
+
+    → ``marts.population_household_generations``. Households and their district as in
+    :func:`household_structure` (distinct non-blank ``household_no`` of current persons; district = smallest
+    ``district_code`` of the members, '000000' when none).
+
+    * Generation rule: each current member's generation relative to the head comes from their GB/T 4761-2008
+      relation code (:data:`GENERATION_BY_RELATION`: parents +1, children −1, grandchildren −2 …); a
+      household's number of generations is the number of DISTINCT generations among its members with one
+      (census 家庭户类别 counts the generations living together: 一代户 1, 二代户 2, 三代户 and more ≥ 3).
+      Members coded 80 其他 / 97 其他亲属 / 99 非亲属 (or outside the standard, or NULL) carry no generation; a
+      household where no member has one is ``generation_unknown``. A grandparents + grandchildren household
+      (隔代户) is two-generation by this rule and is also counted in ``skip_generation`` (two generations
+      present, two or more apart).
+    * No registered relatives (无登记亲属): a current person with a household number who has no other current
+      member in that household AND no edge in ``unified.person_relationship`` to another current person
+      (edges to deceased persons do not count). Persons without a household number are not in the base
+      (the registry does not know them).
+
+    KPIs: ``three_plus_share`` = three_plus_generation / (households − generation_unknown); likewise
+    ``one_generation_share``; ``share_without_relatives`` = persons_without_relatives / persons (current
+    persons with a household number); period = snapshot at the logical date.
+
+    Args:
+        person: ``unified.person`` (person_id, household_no, relation_code, district_code, is_current).
+        edges: ``unified.person_relationship`` (person_id_1, person_id_2, relationship).
+        snapshot_date: reference date.
+
+    Returns:
+        DataFrame ``snapshot_date`` DATE, ``district_code`` STRING, ``households`` LONG, ``one_generation``
+        LONG, ``two_generation`` LONG, ``three_plus_generation`` LONG, ``generation_unknown`` LONG,
+        ``skip_generation`` LONG (households), ``one_generation_share`` DOUBLE, ``three_plus_share`` DOUBLE
+        (0–1, NULL without a household of known generations), ``persons`` LONG, ``persons_without_relatives``
+        LONG, ``share_without_relatives`` DOUBLE (0–1); key (snapshot_date, district_code).
+    """
+    members = _current_members(person).withColumn("gen", _generation_col(F.col("relation_code")))
+    hh = members.groupBy("household_no").agg(
+        F.min("hh_district").alias("district_code"), F.count(F.lit(1)).alias("size"),
+        F.countDistinct("gen").alias("n_gen"), (F.max("gen") - F.min("gen")).alias("span"))
+    alive = _alive_edges(person, edges)
+    linked = alive.select(F.col("person_id_1").alias("person_id")).unionByName(
+        alive.select(F.col("person_id_2").alias("person_id"))).distinct().withColumn("_edge", F.lit(True))
+    sizes = hh.select("household_no", "size")
+    per = members.join(sizes, "household_no").join(linked, "person_id", "left").select(
+        F.col("hh_district").alias("district_code"),
+        ((F.col("size") == 1) & F.col("_edge").isNull()).alias("alone"))
+    persons = per.groupBy("district_code").agg(
+        F.count(F.lit(1)).cast("long").alias("persons"),
+        F.sum(F.col("alone").cast("int")).cast("long").alias("persons_without_relatives"))
+
+    def n(cond: Column) -> Column:
+        return F.sum(F.when(cond, 1).otherwise(0)).cast("long")
+
+    g = F.col("n_gen")
+    agg = hh.groupBy("district_code").agg(
+        F.count(F.lit(1)).cast("long").alias("households"), n(g == 1).alias("one_generation"),
+        n(g == 2).alias("two_generation"), n(g >= 3).alias("three_plus_generation"),
+        n(g == 0).alias("generation_unknown"), n((g == 2) & (F.col("span") >= 2)).alias("skip_generation"))
+    known = F.col("households") - F.col("generation_unknown")
+    return agg.join(persons, "district_code").select(
+        F.lit(snapshot_date).cast("date").alias("snapshot_date"), "district_code", "households", "one_generation",
+        "two_generation", "three_plus_generation", "generation_unknown", "skip_generation",
+        F.when(known > 0, F.col("one_generation") / known).alias("one_generation_share"),
+        F.when(known > 0, F.col("three_plus_generation") / known).alias("three_plus_share"),
+        "persons", "persons_without_relatives",
+        (F.col("persons_without_relatives") / F.col("persons")).alias("share_without_relatives"))
+
+
+def relationship_summary(person: DataFrame, edges: DataFrame, snapshot_date: dt.date) -> DataFrame:
+    """Registered family relationship edges (``unified.person_relationship``) by relationship type per district.
+
+    → ``marts.population_relationship_edges``. An edge's district is the district of its ``household_no``
+    (smallest ``district_code`` of the household's current members, as :func:`household_structure`), else
+    '000000' (no current member left, e.g. both persons deceased). Every edge of the table is counted in
+    ``edges``; ``edges_between_current`` only those whose two persons are current (alive) in
+    ``unified.person``.
+
+    Args:
+        person: ``unified.person`` (person_id, household_no, district_code, is_current).
+        edges: ``unified.person_relationship`` (person_id_1, person_id_2, relationship ('spouse' |
+            'parent_child'), household_no).
+        snapshot_date: reference date.
+
+    Returns:
+        DataFrame ``snapshot_date`` DATE, ``district_code`` STRING, ``relationship`` STRING, ``edges`` LONG,
+        ``edges_between_current`` LONG, ``persons`` LONG (distinct persons on the edges), ``households`` LONG
+        (distinct household numbers of the edges); key (snapshot_date, district_code, relationship).
+    """
+    hh = _current_members(person).select("household_no", "hh_district").distinct()
+    alive = _alive_edges(person, edges).distinct().withColumn("_alive", F.lit(True))
+    e = edges.select("person_id_1", "person_id_2", "relationship", F.trim("household_no").alias("household_no")) \
+        .join(hh, "household_no", "left").join(alive, ["person_id_1", "person_id_2"], "left") \
+        .withColumn("district_code", F.coalesce("hh_district", F.lit(UNKNOWN_DISTRICT_CODE)))
+    ends = e.select("district_code", "relationship", F.explode(F.array("person_id_1", "person_id_2")).alias("p"))
+    people = ends.groupBy("district_code", "relationship").agg(F.countDistinct("p").cast("long").alias("persons"))
+    agg = e.groupBy("district_code", "relationship").agg(
+        F.count(F.lit(1)).cast("long").alias("edges"),
+        F.sum(F.when(F.col("_alive"), 1).otherwise(0)).cast("long").alias("edges_between_current"),
+        F.countDistinct("household_no").cast("long").alias("households"))
+    return agg.join(people, ["district_code", "relationship"]).select(
+        F.lit(snapshot_date).cast("date").alias("snapshot_date"), "district_code", "relationship", "edges",
+        "edges_between_current", "persons", "households")
 
 
 def migration_by_district(residence: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -774,7 +1086,8 @@ def build_theme_tables(spark, inputs: dict[str, DataFrame], logical_date: dt.dat
         inputs: ``unified.person``, ``unified.event`` (required); optional ``staging.wangge_events``
             (all dates; enables ``marts.grid_worker_stats``) and ``unified.residence_history`` (read from
             ``unified.person_residence``)
-            (person_id, district_code, valid_from, valid_to; enables the migration marts).
+            (person_id, district_code, valid_from, valid_to; enables the migration marts) and
+            ``unified.person_relationship`` (enables the generation and relationship-edge marts).
         geojson: district boundaries (enables ``marts.population_density``).
         themes: theme names (default every ``schemas/themes/*.yaml``); each YAML's ``marts`` list
             selects the marts built and ``params`` their settings.
@@ -796,6 +1109,17 @@ def build_theme_tables(spark, inputs: dict[str, DataFrame], logical_date: dt.dat
         for m in marts_wanted:
             if m == "population_natural_structure":
                 out["marts.population_natural_structure"] = population_structure(person, logical_date)
+            elif m == "population_education_marital":
+                out["marts.population_education_marital"] = education_marital_structure(
+                    person, logical_date, education_min_age=int(p.get("education_min_age", EDUCATION_MIN_AGE)),
+                    marital_min_age=int(p.get("marital_min_age", MARITAL_MIN_AGE)))
+            elif m == "population_registration":
+                out["marts.population_registration"] = registration_structure(person, logical_date)
+            elif m == "population_household_relations":
+                if "unified.person_relationship" in inputs:
+                    edges = inputs["unified.person_relationship"]
+                    out["marts.population_household_generations"] = household_generations(person, edges, logical_date)
+                    out["marts.population_relationship_edges"] = relationship_summary(person, edges, logical_date)
             elif m == "population_density":
                 if geojson is not None:
                     areas = spark.createDataFrame(district_areas_km2(geojson),
@@ -845,7 +1169,9 @@ def build_theme_tables(spark, inputs: dict[str, DataFrame], logical_date: dt.dat
 #: equal to the logical date on every row). The other tables are rewritten whole (when changed).
 PARTITIONED_TABLES = {
     "marts.population_natural_structure": "snapshot_date", "marts.population_density": "snapshot_date",
-    "marts.population_households": "snapshot_date", "marts.grid_hot_fields": "period_end",
+    "marts.population_households": "snapshot_date", "marts.population_education_marital": "snapshot_date",
+    "marts.population_registration": "snapshot_date", "marts.population_household_generations": "snapshot_date",
+    "marts.population_relationship_edges": "snapshot_date", "marts.grid_hot_fields": "period_end",
     "marts.grid_hotspots": "period_end", "marts.grid_worker_stats": "period_end",
     "marts.grid_repeat_summary": "period_end", "marts.grid_cross_cube": "period_end",
 }
@@ -855,8 +1181,8 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
     """Build and write every theme table for ``logical_date``, then register all tables for Spark SQL.
 
     Reads ``unified.person``, ``unified.event`` and, when present, ``staging.wangge_events`` (all
-    logical dates up to ``logical_date``) and ``unified.person_residence`` (SCD2 residence, the migration
-    input); the boundaries
+    logical dates up to ``logical_date``), ``unified.person_residence`` (SCD2 residence, the migration
+    input) and ``unified.person_relationship`` (the relationship marts); the boundaries
     ``schemas/reference/boundaries/districts_130100.geojson``. Idempotent: snapshot / period tables
     (:data:`PARTITIONED_TABLES`) replace their ``snapshot_date`` / ``period_end`` partition of the logical
     date only when its content differs (other dates are kept); the others use
@@ -881,6 +1207,9 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
     history = load("unified", "person_residence")
     if history is not None:
         inputs["unified.residence_history"] = history
+    edges = load("unified", "person_relationship")
+    if edges is not None:
+        inputs["unified.person_relationship"] = edges
     geojson = json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text(encoding="utf-8"))
     tables = build_theme_tables(spark, inputs, logical_date, geojson, themes)
     written = {}
@@ -899,10 +1228,13 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
 
 #: Theme tables the headline findings read (small: one period / snapshot each).
 FINDINGS_TABLES = ("marts.population_density", "marts.population_households", "marts.population_natural_structure",
+                   "marts.population_registration", "marts.population_household_generations",
                    "marts.grid_hot_fields", "marts.grid_hotspots", "marts.grid_worker_stats",
                    "marts.grid_repeat_summary")
 #: Minimum residents of a street for the "highest ageing rate" finding (smaller streets are too noisy).
 MIN_STREET_RESIDENTS = 30
+#: Minimum residents of known registration type (户籍 + 流动) of a district for the "highest floating share" finding.
+MIN_DISTRICT_REGISTERED = 30
 
 
 def read_findings_tables(spark, settings, logical_date: dt.date) -> dict:
@@ -952,6 +1284,26 @@ def theme_findings(tables: dict) -> list[str]:
         elderly = int(hh["elderly_persons"].sum())
         out.append(f"全市 {households} 个家庭户中，独居老人（60岁及以上）{alone} 人，占老年人的 "
                    f"{_pct(alone / elderly if elderly else None)}；纯老户 {only} 户。")
+    reg = tables.get("marts.population_registration")
+    if reg is not None and len(reg[reg["area_level"] == "district"]):
+        d = reg[reg["area_level"] == "district"]
+        r, f = int(d["registered"].sum()), int(d["floating"].sum())
+        top = d[(d["registered"] + d["floating"]) >= MIN_DISTRICT_REGISTERED].dropna(subset=["floating_share"])
+        tail = ""
+        if len(top):
+            t = top.sort_values(["floating_share", "area_code"], ascending=[False, True]).iloc[0]
+            tail = f"；流动人口占比最高的区县（登记≥{MIN_DISTRICT_REGISTERED}人）是 {t.area_code}（{_pct(t.floating_share)}）"
+        out.append(f"常住人口中户籍人口 {r} 人、流动人口 {f} 人，流动人口占 {_pct(f / (r + f) if r + f else None)}"
+                   f"（户籍类型已知者）{tail}。")
+    gen = tables.get("marts.population_household_generations")
+    if gen is not None and len(gen):
+        hh, three = int(gen["households"].sum()), int(gen["three_plus_generation"].sum())
+        known = hh - int(gen["generation_unknown"].sum())
+        one, alone, persons = int(gen["one_generation"].sum()), int(gen["persons_without_relatives"].sum()), \
+            int(gen["persons"].sum())
+        out.append(f"{hh} 户中一代户 {one} 户（{_pct(one / known if known else None)}），三代及以上户 {three} 户"
+                   f"（{_pct(three / known if known else None)}）；无登记亲属的在册人口 {alone} 人"
+                   f"（{_pct(alone / persons if persons else None)}）。")
     st = tables.get("marts.population_natural_structure")
     if st is not None and len(st):
         streets = st[(st["area_level"] == "street") & (st["area_code"] != "0" * 9)]

@@ -15,7 +15,9 @@ nothing, and day N+1 touches only the rows whose content changed):
     only from records without a valid ID), id_no, name, sex_code (GB/T 2261.1), birth_date DATE,
     ethnic_code (GB/T 3304), household_no, relation_code (GB/T 4761 relation to the household head),
     community_code (12-digit statistical division code), district_code (6-digit GB/T 2260), address, phone,
-    marital_status_code (GB/T 2261.2), death_date DATE, sources ARRAY<STRING>, link_method STRING,
+    marital_status_code (GB/T 2261.2), death_date DATE, education_code (GB/T 4658-2006),
+    registration_type ('户籍' registered here | '流动' floating: registered elsewhere), sources ARRAY<STRING>,
+    link_method STRING,
     first_seen_date DATE (insert only), last_seen_date DATE (the latest batch that changed one of the
     person's records), is_current BOOLEAN (no death recorded), _content_hash STRING.
 
@@ -60,7 +62,8 @@ NAME_DOT_VARIANTS = ".•・．‧∙⋅●·｡"
 MIDDLE_DOT = "\u00b7"
 
 PERSON_ATTRIBUTES = ("id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no", "relation_code",
-                     "community_code", "district_code", "address", "phone", "marital_status_code", "death_date")
+                     "community_code", "district_code", "address", "phone", "marital_status_code", "death_date",
+                     "education_code", "registration_type")
 #: Lineage columns of a candidate / link row (see :func:`person_candidates`).
 RECORD_LINEAGE = ("record_key", "source", "source_object", "business_key", "priority", "updated_at", "batch_id",
                   "batch_date")
@@ -72,6 +75,9 @@ SURVIVORSHIP_FILE = SCHEMAS_DIR / "unified" / "survivorship.yaml"
 #: GB/T 2261.2-2003 marital status codes (10 unmarried, 20 married, 21-23 first/re-/re-married to the
 #: same spouse, 30 widowed, 40 divorced, 90 not stated).
 MARITAL_STATUS_CODES = ("10", "20", "21", "22", "23", "30", "40", "90")
+#: Registration type of a resident (户口登记地): '户籍' registered in this place, '流动' floating (registered
+#: elsewhere; 国家统计局 人口普查 "户口登记地在外乡镇街道"). Departments' own values map here by ``registration_map``.
+REGISTRATION_TYPES = ("户籍", "流动")
 
 
 def load_survivorship(path=SURVIVORSHIP_FILE) -> dict[str, Any]:
@@ -120,8 +126,13 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
         rules: the object's ``unified`` block: ``priority`` (int, 1 = most authoritative),
             ``record_key`` (business key columns naming the record; default ``_row_number``),
             ``columns`` (role -> delivered column; roles id_no, name, sex, birth_date, ethnic,
-            household_no, relation, community_code, address, phone, marital_status, death_date),
-            ``sex_map``, ``marital_map`` (department value -> GB/T 2261.2), ``date_formats``.
+            household_no, relation, community_code, address, phone, marital_status, death_date, education,
+            registration_type), ``sex_map``, ``marital_map`` (department value -> GB/T 2261.2),
+            ``education_map`` (department value -> GB/T 4658-2006), ``registration_map`` (department value ->
+            one of :data:`REGISTRATION_TYPES`), ``date_formats``. Without a map a value is kept only when it is
+            already a national code (education: in the GB/T 4658-2006 list after
+            :func:`jobs.codes.normalize_code_col`; registration type: in :data:`REGISTRATION_TYPES`); any other
+            value becomes NULL (the raw suite's warn rules count them).
 
     Returns:
         DataFrame: :data:`RECORD_LINEAGE` (record_key STRING ``<source>:<object>:<business key>``, NULL
@@ -151,6 +162,12 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
     marital = role("marital_status")
     if "marital_map" in rules:
         marital = _map_col(F.trim(marital), rules["marital_map"])
+    education = codes.normalize_code_col(role("education"))
+    if "education_map" in rules:
+        education = _map_col(education, {codes.normalize_code(k): v for k, v in rules["education_map"].items()})
+    registration = F.trim(role("registration_type"))
+    if "registration_map" in rules:
+        registration = _map_col(registration, rules["registration_map"])
     # The normalised ID is projected once and validated in a second projection: inlined, the
     # GB 11643 expression tree grows past Spark's 64 KB code-generation limit.
     standardised = df.select(
@@ -176,6 +193,8 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
         F.when(F.trim(marital).isin(*MARITAL_STATUS_CODES), F.trim(marital)).alias("marital_status_code"),
         (codes.parse_date_col(role("death_date"), formats) if "death_date" in cols
          else F.lit(None).cast("date")).alias("death_date"),
+        F.when(codes.code_in_list_col(education, "education"), education).alias("education_code"),
+        F.when(registration.isin(*REGISTRATION_TYPES), registration).alias("registration_type"),
     )
     return standardised.select(*RECORD_LINEAGE, codes.id_is_valid_col(F.col("id_no")).alias("id_valid"),
                                *PERSON_ATTRIBUTES)
@@ -477,12 +496,19 @@ def read_pinned(spark, path: str, version: int):
 def ensure_cdf_table(spark, df, path: str) -> None:
     """Create the Delta table at ``path`` empty with ``df``'s schema and the change data feed enabled
     (``delta.enableChangeDataFeed``), or enable the feed on an existing table that lacks it (one
-    ALTER, once). Later MERGEs are then readable with ``readChangeFeed``."""
+    ALTER, once). Later MERGEs are then readable with ``readChangeFeed``. Columns of ``df`` that an
+    existing table lacks (a new attribute, e.g. ``education_code``) are added with ``ALTER TABLE … ADD
+    COLUMNS`` (NULL in the old rows; their next MERGE fills them), as schema auto-merge is off."""
     from delta.tables import DeltaTable
 
     if not DeltaTable.isDeltaTable(spark, path):
         df.limit(0).write.format("delta").option("delta.enableChangeDataFeed", "true").save(path)
         return
+    have = set(spark.read.format("delta").load(path).columns)
+    missing = [f for f in df.schema.fields if f.name not in have]
+    if missing:
+        cols = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({cols})")
     props = DeltaTable.forPath(spark, path).detail().select("properties").collect()[0][0] or {}
     if props.get("delta.enableChangeDataFeed") != "true":
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")

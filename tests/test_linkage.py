@@ -13,10 +13,11 @@ CIVIL_COLS = ("case_no string, applicant_id_no string, applicant_name string, se
 def test_linkage_decisions(spark):
     hukou = spark.createDataFrame([
         ("HK1", "130102199001011237", "张三", "1", "19900101", "01", "H1", "02", "130102001002", "长安区2号",
-         None, "2025-06-01 10:00:00", "20", "persons", 1),
+         None, "2025-06-01 10:00:00", "20", "70", "户籍", "persons", 1),
     ], "person_no string, id_no string, name string, sex_code string, birth_date string, ethnic_code string, "
        "household_no string, relation_code string, community_code string, address string, phone string, "
-       "updated_at string, marital_status string, _source_table string, _row_number long")
+       "updated_at string, marital_status string, education string, registration_type string, "
+       "_source_table string, _row_number long")
     civil = spark.createDataFrame([
         ("DB1", "130102199001011237", "张 三", "男", "1990年1月1日", "130102001002", "2025-06-02 09:00:00",
          "subsistence_allowance", 1),   # same ID, name written with a space -> same person by ID

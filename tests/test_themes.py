@@ -20,22 +20,35 @@ from jobs.config import REFERENCE_DIR, SCHEMAS_DIR, Settings
 D = date.fromisoformat
 SNAP = D("2025-06-30")
 PERSON_SCHEMA = ("person_id string, sex_code string, birth_date date, household_no string, community_code string, "
-                 "district_code string, is_current boolean, ethnic_code string, first_seen_date date")
-PERSONS = [
-    ("p1", "1", D("1950-01-01"), "h1", "130102001001", "130102", True, "01", SNAP),
-    ("p2", "2", D("1955-06-30"), "h1", "130102001001", "130102", True, "01", SNAP),   # 70 on the snapshot
-    ("p3", "2", D("1940-03-03"), "h2", "130102001002", "130102", True, "03", SNAP),   # 独居老人
-    ("p4", "1", D("1990-05-05"), "h3", "130102002001", "130102", True, "01", SNAP),
-    ("p5", "2", D("2015-07-01"), "h3", "130102002001", "130102", True, "01", SNAP),   # 9
-    ("p6", "1", D("2020-06-30"), "h3", "130102002001", "130102", True, "01", SNAP),   # 5
-    ("p7", "2", D("1965-07-01"), "h4", "130104001001", "130104", True, "01", SNAP),   # 59: alone, not elderly
-    ("p8", "1", D("1960-06-30"), "h5", "130104001001", "130104", True, "01", SNAP),   # 65
-    ("p9", "2", None, "h5", "130104001001", "130104", True, "01", SNAP),              # age unknown
-    ("p10", "1", D("1980-01-01"), "h6", "130104001001", "130104", False, "01", SNAP), # not current
-    ("p11", "2", D("2000-01-01"), None, "bad", "130104", True, "02", SNAP),           # no household, bad community
-    ("p12", "1", D("1958-01-01"), "h7", "130104001002", "130104", True, "01", SNAP),  # 纯老户 with p13
-    ("p13", "2", D("1960-01-01"), "h7", "130104001002", "130104", True, "01", SNAP),
+                 "district_code string, is_current boolean, ethnic_code string, first_seen_date date, "
+                 "relation_code string, education_code string, marital_status_code string, registration_type string")
+PERSONS = [  # relation (GB/T 4761), education (GB/T 4658), marital status (GB/T 2261.2), registration type
+    ("p1", "1", D("1950-01-01"), "h1", "130102001001", "130102", True, "01", SNAP, "02", "21", "22", "户籍"),
+    ("p2", "2", D("1955-06-30"), "h1", "130102001001", "130102", True, "01", SNAP, "10", "80", "20", "户籍"),  # 70
+    ("p3", "2", D("1940-03-03"), "h2", "130102001002", "130102", True, "03", SNAP, "02", "90", "30", "流动"),  # 独居老人
+    ("p4", "1", D("1990-05-05"), "h3", "130102002001", "130102", True, "01", SNAP, "02", "14", "10", "流动"),
+    ("p5", "2", D("2015-07-01"), "h3", "130102002001", "130102", True, "01", SNAP, "30", "80", None, "流动"),  # 9
+    ("p6", "1", D("2020-06-30"), "h3", "130102002001", "130102", True, "01", SNAP, "20", "80", None, "流动"),  # 5
+    ("p7", "2", D("1965-07-01"), "h4", "130104001001", "130104", True, "01", SNAP, "02", None, "40", None),  # 59: alone, not elderly
+    ("p8", "1", D("1960-06-30"), "h5", "130104001001", "130104", True, "01", SNAP, "02", "70", "90", "户籍"),  # 65
+    ("p9", "2", None, "h5", "130104001001", "130104", True, "01", SNAP, "61", "80", "30", "户籍"),  # age unknown
+    ("p10", "1", D("1980-01-01"), "h6", "130104001001", "130104", False, "01", SNAP, "02", "20", "20", "户籍"),  # not current
+    ("p11", "2", D("2000-01-01"), None, "bad", "130104", True, "02", SNAP, None, "31", "10", "户籍"),  # no household, bad community
+    ("p12", "1", D("1958-01-01"), "h7", "130104001002", "130104", True, "01", SNAP, "02", "60", "20", "户籍"),  # 纯老户 with p13
+    ("p13", "2", D("1960-01-01"), "h7", "130104001002", "130104", True, "01", SNAP, "10", "61", "21", "户籍"),
 ]
+#: More households for the generation / relationship marts: h8 three generations, h9 one non-relative (99).
+MORE_PERSONS = [
+    ("p14", "1", D("1945-01-01"), "h8", "130104001002", "130104", True, "01", SNAP, "02", "80", "30", "户籍"),
+    ("p15", "1", D("1975-01-01"), "h8", "130104001002", "130104", True, "01", SNAP, "20", "70", "20", "户籍"),
+    ("p16", "2", D("2005-01-01"), "h8", "130104001002", "130104", True, "01", SNAP, "40", "60", "10", "户籍"),
+    ("p17", "2", D("1980-01-01"), "h9", "130104001002", "130104", True, "01", SNAP, "99", "47", "20", "流动"),
+]
+EDGE_SCHEMA = "person_id_1 string, person_id_2 string, relationship string, household_no string"
+EDGES = [("p1", "p2", "spouse", "h1"), ("p4", "p5", "parent_child", "h3"), ("p4", "p6", "parent_child", "h3"),
+         ("p12", "p13", "spouse", "h7"), ("p14", "p15", "parent_child", "h8"),
+         ("p3", "p10", "parent_child", "h6"),   # to a person who is not current: p3 keeps no registered relative
+         ("p7", "p8", "parent_child", "h5")]    # p7 lives alone but has a current relative
 EVENT_SCHEMA = ("event_id string, channel string, reported_at timestamp, report_date date, district_code string, "
                 "community_code string, grid_code string, category_l1 string, category_l2 string, "
                 "category_l3 string, text string, status string")
@@ -145,6 +158,141 @@ def test_household_structure_lone_and_elderly_only(spark):
         assert {k: got[d][k] for k in e} == e, d
     assert (got["130102"]["elderly_living_alone"], got["130102"]["elderly_only_households"]) == (1, 1)
     assert (got["130104"]["elderly_living_alone"], got["130104"]["elderly_only_households"]) == (0, 1)
+
+
+def _all_persons(spark):
+    return spark.createDataFrame(PERSONS + MORE_PERSONS, PERSON_SCHEMA)
+
+
+def _counted_pdf() -> pd.DataFrame:
+    """Counted residents (current, birth date, sex, district) of PERSONS + MORE_PERSONS with age and area codes."""
+    p = pd.DataFrame(PERSONS + MORE_PERSONS, columns=[c.split()[0] for c in PERSON_SCHEMA.split(", ")])
+    p["age"] = [_age(b) for b in p["birth_date"]]
+    p = p[p["is_current"] & p["age"].notna()].copy()
+    ok = [c.isdigit() and len(c) == 12 for c in p["community_code"]]
+    p["district"] = p["district_code"]
+    p["street"] = [c[:9] if k else "0" * 9 for c, k in zip(p["community_code"], ok)]
+    p["community"] = [c if k else "0" * 12 for c, k in zip(p["community_code"], ok)]
+    return p
+
+
+def test_education_and_marital_structure_census_floors(spark):
+    got = {(r.area_level, r.area_code, r.dimension, r.code): r
+           for r in themes.education_marital_structure(_all_persons(spark), SNAP).collect()}
+    p = _counted_pdf()
+    edu = p[p["age"] >= 6].assign(dimension="education",
+                                  code=[c[0] + "0" if c else "unknown" for c in p[p["age"] >= 6]["education_code"]])
+    mar = p[p["age"] >= 15].assign(dimension="marital_status",
+                                   code=[("20" if c in ("21", "22", "23") else c) if c else "unknown"
+                                         for c in p[p["age"] >= 15]["marital_status_code"]])
+    exp = {}
+    for level in ("district", "street", "community"):
+        for rows in (edu, mar):
+            base = rows.groupby(level).size()
+            for (area, code), g in rows.groupby([level, "code"]):
+                exp[(level, area, rows["dimension"].iloc[0], code)] = (
+                    len(g), int((g["sex_code"] == "1").sum()), int((g["sex_code"] == "2").sum()), int(base[area]),
+                    len(g) / base[area])
+    assert set(got) == set(exp)
+    for k, (n, m, f, base, share) in exp.items():
+        r = got[k]
+        assert (r.persons, r.male, r.female, r.base_population) == (n, m, f, base), k
+        assert r.share == pytest.approx(share) and r.snapshot_date == SNAP, k
+    # hand-checked: 130102 education 6+ = p1..p5 (p6 is 5: its code 80 is not counted); 21 → 20, 14 → 10
+    assert {k[3]: got[k].persons for k in got if k[:3] == ("district", "130102", "education")} == {
+        "20": 1, "80": 2, "90": 1, "10": 1}
+    # 130104 marital status 15+: p7 40, p8 90, p11 10, p12 20, p13 21→20, p14 30, p15 20, p16 10, p17 20
+    assert {k[3]: got[k].persons for k in got if k[:3] == ("district", "130104", "marital_status")} == {
+        "40": 1, "90": 1, "10": 2, "20": 4, "30": 1}
+    assert got[("district", "130104", "education", "unknown")].name_zh == "不详"  # p7 has no code
+    assert got[("district", "130102", "education", "20")].name_zh == "大学本科教育"
+    assert got[("district", "130104", "marital_status", "20")].name_zh == "已婚"
+    assert got[("street", "000000000", "education", "30")].district_code == "130104"  # p11, bad community code
+
+
+def test_registered_and_floating_population(spark):
+    got = {(r.area_level, r.area_code): r for r in themes.registration_structure(_all_persons(spark), SNAP).collect()}
+    p = _counted_pdf()
+    exp = {}
+    for level in ("district", "street", "community"):
+        for area, g in p.groupby(level):
+            reg, flo = g[g["registration_type"] == "户籍"], g[g["registration_type"] == "流动"]
+            exp[(level, area)] = (len(g), len(reg), int((reg["sex_code"] == "1").sum()),
+                                  int((reg["sex_code"] == "2").sum()), len(flo), int((flo["sex_code"] == "1").sum()),
+                                  int((flo["sex_code"] == "2").sum()), len(g) - len(reg) - len(flo))
+    assert set(got) == set(exp)
+    for k, e in exp.items():
+        r = got[k]
+        assert (r.population, r.registered, r.registered_male, r.registered_female, r.floating, r.floating_male,
+                r.floating_female, r.registration_unknown) == e, k
+        known = e[1] + e[4]
+        assert r.floating_share == (pytest.approx(e[4] / known) if known else None), k
+        assert r.registration_coverage == pytest.approx(known / e[0]), k
+    # 130102: p1 p2 registered, p3-p6 floating; 130104: p7 unknown, p17 floating, 7 registered (p9 has no birth date)
+    assert (got[("district", "130102")].registered, got[("district", "130102")].floating) == (2, 4)
+    assert (got[("district", "130104")].population, got[("district", "130104")].registered,
+            got[("district", "130104")].floating, got[("district", "130104")].registration_unknown) == (9, 7, 1, 1)
+    assert got[("district", "130104")].floating_share == pytest.approx(1 / 8)
+
+
+def test_household_generations_and_persons_without_relatives(spark):
+    got = {r.district_code: r.asDict() for r in themes.household_generations(
+        _all_persons(spark), spark.createDataFrame(EDGES, EDGE_SCHEMA), SNAP).collect()}
+    # independent plain-Python rule: generation of each relation code relative to the head
+    def gen(code):
+        if code in ("01", "02") or code[0] in "17" or code in ("91", "92"):
+            return 0
+        if code[0] in "23" or code in ("93", "94", "95", "96"):
+            return -1
+        if code[0] == "4":
+            return -3 if code in ("47", "48") else -2
+        if code[0] == "5" or "81" <= code <= "90":
+            return 1
+        if code[0] == "6":
+            return 3 if code in ("66", "67", "68") else 2
+        return None
+    rows = [r for r in PERSONS + MORE_PERSONS if r[6] and r[3]]
+    households = defaultdict(list)
+    for r in rows:
+        households[r[3]].append(r)
+    alive = {r[0] for r in PERSONS + MORE_PERSONS if r[6]}
+    linked = {x for a, b, _, _ in EDGES if a in alive and b in alive for x in (a, b)}
+    exp = defaultdict(Counter)
+    for members in households.values():
+        d = min(m[5] for m in members)
+        gens = {gen(m[9]) for m in members} - {None}
+        e = exp[d]
+        e["households"] += 1
+        e[{0: "generation_unknown", 1: "one_generation", 2: "two_generation"}.get(len(gens), "three_plus_generation")] += 1
+        e["skip_generation"] += len(gens) == 2 and max(gens) - min(gens) >= 2
+        e["persons"] += len(members)
+        e["persons_without_relatives"] += len(members) == 1 and members[0][0] not in linked
+    assert set(got) == set(exp)
+    for d, e in exp.items():
+        assert {k: got[d][k] for k in e} == dict(e), d
+    # hand-checked: 130104 = h4 (one), h5 (head + grandmother 61: two, skip), h7 (one), h8 (02/20/40: three),
+    # h9 (99 only: unknown); without relatives: p3 (edge to a non-current person only) and p17; p7 has p8
+    assert {k: got["130104"][k] for k in ("households", "one_generation", "two_generation", "three_plus_generation",
+                                          "generation_unknown", "skip_generation", "persons",
+                                          "persons_without_relatives")} == {
+        "households": 5, "one_generation": 2, "two_generation": 1, "three_plus_generation": 1,
+        "generation_unknown": 1, "skip_generation": 1, "persons": 9, "persons_without_relatives": 1}
+    assert (got["130102"]["one_generation"], got["130102"]["two_generation"],
+            got["130102"]["persons_without_relatives"]) == (2, 1, 1)
+    assert got["130104"]["three_plus_share"] == pytest.approx(1 / 4)
+    assert got["130104"]["one_generation_share"] == pytest.approx(2 / 4)
+    assert got["130102"]["share_without_relatives"] == pytest.approx(1 / 6)
+
+
+def test_relationship_edges_by_type_and_district(spark):
+    got = {(r.district_code, r.relationship): (r.edges, r.edges_between_current, r.persons, r.households)
+           for r in themes.relationship_summary(_all_persons(spark), spark.createDataFrame(EDGES, EDGE_SCHEMA),
+                                                SNAP).collect()}
+    assert got == {
+        ("130102", "spouse"): (1, 1, 2, 1), ("130102", "parent_child"): (2, 2, 3, 1),
+        ("130104", "spouse"): (1, 1, 2, 1), ("130104", "parent_child"): (2, 2, 4, 2),
+        ("000000", "parent_child"): (1, 0, 2, 1),  # household h6 has no current member
+    }
 
 
 def test_migration_flows_and_rates(spark):
@@ -347,7 +495,8 @@ def test_contracts_and_theme_configurations(spark):
     staging = spark.createDataFrame([], "event_no string, worker_id string, grid_code string, reported_at string, "
                                         "closed_at string, updated_at string, document string, _logical_date date")
     inputs = {"unified.person": _persons(spark), "unified.event": _events(spark),
-              "unified.residence_history": hist, "staging.wangge_events": staging}
+              "unified.residence_history": hist, "staging.wangge_events": staging,
+              "unified.person_relationship": spark.createDataFrame(EDGES, EDGE_SCHEMA)}
     tables = themes.build_theme_tables(spark, inputs, SNAP, geo)  # lazy: schemas only
     assert themes.list_themes() == ["grid", "population"]
     for name, df in tables.items():
@@ -365,7 +514,7 @@ def test_contracts_and_theme_configurations(spark):
         assert set(contract["primary_key"]) <= {c["name"] for c in contract["columns"]}, name
         assert contract["kpis"] and all({"name", "definition", "numerator", "denominator", "period", "exclusions"}
                                         <= set(k) for k in contract["kpis"]), name
-    assert len(tables) == 21  # 9 population + 12 grid tables
+    assert len(tables) == 25  # 13 population + 12 grid tables
 
 
 def test_run_themes_writes_registers_and_is_idempotent(spark, settings, tmp_path):
@@ -374,7 +523,8 @@ def test_run_themes_writes_registers_and_is_idempotent(spark, settings, tmp_path
     _events(spark).write.format("delta").save(own.table_path("unified", "event"))
     first = themes.run_themes(spark, own, SNAP, themes=["population"])
     assert set(first) == {"marts.population_natural_structure", "marts.population_density",
-                          "marts.population_households", "analysis.population_category_ethnic_by_district",
+                          "marts.population_households", "marts.population_education_marital",
+                          "marts.population_registration", "analysis.population_category_ethnic_by_district",
                           "analysis.population_time_birth_month", "analysis.population_trend_new_records_by_district",
                           "analysis.population_subject_community_profile"} and all(first.values())
     again = themes.run_themes(spark, own, SNAP, themes=["population"])
@@ -395,6 +545,14 @@ def test_theme_findings_sentences():
         "marts.population_households": pd.DataFrame(
             [("130102", 100, 5, 2, 40), ("130104", 60, 3, 1, 20)],
             columns=["district_code", "households", "elderly_living_alone", "elderly_only_households", "elderly_persons"]),
+        "marts.population_registration": pd.DataFrame(
+            [("district", "130102", 40, 10, 0.2), ("district", "130104", 20, 20, 0.5),
+             ("district", "130105", 5, 20, 0.8), ("street", "130104001", 20, 20, 0.5)],
+            columns=["area_level", "area_code", "registered", "floating", "floating_share"]),
+        "marts.population_household_generations": pd.DataFrame(
+            [("130102", 10, 1, 4, 3, 2, 30), ("130104", 10, 0, 2, 1, 1, 20)],
+            columns=["district_code", "households", "generation_unknown", "one_generation", "three_plus_generation",
+                     "persons_without_relatives", "persons"]),
         "marts.grid_hot_fields": pd.DataFrame(
             [(D("2025-06-03"), s, "city", "130100", 1, "A", "a1", "x", 12, 8, 0.5)],
             columns=["period_start", "period_end", "area_level", "district_code", "rank", "category_l1", "category_l2",
@@ -406,6 +564,9 @@ def test_theme_findings_sentences():
     assert themes.theme_findings(tables) == [
         "人口密度最高的区县是桥西区：每平方公里 4.0 人（200 人，50.0 平方公里）；全市 3.33 人/平方公里。",
         "全市 160 个家庭户中，独居老人（60岁及以上）8 人，占老年人的 13.3%；纯老户 3 户。",
+        # 130105 has the highest share but only 25 registered residents (< 30): 130104 is named
+        "常住人口中户籍人口 65 人、流动人口 50 人，流动人口占 43.5%（户籍类型已知者）；流动人口占比最高的区县（登记≥30人）是 130104（50.0%）。",
+        "20 户中一代户 6 户（31.6%），三代及以上户 4 户（21.1%）；无登记亲属的在册人口 3 人（6.0%）。",
         "2025-06-03至2025-06-30全市第一热点领域是“A/a1/x”：12 件（上期 8 件，环比 +50.0%）。",
         "2 名网格员期内上报 20 件，结案率 50.0%，按期结案率 58.3%（时限 120 小时），平均处置 16.0 小时。",
     ]

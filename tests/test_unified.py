@@ -14,17 +14,18 @@ LINEAGE = "_source_table string, _row_number long"
 
 def _hukou(spark):
     rows = [
-        # person_no id_no name sex birth ethnic household relation community address phone updated
+        # person_no id_no name sex birth ethnic household relation community address phone updated marital
+        # education registration_type
         ("HK1", "11010519491231002x", "阿依古丽.买买提", "2", "19491231", "1", "H1", "02", "130102001001", "长安区1号",
-         "138 0000 0001", "2025-06-01 10:00:00", "30", "persons", 1),
+         "138 0000 0001", "2025-06-01 10:00:00", "30", " ９０", "流动", "persons", 1),
         ("HK2", "130102199001011237", "张 三", "1", "19900101", "01", "H2", "02", "130102001002", "长安区2号",
-         "13800000002", "2025-06-02 10:00:00", "20", "persons", 2),
+         "13800000002", "2025-06-02 10:00:00", "20", "21", "户籍", "persons", 2),
         ("HK3", "130102199001011236", "李四", "1", "19900101", "01", "H3", "02", "130102001002", None,
-         None, "2025-06-02 10:00:00", "99", "persons", 3),
+         None, "2025-06-02 10:00:00", "99", "99", "外来", "persons", 3),
     ]
     cols = ("person_no string, id_no string, name string, sex_code string, birth_date string, ethnic_code string, "
             "household_no string, relation_code string, community_code string, address string, phone string, "
-            "updated_at string, marital_status string, " + LINEAGE)
+            "updated_at string, marital_status string, education string, registration_type string, " + LINEAGE)
     return spark.createDataFrame(rows, cols)
 
 
@@ -57,6 +58,11 @@ def test_department_conventions_to_national_codes(spark):
     # GB/T 2261.2 marital status kept when it is in the code list, NULL otherwise (99 is not a code)
     assert [rows[k].marital_status_code for k in ("hukou:persons:HK1", "hukou:persons:HK2", "hukou:persons:HK3")] == [
         "30", "20", None]
+    # GB/T 4658 education kept when in the code list (full-width folded, trimmed; 99 is not a code); registration
+    # type through the registry's registration_map (外来 is not mapped → NULL)
+    assert [(rows[k].education_code, rows[k].registration_type)
+            for k in ("hukou:persons:HK1", "hukou:persons:HK2", "hukou:persons:HK3")] == [
+        ("90", "流动"), ("21", "户籍"), (None, None)]
     civil = rows["civil:subsistence_allowance:DB1"]
     assert (civil.id_no, civil.id_valid, civil.name, civil.sex_code, civil.birth_date, civil.ethnic_code) == (
         "11010519491231002X", True, "阿依古丽·买买提", "2", dt.date(1949, 12, 31), None)
@@ -138,6 +144,9 @@ def test_survivorship_by_attribute_authority_with_provenance(spark):
     assert prov["community_code"] == ("130102001009", "civil", "civil:subsistence_allowance:DB1", "civil:2025-06-30")
     assert prov["birth_date"] == ("1949-12-31", "hukou", "hukou:persons:HK1", "hukou:2025-06-30")
     assert "phone" in prov and "death_date" not in prov
+    assert (aygul.education_code, aygul.registration_type) == ("90", "流动")
+    assert prov["education_code"] == ("90", "hukou", "hukou:persons:HK1", "hukou:2025-06-30")
+    assert prov["registration_type"] == ("流动", "hukou", "hukou:persons:HK1", "hukou:2025-06-30")
 
 
 def test_scd2_move_gives_two_rows_and_rerun_changes_nothing(spark):
@@ -159,3 +168,15 @@ def test_relationships_from_relation_to_head(spark):
     got = sorted((r.person_id_1, r.person_id_2, r.relationship, r.basis) for r in unified.relationships(m).collect())
     assert got == [("A", "B", "spouse", "02-10"), ("A", "C", "parent_child", "02-20"),
                    ("B", "C", "parent_child", "10-20"), ("D", "A", "parent_child", "51-02")]
+
+
+def test_new_attribute_columns_are_added_to_an_existing_unified_table(spark, tmp_path):
+    path = str(tmp_path / "person")
+    old = spark.createDataFrame([("P1", "a")], "person_id string, name string")
+    unified.ensure_cdf_table(spark, old, path)
+    new = spark.createDataFrame([("P1", "a", "20")], "person_id string, name string, education_code string")
+    unified.ensure_cdf_table(spark, new, path)  # schema auto-merge is off: the column is added by ALTER TABLE
+    got = spark.read.format("delta").load(path)
+    assert got.columns == ["person_id", "name", "education_code"]
+    unified.ensure_cdf_table(spark, new, path)  # nothing missing any more: no second ALTER
+    assert got.isEmpty() and unified.table_version(spark, path) == 1  # created (0), then one ALTER (1)
