@@ -135,7 +135,8 @@ def register_tables(spark, settings: Settings) -> list[str]:
     """Register every Delta table under the lakehouse as ``<layer>.<table>`` in Spark's catalog.
 
     Needed once per SparkSession (the catalog is in memory); afterwards ``spark.sql("SELECT *
-    FROM marts.population_by_district_sex_age")`` works.
+    FROM marts.population_by_district_sex_age")`` works. A name registered before for another lakehouse
+    is re-pointed to this one.
 
     Returns:
         the registered names, sorted.
@@ -151,7 +152,10 @@ def register_tables(spark, settings: Settings) -> list[str]:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
         for table_dir in sorted(p for p in layer_dir.iterdir() if (p / "_delta_log").is_dir()):
             name = f"{layer}.{table_dir.name}"
-            spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{table_dir}'")
+            # re-point a name registered earlier in this session (another lakehouse): the tables are EXTERNAL
+            # (LOCATION), so DROP TABLE forgets the name and never touches the data
+            spark.sql(f"DROP TABLE IF EXISTS {name}")
+            spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{table_dir}'")
             names.append(name)
     return names
 

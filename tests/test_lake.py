@@ -64,3 +64,18 @@ def test_parallel_replace_where_commits_to_one_table_all_land(spark, tmp_path):
     got = sorted((r.table, r.failed) for r in spark.read.format("delta").load(path).collect())
     assert got == [("seed", 0), ("t0", 0), ("t0", 10), ("t1", 1), ("t1", 11), ("t2", 2), ("t2", 12),
                    ("t3", 3), ("t3", 13)]
+
+
+def test_register_tables_points_each_name_at_the_lakehouse_registered_last(spark, tmp_path):
+    from jobs.config import Settings
+
+    homes = [Settings.from_env({"GOVLAKE_HOME": str(tmp_path / name)}) for name in ("one", "two")]
+    for n, settings in enumerate(homes, start=1):
+        spark.range(n).write.format("delta").save(settings.table_path("governance", "lake_test"))
+    assert "governance.lake_test" in lake.register_tables(spark, homes[0])
+    assert spark.sql("SELECT count(*) FROM governance.lake_test").collect()[0][0] == 1
+    lake.register_tables(spark, homes[1])
+    assert spark.sql("SELECT count(*) FROM governance.lake_test").collect()[0][0] == 2
+    lake.register_tables(spark, homes[0])  # data of the other lakehouse untouched by the re-pointing
+    assert spark.sql("SELECT count(*) FROM governance.lake_test").collect()[0][0] == 1
+    spark.sql("DROP TABLE governance.lake_test")
