@@ -61,6 +61,6 @@ if [[ ! -x $CACHE/bin/ferretdb ]]; then
   echo "$FERRETDB_VERSION" > "$src/build/version/version.txt"
   (cd "$src" && go build -trimpath -o "$CACHE/bin/ferretdb" ./cmd/ferretdb)
   rm -rf "$src"
-  "$CACHE/bin/ferretdb" --version | head -1
+  "$CACHE/bin/ferretdb" --version | sed -n 1p   # sed reads to the end: `head -1` could SIGPIPE the binary and, with pipefail, fail the set-up
 fi
 log "ready"
