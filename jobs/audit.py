@@ -191,16 +191,17 @@ def rule_reads_fault_column(fault_column: str, rule_columns: tuple[str, ...], pr
 
     True when the fault is on the whole row (``'*'``), or a rule column is the fault column, its last dotted segment
     (``location.grid_code`` → ``grid_code``), the whole document (``document``), or a projection of it (raw column
-    whose JSON path in ``projection`` starts with ``$.<fault column>``: ``location`` → ``grid_code`` from
+    whose JSON path (or one of its paths) in ``projection`` starts with ``$.<fault column>``: ``location`` → ``grid_code`` from
     ``$.location.grid_code``).
     """
     if fault_column == "*":
         return True
     last = fault_column.rsplit(".", 1)[-1]
     for c in rule_columns:
-        path = projection.get(c, "")
-        if c in (fault_column, last, DOCUMENT_COLUMN) or path == f"$.{fault_column}" \
-                or path.startswith(f"$.{fault_column}."):
+        paths = projection.get(c) or ()
+        paths = (paths,) if isinstance(paths, str) else tuple(paths)
+        if c in (fault_column, last, DOCUMENT_COLUMN) or any(
+                p == f"$.{fault_column}" or p.startswith(f"$.{fault_column}.") for p in paths):
             return True
     return False
 

@@ -101,7 +101,9 @@ class ObjectSpec:
         business_key: columns that identify a business record.
         watermark: column whose value orders changes (used for windows), or None.
         columns: delivered columns (SQL: read in this order; file drops: header -> raw name).
-        projection: documents only: raw column -> JSON path into the document.
+        projection: documents only: raw column -> JSON path into the document, or a list of paths tried in
+            order (the first present wins: a field the department renamed, e.g. ``applicant.id_no`` →
+            ``applicant.idcard``; the raw ``document`` keeps what was delivered, and a suite rule can flag it).
         file: file drops only: the file name in the drop.
         title: Chinese title for the resource catalog.
         text_columns: further ID/code columns never read from a number cell (see :meth:`id_columns`).
@@ -245,8 +247,9 @@ def _parse_source(raw: dict[str, Any]) -> SourceSpec:
         )
         if obj.get("kind") not in (None, "sql", "mongo", "file_drop"):
             raise ValueError(f"{raw['source']}.{name}: kind must be sql, mongo or file_drop, not {obj.get('kind')!r}")
-        for column in (obj.get("projection") or {}):
+        for column, path in (obj.get("projection") or {}).items():
             check_identifier(column, f"projected column of {raw['source']}.{name}")
+            projection_paths(path)
     if raw.get("db_schema"):
         check_identifier(raw["db_schema"], "db_schema")
     return SourceSpec(
@@ -617,12 +620,25 @@ def _document_row(d: dict) -> tuple[str, str]:
             json_util.dumps(d, json_options=json_util.RELAXED_JSON_OPTIONS, ensure_ascii=False))
 
 
+def projection_paths(path: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The JSON paths of one projection entry (one path, or a list tried in order), as a tuple.
+
+    Raises:
+        ValueError: no path, or a path that does not start with ``$.``.
+    """
+    paths = (path,) if isinstance(path, str) else tuple(path)
+    if not paths or not all(isinstance(p, str) and p.startswith("$.") for p in paths):
+        raise ValueError(f"projection path(s) {path!r}: each must be a JSON path starting with '$.'")
+    return paths
+
+
 def _project(df, obj: ObjectSpec):
     """``_id``, ``document`` -> + projection columns + ``_row_number`` in ``_id`` text order."""
     from pyspark.sql import Window as W
     from pyspark.sql import functions as F
 
-    projected = [F.get_json_object("document", path).alias(column) for column, path in obj.projection.items()]
+    projected = [F.coalesce(*[F.get_json_object("document", p) for p in projection_paths(path)]).alias(column)
+                 for column, path in obj.projection.items()]
     number = F.row_number().over(W.orderBy("_id")).cast("long").alias("_row_number")
     return df.select("_id", "document", *projected, number)
 

@@ -120,8 +120,10 @@ def test_airflow_dags_test_runs_every_task_against_the_real_servers(dag_run, spa
     results = spark.read.format("delta").load(settings.table_path("ops", "validation_results"))
     assert results.select("table").distinct().count() == 15
     persons = spark.read.format("delta").load(settings.table_path("unified", "person")).count()
-    staged = sum(spark.read.format("delta").load(settings.table_path("staging", t)).count()
-                 for t in ("hukou_persons", "civil_subsistence_allowance", "civil_elderly_subsidy"))
+    person_sources = [f"{name}_{obj.name}" for name, spec in load_registry().items() for obj in spec.objects.values()
+                      if obj.unified.get("entity") == "person"]
+    assert len(person_sources) == 7
+    staged = sum(spark.read.format("delta").load(settings.table_path("staging", t)).count() for t in person_sources)
     assert 0 < persons <= staged
     report = settings.reports_dir / "decision_support" / "2025-06-30" / "index.html"
     assert report.is_file()

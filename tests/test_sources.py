@@ -437,3 +437,24 @@ def test_mongo_window_streamed_in_chunks_keeps_unknown_fields(spark, tmp_path, m
     monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_GRID", "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=500")
     with pytest.raises(SourceUnavailable, match=r"source grid\.events: cannot read from mongodb://127\.0\.0\.1:9/"):
         read_object(spark, settings, spec, spec.objects["events"], Window.for_date(DAY))
+
+
+def test_projection_paths_tried_in_order_and_the_renamed_field_flagged(spark):
+    """A field a department renamed (applicant.id_no → applicant.idcard) is projected from its second path, and
+    the applications suite's warn rule flags that document (the raw document keeps what was delivered)."""
+    from jobs import quality
+
+    obj = load_registry()["zhengwu"].objects["applications"]
+    docs = [{"_id": "A1", "app_no": "ZW1", "applicant": {"id_no": "11010519491231002X", "name": "甲"}},
+            {"_id": "A2", "app_no": "ZW2", "applicant": {"idcard": "110105194912310021", "name": "乙"}},
+            {"_id": "A3", "app_no": "ZW3", "applicant": {"name": "丙"}}]
+    frame = sources.documents_to_frame(spark, obj, docs)
+    assert [(r.app_no, r.applicant_id_no) for r in frame.orderBy("_id").collect()] == [
+        ("ZW1", "11010519491231002X"), ("ZW2", "110105194912310021"), ("ZW3", None)]
+    rule = "zhengwu_applications.document.applicant_id_no_field"
+    counts = {c["rule_id"]: c["failed"] for c in quality.rule_counts(
+        quality.evaluate(frame, quality.load_suite("raw.zhengwu_applications")),
+        quality.load_suite("raw.zhengwu_applications"))}
+    assert counts[rule] == 2
+    with pytest.raises(ValueError, match="must be a JSON path"):
+        sources.projection_paths(["$.a", "b"])
