@@ -211,3 +211,155 @@ def test_population_marts_equal_an_independent_count_on_the_generator_truth(spar
         # 'unknown' also holds the eligible residents the registry does not know (registration_unknown)
         for r in rows[rows["code"] == "unknown"].itertuples():
             assert 0 <= r.persons - exp.get((r.area_code, "unknown"), 0) <= unknown_to_registry[r.area_code], r
+
+
+#: Fault kinds of truth/faults.csv whose wangge.events document the quality gate quarantines (rules of
+#: expectations/raw.wangge_events.json with action 'quarantine': event_outside_grid has ``location.grid_code``
+#: null → grid_code.not_null). doc_type_drift (category as 'l1/l2/l3' text, grid_code as a number) is warn-only
+#: and repaired by jobs.unified.grid_events, so those documents count with their repaired values.
+QUARANTINED_EVENT_FAULTS = ("event_outside_grid",)
+#: schemas/themes/grid.yaml params, as the grid_* contracts state them: 28-day periods, 120 h handling deadline,
+#: repeat window 30 days; business dates and as_of in Asia/Shanghai.
+GRID_PERIOD_DAYS, GRID_DEADLINE_HOURS, GRID_REPEAT_DAYS = 28, 120, 30
+
+
+def _grid_truth(mongo_url, settings):
+    """The wangge.events documents the pipeline must count, as a pandas frame (one row per event): every
+    document of the first (full) window — ``updated_at`` before the end of DAY, Asia/Shanghai — except those
+    with a quarantining fault; drift repaired (category text split on '/', numeric grid codes as digits)."""
+    import pandas as pd
+    import pymongo
+
+    quarantined = {f["row_key"] for f in _faults(settings, "wangge", "events")
+                   if f["fault_kind"] in QUARANTINED_EVENT_FAULTS}
+    end_utc = pd.Timestamp(DAY + dt.timedelta(days=1), tz="Asia/Shanghai").tz_convert("UTC").tz_localize(None)
+    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=5000)
+    try:
+        docs = list(client["wangge"]["events"].find())
+    finally:
+        client.close()
+    rows = []
+    for d in docs:
+        if d["event_no"] in quarantined or d["updated_at"] >= end_utc:
+            continue
+        cat = d["category"]
+        l1, l2, l3 = cat.split("/") if isinstance(cat, str) else (cat["l1"], cat["l2"], cat["l3"])
+        grid = str(d["location"]["grid_code"])
+        assert len(grid) == 15 and grid.isdigit(), d  # an unlisted fault would make the truth side wrong
+        first = {}
+        for s in d.get("status_history") or []:
+            first[s["status"]] = min(first.get(s["status"], s["at"]), s["at"])
+        rows.append({"event_no": d["event_no"], "worker_id": d["reporter"]["worker_id"].strip(), "grid_code": grid,
+                     "community_code": d["location"]["community_code"].strip(), "l1": l1, "l2": l2, "l3": l3,
+                     "reported_at": d["reported_at"], "accepted_at": first.get("已受理"),
+                     "closed_at": first.get("已结案") or d.get("closed_at")})
+    assert 0 < len(quarantined) < len(docs) and len(rows) == len(docs) - len(quarantined)
+    ev = pd.DataFrame(rows)
+    ev["district_code"] = ev["community_code"].str[:6]
+    ev["day"] = pd.to_datetime(ev["reported_at"]).dt.tz_localize("UTC").dt.tz_convert("Asia/Shanghai").dt.date
+    return ev
+
+
+@pytest.mark.slow
+def test_grid_marts_equal_an_independent_count_on_the_generator_output(spark, run, mongo_url):
+    """The grid-management marts for DAY, recomputed with pandas from the documents the generator delivered to
+    FerretDB (``wangge.events``) and ``truth/faults.csv``, exactly (counts) — independently of jobs/themes.py.
+
+    Truth side (:func:`_grid_truth`): quarantined documents (:data:`QUARANTINED_EVENT_FAULTS`) do not count,
+    drifted ones count repaired. Period = the 28 days ending on DAY, previous = the 28 days before, business date
+    = the Asia/Shanghai date of ``reported_at``; as_of = midnight ending DAY (Asia/Shanghai).
+    Compared exactly:
+
+    * ``marts.grid_worker_stats``: per worker reported / accepted / closed / due / closed on time / open at end
+      (accepted and closed = first 已受理 / 已结案 of status_history, else closed_at, before as_of; deadline =
+      accepted (else reported) + 120 h); handling hours (mean, median) to 1e-6 h;
+    * ``marts.grid_hotspots``: events in the period per grid cell — every cell that ever had a counted event,
+      zeros included — and per community (communities with residents only must show 0); district of the cell;
+    * ``marts.grid_hot_fields``, district rows: the ranked top-10 (events DESC, prev_events ASC, l1, l2, l3) of
+      (district, 3-level category) with events and prev_events. Restricted to districts: the city rows and the
+      unknown place '000000' also hold hotline messages (another source, categories from a labelled sample);
+    * ``marts.grid_repeat_summary``: assessed events and repeat events per district (same grid and 3-level
+      category as the previous event ≤ 30 × 24 h before).
+
+    The 150-resident sample has few events (residents / 10 over 84 days), so the checks assert what makes them
+    able to fail: several workers, cells, districts and categories with events in the period, events in the
+    previous period and events outside both, and a quarantined document. Known blind spot of this sample: no
+    event lies within a day of a period bound and no category has events in both periods, so a period bound off
+    by one day or a wrong prev_events would go unnoticed here (tests/test_themes.py covers both on inline events).
+    """
+    import pandas as pd
+
+    settings = run
+    ev = _grid_truth(mongo_url, settings)
+    start = DAY - dt.timedelta(days=GRID_PERIOD_DAYS - 1)
+    pstart, pend = start - dt.timedelta(days=GRID_PERIOD_DAYS), start - dt.timedelta(days=1)
+    cur = ev[(ev["day"] >= start) & (ev["day"] <= DAY)]
+    prev = ev[(ev["day"] >= pstart) & (ev["day"] <= pend)]
+    assert min(cur["worker_id"].nunique(), cur["grid_code"].nunique(), cur["district_code"].nunique(),
+               len(cur[["l1", "l2", "l3"]].drop_duplicates())) >= 3
+    assert len(prev) >= 1 and len(ev) > len(cur) + len(prev)
+
+    def mart(table):
+        return spark.read.format("delta").load(settings.table_path("marts", table)).where(
+            f"period_end = DATE'{DAY}'").toPandas()
+
+    # grid-worker statistics
+    as_of = pd.Timestamp(DAY + dt.timedelta(days=1), tz="Asia/Shanghai").tz_convert("UTC").tz_localize(None)
+    exp_workers = {}
+    for worker, g in cur.groupby("worker_id"):
+        counts = dict.fromkeys(("reported", "accepted", "closed", "due", "closed_on_time"), 0)
+        hours = []
+        for r in g.itertuples():
+            clock = r.accepted_at if pd.notna(r.accepted_at) else r.reported_at
+            deadline = clock + dt.timedelta(hours=GRID_DEADLINE_HOURS)
+            closed = r.closed_at if pd.notna(r.closed_at) and r.closed_at < as_of else None
+            counts["reported"] += 1
+            counts["accepted"] += int(pd.notna(r.accepted_at) and r.accepted_at < as_of)
+            counts["closed"] += closed is not None
+            counts["due"] += closed is not None or deadline < as_of
+            counts["closed_on_time"] += closed is not None and closed <= deadline
+            if closed is not None:
+                hours.append((closed - clock).total_seconds() / 3600)
+        exp_workers[worker] = (*counts.values(), counts["reported"] - counts["closed"],
+                               pd.Series(hours).mean() if hours else None, pd.Series(hours).median() if hours else None)
+    got = mart("grid_worker_stats")
+    got_workers = {r.worker_id: (r.reported, r.accepted, r.closed, r.due, r.closed_on_time, r.open_at_end,
+                                 r.mean_handling_hours, r.median_handling_hours) for r in got.itertuples()}
+    assert {w: v[:6] for w, v in got_workers.items()} == {w: v[:6] for w, v in exp_workers.items()}
+    for w, v in exp_workers.items():
+        if v[6] is None:
+            assert pd.isna(got_workers[w][6]) and pd.isna(got_workers[w][7]), w
+        else:
+            assert got_workers[w][6:] == pytest.approx(v[6:], abs=1e-6), w
+
+    # events per grid cell (every cell with a counted event, any date) and per community
+    hot = mart("grid_hotspots")
+    grid = hot[hot["cell_level"] == "grid"]
+    exp_grid = {c: (int((cur["grid_code"] == c).sum()), c[:6]) for c in ev["grid_code"].unique()}
+    assert {r.cell_code: (r.events, r.district_code) for r in grid.itertuples()} == exp_grid
+    comm = hot[hot["cell_level"] == "community"]
+    exp_comm = cur.groupby("community_code").size().to_dict()
+    assert {r.cell_code: r.events for r in comm.itertuples() if r.events} == exp_comm
+    assert set(ev["community_code"]) <= set(comm["cell_code"])
+
+    # hot fields per district: ranked top-10 of (district, category), current and previous period
+    both = pd.concat([cur.assign(c=1, p=0), prev.assign(c=0, p=1)])
+    cats = both.groupby(["district_code", "l1", "l2", "l3"], as_index=False)[["c", "p"]].sum()
+    cats = cats[cats["c"] > 0].sort_values(["district_code", "c", "p", "l1", "l2", "l3"],
+                                           ascending=[True, False, True, True, True, True])
+    cats["rank"] = cats.groupby("district_code").cumcount() + 1
+    exp_hot = {(r.district_code, r.rank): (r.l1, r.l2, r.l3, r.c, r.p)
+               for r in cats[cats["rank"] <= 10].itertuples()}
+    hf = mart("grid_hot_fields")
+    hf = hf[(hf["area_level"] == "district") & (hf["district_code"] != "000000")]
+    assert {(r.district_code, r.rank): (r.category_l1, r.category_l2, r.category_l3, r.events, r.prev_events)
+            for r in hf.itertuples()} == exp_hot
+
+    # repeat complaints per district: assessed events of the period and repeats (rule of the contract)
+    ev = ev.sort_values(["reported_at", "event_no"])
+    gap = ev.groupby(["grid_code", "l1", "l2", "l3"])["reported_at"].diff()
+    ev["repeat"] = gap.notna() & (gap <= pd.Timedelta(days=GRID_REPEAT_DAYS))
+    in_period = ev[(ev["day"] >= start) & (ev["day"] <= DAY)]
+    exp_rep = {d: (len(g), int(g["repeat"].sum())) for d, g in in_period.groupby("district_code")}
+    rep = mart("grid_repeat_summary")
+    assert {r.district_code: (r.events, r.repeat_events) for r in rep.itertuples()} == exp_rep
