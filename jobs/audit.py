@@ -30,6 +30,7 @@ import json
 import sys
 from pathlib import Path
 
+from jobs import lake
 from jobs.config import EXPECTATIONS_DIR, SAMPLE_LOGICAL_DATE, Settings
 
 #: Columns that ``validate_table`` adds to every quarantine table and :func:`release` sets.
@@ -112,10 +113,7 @@ def unmatched_keys(corrections, quarantine, suite):
 
 def ensure_release_columns(spark, path: str) -> None:
     """Add the missing ``RELEASE_COLUMNS`` to the quarantine Delta table at ``path`` (tables written before them)."""
-    have = set(spark.read.format("delta").load(path).columns)
-    add = [f"`{c}` {t}" for c, t in RELEASE_COLUMNS if c not in have]
-    if add:
-        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({', '.join(add)})")
+    lake.add_missing_columns(spark, path, list(RELEASE_COLUMNS))
 
 
 def release(spark, settings: Settings, table: str, logical_date: dt.date, corrections, rid: str,
@@ -140,7 +138,7 @@ def release(spark, settings: Settings, table: str, logical_date: dt.date, correc
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    from jobs import lake, quality
+    from jobs import quality
 
     suite = quality.load_suite(f"raw.{table}", suites_dir)
     qpath = settings.table_path("quarantine", table)
@@ -240,7 +238,7 @@ def recall(spark, settings: Settings, logical_date: dt.date, faults=None, suites
     """
     from pyspark.sql import functions as F
 
-    from jobs import lake, quality
+    from jobs import quality
 
     faults = read_faults(settings) if faults is None else faults
     if projections is None:

@@ -65,6 +65,21 @@ def replace_partition_if_changed(spark, df, path: str, date_column: str, value: 
     return True
 
 
+def add_missing_columns(spark, path: str, columns: list[tuple[str, str]]) -> list[str]:
+    """Add to the Delta table at ``path`` the ``(name, Spark SQL type)`` columns it lacks, with
+    ``ALTER TABLE … ADD COLUMNS`` (old rows read NULL); schema auto-merge is off, so a table written by an
+    older GovLake gets a new column this way before a write or MERGE that carries it.
+
+    Returns:
+        the names added (empty when the table already has them all).
+    """
+    have = set(spark.read.format("delta").load(path).columns)
+    missing = [(c, t) for c, t in columns if c not in have]
+    if missing:
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({', '.join(f'`{c}` {t}' for c, t in missing)})")
+    return [c for c, _ in missing]
+
+
 def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_content_hash",
                  insert_only_columns: tuple[str, ...] = ()) -> dict[str, int]:
     """MERGE ``df`` into the Delta table at ``path`` on ``keys`` (null-safe equality).

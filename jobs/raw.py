@@ -342,11 +342,7 @@ def record_batches(spark, settings: Settings, results: list[BatchResult]) -> Non
              r.rows_rejected, r.details) for r in results]
     df = spark.createDataFrame(rows, ledger_schema()).withColumn("_content_hash", F.col("fingerprint"))
     path = settings.table_path("ops", "exchange_ledger")
-    current = _ledger(spark, settings)
-    if current is not None:
-        missing = [f for f in ledger_schema().fields if f.name not in current.columns]
-        if missing:
-            spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ("
-                      + ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in missing) + ")")
+    if lake.exists(spark, path):
+        lake.add_missing_columns(spark, path, [(f.name, f.dataType.simpleString()) for f in ledger_schema().fields])
     lake.retry_on_conflict(lambda: lake.merge_by_key(spark, df, path, ["batch_id"]),  # parallel extract tasks
                            "ops.exchange_ledger")

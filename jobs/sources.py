@@ -121,7 +121,7 @@ class ObjectSpec:
     watermark: str | None = None
     columns: tuple[str, ...] = ()
     header_map: dict[str, str] = field(default_factory=dict)
-    projection: dict[str, str] = field(default_factory=dict)
+    projection: dict[str, str | list[str]] = field(default_factory=dict)
     file: str | None = None
     title: str = ""
     unified: dict[str, Any] = field(default_factory=dict)

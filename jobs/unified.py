@@ -54,7 +54,7 @@ from typing import Any
 
 import yaml
 
-from jobs import codes
+from jobs import codes, lake
 from jobs.config import SCHEMAS_DIR
 
 #: Variants of the middle dot used in transliterated names (GB 18030 / GA 1050-2013 practice: U+00B7).
@@ -504,11 +504,7 @@ def ensure_cdf_table(spark, df, path: str) -> None:
     if not DeltaTable.isDeltaTable(spark, path):
         df.limit(0).write.format("delta").option("delta.enableChangeDataFeed", "true").save(path)
         return
-    have = set(spark.read.format("delta").load(path).columns)
-    missing = [f for f in df.schema.fields if f.name not in have]
-    if missing:
-        cols = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
-        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({cols})")
+    lake.add_missing_columns(spark, path, [(f.name, f.dataType.simpleString()) for f in df.schema.fields])
     props = DeltaTable.forPath(spark, path).detail().select("properties").collect()[0][0] or {}
     if props.get("delta.enableChangeDataFeed") != "true":
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
