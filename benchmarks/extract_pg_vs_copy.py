@@ -24,13 +24,28 @@ old-generation use right after a garbage collection (the live data). The memory 
 ``--driver-memory`` (default 1g, a quarter of the project's 4g): bounded memory means M rows extract
 within the same cap as N rows and these figures stay roughly flat.
 
+Bounds (``--bounds``): in the same run as COPY, the floors that any extraction built on Spark JDBC and
+a Delta write pays on this machine, each the best of ``--repeat`` runs:
+
+* ``plan``: the partition plan alone (window count, quantile bounds and per-partition counts on the
+  server, :func:`jobs.sources._plan_sql` via ``extract_sql_object``, no Spark job);
+* ``jdbc_read``: the partitioned JDBC read of the window into Spark's ``noop`` sink (rows fetched and
+  converted, nothing hashed or written), plan included;
+* ``lineage``: the same plus the lineage columns (SHA-256 ``_row_hash``) into ``noop``;
+* ``parquet_write`` / ``delta_write``: the already-read rows with lineage, cached in memory, written as
+  plain Parquet / as a new Delta table partitioned by ``_logical_date`` with statistics on
+  ``_row_number`` only (as :func:`jobs.raw._write_batch` does): the write floor with no source at all.
+
+``best possible ratio = COPY / (jdbc_read + delta_write)``: what the ratio would be if hashing,
+observing, reconciling and the ledger cost nothing.
+
 Usage (servers from ``docker/services.sh``)::
 
     .venv/bin/python benchmarks/extract_pg_vs_copy.py [--rows 1000000] [--repeat 2] \\
-        [--memory-rows 10000000] [--pg-url postgresql+psycopg://...]
+        [--memory-rows 10000000] [--bounds] [--pg-url postgresql+psycopg://...]
 
 Writes ``benchmarks/results/extract_pg_vs_copy.txt`` (and ``extract_pg_memory.txt`` with
-``--memory-rows``).
+``--memory-rows``, ``extract_pg_bounds.txt`` with ``--bounds``).
 """
 from __future__ import annotations
 
@@ -226,6 +241,81 @@ def speed(args) -> list[str]:
     ]
 
 
+def bounds(args) -> list[str]:
+    """The floors of a Spark JDBC -> Delta extraction next to COPY (see the module doc, ``--bounds``)."""
+    from jobs.raw import RAW_STATS_COLUMNS, add_lineage
+    from jobs.sources import Window, extract_sql_object
+
+    load_before = os.getloadavg()
+    load(args.pg_url, args.rows)
+    window = Window.for_date(DAY, full=True)
+    home = Path(tempfile.mkdtemp(prefix="govlake-bench-bounds-"))
+    times: dict[str, list[float]] = {}
+
+    def timed(name, action):
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            action()
+            times.setdefault(name, []).append(time.perf_counter() - started)
+
+    try:
+        settings, spark, spec, obj = _session(args.pg_url, home)
+        _extract(spark, settings, spec, obj, home / "warm", Window.for_date(DAY))  # warm JVM, driver, Delta
+        extracted_at = dt.datetime.now(dt.timezone.utc)
+
+        def frame():
+            return extract_sql_object(spark, settings, spec, obj, window).frame
+
+        timed("copy", lambda: time_copy(args.pg_url, window.end.isoformat(sep=" ")))
+        timed("plan", frame)
+        timed("jdbc_read", lambda: frame().write.format("noop").mode("overwrite").save())
+        timed("lineage", lambda: add_lineage(frame(), "bench", "persons", DAY, extracted_at)
+              .write.format("noop").mode("overwrite").save())
+        cached = add_lineage(frame(), "bench", "persons", DAY, extracted_at).cache()
+        assert cached.count() == args.rows
+
+        def write(kind):
+            target = str(home / kind)
+            shutil.rmtree(target, ignore_errors=True)
+            writer = cached.write.mode("overwrite").partitionBy("_logical_date")
+            if kind == "delta":
+                writer.format("delta").option("delta.dataSkippingStatsColumns", RAW_STATS_COLUMNS).save(target)
+            else:
+                writer.parquet(target)
+
+        timed("parquet_write", lambda: write("parquet"))
+        timed("delta_write", lambda: write("delta"))
+        timed("extract_batch", lambda: _extract(spark, settings, spec, obj, home / "lakehouse", window))
+        cached.unpersist()
+        spark.stop()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    best = {k: min(v) for k, v in times.items()}
+    labels = {
+        "copy": "COPY (SELECT ...::text) TO STDOUT",
+        "plan": "partition plan only (3 server queries)",
+        "jdbc_read": "JDBC read of the window -> noop sink",
+        "lineage": "JDBC read + lineage (SHA-256) -> noop",
+        "parquet_write": "cached rows -> Parquet (write floor)",
+        "delta_write": "cached rows -> new Delta table",
+        "extract_batch": "extract_batch (the product, whole)",
+    }
+    lines = [f"machine: {os.cpu_count()} cores, {platform.machine()}, shared with other jobs; load average (1/5/15 min) "
+             f"{'/'.join(f'{x:.1f}' for x in load_before)} before, "
+             f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())} after",
+             f"rows: {args.rows:,}; best of {args.repeat} runs each, seconds (runs)"]
+    for key, label in labels.items():
+        lines.append(f"{label:<42} {best[key]:6.2f}  ({', '.join(f'{x:.2f}' for x in times[key])})")
+    floor = best["jdbc_read"] + best["delta_write"]
+    lines += [
+        f"floor of a Spark JDBC -> Delta extraction = JDBC read + Delta write = {floor:.2f} s",
+        f"best possible ratio (COPY / floor): {best['copy'] / floor:.2f}; "
+        f"with the read alone and no write at all: {best['copy'] / best['jdbc_read']:.2f}; "
+        f"measured ratio (COPY / extract_batch): {best['copy'] / best['extract_batch']:.2f} (target >= 0.50)",
+    ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -235,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--driver-memory", default="1g",
                         help="spark.driver.memory of the memory runs (default 1g: a 10x table must fit the same cap)")
     parser.add_argument("--skip-speed", action="store_true", help="only the memory measurement")
+    parser.add_argument("--bounds", action="store_true",
+                        help="also measure the floors of a Spark JDBC -> Delta extraction next to COPY")
+    parser.add_argument("--bounds-out", type=Path, default=REPO / "benchmarks" / "results" / "extract_pg_bounds.txt")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--pg-url", default=os.environ.get("GOVLAKE_PG_URL"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "extract_pg_vs_copy.txt")
@@ -250,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
         lines = speed(args)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print("\n".join(lines), flush=True)
+
+    if args.bounds:
+        lines = bounds(args)
+        args.bounds_out.parent.mkdir(parents=True, exist_ok=True)
+        args.bounds_out.write_text("\n".join(lines) + "\n", encoding="utf-8")
         print("\n".join(lines), flush=True)
 
     if args.memory_rows:
