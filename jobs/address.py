@@ -8,8 +8,9 @@ Pipeline (pure transforms; I/O only in :func:`run` and :func:`main`):
    - N1 Unicode NFKC: full-width digits, letters and punctuation to half-width (``１２号楼`` → ``12号楼``,
      ``－`` → ``-``; GB 18030 / Unicode compatibility decomposition);
    - N2 every whitespace character removed (NFKC already made U+3000 ideographic space a space);
-   - N3 province and city names dropped at the start (``河北省``/``河北``, ``石家庄市``/``石家庄``): the division
-     codes below carry them;
+   - N3 the city's province and city names dropped at the start, full or short (``河北省``/``河北``,
+     ``石家庄市``/``石家庄`` for the sample city; the names come from the division lists, see
+     :func:`place_prefixes`): the division codes below carry them;
    - N4 ``…街道办事处`` → ``…街道``; a committee's full name (``…社区居民委员会``, ``…村民委员会``, ``…居委会``,
      ``…村委会``) is recognised by the gazetteer and written in its everyday short form (:func:`short_name`:
      ``棉一东社区``, ``东营村``), the form of the registry's ``full_address``;
@@ -123,8 +124,47 @@ def zh_numeral(text: str) -> int:
     return total + (digit or 0)
 
 
-def normalize_text(raw: str | None) -> str | None:
-    """Rules N1–N4 on a whole address text: NFKC, no whitespace, no province/city prefix, 街道办事处 → 街道. ``None`` or an empty result → ``None``.
+#: Suffixes of province- and prefecture-level names (GB/T 2260) whose stem is the everyday short name.
+_PROVINCE_SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "省", "市")
+_CITY_SUFFIXES = ("地区", "市", "盟")
+
+
+def place_prefixes(province_name: str | None, city_name: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The province and city names rule N3 drops: each full name and its short form, longest first.
+
+    Args:
+        province_name: GB/T 2260 province-level name (``河北省``, ``北京市``, ``内蒙古自治区``), or None.
+        city_name: prefecture-level name (``石家庄市``); ``市辖区`` / ``县`` (the placeholder of the
+            municipalities' lists) and None give no city prefix.
+
+    Returns:
+        ``(province forms, city forms)``, e.g. ``(("河北省", "河北"), ("石家庄市", "石家庄"))``. An
+        autonomous prefecture (``…自治州``) keeps only its full name: its short form is not a fixed rule.
+
+    >>> place_prefixes("内蒙古自治区", "呼和浩特市")
+    (('内蒙古自治区', '内蒙古'), ('呼和浩特市', '呼和浩特'))
+    """
+    def forms(name: str | None, suffixes: tuple[str, ...]) -> tuple[str, ...]:
+        if not name or name in ("市辖区", "县"):
+            return ()
+        short = next((name[: -len(x)] for x in suffixes if name.endswith(x) and len(name) - len(x) >= 2), None)
+        return (name, short) if short else (name,)
+    return forms(province_name, _PROVINCE_SUFFIXES), forms(city_name, _CITY_SUFFIXES)
+
+
+#: N3 for the bundled sample city (石家庄市, 河北省); :class:`Gazetteer` carries its own city's forms.
+SAMPLE_PREFIXES = place_prefixes("河北省", "石家庄市")
+
+
+def normalize_text(raw: str | None,
+                   prefixes: tuple[tuple[str, ...], tuple[str, ...]] = SAMPLE_PREFIXES) -> str | None:
+    """Rules N1–N4 on a whole address text: NFKC, no whitespace, no province/city prefix, 街道办事处 → 街道.
+    ``None`` or an empty result → ``None``.
+
+    Args:
+        raw: the address as delivered.
+        prefixes: ``(province forms, city forms)`` of :func:`place_prefixes`, dropped in that order
+            (the province first, then the city), each at most once.
 
     >>> normalize_text(" 河北省石家庄市长安区　南村镇南村社区２３号楼")
     '长安区南村镇南村社区23号楼'
@@ -132,8 +172,9 @@ def normalize_text(raw: str | None) -> str | None:
     if raw is None:
         return None
     text = re.sub(r"\s+", "", unicodedata.normalize("NFKC", raw))
-    for prefix in ("河北省", "河北", "石家庄市", "石家庄"):
-        if text.startswith(prefix):
+    for forms in prefixes:
+        prefix = next((f for f in forms if text.startswith(f)), None)
+        if prefix:
             text = text[len(prefix):]
     return text.replace("街道办事处", "街道") or None
 
@@ -178,14 +219,18 @@ class Gazetteer:
     street_names: dict[str, str] = field(default_factory=dict)       # code → name
     communities: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # street/district code | '' → ...
     community_names: dict[str, str] = field(default_factory=dict)    # code → short name
+    prefixes: tuple[tuple[str, ...], tuple[str, ...]] = SAMPLE_PREFIXES  # N3: province and city name forms
 
 
 def build_gazetteer(areas: list[dict], streets: list[dict], villages: list[dict],
-                    city_code: str = SAMPLE_CITY_CODE) -> Gazetteer:
+                    city_code: str = SAMPLE_CITY_CODE, province_name: str | None = "河北省",
+                    city_name: str | None = "石家庄市") -> Gazetteer:
     """A :class:`Gazetteer` from rows of ``divisions/areas.csv`` (code, name), ``streets_<city>.csv`` (code, name,
     areaCode) and ``villages_<city>.csv`` (code, name, streetCode, areaCode). Districts are those whose code starts
-    with the city's 4 digits. Communities are indexed under their short and full names."""
-    g = Gazetteer()
+    with the city's 4 digits. Communities are indexed under their short and full names. ``province_name`` and
+    ``city_name`` (GB/T 2260 names of the city's province and of the city) give rule N3's prefixes
+    (:func:`place_prefixes`); :func:`load_gazetteer` reads them from ``provinces.csv`` / ``cities.csv``."""
+    g = Gazetteer(prefixes=place_prefixes(province_name, city_name))
     for a in areas:
         if a["code"].startswith(city_code[:4]) and a["code"] != city_code:
             g.districts[a["name"]] = a["code"]
@@ -212,8 +257,10 @@ def load_gazetteer(reference_dir: Path = REFERENCE_DIR, city_code: str = SAMPLE_
     def read(name: str) -> list[dict]:
         with (reference_dir / "divisions" / name).open(newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
+    province = next((r["name"] for r in read("provinces.csv") if r["code"] == city_code[:2]), None)
+    city = next((r["name"] for r in read("cities.csv") if r["code"] == city_code[:4]), None)
     return build_gazetteer(read("areas.csv"), read(f"streets_{city_code}.csv"), read(f"villages_{city_code}.csv"),
-                           city_code)
+                           city_code, province, city)
 
 
 def _prefix(text: str, names: dict[str, list[str]] | None) -> tuple[str, str] | None:
@@ -253,7 +300,7 @@ def parse_address(raw: str | None, gaz: Gazetteer) -> Parsed:
 
     The normalised text is the division part as written (after N1–N4) + the canonical house number.
     """
-    text = normalize_text(raw)
+    text = normalize_text(raw, gaz.prefixes)
     if text is None:
         return Parsed(None)
     rest, district, street, community = text, None, None, None

@@ -42,6 +42,17 @@ def test_normalisation_rules(raw, expected):
     assert A.parse_address(raw, GAZ).normalized == expected
 
 
+def test_province_and_city_prefixes_come_from_the_division_lists():
+    assert A.load_gazetteer().prefixes == (("河北省", "河北"), ("石家庄市", "石家庄"))
+    assert A.place_prefixes("内蒙古自治区", "呼和浩特市") == (("内蒙古自治区", "内蒙古"), ("呼和浩特市", "呼和浩特"))
+    assert A.place_prefixes("北京市", "市辖区") == (("北京市", "北京"), ())
+    other = A.build_gazetteer(AREAS, STREETS, VILLAGES, province_name="山西省", city_name="太原市")
+    assert A.parse_address("山西太原市长安区南村镇南村社区23号楼", other).normalized == "长安区南村镇南村社区23号楼"
+    # another city's gazetteer does not drop 河北省: the text is then not parsed as this city's address
+    assert A.parse_address("河北省长安区南村镇南村社区23号楼", other).normalized == "河北省长安区南村镇南村社区23号楼"
+    assert A.normalize_text("河北石家庄长安区", (("河北省", "河北"), ("石家庄市", "石家庄"))) == "长安区"
+
+
 def test_chinese_numerals_and_place_names_keep_their_characters():
     assert [A.zh_numeral(t) for t in ("十二", "二十", "一百零五", "一〇二", "两")] == [12, 20, 105, 102, 2]
     p = A.parse_address("桥西区彭后街道棉七三号楼二单元十二室", GAZ)   # 七 of 棉七 is part of the name
