@@ -508,10 +508,12 @@ def table_counts(spark, settings: Settings, logical_date: dt.date) -> dict[str, 
 
 def findings(spark, settings: Settings, logical_date: dt.date) -> list[str]:
     """Headline findings of the themes (see :func:`jobs.report.headline_findings`)."""
-    from jobs import report, themes
+    from jobs import address, report, themes
 
+    gaz = address.load_gazetteer()
     return (report.headline_findings(report_tables(spark, settings, logical_date))
-            + themes.theme_findings(themes.read_findings_tables(spark, settings, logical_date)))
+            + themes.theme_findings(themes.read_findings_tables(spark, settings, logical_date),
+                                    {**gaz.district_names, **gaz.street_names}))
 
 
 def print_summary(summary: dict) -> None:

@@ -1259,16 +1259,24 @@ def _pct(x) -> str:
     return "–" if x is None or x != x else f"{x * 100:.1f}%"
 
 
-def theme_findings(tables: dict) -> list[str]:
+def theme_findings(tables: dict, names: dict[str, str] | None = None) -> list[str]:
     """Headline findings (Chinese sentences) of the population and grid themes, 2–4 per theme.
 
     Args:
         tables: ``layer.table`` → pandas DataFrame of :data:`FINDINGS_TABLES` (missing or empty tables
             are skipped), as returned by :func:`read_findings_tables`.
+        names: GB/T 2260 district (6-digit) and street (9-digit) code → name, e.g. from
+            :func:`jobs.address.load_gazetteer`; a named area is written ``长安区（130102）``, an unknown code
+            as the code alone.
 
     Returns:
         list of sentences, population first; deterministic (ties broken by code).
     """
+    names = names or {}
+
+    def area(code: str) -> str:
+        return f"{names[code]}（{code}）" if code in names else code
+
     out: list[str] = []
     dens = tables.get("marts.population_density")
     if dens is not None and len(dens.dropna(subset=["density_per_km2"])):
@@ -1292,7 +1300,7 @@ def theme_findings(tables: dict) -> list[str]:
         tail = ""
         if len(top):
             t = top.sort_values(["floating_share", "area_code"], ascending=[False, True]).iloc[0]
-            tail = f"；流动人口占比最高的区县（登记≥{MIN_DISTRICT_REGISTERED}人）是 {t.area_code}（{_pct(t.floating_share)}）"
+            tail = f"；流动人口占比最高的区县（登记≥{MIN_DISTRICT_REGISTERED}人）是{area(t.area_code)}：{_pct(t.floating_share)}"
         out.append(f"常住人口中户籍人口 {r} 人、流动人口 {f} 人，流动人口占 {_pct(f / (r + f) if r + f else None)}"
                    f"（户籍类型已知者）{tail}。")
     gen = tables.get("marts.population_household_generations")
@@ -1310,7 +1318,7 @@ def theme_findings(tables: dict) -> list[str]:
         big = streets[streets["population"] >= MIN_STREET_RESIDENTS]
         if len(big):
             s = big.sort_values(["ageing_rate_65", "area_code"], ascending=[False, True]).iloc[0]
-            out.append(f"老龄化率最高的街道（常住≥{MIN_STREET_RESIDENTS}人）是 {s.area_code}：65岁及以上占 "
+            out.append(f"老龄化率最高的街道（常住≥{MIN_STREET_RESIDENTS}人）是{area(s.area_code)}：65岁及以上占 "
                        f"{_pct(s.ageing_rate_65)}，老年抚养比 {s.old_age_dependency_ratio:.1f}。")
     hot = tables.get("marts.grid_hot_fields")
     if hot is not None and len(hot[hot["area_level"] == "city"]):
