@@ -97,20 +97,62 @@ def test_point_in_polygon_assignment():
     assert got == ["130102101002001", "130102101002002", "130102101002001", None, None, None]
 
 
-def test_grid_cells_contain_exactly_their_points():
+def test_grid_boxes_cut_equal_shares_between_address_points():
+    from jobs.sample.population import box_index, grid_boxes
+
+    def rounded(boxes):
+        return [tuple(round(c, 7) for c in b) for b in boxes]
+    inf = float("inf")
+    assert rounded(grid_boxes((114.5, 38.0), 1)) == [(-inf, inf, -inf, inf)]
+    # 3 grids: a third across lng at Φ⁻¹(1/3)·σ = −0.0017229°, then the rest across lat at the centre; every cut
+    # on a half-step (…5e-7) between the 1e-6° steps of the points
+    assert rounded(grid_boxes((114.5, 38.0), 3)) == [(-inf, 114.4982775, -inf, inf),
+                                                     (114.4982775, inf, -inf, 38.0000005),
+                                                     (114.4982775, inf, 38.0000005, inf)]
+    assert rounded(grid_boxes((114.5, 38.0), 4)) == [(-inf, 114.5000005, -inf, 38.0000005),
+                                                     (-inf, 114.5000005, 38.0000005, inf),
+                                                     (114.5000005, inf, -inf, 38.0000005),
+                                                     (114.5000005, inf, 38.0000005, inf)]
+    boxes = grid_boxes((114.5, 38.0), 3)
+    assert [box_index(boxes, *p) for p in [(114.498277, 39.0), (114.498278, 38.0), (114.6, 38.000001)]] == [0, 1, 2]
+    with pytest.raises(ValueError):
+        box_index(boxes, float("nan"), 38.0)
+    with pytest.raises(ValueError):
+        grid_boxes((114.5, 38.0), 0)
+    # equal expected households: 20,000 points of N(centre, σ²) share out within 1.5 points of 1/5 each
+    import random
+    rng = random.Random(6)
+    boxes = grid_boxes((114.5, 38.0), 5)
+    shares = Counter(box_index(boxes, round(rng.gauss(114.5, 0.004), 6), round(rng.gauss(38.0, 0.004), 6))
+                     for _ in range(20_000))
+    assert sorted(shares) == [0, 1, 2, 3, 4] and max(abs(n / 20_000 - 0.2) for n in shares.values()) < 0.015
+
+
+def test_grid_cells_cut_community_areas_into_their_grids():
+    from jobs.sample.population import grid_boxes
+
     district = box(114.0, 38.0, 114.1, 38.1)
-    points = [("130102", 114.02, 38.02, "130102101002001"), ("130102", 114.08, 38.08, "130102101002002"),
-              ("130102", 114.02, 38.08, "130102101002001"), ("130102", 114.02, 38.08, "130102101002003"),
-              ("999999", 1.0, 1.0, "999999001001001")]
-    cells = G.grid_cells(points, {"130102": district})
-    assert sorted(cells) == ["130102101002001", "130102101002002"]   # duplicate point: smallest grid; 999999 ignored
-    assert cells["130102101002001"].contains(shapely.Point(114.02, 38.02))
-    assert cells["130102101002001"].contains(shapely.Point(114.02, 38.08))
-    assert cells["130102101002002"].contains(shapely.Point(114.08, 38.08))
-    assert not cells["130102101002002"].contains(shapely.Point(114.02, 38.02))
-    assert abs(sum(c.area for c in cells.values()) - district.area) < 1e-9   # a partition of the district
-    single = G.grid_cells([("130102", 114.05, 38.05, "130102101002001")], {"130102": district})
-    assert single["130102101002001"].equals(district)
+    a, b = "130102101002", "130102101005"
+    points = [("130102", a, 114.02, 38.02), ("130102", a, 114.03, 38.04), ("130102", a, 114.01, 38.05),
+              ("130102", b, 114.08, 38.08), ("130102", b, 114.09, 38.07),
+              ("130102", b, 114.01, 38.05),       # same point as one of a: the smallest community keeps it
+              ("999999", "999999001001", 1.0, 1.0)]  # district unknown: ignored
+    areas = G.community_areas(points, {"130102": district})
+    assert sorted(areas) == [a, b]
+    assert abs(areas[a].area + areas[b].area - district.area) < 1e-12 and areas[a].intersection(areas[b]).area < 1e-12
+    cells = {a: [(a + f"{k + 1:03d}", bx) for k, bx in enumerate(grid_boxes((114.02, 38.04), 2))],
+             b: [(b + "001", grid_boxes((114.085, 38.075), 1)[0])]}
+    grids = G.grid_cells(areas, cells)
+    assert sorted(grids) == [a + "001", a + "002", b + "001"]
+    # a's grids: its area west and east of the cut x = 114.0200005 (half a step east of its centre)
+    assert grids[a + "001"].bounds[2] == 114.0200005 == grids[a + "002"].bounds[0]
+    assert grids[a + "001"].contains(shapely.Point(114.01, 38.05)) and grids[a + "001"].contains(shapely.Point(114.02, 38.02))
+    assert grids[a + "002"].contains(shapely.Point(114.03, 38.04))
+    assert grids[a + "001"].intersection(grids[a + "002"]).area == 0.0
+    assert abs(grids[a + "001"].area + grids[a + "002"].area - areas[a].area) < 1e-8   # snapped to 1e-7°
+    assert grids[b + "001"].equals(shapely.set_precision(areas[b], G.PRECISION))
+    alone = G.community_areas([("130102", a, 114.05, 38.05)], {"130102": district})
+    assert alone[a].equals(district)
 
 
 # --- Spark: match levels, grid, MERGE ------------------------------------------------------------------------

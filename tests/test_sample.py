@@ -803,3 +803,50 @@ def test_main_job_regenerates_a_sample_left_by_other_generator_code(tmp_path):
     made_by.write_text("0" * 64 + "\n", encoding="utf-8")  # a sample made by older generator code
     assert ensure_sample_sources(settings, DAY, 20, SEED) == first
     assert marker.stat().st_mtime_ns != stamp and made_by.read_text(encoding="utf-8").strip() == generator_fingerprint()
+
+
+def test_published_grids_are_areas_that_hold_their_points(two_days):
+    """reference/grid_boundaries.geojson partitions each community's area into its grids: valid polygons, no two
+    grids of a community overlapping, not even their convex hulls (separate areas, not interleaved fragments),
+    their union covering every household point (day N and after the day N+1 moves), and the grid that the truth
+    (truth/households.csv), the address registry and the delivered events name containing the true point."""
+    import shapely
+
+    out = two_days
+    features = json.loads((out / "reference" / "grid_boundaries.geojson").read_text(encoding="utf-8"))["features"]
+    cells = {f["properties"]["grid_code"]: shape(f["geometry"]) for f in features}
+    assert len(cells) == len(features) and all(g.is_valid and not g.is_empty for g in cells.values())
+    assert all(f["properties"]["community_code"] == f["properties"]["grid_code"][:12] for f in features)
+    by_community: dict[str, list] = {}
+    for code, geom in sorted(cells.items()):
+        by_community.setdefault(code[:12], []).append(geom)
+    pairs = 0
+    for geoms in by_community.values():
+        for i, a in enumerate(geoms):
+            for b in geoms[i + 1:]:
+                pairs += 1
+                assert a.intersection(b).area < 1e-12
+                assert a.convex_hull.intersection(b.convex_hull).area < 1e-12
+    assert pairs >= 20   # enough communities with several grids for the checks to mean something
+
+    union = {c: shapely.union_all(g) for c, g in by_community.items()}
+    households = _csv(out / "truth" / "households.csv")
+    registry = _table(out / "address.sqlite", "standard_address")
+    faulted = {f["row_key"] for f in _csv(out / "truth" / "faults.csv") if f["table"] in ("standard_address", "events")}
+    # day N truth; the registry's rows (its day N+1 rows are the moved households' new points)
+    points = [(h["grid_code"], float(h["lng"]), float(h["lat"])) for h in households]
+    points += [(r["grid_code"], r["lng"], r["lat"]) for r in registry if r["address_id"] not in faulted]
+    assert len(points) > len(households) + 40
+    for grid, lng, lat in points:
+        assert union[grid[:12]].contains(Point(lng, lat)), (grid, lng, lat)
+        assert cells[grid].contains(Point(lng, lat)), (grid, lng, lat)
+    events = [d for d in _docs(out / "grid_events.jsonl") if d["event_no"] not in faulted]
+    assert len(events) > 10
+    for d in events:
+        loc = d["location"]
+        assert cells[loc["grid_code"]].contains(Point(loc["lng"], loc["lat"])), d["event_no"]
+    # some community has points in several grids, so a grid drawn apart from the point would show above
+    per_community: dict[str, set] = {}
+    for grid, _, _ in points + [(d["location"]["grid_code"], 0, 0) for d in events]:
+        per_community.setdefault(grid[:12], set()).add(grid)
+    assert sum(len(g) > 1 for g in per_community.values()) >= 3

@@ -167,13 +167,14 @@ def apply_day(day: date, seed: int, pop: Population, tables: dict[str, list[dict
         touched.add(hh.household_no)
         target = rng.choice([x for x in pop.districts if x.code != hh.district.code])
         community = rng.choice(target.communities)
-        grid = rng.choice(pop.community_grids(target, community))
+        rng.choice(pop.community_grids(target, community))  # kept draw: the grid follows from the new point
         street = target.streets[community.street_code]
         place = f"{target.name}{street}{short_community_name(community.name)}"
         hh.address = (f"{place}{rng.randint(1, 320)}号" if community.is_village else
                       f"{place}{rng.randint(1, 36)}号楼{rng.randint(1, 6)}单元{rng.randint(1, 18)}{rng.randint(1, 4):02d}室")
-        hh.district, hh.community, hh.street_name, hh.grid = target, community, street, grid
+        hh.district, hh.community, hh.street_name = target, community, street
         hh.lng, hh.lat = pop.point_in(target, near=pop.anchor(target, community))
+        hh.grid = pop.grid_at(community, hh.lng, hh.lat)
         upd = _time_on(rng, day)
         hh.updated_at = upd
         moves = tables.setdefault("hukou.residence_changes", [])

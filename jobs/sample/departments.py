@@ -182,8 +182,9 @@ def event_docs(pop: Population, seed: int, logical_date: date, categories: list[
                labeled: list[dict[str, str]], messages: list[list[str]]) -> list[dict[str, Any]]:
     """wangge.events documents: round(residents / 10) events reported in the 84 days ending on ``logical_date``.
 
-    Days are weighted 1.0 on weekdays and 0.5 at weekends, hours by working hours. Each event is in the grid of a
-    random household, near its community's centre, reported by that grid's worker. Category: 80% from the l1s of
+    Days are weighted 1.0 on weekdays and 0.5 at weekends, hours by working hours. Each event is at a point near
+    the centre of a random household's community (σ = 0.003°), in the grid whose cell contains that point
+    (:meth:`Population.grid_at`), reported by that grid's worker. Category: 80% from the l1s of
     the labeled sample (weighted by its counts, description a labeled text of that l1), else any tree row
     (description any real message). Status history 已受理 → 处理中 (10 min–24 h later) → 已结案 (2 h–14 days
     later), cut at the end of ``logical_date``. All datetimes timezone-aware UTC; ``_id`` is an ObjectId whose
@@ -230,17 +231,18 @@ def event_docs(pop: Population, seed: int, logical_date: date, categories: list[
             if t2 <= end:
                 history.append(("已结案", t2))
         lng, lat = pop.point_in(hh.district, near=pop.anchor(hh.district, hh.community), spread=0.003)
+        grid = pop.grid_at(hh.community, lng, lat)
         base = f"{hh.district.name}{hh.street_name}{short_community_name(hh.community.name)}"
         if hh.community.is_village:
             place = f"{base}{rng.randint(1, 320)}号附近"
         else:
             place = f"{base}{rng.randint(1, 36)}号楼附近"
-        drafts.append((reported, hh, cat, description, history, lng, lat, place, rng.getrandbits(64)))
+        drafts.append((reported, hh, grid, cat, description, history, lng, lat, place, rng.getrandbits(64)))
 
     drafts.sort(key=lambda d: d[0])
     first_no = rng.randint(10_000_000, 40_000_000)
     docs = []
-    for k, (reported, hh, cat, description, history, lng, lat, place, tail) in enumerate(drafts):
+    for k, (reported, hh, grid, cat, description, history, lng, lat, place, tail) in enumerate(drafts):
         reported_utc = _utc(reported)
         oid = ObjectId(struct.pack(">I", int(reported_utc.timestamp())) + tail.to_bytes(8, "big"))
         status, last = history[-1]
@@ -248,8 +250,8 @@ def event_docs(pop: Population, seed: int, logical_date: date, categories: list[
             "_id": oid,
             "event_no": f"GE{first_no + k:08d}",
             "reported_at": reported_utc,
-            "reporter": {"worker_id": hh.grid.worker_id, "name": hh.grid.worker_name},
-            "location": {"community_code": hh.community.code, "grid_code": hh.grid.grid_code, "address": place,
+            "reporter": {"worker_id": grid.worker_id, "name": grid.worker_name},
+            "location": {"community_code": hh.community.code, "grid_code": grid.grid_code, "address": place,
                          "lng": lng, "lat": lat},
             "category": {"l1": cat[0], "l2": cat[1], "l3": cat[2]},
             "description": description,

@@ -156,6 +156,8 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
         header, messages = ref.load_messages(reference_dir)
         events = dept.event_docs(pop, seed, logical_date, ref.load_categories(reference_dir),
                                  ref.load_labeled_messages(reference_dir), messages)
+        event_points = [(e["location"]["community_code"], e["location"]["lng"], e["location"]["lat"])
+                        for e in events]  # true points, before faults move some (the grids are drawn around them)
         hotline = dept.hotline_subset(header, messages, residents, seed)
         faults += flt.inject_civil_faults(allowances, planner)
         deliver("civil.subsistence_allowance", allowances)
@@ -253,7 +255,7 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
                       ((g.grid_code, g.community_code, g.worker_id, g.worker_name)
                        for g in sorted(pop.grids.values(), key=lambda g: g.grid_code)))
     writers.write_csv(truth / "deceased.csv", more.DECEASED_COLUMNS, deceased)
-    grids.publish(out, districts, day_n_households, pop.households)  # the grid-management centre's boundaries
+    grids.publish(out, districts, pop, day_n_households, event_points)  # the grid-management centre's boundaries
     writers.write_csv(truth / "changes.csv", daily.CHANGE_COLUMNS, (tuple(asdict(c).values()) for c in changes))
 
     _phase("truth + later days")

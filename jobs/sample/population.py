@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import accumulate
+from statistics import NormalDist
 
 import shapely
 from faker import Faker
@@ -101,6 +102,88 @@ def id_division_code(district_code: str, birth: date) -> str:
     if birth < DIVISION_CHANGE_DATE and district_code in FORMER_DIVISIONS:
         return FORMER_DIVISIONS[district_code]
     return district_code
+
+
+#: σ (degrees) of the household address points around their community's centre (:meth:`Population.point_in`).
+HOUSEHOLD_SPREAD = 0.004
+#: Spacing (degrees) of the address points: :meth:`Population.point_in` rounds lng and lat to 6 decimals.
+POINT_STEP = 1e-6
+
+#: A grid's cell as half-open coordinate intervals (x0, x1, y0, y1): x0 <= lng < x1 and y0 <= lat < y1, degrees,
+#: ±inf on the open sides.
+Box = tuple[float, float, float, float]
+
+
+def _half_step(x: float) -> float:
+    """``x`` moved to the nearest odd multiple of POINT_STEP / 2 below it: a cut line no address point (a multiple
+    of :data:`POINT_STEP`) can lie on or within 5e-7° of, so snapping published polygons to 1e-7° never moves a
+    point across it."""
+    return (math.floor(x / POINT_STEP) + 0.5) * POINT_STEP
+
+
+def grid_boxes(centre: tuple[float, float], n: int, spread: float = HOUSEHOLD_SPREAD) -> list[Box]:
+    """The cells of a community's ``n`` grids: a k-d partition of the plane into ``n`` rectangles of equal
+    probability under the bivariate normal N(centre, spread²·I) that the household points are drawn from
+    (:meth:`Population.point_in`), so each grid expects the same number of households (网格化 guidelines: grids of
+    about equal size, 300–500 households).
+
+    Recursive: a box of k grids is cut, across its longer side in probability space (u = Φ((lng − centre) / σ),
+    v likewise; ties across u), into ⌊k/2⌋ and k − ⌊k/2⌋ grids at the matching share of its probability; each cut
+    is then moved to the half-step below it (:func:`_half_step`). Boxes are listed in cut order (lower side
+    first) and grid k (1-based) of the community gets box k − 1. Pure: depends only on the arguments.
+
+    Args:
+        centre: (lng, lat) degrees, the community's centre (:meth:`Population.anchor`).
+        n: number of grids (≥ 1).
+        spread: σ of the points, degrees.
+    Returns:
+        ``n`` :data:`Box` es covering the plane without overlap.
+    Raises:
+        ValueError: ``n`` < 1.
+    """
+    if n < 1:
+        raise ValueError(f"a community has at least one grid, got {n}")
+    normal = NormalDist()
+
+    def coord(u: float, axis: int) -> float:
+        if u <= 0.0:
+            return -math.inf
+        if u >= 1.0:
+            return math.inf
+        return _half_step(centre[axis] + spread * normal.inv_cdf(u))
+
+    out: list[Box] = []
+
+    def split(u0: float, u1: float, v0: float, v1: float, x0: float, x1: float, y0: float, y1: float, k: int):
+        if k == 1:
+            out.append((x0, x1, y0, y1))
+            return
+        low = k // 2
+        if u1 - u0 >= v1 - v0:
+            u = u0 + (u1 - u0) * low / k
+            x = coord(u, 0)
+            split(u0, u, v0, v1, x0, x, y0, y1, low)
+            split(u, u1, v0, v1, x, x1, y0, y1, k - low)
+        else:
+            v = v0 + (v1 - v0) * low / k
+            y = coord(v, 1)
+            split(u0, u1, v0, v, x0, x1, y0, y, low)
+            split(u0, u1, v, v1, x0, x1, y, y1, k - low)
+
+    split(0.0, 1.0, 0.0, 1.0, -math.inf, math.inf, -math.inf, math.inf, n)
+    return out
+
+
+def box_index(boxes: list[Box], lng: float, lat: float) -> int:
+    """Index of the box of ``boxes`` that contains (lng, lat) (half-open, see :data:`Box`).
+
+    Raises:
+        ValueError: no box contains the point (boxes not from :func:`grid_boxes`, or a NaN coordinate).
+    """
+    for k, (x0, x1, y0, y1) in enumerate(boxes):
+        if x0 <= lng < x1 and y0 <= lat < y1:
+            return k
+    raise ValueError(f"point ({lng}, {lat}) in no grid box")
 
 
 @dataclass(slots=True)
@@ -229,6 +312,7 @@ class Population:
 
     After :meth:`build`: ``households`` (list of :class:`Household`), ``persons`` (list of :class:`Person`, by
     household, head first), ``grids`` ({grid_code: :class:`Grid`}) and ``anchors`` ({community_code: (lng, lat)}).
+    A household's grid is the grid whose cell (:meth:`grid_cells`) contains its address point.
     """
 
     def __init__(self, districts: list[District], residents: int, seed: int, logical_date: date, fake: Faker):
@@ -254,13 +338,14 @@ class Population:
         self.grids: dict[str, Grid] = {}
         self.anchors: dict[str, tuple[float, float]] = {}
         self._community_grids: dict[str, list[Grid]] = {}
+        self._grid_boxes: dict[str, list[Box]] = {}
         self._used_ids: set[str] = set()
         self._next_person = self.rng.randint(10_000_000, 40_000_000)
         self._next_household = self.rng.randint(10_000_000, 40_000_000)
 
     # ---------------------------------------------------------------- geography
     def point_in(self, district: District, near: tuple[float, float] | None = None,
-                 spread: float = 0.004) -> tuple[float, float]:
+                 spread: float = HOUSEHOLD_SPREAD) -> tuple[float, float]:
         """A point (lng, lat rounded to 6 decimals) inside ``district``'s polygon.
 
         Rejection sampling: uniform in the polygon's bounds, or Gaussian around ``near`` (σ = ``spread`` degrees,
@@ -306,6 +391,29 @@ class Population:
                 grids.append(grid)
             self._community_grids[community.code] = grids
         return self._community_grids[community.code]
+
+    def grid_cells(self, community_code: str) -> list[tuple[Grid, Box]]:
+        """(grid, cell) of every grid of a community: the cells of :func:`grid_boxes` around the community's
+        anchor, grid k in box k − 1.
+
+        Raises:
+            KeyError: the community has no anchor or no grids yet (:meth:`anchor`, :meth:`community_grids`).
+        """
+        grids = self._community_grids[community_code]
+        boxes = self._grid_boxes.get(community_code)
+        if boxes is None:
+            boxes = self._grid_boxes[community_code] = grid_boxes(self.anchors[community_code], len(grids))
+        return list(zip(grids, boxes))
+
+    def grid_at(self, community: Community, lng: float, lat: float) -> Grid:
+        """The grid of ``community`` whose cell contains the point (lng, lat) (degrees): a household's or an
+        event's grid is the one its true point lies in.
+
+        Raises:
+            KeyError: as :meth:`grid_cells`.
+        """
+        cells = self.grid_cells(community.code)
+        return cells[box_index([b for _, b in cells], lng, lat)][0]
 
     # ---------------------------------------------------------------- people
     def _sample_age(self, district: District, sex: str | None, lo: int, hi: int) -> tuple[str, int]:
@@ -439,7 +547,9 @@ class Population:
     def _household(self, district: District, size: int, force_uyghur: bool) -> Household:
         rng = self.rng
         community = rng.choice(district.communities)
-        grid = rng.choice(self.community_grids(district, community))
+        # the grid follows from the point below; this draw (the grid, drawn at random before grids were spatial)
+        # is kept so that every later draw, hence every other value of the sample, stays the same
+        rng.choice(self.community_grids(district, community))
         street = district.streets[community.street_code]
         place = f"{district.name}{street}{short_community_name(community.name)}"
         if community.is_village:
@@ -448,6 +558,7 @@ class Population:
             address = (f"{place}{rng.randint(1, 36)}号楼{rng.randint(1, 6)}单元"
                        f"{rng.randint(1, 18)}{rng.randint(1, 4):02d}室")
         lng, lat = self.point_in(district, near=self.anchor(district, community))
+        grid = self.grid_at(community, lng, lat)
         if force_uyghur:
             ethnic = UYGHUR
         elif rng.random() < HAN_SHARE:
