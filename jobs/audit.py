@@ -17,8 +17,12 @@ re-apply the corrections file after it (the release is idempotent).
 
 Recall: the generator's fault manifest (``$GOVLAKE_HOME/sources/truth/faults.csv``, columns
 ``jobs.sample.faults.FAULT_COLUMNS``) joined with the quarantine table and the warn flags of the same suite. A fault
-is *caught* when its row (by business key) is quarantined or warn-flagged by a rule that reads the fault's column
-(see :func:`rule_reads_fault_column`). Fault kinds of tables without a raw batch for the date are reported as
+is *caught* when its row is quarantined or warn-flagged by a rule that reads the fault's column (see
+:func:`rule_reads_fault_column`; a manifest pseudo-column such as ``coordinates`` of the address registry stands for
+the delivered columns listed in ``jobs.sample.faults.PSEUDO_COLUMNS``, here ``lng`` and ``lat``). The fault's row is
+found by business key, or, when the fault nulled that key (``business_key_null``), by the manifest's
+``row_locator`` (delivered values of other columns, e.g. the document ``_id``); quarantine rows are matched to raw
+rows by ``(_batch_id, _row_number)``. Fault kinds of tables without a raw batch for the date are reported as
 'not extracted'. Writes ``<reports>/quality/recall_<date>.json`` and ``.md``.
 """
 from __future__ import annotations
@@ -184,13 +188,15 @@ def release(spark, settings: Settings, table: str, logical_date: dt.date, correc
 
 # --------------------------------------------------------------------------------------------- recall
 
-def rule_reads_fault_column(fault_column: str, rule_columns: tuple[str, ...], projection: dict[str, str]) -> bool:
+def rule_reads_fault_column(fault_column: str, rule_columns: tuple[str, ...], projection: dict[str, str],
+                            stands_for: tuple[str, ...] = ()) -> bool:
     """Whether a rule on ``rule_columns`` can be the one that catches a fault on ``fault_column``.
 
     True when the fault is on the whole row (``'*'``), or a rule column is the fault column, its last dotted segment
-    (``location.grid_code`` → ``grid_code``), the whole document (``document``), or a projection of it (raw column
-    whose JSON path (or one of its paths) in ``projection`` starts with ``$.<fault column>``: ``location`` → ``grid_code`` from
-    ``$.location.grid_code``).
+    (``location.grid_code`` → ``grid_code``), one of the delivered columns the manifest's pseudo-column stands for
+    (``stands_for``: ``coordinates`` → ``('lng', 'lat')``, see ``jobs.sample.faults.PSEUDO_COLUMNS``), the whole
+    document (``document``), or a projection of it (raw column whose JSON path (or one of its paths) in
+    ``projection`` starts with ``$.<fault column>``: ``location`` → ``grid_code`` from ``$.location.grid_code``).
     """
     if fault_column == "*":
         return True
@@ -198,14 +204,15 @@ def rule_reads_fault_column(fault_column: str, rule_columns: tuple[str, ...], pr
     for c in rule_columns:
         paths = projection.get(c) or ()
         paths = (paths,) if isinstance(paths, str) else tuple(paths)
-        if c in (fault_column, last, DOCUMENT_COLUMN) or any(
+        if c in (fault_column, last, DOCUMENT_COLUMN) or c in stands_for or any(
                 p == f"$.{fault_column}" or p.startswith(f"$.{fault_column}.") for p in paths):
             return True
     return False
 
 
 def read_faults(settings: Settings):
-    """The fault manifest as a pandas DataFrame of str (``FAULT_COLUMNS``, '' for empty).
+    """The fault manifest as a pandas DataFrame of str (``FAULT_COLUMNS``, '' for empty; ``row_locator`` '' when
+    the file predates it).
 
     Raises:
         FileNotFoundError: no ``<sources>/truth/faults.csv``.
@@ -217,30 +224,71 @@ def read_faults(settings: Settings):
     path = settings.sources_dir / "truth" / "faults.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no fault manifest at {path}")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)[list(FAULT_COLUMNS)]
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "row_locator" not in df.columns:
+        df["row_locator"] = ""
+    return df[list(FAULT_COLUMNS)]
+
+
+def row_fault_key(keyed_faults, key: "Column") -> "Column":  # noqa: F821 - pyspark imported lazily
+    """The manifest ``row_key`` a raw row stands for: ``key`` (the row's source key), except for a row matched by a
+    fault's ``row_locator`` (JSON ``{column: text or null}``; every column equal, NULL-safe) → that fault's
+    ``row_key``.
+
+    Args:
+        keyed_faults: iterable of (row_key, row_locator) pairs with a non-empty locator.
+        key: the source-key Column (:func:`jobs.quality.source_key`).
+
+    Raises:
+        ValueError: a locator is not a JSON object.
+    """
+    from pyspark.sql import functions as F
+
+    out = None
+    for row_key, locator in keyed_faults:
+        loc = json.loads(locator)
+        if not isinstance(loc, dict) or not loc:
+            raise ValueError(f"fault {row_key}: row_locator {locator!r} is not a JSON object")
+        cond = None
+        for c, v in loc.items():
+            eq = F.col(f"`{c}`").cast("string").eqNullSafe(F.lit(v).cast("string"))
+            cond = eq if cond is None else cond & eq
+        out = F.when(cond, F.lit(row_key)) if out is None else out.when(cond, F.lit(row_key))
+    return key if out is None else out.otherwise(key)
 
 
 def recall(spark, settings: Settings, logical_date: dt.date, faults=None, suites_dir: Path = EXPECTATIONS_DIR,
-           projections: dict[str, dict[str, str]] | None = None) -> dict:
+           projections: dict[str, dict[str, str]] | None = None,
+           pseudo_columns: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None) -> dict:
     """Recall of the quality gate per (table, fault kind) and false-quarantine rate on clean rows.
 
     Args:
         faults: pandas DataFrame of the manifest (default :func:`read_faults`).
         projections: raw table → {raw column: JSON path} of document sources (default: from the registry).
+        pseudo_columns: (source, table) → {manifest pseudo-column: delivered columns it stands for} (default
+            ``jobs.sample.faults.PSEUDO_COLUMNS``).
 
     Returns:
         ``{"logical_date", "kinds": [{"table", "fault_kind", "status": "extracted"|"not extracted",
         "injected", "caught", "quarantined", "flagged", "recall", "rules"}], "clean": [{"table", "clean_rows",
         "quarantined", "rate"}], "false_quarantine_rate"}``; ``injected`` counts the faults whose row is in the
-        date's raw batch, ``quarantined``/``flagged`` the caught ones by action, ``recall`` = caught / injected
-        (None when nothing was injected or not extracted), ``rules`` the rule ids that caught them; a clean row is
-        a raw row whose key has no fault in the manifest. Sorted by table, kind.
+        date's raw batch (by key, or by ``row_locator`` for a fault that nulled the key), ``quarantined``/
+        ``flagged`` the caught ones by action, ``recall`` = caught / injected (None when nothing was injected or not
+        extracted), ``rules`` the rule ids that caught them; a clean row is a raw row that no fault of the manifest
+        names (by key or locator). Sorted by table, kind.
+
+    Raises:
+        ValueError: a ``row_locator`` is not a JSON object.
     """
     from pyspark.sql import functions as F
 
     from jobs import quality
+    from jobs.sample.faults import PSEUDO_COLUMNS
 
     faults = read_faults(settings) if faults is None else faults
+    pseudo_columns = PSEUDO_COLUMNS if pseudo_columns is None else pseudo_columns
+    if "row_locator" not in faults.columns:
+        faults = faults.assign(row_locator="")
     if projections is None:
         try:
             from jobs.sources import load_registry
@@ -264,16 +312,22 @@ def recall(spark, settings: Settings, logical_date: dt.date, faults=None, suites
             continue
         suite = quality.load_suite(f"raw.{table}", suites_dir)
         action = {r.rule_id: r.action for r in suite.rules}
-        keyed = batch.select(quality.source_key(suite.key_columns).alias("k"), "*")
+        located = tf[tf["row_locator"] != ""][["row_key", "row_locator"]].drop_duplicates()
+        keyed = batch.select(row_fault_key(located.itertuples(index=False, name=None),
+                                           quality.source_key(suite.key_columns)).alias("k"), "*")
         warn_ids = [r.rule_id for r in suite.rules if r.action == "warn"]
         flags = (quality.evaluate(keyed, suite)
                  .select("k", F.explode(F.array_intersect(F.col(quality.FAILED_RULES_COL),
                                                           F.array(*[F.lit(i) for i in warn_ids] or [F.lit(None)])
                                                           .cast("array<string>"))).alias("rule_id")))
         qpath = settings.table_path("quarantine", table)
-        quarantined = (spark.read.format("delta").load(qpath).where(day)
-                       .select(F.col("_source_key").alias("k"), F.explode("_rule_ids").alias("rule_id"))
-                       if lake.exists(spark, qpath) else None)
+        # quarantine rows → their raw row (and its fault key) by position in the batch
+        q_rows = (spark.read.format("delta").load(qpath).where(day)
+                  .join(keyed.select("_batch_id", "_row_number", "k"), ["_batch_id", "_row_number"], "left")
+                  .select(F.coalesce("k", "_source_key").alias("k"), "_rule_ids")
+                  if lake.exists(spark, qpath) else None)
+        quarantined = (None if q_rows is None
+                       else q_rows.select("k", F.explode("_rule_ids").alias("rule_id")))
         hits = flags if quarantined is None else flags.unionByName(quarantined)
         fault_keys = sorted(set(tf["row_key"]))
         hit_rows = hits.where(F.col("k").isin(fault_keys)).distinct().collect()
@@ -283,13 +337,15 @@ def recall(spark, settings: Settings, logical_date: dt.date, faults=None, suites
         present = {r["k"] for r in keyed.where(F.col("k").isin(fault_keys)).select("k").distinct().collect()}
         columns = {r.rule_id: r.columns for r in suite.rules}
         proj = projections.get(table, {})
+        pseudo = pseudo_columns.get((tf["source"].iloc[0], tf["table"].iloc[0]), {})
         for kind in sorted(tf["fault_kind"].unique()):
             rows = tf[(tf["fault_kind"] == kind) & tf["row_key"].isin(present)]
             caught = n_q = n_w = 0
             rules: dict[str, int] = {}
             for _, f in rows.iterrows():
                 got = sorted(i for i in by_key.get(f["row_key"], ())
-                             if i in columns and rule_reads_fault_column(f["column"], columns[i], proj))
+                             if i in columns and rule_reads_fault_column(f["column"], columns[i], proj,
+                                                                         pseudo.get(f["column"], ())))
                 if got:
                     caught += 1
                     blocking = any(action[i] in ("quarantine", "fail") for i in got)
@@ -303,8 +359,7 @@ def recall(spark, settings: Settings, logical_date: dt.date, faults=None, suites
                           "not_in_batch": int((tf["fault_kind"] == kind).sum()) - n,
                           "rules": sorted(rules)})
         agg = keyed.agg(F.count_if(~F.col("k").isin(fault_keys)).alias("clean")).collect()[0]
-        q_clean = (0 if quarantined is None else spark.read.format("delta").load(qpath).where(day)
-                   .where(~F.col("_source_key").isin(fault_keys)).count())
+        q_clean = 0 if q_rows is None else q_rows.where(~F.col("k").isin(fault_keys)).count()
         n_clean = int(agg["clean"])
         clean.append({"table": table, "clean_rows": n_clean, "quarantined": q_clean,
                       "rate": round(q_clean / n_clean, 6) if n_clean else None})

@@ -948,3 +948,68 @@ def canonical_col(c: "Column", kind: str) -> "Column":
     if kind == "gb11643_id":
         return id_normalize_col(c)
     return normalize_phone_col(c) if kind == "phone" else normalize_code_col(c)
+
+
+# ------------------------------------------------------------------------------- two dates of a row, documents
+
+
+def dates_ordered(earlier: str | None, later: str | None, formats: Sequence[str] = DATE_FORMATS, *,
+                  or_equal: bool = False) -> bool | None:
+    """Whether two dates of one record are in order: ``earlier`` before ``later`` (or the same day when ``or_equal``).
+
+    Each value is read with :func:`parse_date` and ``formats`` (mixed formats compare by calendar date:
+    '2025年3月1日' < '2025-03-02'). None when either value is missing or not a real date in one of the formats:
+    the pair is then not judged (the single-date rules report such values).
+
+    Raises:
+        ValueError: a format uses an unsupported pattern letter.
+
+    Spark twin: :func:`dates_ordered_col`.
+    """
+    a, b = parse_date(earlier, formats), parse_date(later, formats)
+    if a is None or b is None:
+        return None
+    return a <= b if or_equal else a < b
+
+
+def dates_ordered_col(earlier: "Column", later: "Column", formats: Sequence[str] = DATE_FORMATS, *,
+                      or_equal: bool = False) -> "Column":
+    """Spark twin of :func:`dates_ordered`: boolean Column, NULL when either date is NULL or does not parse
+    (:func:`parse_date_col`).
+
+    Raises:
+        ValueError: a format uses an unsupported pattern letter.
+    """
+    a, b = parse_date_col(earlier, formats), parse_date_col(later, formats)
+    return (a <= b) if or_equal else (a < b)
+
+
+def unknown_fields(document: str | None, fields: Sequence[str]) -> list[str] | None:
+    """Top-level keys of a JSON object text that are not in ``fields`` (the registered fields), sorted.
+
+    None when ``document`` is missing or not a JSON object (``'[1]'``, ``'x'``): nothing to judge.
+    ``unknown_fields('{"_id": 1, "a": 2, "tmp": 3}', ["_id", "a"])`` → ``['tmp']``.
+
+    Spark twin: :func:`unknown_fields_col`.
+    """
+    import json
+
+    if document is None:
+        return None
+    try:
+        doc = json.loads(document)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    known = set(fields)
+    return sorted(k for k in doc if k not in known)
+
+
+def unknown_fields_col(document: "Column", fields: Sequence[str]) -> "Column":
+    """Spark twin of :func:`unknown_fields`: ``array<string>`` Column (sorted), NULL when the value is NULL or not a
+    JSON object (Spark ``json_object_keys``)."""
+    from pyspark.sql import functions as F
+
+    known = F.array(*[F.lit(f) for f in fields]).cast("array<string>") if fields else F.array().cast("array<string>")
+    return F.array_sort(F.array_except(F.json_object_keys(document), known))

@@ -36,12 +36,15 @@ def replace_partition(df, path: str, date_column: str, value: dt.date, partition
     """Write ``df`` as the whole content of one date's partition of the Delta table at ``path``.
 
     Other partitions are untouched; rerunning with the same ``df`` leaves the same rows. The table
-    is created (partitioned by ``partition_by``, default ``date_column``) when missing.
+    is created (partitioned by ``partition_by``, default ``date_column``) when missing; a column of ``df`` that
+    an existing table lacks (a source field newly projected into raw and staging) is added first
+    (:func:`add_missing_columns`: other partitions read NULL), columns are matched by name.
 
     Raises:
         ValueError: ``df`` holds a row whose ``date_column`` is not ``value`` (Delta refuses it).
     """
     partition_by = partition_by or date_column
+    add_columns_of(df, path)
     (df.write.format("delta").mode("overwrite")
        .option("replaceWhere", f"{date_column} = DATE'{value.isoformat()}'")
        .partitionBy(partition_by)
@@ -63,6 +66,15 @@ def replace_partition_if_changed(spark, df, path: str, date_column: str, value: 
             return False
     replace_partition(df, path, date_column, value)
     return True
+
+
+def add_columns_of(df, path: str) -> list[str]:
+    """:func:`add_missing_columns` with ``df``'s columns, when a Delta table exists at ``path``; returns the names
+    added."""
+    spark = df.sparkSession
+    if not exists(spark, path):
+        return []
+    return add_missing_columns(spark, path, [(f.name, f.dataType.simpleString()) for f in df.schema.fields])
 
 
 def add_missing_columns(spark, path: str, columns: list[tuple[str, str]]) -> list[str]:

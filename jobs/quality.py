@@ -51,6 +51,10 @@ Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
   ``expect_column_values_to_be_valid_gb32100_code`` (unified social credit code) and
   ``expect_column_values_to_be_normalized`` (raw value not in canonical form: full-width, blanks,
   lower-case x, 15-digit ID; a *flag*, meant for ``warn``). See ``expectations/README.md``.
+* Two GovLake types beyond single columns: ``expect_column_pair_dates_to_be_ordered`` (``column_a`` before
+  ``column_b``, both read with ``formats`` by ``jobs.codes.dates_ordered_col``; a row where either date is NULL or
+  unparseable is not judged) and ``expect_document_fields_to_be_registered`` (a JSON document without top-level
+  fields outside ``fields``: ``jobs.codes.unknown_fields_col``; its quarantine message names the unknown fields).
 """
 from __future__ import annotations
 
@@ -113,6 +117,14 @@ USCC_TYPE = "expect_column_values_to_be_valid_gb32100_code"
 #: :func:`jobs.codes.canonical_col`): full-width digits/letters, blanks, a lower-case ``x``, a 15-digit ID fail
 #: it. Used with action ``warn``: the row is kept (the unified layer repairs it) and flagged.
 CANONICAL_TYPE = "expect_column_values_to_be_normalized"
+#: two dates of the same row are in order (``column_a`` before ``column_b``, or the same day with ``or_equal``), each
+#: read with ``formats`` (:func:`jobs.codes.dates_ordered_col`); rows where either date is NULL or does not parse are
+#: not judged (the single-date rules report them). Birth before death, employment start before end.
+DATES_ORDERED_TYPE = "expect_column_pair_dates_to_be_ordered"
+#: a document (JSON object text, e.g. the ``document`` column of a MongoDB source) has no top-level field outside
+#: ``fields`` (the fields registered for the collection): :func:`jobs.codes.unknown_fields_col`; a value that is not
+#: a JSON object is not judged. The quarantine message names the unknown fields.
+REGISTERED_FIELDS_TYPE = "expect_document_fields_to_be_registered"
 
 #: Supported expectation types → (required kwargs, optional kwargs).
 SUPPORTED_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -134,6 +146,8 @@ SUPPORTED_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     POSTCODE_TYPE: (frozenset({"column"}), frozenset()),
     USCC_TYPE: (frozenset({"column"}), frozenset()),
     CANONICAL_TYPE: (frozenset({"column", "kind"}), frozenset()),
+    DATES_ORDERED_TYPE: (frozenset({"column_a", "column_b", "formats"}), frozenset({"or_equal"})),
+    REGISTERED_FIELDS_TYPE: (frozenset({"column", "fields"}), frozenset()),
 }
 
 _UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
@@ -151,6 +165,8 @@ _DERIVED_SUFFIX = {
     POSTCODE_TYPE: "postcode_valid",
     USCC_TYPE: "gb32100_valid",
     CANONICAL_TYPE: "canonical",
+    DATES_ORDERED_TYPE: "dates_ordered",
+    REGISTERED_FIELDS_TYPE: "fields_registered",
 }
 #: Key or value shown for NULL in ``_source_key`` and ``_messages``.
 NULL_MARK = "∅"
@@ -179,9 +195,12 @@ class Rule:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The column(s) the rule reads: ``(column,)`` or the ``column_list``."""
+        """The column(s) the rule reads: ``(column,)``, the ``column_list``, or ``(column_a, column_b)`` of a
+        column-pair rule."""
         if "column_list" in self.kwargs:
             return tuple(self.kwargs["column_list"])
+        if "column_a" in self.kwargs:
+            return (self.kwargs["column_a"], self.kwargs["column_b"])
         return (self.kwargs["column"],)
 
     @property
@@ -303,8 +322,9 @@ def _parse_rule(path: Path, index: int, exp: Any) -> Rule:
 
 
 def _check_kwargs(where: str, etype: str, kw: dict) -> None:
-    if "column" in kw and (not isinstance(kw["column"], str) or not kw["column"]):
-        raise ValueError(f"{where}: kwarg 'column' must be a column name")
+    for name in ("column", "column_a", "column_b"):
+        if name in kw and (not isinstance(kw[name], str) or not kw[name]):
+            raise ValueError(f"{where}: kwarg {name!r} must be a column name")
     if etype == "expect_compound_columns_to_be_unique":
         cols = kw["column_list"]
         if not isinstance(cols, list) or len(cols) < 1 or not all(isinstance(c, str) and c for c in cols):
@@ -337,10 +357,25 @@ def _check_kwargs(where: str, etype: str, kw: dict) -> None:
             strftime_to_spark(kw["strftime_format"])
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
-    elif etype == VALID_DATE_TYPE:
+    elif etype in (VALID_DATE_TYPE, DATES_ORDERED_TYPE):
         fmts = kw["formats"]
         if not isinstance(fmts, list) or not fmts or not all(isinstance(f, str) and f for f in fmts):
             raise ValueError(f"{where}: kwarg 'formats' must be a non-empty list of Spark date patterns")
+        if etype == DATES_ORDERED_TYPE:
+            from jobs.codes import parse_date  # lazy: code pack
+
+            try:
+                parse_date("", fmts)  # compiles every pattern
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from exc
+            if kw["column_a"] == kw["column_b"]:
+                raise ValueError(f"{where}: column_a and column_b must be two different columns")
+            if not isinstance(kw.get("or_equal", False), bool):
+                raise ValueError(f"{where}: kwarg 'or_equal' must be true or false")
+    elif etype == REGISTERED_FIELDS_TYPE:
+        fields = kw["fields"]
+        if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields):
+            raise ValueError(f"{where}: kwarg 'fields' must be a non-empty list of field names")
     elif etype == SEX_MATCHES_ID_TYPE:
         if not isinstance(kw["id_column"], str) or not kw["id_column"]:
             raise ValueError(f"{where}: kwarg 'id_column' must be a column name")
@@ -411,6 +446,8 @@ def _applies(rule: Rule) -> Column:
     (a non-NULL key column for compound uniqueness)."""
     if rule.expectation_type == "expect_column_values_to_not_be_null":
         return F.lit(True)
+    if rule.expectation_type == DATES_ORDERED_TYPE:
+        return _dates_ordered(rule).isNotNull()
     cond = None
     for c in rule.columns:
         cond = F.col(c).isNotNull() if cond is None else (cond | F.col(c).isNotNull())
@@ -422,7 +459,14 @@ def _value_check(rule: Rule) -> Column:
     et, kw = rule.expectation_type, rule.kwargs
     if et == "expect_column_values_to_not_be_null":
         return F.col(kw["column"]).isNull()
+    if et == DATES_ORDERED_TYPE:
+        return ~_dates_ordered(rule)  # NULL (not judged) when either date is NULL or does not parse
     v = _as_string(kw["column"])
+    if et == REGISTERED_FIELDS_TYPE:
+        from jobs.codes import unknown_fields_col  # lazy: code pack
+
+        # never NULL: a value that is not a JSON object is not judged (and GX's derived column agrees)
+        return F.coalesce(F.size(unknown_fields_col(v, list(kw["fields"]))) > 0, F.lit(False))
     if et == "expect_column_values_to_match_regex":
         return ~v.rlike(kw["regex"])
     if et == "expect_column_values_to_be_in_set":
@@ -461,6 +505,15 @@ def _value_check(rule: Rule) -> Column:
     if et in _CODE_PACK_TYPES:
         return ~_code_pack_ok(et, v, kw)
     raise ValueError(f"rule {rule.rule_id!r}: no row-level check for {et!r}")
+
+
+def _dates_ordered(rule: Rule) -> Column:
+    """:func:`jobs.codes.dates_ordered_col` of a column-pair date rule: TRUE in order, FALSE not, NULL not judged."""
+    from jobs.codes import dates_ordered_col  # lazy: code pack
+
+    kw = rule.kwargs
+    return dates_ordered_col(_as_string(kw["column_a"]), _as_string(kw["column_b"]), list(kw["formats"]),
+                             or_equal=bool(kw.get("or_equal", False)))
 
 
 def _canonical_ok(v: Column, kw: dict) -> Column:
@@ -644,6 +697,11 @@ def split(evaluated: DataFrame, suite: Suite) -> tuple[DataFrame, DataFrame]:
         if rule.action not in ("quarantine", "fail"):
             continue
         value = F.concat_ws("|", *[F.coalesce(_as_string(c), F.lit(NULL_MARK)) for c in rule.columns])
+        if rule.expectation_type == REGISTERED_FIELDS_TYPE:  # name the unknown fields, not the whole document
+            from jobs.codes import unknown_fields_col  # lazy: code pack
+
+            value = F.concat(F.lit("unknown fields "), F.array_join(
+                unknown_fields_col(_as_string(rule.kwargs["column"]), list(rule.kwargs["fields"])), ", "))
         msg = F.concat(F.lit(f"{suite.table}.{rule.column_label}: {rule.rule_id} failed for key "),
                        key, F.lit(": value '"), value, F.lit("'"))
         messages.append(F.when(F.array_contains(F.col("_rule_ids"), rule.rule_id), msg))
@@ -674,7 +732,8 @@ def rule_counts(evaluated: DataFrame, suite: Suite) -> list[dict]:
     Returns:
         one dict per rule, in suite order: ``rule_id``, ``expectation_type``, ``column`` (the
         column, or ``a,b`` for a compound key), ``action``, ``evaluated`` (rows the rule looked
-        at: all rows for not-null, rows with a non-NULL value otherwise) and ``failed`` (rows
+        at: all rows for not-null, rows where both dates parse for a column-pair date rule, rows with a
+        non-NULL value otherwise) and ``failed`` (rows
         whose ``_failed_rules`` has the rule), both ``int`` row counts.
 
     Raises:
@@ -725,14 +784,15 @@ GX_BATCH_DEFINITION = "whole_batch"
 def derived_column_names(suite: Suite) -> dict[str, str]:
     """rule_id → name of the derived boolean column validated in GX for the rules whose
     row-level semantics GX lacks (GB 11643, strict strftime, numeric-between on strings):
-    ``<column>__<suffix>`` (``id_no__gb11643_valid``), with ``_<n>`` added on a clash."""
+    ``<column>__<suffix>`` (``id_no__gb11643_valid``; a column-pair rule ``<column_a>__<column_b>__<suffix>``,
+    ``birth_date__death_date__dates_ordered``), with ``_<n>`` added on a clash."""
     names: dict[str, str] = {}
     taken: set[str] = set()
     for rule in suite.rules:
         suffix = _DERIVED_SUFFIX.get(rule.expectation_type)
         if suffix is None:
             continue
-        base = f"{rule.kwargs['column']}__{suffix}"
+        base = f"{'__'.join(rule.columns)}__{suffix}"
         name, n = base, 2
         while name in taken:
             name, n = f"{base}_{n}", n + 1
@@ -742,15 +802,16 @@ def derived_column_names(suite: Suite) -> dict[str, str]:
 
 
 def _gx_frame(df: DataFrame, suite: Suite) -> DataFrame:
-    """``df`` plus one boolean column per derived rule: NULL when the value is NULL (ignored by
-    GX like every non-not-null rule), TRUE when it passes, FALSE when it fails."""
+    """``df`` plus one boolean column per derived rule: NULL when the rule does not judge the row (a NULL value,
+    ignored by GX like every non-not-null rule; for a column-pair date rule either date NULL or unparseable),
+    TRUE when it passes, FALSE when it fails."""
     derived = derived_column_names(suite)
     columns = df.columns
     df = _with_normalized_ids(df, suite)
     extra = []
     for rule in suite.rules:
         if rule.rule_id in derived:
-            col = F.when(F.col(rule.kwargs["column"]).isNull(), F.lit(None).cast("boolean")) \
+            col = F.when(~F.coalesce(_applies(rule), F.lit(False)), F.lit(None).cast("boolean")) \
                 .otherwise(~F.coalesce(_value_check(rule), F.lit(True)))
             extra.append(col.alias(derived[rule.rule_id]))
     return df.select(*[F.col(c) for c in columns], *extra)
@@ -790,6 +851,12 @@ def _gx_expectation_configs(suite: Suite) -> list[dict]:
                 what = "is a 6-digit postcode"
             elif etype == USCC_TYPE:
                 what = "is a GB 32100-2015 unified social credit code (check character)"
+            elif etype == DATES_ORDERED_TYPE:
+                what = (f"is {'on or ' if rule.kwargs.get('or_equal') else ''}before {rule.kwargs['column_b']} "
+                        f"(dates in a format of {', '.join(rule.kwargs['formats'])}; rows where either date is "
+                        "missing or unparseable are not judged)")
+            elif etype == REGISTERED_FIELDS_TYPE:
+                what = f"has only the registered top-level fields {', '.join(rule.kwargs['fields'])}"
             elif etype == CANONICAL_TYPE:
                 what = f"is already in canonical {rule.kwargs['kind']} form (no full-width, blanks, lower-case x, 15-digit ID)"
             else:
@@ -799,7 +866,8 @@ def _gx_expectation_configs(suite: Suite) -> list[dict]:
                 if hi is not None:
                     what += f"{' and' if lo is not None else ''} " \
                             f"{'<' if rule.kwargs.get('strict_max') else '<='} {hi}"
-            description = (f"{rule.rule_id} [{rule.action}]: {rule.kwargs['column']} {what} "
+            subject = rule.kwargs.get("column", rule.kwargs.get("column_a"))
+            description = (f"{rule.rule_id} [{rule.action}]: {subject} {what} "
                            f"(derived column {derived[rule.rule_id]} must be true)").replace("$", "")
             etype, kwargs = "expect_column_values_to_be_in_set", {
                 "column": derived[rule.rule_id], "value_set": [True]}

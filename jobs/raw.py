@@ -209,6 +209,8 @@ def _write_batch(spark, batch, path: str, logical_date: dt.date) -> tuple[int, s
     from pyspark.sql import Observation
 
     before = DeltaTable.forPath(spark, path).history(1).collect()[0]["version"] if lake.exists(spark, path) else None
+    if before is not None:
+        lake.add_columns_of(batch, path)  # a newly projected source field (older partitions read NULL)
     observation = Observation("govlake_raw_batch")
     (batch.observe(observation, *_fingerprint_columns())
         .write.format("delta").mode("overwrite")

@@ -17,6 +17,8 @@ SUITE = {
     "name": "raw.t_people",
     "meta": {"table": "raw.t_people", "key_columns": ["pno"]},
     "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "pno"},
+         "meta": {"rule_id": "p.pno.not_null", "action": "quarantine"}},
         {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "pno"},
          "meta": {"rule_id": "p.pno.unique", "action": "quarantine"}},
         {"type": "expect_column_values_to_be_valid_gb11643_id", "kwargs": {"column": "id_no"},
@@ -36,15 +38,22 @@ ROWS = [  # pno, id_no, sex, name
     ("P5", GOOD, "2", "戊"),                    # duplicate_row: two identical copies
     ("P5", GOOD, "2", "戊"),
     ("P6", GOOD, "1", "己"),                    # manifest says birth_date fault: no rule reads it → missed
+    ("P7", GOOD, "7", "庚"),                    # fault on pseudo-column 'identity' (= id_no): the sex rule is unrelated
+    (None, GOOD, "2", "辛"),                    # business_key_null: the manifest locates it by name
 ]
-FAULTS = pd.DataFrame([
+FAULTS = pd.DataFrame([(*f, "") for f in [
     ("t", "people", "P2", "id_no", "id_bad_checksum", GOOD, "11010519491231007X"),
+    ("t", "people", "P2", "identity", "identity_damaged", "", ""),             # pseudo-column: caught by the ID rule
     ("t", "people", "P3", "id_no", "id_lowercase_x", GOOD, "11010519491231002x"),
     ("t", "people", "P5", "*", "duplicate_row", "1 row", "2 identical rows"),
     ("t", "people", "P6", "birth_date", "birth_date_impossible", "19490101", "19490230"),
+    ("t", "people", "P7", "identity", "identity_other", "", ""),              # quarantined by an unrelated rule
     ("t", "people", "P9", "id_no", "id_null", GOOD, ""),                      # key not in the batch
     ("t", "pets", "Q1", "name", "name_rare_char", "a", "b"),                   # table not extracted
-], columns=["source", "table", "row_key", "column", "fault_kind", "original_value", "delivered_value"])
+]] + [("t", "people", "P10", "pno", "business_key_null", "P10", "", '{"name": "辛", "sex": "2"}')],
+    columns=["source", "table", "row_key", "column", "fault_kind", "original_value", "delivered_value", "row_locator"])
+#: the test's manifest pseudo-column: 'identity' stands for the delivered id_no
+PSEUDO = {("t", "people"): {"identity": ("id_no",)}}
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +70,21 @@ def lakehouse(spark, tmp_path_factory):
                                 " _source_table string, _batch_id string, _logical_date date, _row_hash string")
     lake.replace_partition(raw, settings.table_path("raw", "t_people"), "_logical_date", D)
     out = validate_table(spark, settings, "t_people", D, data_docs=False, suites_dir=suites)
-    assert (out["raw"], out["accepted"], out["quarantined"]) == (7, 4, 3)
+    assert (out["raw"], out["accepted"], out["quarantined"]) == (9, 4, 5)
     return settings, suites
 
 
 def test_recall_against_the_manifest(spark, lakehouse):
     settings, suites = lakehouse
-    rep = recall(spark, settings, D, faults=FAULTS, suites_dir=suites, projections={})
+    rep = recall(spark, settings, D, faults=FAULTS, suites_dir=suites, projections={}, pseudo_columns=PSEUDO)
     kinds = {(k["table"], k["fault_kind"]): k for k in rep["kinds"]}
     got = {key: (k["status"], k["injected"], k["caught"], k["quarantined"], k["flagged"], k["recall"], k["rules"])
            for key, k in kinds.items()}
     assert got == {
         ("t_people", "birth_date_impossible"): ("extracted", 1, 0, 0, 0, 0.0, []),
+        ("t_people", "business_key_null"): ("extracted", 1, 1, 1, 0, 1.0, ["p.pno.not_null"]),
+        ("t_people", "identity_damaged"): ("extracted", 1, 1, 1, 0, 1.0, ["p.id.gb11643"]),
+        ("t_people", "identity_other"): ("extracted", 1, 0, 0, 0, 0.0, []),
         ("t_people", "duplicate_row"): ("extracted", 1, 1, 1, 0, 1.0, ["p.pno.unique"]),
         ("t_people", "id_bad_checksum"): ("extracted", 1, 1, 1, 0, 1.0, ["p.id.gb11643"]),
         ("t_people", "id_lowercase_x"): ("extracted", 1, 1, 0, 1, 1.0, ["p.id.canonical"]),
@@ -80,7 +92,8 @@ def test_recall_against_the_manifest(spark, lakehouse):
         ("t_pets", "name_rare_char"): ("not extracted", 1, None, None, None, None, []),
     }
     assert kinds[("t_people", "id_null")]["not_in_batch"] == 1
-    # clean rows: P1, P4 (P4 quarantined although the manifest has no fault for it)
+    # clean rows: P1, P4 (P4 quarantined although the manifest has no fault for it); the row without a key is the
+    # business_key_null fault's (found by its locator), not a clean row
     assert rep["clean"] == [{"table": "t_people", "clean_rows": 2, "quarantined": 1, "rate": 0.5}]
     assert rep["false_quarantine_rate"] == 0.5
     js, md = write_recall(rep, settings.reports_dir)
@@ -95,6 +108,10 @@ def test_rule_reads_fault_column():
     assert rule_reads_fault_column("location.grid_code", ("grid_code",), {})
     assert rule_reads_fault_column("*", ("x",), {}) and rule_reads_fault_column("category", ("document",), {})
     assert not rule_reads_fault_column("birth_date", ("id_no",), {})
+    # a pseudo-column of the manifest is read by rules on the delivered columns it stands for, and only those
+    assert rule_reads_fault_column("coordinates", ("lat",), {}, ("lng", "lat"))
+    assert not rule_reads_fault_column("coordinates", ("lat",), {})
+    assert not rule_reads_fault_column("coordinates", ("division_code",), {}, ("lng", "lat"))
 
 
 def test_release_corrected_rows(spark, lakehouse):
@@ -111,7 +128,7 @@ def test_release_corrected_rows(spark, lakehouse):
         (GOOD, "2", "乙", 2, "t.people:2025-06-30")]
     q = {r._source_key: r for r in spark.read.format("delta").load(settings.table_path("quarantine", "t_people"))
          .collect()}
-    assert len(q) == 3  # history kept: nothing deleted
+    assert len(q) == 5  # history kept: nothing deleted
     assert (q["P2"]._released, q["P2"]._release_id, json.loads(q["P2"]._released_row)["id_no"]) == (True, "r1", GOOD)
     assert (q["P4"]._released, q["P4"]._release_id) == (False, None)
     # a second run of the same corrections publishes nothing again (idempotent)

@@ -365,3 +365,29 @@ def test_spark_code_pack_agrees_with_python(spark):
     assert (by_v["110228"].div, by_v["110228"].div_now) == (True, False)
     assert (by_v["91350100M000100Y43"].uscc, by_v["91350100M000100Y44"].uscc) == (True, False)
     assert by_v["１３８ １２３４ ５６７８"].mobile and by_v["11010519491231002x"].c_id == VALID
+
+
+def test_dates_ordered_and_unknown_fields(spark):
+    fmts = ["yyyy-MM-dd", "yyyy年M月d日"]
+    pairs = [  # earlier, later, strict, or_equal
+        ("1950-03-01", "2025-06-01", True, True),
+        ("2025-06-01", "2025-05-31", False, False),        # inverted
+        ("2025-06-01", "2025-06-01", False, True),         # the same day
+        ("2025年3月1日", "2025-03-02", True, True),         # mixed formats compare as dates
+        ("2025-03-02", "2025年3月1日", False, False),
+        ("2023年2月30日", "2025-03-02", None, None),        # not a real date: not judged
+        (None, "2025-03-02", None, None),
+        ("2025/3/1", "2025-03-02", None, None),             # not one of the formats
+    ]
+    for a, b, strict, equal in pairs:
+        assert (codes.dates_ordered(a, b, fmts), codes.dates_ordered(a, b, fmts, or_equal=True)) == (strict, equal)
+    docs = ['{"_id": 1, "a": {"x": 1}}', '{"a": 1, "tmp_sync_flag": "1", "z": null, "b": 2}', "[1, 2]", "not json",
+            None]
+    assert [codes.unknown_fields(d, ["_id", "a"]) for d in docs] == [[], ["b", "tmp_sync_flag", "z"], None, None, None]
+    df = spark.createDataFrame([(i, a, b, docs[i] if i < len(docs) else None) for i, (a, b, _, _) in enumerate(pairs)],
+                               "i int, a string, b string, d string")
+    got = sorted(df.select("i", codes.dates_ordered_col(df.a, df.b, fmts).alias("s"),
+                           codes.dates_ordered_col(df.a, df.b, fmts, or_equal=True).alias("e"),
+                           codes.unknown_fields_col(df.d, ["_id", "a"]).alias("u")).collect(), key=lambda r: r.i)
+    assert [(r.s, r.e) for r in got] == [(s, e) for _, _, s, e in pairs]
+    assert [r.u for r in got] == [[], ["b", "tmp_sync_flag", "z"], None, None, None, None, None, None]

@@ -79,3 +79,16 @@ def test_register_tables_points_each_name_at_the_lakehouse_registered_last(spark
     lake.register_tables(spark, homes[0])  # data of the other lakehouse untouched by the re-pointing
     assert spark.sql("SELECT count(*) FROM governance.lake_test").collect()[0][0] == 1
     spark.sql("DROP TABLE governance.lake_test")
+
+
+def test_replace_partition_adds_a_newly_projected_column(spark, tmp_path):
+    """A table written before a source field was projected takes the new column; older partitions read NULL."""
+    path = str(tmp_path / "staging_apps")
+    before = dt.date(2025, 6, 29)
+    lake.replace_partition(spark.createDataFrame([("A1", before)], "app_no string, _logical_date date"),
+                           path, "_logical_date", before)
+    newer = spark.createDataFrame([("A2", "13812345678", DAY)], "app_no string, applicant_phone string, _logical_date date")
+    lake.replace_partition(newer, path, "_logical_date", DAY)
+    lake.replace_partition(newer, path, "_logical_date", DAY)  # idempotent
+    got = sorted(tuple(r) for r in spark.read.format("delta").load(path).select("app_no", "applicant_phone").collect())
+    assert got == [("A1", None), ("A2", "13812345678")]

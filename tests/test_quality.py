@@ -324,3 +324,86 @@ def test_code_pack_more_types(spark, tmp_path):
         doc["expectations"][2]["kwargs"]["code_list"] = "blood"
         (tmp_path / "raw.test_org.json").write_text(json.dumps(doc), encoding="utf-8")
         load_suite("raw.test_org", tmp_path)
+
+
+PAIR_AND_FIELDS_SUITE = {
+    "name": "raw.test_deaths",
+    "meta": {"table": "raw.test_deaths", "key_columns": ["k"]},
+    "expectations": [
+        {"type": "expect_column_pair_dates_to_be_ordered",
+         "kwargs": {"column_a": "birth_date", "column_b": "death_date", "formats": ["yyyy-MM-dd", "yyyy年M月d日"],
+                    "or_equal": True},
+         "meta": {"rule_id": "d.death_date.not_before_birth", "action": "warn"}},
+        {"type": "expect_document_fields_to_be_registered",
+         "kwargs": {"column": "document", "fields": ["_id", "k", "birth_date", "death_date"]},
+         "meta": {"rule_id": "d.document.registered_fields", "action": "quarantine"}},
+    ],
+}
+
+
+def test_pair_dates_and_registered_fields_rules(spark, tmp_path):
+    """Both GovLake types, row level (one evaluate pass), in the quarantine message and in GX's derived columns."""
+    from jobs.quality import _gx_expectation_configs, _gx_frame, derived_column_names
+
+    (tmp_path / "raw.test_deaths.json").write_text(json.dumps(PAIR_AND_FIELDS_SUITE, ensure_ascii=False),
+                                                   encoding="utf-8")
+    suite = load_suite("raw.test_deaths", tmp_path)
+    assert suite.rules[0].columns == ("birth_date", "death_date")
+    rows = [  # k, birth_date, death_date, document
+        ("K1", "1940-05-01", "2025-06-01", '{"_id": 1, "k": "K1"}'),           # clean
+        ("K2", "1940-05-01", "1939-12-31", '{"k": "K2"}'),                     # death before birth
+        ("K3", "1940-05-01", "1940年5月1日", '{"k": "K3", "tmp_sync_flag": "1", "a": 2}'),  # same day; unknown fields
+        ("K4", "1940-05-01", "2023年2月30日", "[1]"),                           # unparseable date; not an object
+        ("K5", None, "1939-12-31", None),                                      # NULL: not judged
+    ]
+    df = spark.createDataFrame(rows, "k string, birth_date string, death_date string, document string")
+    evaluated = evaluate(df, suite)
+    assert {r.k: r._failed_rules for r in evaluated.collect()} == {
+        "K1": [], "K2": ["d.death_date.not_before_birth"], "K3": ["d.document.registered_fields"], "K4": [], "K5": []}
+    assert [(c["rule_id"], c["column"], c["evaluated"], c["failed"]) for c in rule_counts(evaluated, suite)] == [
+        ("d.death_date.not_before_birth", "birth_date,death_date", 3, 1),
+        ("d.document.registered_fields", "document", 4, 1)]
+    _, quarantined = split(evaluated, suite)
+    assert [(r._source_key, r._messages) for r in quarantined.collect()] == [
+        ("K3", ["raw.test_deaths.document: d.document.registered_fields failed for key K3: "
+                "value 'unknown fields a, tmp_sync_flag'"])]
+    names = derived_column_names(suite)
+    assert names == {"d.death_date.not_before_birth": "birth_date__death_date__dates_ordered",
+                     "d.document.registered_fields": "document__fields_registered"}
+    gx = {r.k: (r.birth_date__death_date__dates_ordered, r.document__fields_registered)
+          for r in _gx_frame(df, suite).collect()}
+    assert gx == {"K1": (True, True), "K2": (False, True), "K3": (True, False), "K4": (None, True),
+                  "K5": (None, None)}
+    configs = _gx_expectation_configs(suite)
+    assert [(c["type"], c["kwargs"], c["severity"]) for c in configs] == [
+        ("expect_column_values_to_be_in_set", {"column": "birth_date__death_date__dates_ordered", "value_set": [True]},
+         "warning"),
+        ("expect_column_values_to_be_in_set", {"column": "document__fields_registered", "value_set": [True]},
+         "critical")]
+    assert configs[0]["description"].startswith(
+        "d.death_date.not_before_birth [warn]: birth_date is on or before death_date")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda k: k.update(column_b="birth_date"), "two different columns"),
+    (lambda k: k.update(formats=["yyyy-MM-dd HH"]), "unsupported field 'HH'"),
+    (lambda k: k.update(or_equal="yes"), "'or_equal' must be true or false"),
+])
+def test_load_suite_rejects_bad_pair_rule(tmp_path, change, message):
+    doc = json.loads(json.dumps(PAIR_AND_FIELDS_SUITE))
+    change(doc["expectations"][0]["kwargs"])
+    (tmp_path / "raw.test_deaths.json").write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        load_suite("raw.test_deaths", tmp_path)
+
+
+def test_applications_registered_fields_cover_the_projection():
+    """Every top-level field the registry projects from a zhengwu application is a registered field of the suite."""
+    from jobs.sources import load_registry, projection_paths
+
+    obj = load_registry()["zhengwu"].objects["applications"]
+    projected = {p[2:].split(".")[0] for path in obj.projection.values() for p in projection_paths(path)}
+    rule = next(r for r in load_suite("raw.zhengwu_applications").rules
+                if r.expectation_type == "expect_document_fields_to_be_registered")
+    assert projected <= set(rule.kwargs["fields"])
+    assert set(rule.kwargs["fields"]) - projected == {"_id", "form", "steps"}

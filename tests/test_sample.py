@@ -170,6 +170,24 @@ def test_fault_values_have_the_expected_shapes(runs):
         assert f["delivered_value"] in (f["original_value"].replace("·", "."), f["original_value"].replace("·", "•"))
 
 
+def test_keyless_faults_carry_a_locator_of_exactly_one_delivered_row(runs):
+    """A fault that nulls the business key names its row by other delivered values (``row_locator``)."""
+    faults = _csv(runs[0] / "truth" / "faults.csv")
+    assert {f["fault_kind"] for f in faults if f["row_locator"]} == {"business_key_null"}
+    keyless = {(f["table"], f["row_key"]): json.loads(f["row_locator"]) for f in faults if f["row_locator"]}
+    assert {t for t, _ in keyless} == {"births", "applications"}
+    with sqlite3.connect(runs[0] / "health.sqlite") as con:
+        con.row_factory = sqlite3.Row
+        births = [dict(r) for r in con.execute("SELECT * FROM births")]
+    docs = [json_util.loads(line) for line in (runs[0] / "applications.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = {"births": births, "applications": [dict(d, _id=f"ObjectId({d['_id']})") for d in docs]}
+    key = {"births": "cert_no", "applications": "app_no"}
+    for (table, row_key), loc in keyless.items():
+        assert sorted(loc) == sorted(mflt.LOCATOR_COLUMNS[("health" if table == "births" else "zhengwu", table)])
+        hits = [r for r in rows[table] if all(r.get(c) == v for c, v in loc.items())]
+        assert len(hits) == 1 and hits[0][key[table]] is None, (table, row_key)
+
+
 def test_truth_points_lie_in_their_district(runs):
     geo = json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text(encoding="utf-8"))
     polygons = {f["properties"]["gb"][3:]: shape(f["geometry"]) for f in geo["features"]}

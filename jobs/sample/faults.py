@@ -23,12 +23,23 @@ WHOLE_ROW = "*"
 #: GB 11643-1999 check characters for (Σ a_i·W_i) mod 11 = 0..10 (same order as jobs.codes).
 ID_CHECK_CHARS = "10X98765432"
 FULLWIDTH = str.maketrans("0123456789Xx", "０１２３４５６７８９Ｘｘ")
-FAULT_COLUMNS = ("source", "table", "row_key", "column", "fault_kind", "original_value", "delivered_value")
+FAULT_COLUMNS = ("source", "table", "row_key", "column", "fault_kind", "original_value", "delivered_value",
+                 "row_locator")
+#: Manifest columns that are not one delivered column → the delivered columns they stand for, per (source, table).
+#: A fault on such a pseudo-column damages exactly those columns (``jobs.audit`` attributes it to rules on them).
+PSEUDO_COLUMNS: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
+    ("address", "standard_address"): {"coordinates": ("lng", "lat")},
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """One injected fault: a row of ``truth/faults.csv`` (values as text; '' for null)."""
+    """One injected fault: a row of ``truth/faults.csv`` (values as text; '' for null).
+
+    ``row_locator`` is '' unless the fault nulls the row's business key (``business_key_null``): then it is a JSON
+    object ``{delivered column: delivered value as text (null for NULL)}`` that identifies the delivered row without
+    its key (``row_key`` keeps the true key), e.g. ``{"_id": "ObjectId(65ab…)"}`` for a document.
+    """
 
     source: str
     table: str
@@ -37,6 +48,7 @@ class Fault:
     fault_kind: str
     original_value: str
     delivered_value: str
+    row_locator: str = ""
 
 
 def text(value: Any) -> str:

@@ -249,7 +249,8 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
                 _deliver(sink, name, kept[name])
 
     writers.write_csv(truth / "faults.csv", flt.FAULT_COLUMNS,
-                      ((f.source, f.table, f.row_key, f.column, f.fault_kind, f.original_value, f.delivered_value)
+                      ((f.source, f.table, f.row_key, f.column, f.fault_kind, f.original_value, f.delivered_value,
+                        f.row_locator)
                        for f in faults))
     writers.write_csv(truth / "grids.csv", ("grid_code", "community_code", "worker_id", "worker_name"),
                       ((g.grid_code, g.community_code, g.worker_id, g.worker_name)

@@ -7,7 +7,9 @@ the record's true business key even when the fault nulls it.
 """
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
@@ -27,6 +29,10 @@ APPLICATION_FAULTS = ("doc_unknown_field", "doc_field_renamed", "date_chinese_fo
 DROP_FAULTS = ("file_gbk_encoded",)
 
 Change = Callable[[dict[str, Any], int], tuple[Any, Any]]
+#: Delivered columns that identify a row whose business key the fault nulled (``Fault.row_locator``), per table:
+#: the document ``_id``, or the child's name, birth date and time and both parents' IDs of a birth record.
+LOCATOR_COLUMNS = {("health", "births"): ("child_name", "birth_date", "birth_time", "mother_id_no", "father_id_no"),
+                   ("zhengwu", "applications"): ("_id",)}
 
 
 def zh_datetime(value: datetime) -> str:
@@ -82,13 +88,26 @@ def _get(row: dict[str, Any], column: str) -> Any:
     return row
 
 
+def locator_text(value: Any) -> str | None:
+    """A delivered value as the raw layer keeps it as text: None for NULL, ``ObjectId(<hex>)`` for an ObjectId
+    (as :func:`jobs.sources.document_id_text`), else ``str``."""
+    if value is None:
+        return None
+    if type(value).__name__ == "ObjectId":
+        return f"ObjectId({value})"
+    return str(value)
+
+
 def inject(rows: list[dict[str, Any]], planner: Planner, source: str, table: str, key: str,
            plans: list[tuple[str, str, Callable[[dict[str, Any]], bool], Change]],
            taken: dict[int, set[str]] | None = None) -> list[Fault]:
     """Apply ``plans`` — (fault_kind, column, eligible(row), change(row, k) → (old, new)) — to ``rows`` in place,
-    in the given order; record each as a Fault keyed by ``row[key]`` as it was before the change."""
+    in the given order; record each as a Fault keyed by ``row[key]`` as it was before the change. A fault that
+    leaves ``row[key]`` NULL gets a ``row_locator`` of the table's :data:`LOCATOR_COLUMNS`, taken after every plan
+    (the values delivered)."""
     taken = {} if taken is None else taken
     faults = []
+    keyless: list[tuple[int, int]] = []  # (fault index, row index)
     n = len(rows)
     for kind, column, eligible, change in plans:
         picked = planner.choose(planner.count(kind, n), n, lambda i: eligible(rows[i]), taken, column)
@@ -96,6 +115,15 @@ def inject(rows: list[dict[str, Any]], planner: Planner, source: str, table: str
             row_key = _get(rows[i], key)
             old, new = change(rows[i], k)
             faults.append(Fault(source, table, row_key, column, kind, text(old), text(new)))
+            if _get(rows[i], key) is None:
+                keyless.append((len(faults) - 1, i))
+    columns = LOCATOR_COLUMNS.get((source, table))
+    if keyless and columns is None:
+        raise ValueError(f"{source}.{table}: a fault nulls the business key {key} but the table has no "
+                         "LOCATOR_COLUMNS to identify the row")
+    for j, i in keyless:
+        locator = {c: locator_text(_get(rows[i], c)) for c in columns}
+        faults[j] = replace(faults[j], row_locator=json.dumps(locator, ensure_ascii=False, sort_keys=True))
     return faults
 
 
