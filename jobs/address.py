@@ -564,6 +564,27 @@ def standardise(spark, texts, registry, gaz: Gazetteer, cells):
     return assign_grids(spark, match_addresses(texts, registry, gaz), cells)
 
 
+def grids_of(texts, addresses, gaz: Gazetteer):
+    """The 网格 grid of each distinct address text, looked up in ``unified.address``.
+
+    Args:
+        texts: a frame with a STRING column ``address`` (e.g. ``unified.person``'s; NULL rows are dropped).
+        addresses: ``unified.address`` rows (address_key, grid_code).
+        gaz: the division gazetteer (the same normalisation as :func:`match_addresses`, so the same key).
+
+    Returns:
+        DataFrame address STRING (as given), grid_code STRING (NULL when the text normalises to nothing, is not
+        in ``addresses`` or has no grid); one row per distinct text.
+    """
+    from pyspark.sql import functions as F
+
+    distinct = texts.select(F.col("address").cast("string").alias("address")).where("address IS NOT NULL").distinct()
+    keyed = _parse_frame(distinct, "address", gaz).select(
+        F.col("raw").alias("address"), F.when(F.col("normalized").isNotNull(), F.sha2(F.col("normalized"), 256))
+        .alias("address_key"))
+    return keyed.join(addresses.select("address_key", "grid_code"), "address_key", "left").select("address", "grid_code")
+
+
 def counts(addresses) -> dict:
     """{"rows", "match_level": {level: n}, "unmatched" (match_level 'unmatched'), "no_grid" (grid_code NULL),
     "grid_method": {method: n}} of unified.address rows."""

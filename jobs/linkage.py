@@ -354,22 +354,38 @@ def linkage_accuracy(links, truth) -> dict[str, Any]:
             "unscored_link_records": int(len(links) - len(df))}
 
 
-def truth_records(truth_dir: Path):
+def role_objects() -> set[str]:
+    """``'<source>:<object>'`` of every registry object whose rows name several persons (``unified.roles``)."""
+    from jobs.sources import load_registry
+
+    return {f"{name}:{obj.name}" for name, spec in load_registry().items() for obj in spec.objects.values()
+            if obj.unified.get("roles")}
+
+
+def truth_records(truth_dir: Path, multi_person: set[str] | None = None):
     """The true person of every delivered person record: hukou.persons rows are their own person
-    (``person_key`` = person_no); other departments' rows from ``links.csv`` (the role naming the record's
-    subject: applicant, employee, insured, child, deceased).
+    (``person_key`` = person_no); other departments' rows from ``links.csv``. For an object naming several
+    persons per row (``multi_person``, default :func:`role_objects`: civil.marriages, health.births) every role
+    of ``links.csv`` is a record ``<source>:<table>:<row_key>#<role>`` (husband, wife; child, mother, father),
+    as :func:`jobs.unified.person_candidates` names them; for the others the role naming the record's subject
+    (applicant, employee, insured, deceased, recipient, mover) is the record ``<source>:<table>:<row_key>``.
 
     Returns:
-        pandas DataFrame record_key ('<source>:<table>:<row_key>'), true_person.
+        pandas DataFrame record_key, true_person.
     """
     import pandas as pd
 
+    multi_person = role_objects() if multi_person is None else multi_person
     persons = pd.read_csv(truth_dir / "persons.csv", dtype=str)
     hukou = pd.DataFrame({"record_key": "hukou:persons:" + persons["person_key"], "true_person": persons["person_key"]})
     links = pd.read_csv(truth_dir / "links.csv", dtype=str)
-    links = links[~links["role"].isin(["mother", "father"])]
-    other = pd.DataFrame({"record_key": links["source"] + ":" + links["table"] + ":" + links["row_key"],
-                          "true_person": links["person_key"]})
+    obj = links["source"] + ":" + links["table"]
+    multi = obj.isin(sorted(multi_person))
+    links = links[multi | ~links["role"].isin(["mother", "father"])]
+    multi = multi[links.index]
+    key = links["source"] + ":" + links["table"] + ":" + links["row_key"]
+    key = key.where(~multi, key + "#" + links["role"])
+    other = pd.DataFrame({"record_key": key, "true_person": links["person_key"]})
     return pd.concat([hukou, other], ignore_index=True).drop_duplicates("record_key").sort_values("record_key")
 
 

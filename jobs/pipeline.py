@@ -202,16 +202,19 @@ def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
     every object whose registry entry has ``unified.entity: person``: records with a NULL business key are
     quarantined (``quarantine.unified_person_records``) and counted, never merged; the rest are deduplicated
     per record_key, linked (valid GB 11643 ID: deterministically; otherwise :mod:`jobs.linkage`), MERGEd into
-    ``unified.person_link``; then the golden record (``unified.person``), its attribute provenance, the SCD
-    type 2 residence and household membership, and the relationship edges are rebuilt from the links and
-    MERGEd (unchanged rows are not touched). Events come from the grid-management documents and the
+    ``unified.person_link`` (an object naming several persons per row gives one record per role); the
+    relationships those objects state are MERGEd into ``unified.person_relationship_statement``; then the golden
+    record (``unified.person``), its attribute provenance, ``unified.address``, the SCD type 2 residence (with
+    the address's grid as a type 1 column) and household membership are MERGEd (unchanged rows are not
+    touched), and ``unified.person_relationship`` is rebuilt from the membership, the statements and the links
+    (rewritten only when it changed). Events come from the grid-management documents and the
     citizen messages. Unified tables have the Delta change data feed enabled.
 
     Returns:
         ``{"staging_versions": {table: version}, "person": {"inserted", "updated"}, "person_link": {...},
         "person_attribute_provenance": {...}, "person_residence": {...}, "household_membership": {...},
-        "person_relationship_rewritten": bool, "event": {...}, "unlinked_person_records": n (records without a
-        valid ID), "null_key_person_records": n, "link_methods": {method: n},
+        "person_relationship_statement": {...}, "person_relationship_rewritten": bool, "event": {...},
+        "unlinked_person_records": n (records without a valid ID), "null_key_person_records": n, "link_methods": {method: n},
         "address": {"inserted", "updated", "rows", "match_level", "unmatched", "no_grid", "grid_method"}
         (:func:`_unify_addresses`; ``unmatched`` counts addresses kept without a registry match)}``.
     """
@@ -242,13 +245,16 @@ def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
         version = unified.table_version(spark, path)
         return None if version is None else unified.read_pinned(spark, path, version)
 
-    candidates = []
+    candidates, statements = [], []
     for name, spec in load_registry().items():
         for obj in spec.objects.values():
             if obj.unified.get("entity") == "person":
                 rules = dict(obj.unified)
                 rules.setdefault("record_key", list(obj.business_key))
-                candidates.append(unified.person_candidates(staging(f"{name}_{obj.name}"), name, rules))
+                frame = staging(f"{name}_{obj.name}")
+                candidates.append(unified.person_candidates(frame, name, rules))
+                if rules.get("relationships"):
+                    statements.append(unified.relationship_statements(frame, name, rules))
     persons_in = reduce(lambda a, b: a.unionByName(b), candidates)
     keyed, null_keyed = unified.split_null_keys(persons_in)
     lake.replace_partition(null_keyed.withColumn("_logical_date", F.lit(logical_date).cast("date")),
@@ -268,6 +274,10 @@ def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
         link_stats = merge(links, "person_link", ["record_key"])
     finally:
         records.unpersist()
+    statement_stats = {"inserted": 0, "updated": 0}
+    if statements:
+        statement_stats = merge(unified.dedupe_statements(reduce(lambda a, b: a.unionByName(b), statements)),
+                                "person_relationship_statement", ["statement_key"])
 
     all_links = current("person_link").cache()
     try:
@@ -280,13 +290,24 @@ def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
         all_links.unpersist()
 
     golden = current("person")
+    address_stats = _unify_addresses(spark, settings, golden, versions, merge, current)
+    residence = golden.where("is_current")
+    addresses = current("address")
+    if addresses is not None:  # the grid of each address: a type 1 column of the residence (unified.RESIDENCE_OVERWRITE)
+        from jobs import address
+
+        residence = residence.join(address.grids_of(residence, addresses, address.load_gazetteer()), "address", "left")
+    else:
+        residence = residence.withColumn("grid_code", F.lit(None).cast("string"))
     history = {}
-    for table, tracked, where in (("person_residence", unified.RESIDENCE_COLUMNS, "is_current"),
-                                  ("household_membership", unified.HOUSEHOLD_COLUMNS,
-                                   "is_current AND household_no IS NOT NULL")):
-        changes = unified.scd2_changes(current(table), golden.where(where), logical_date, "person_id", tracked)
+    for table, current_rows, tracked, overwrite in (
+            ("person_residence", residence, unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE),
+            ("household_membership", golden.where("is_current AND household_no IS NOT NULL"),
+             unified.HOUSEHOLD_COLUMNS, ())):
+        changes = unified.scd2_changes(current(table), current_rows, logical_date, "person_id", tracked, overwrite)
         history[table] = merge(changes, table, ["person_id", "valid_from"])
-    edges = unified.relationships(current("household_membership"))
+    edges = unified.relationships(current("household_membership"), current("person_relationship_statement"),
+                                  current("person_link"), current("person_attribute_provenance"))
     edges_path = settings.table_path("unified", "person_relationship")
     unified.ensure_cdf_table(spark, edges, edges_path)
     edges_written = lake.overwrite_if_changed(spark, edges, edges_path,
@@ -296,10 +317,10 @@ def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
     hotline = unified.hotline_events(staging("zhengwu_messages"), _hotline_labels(spark))
     events = unified.finalize_events(grid.unionByName(hotline), logical_date)
     event_stats = merge(events, "event", ["event_id"], insert_only=("first_seen_date",))
-    address_stats = _unify_addresses(spark, settings, golden, versions, merge, current)
     return {"staging_versions": versions, "person": person_stats, "person_link": link_stats,
             "person_attribute_provenance": provenance_stats, "person_residence": history["person_residence"],
             "household_membership": history["household_membership"],
+            "person_relationship_statement": statement_stats,
             "person_relationship_rewritten": edges_written, "event": event_stats,
             "unlinked_person_records": unlinked, "null_key_person_records": n_null, "link_methods": methods,
             "address": address_stats}

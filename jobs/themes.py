@@ -11,7 +11,7 @@ Population theme:
   (GB/T 4658 education 6+, GB/T 2261.2 marital status 15+), :func:`registration_structure` (户籍 vs 流动),
   :func:`district_areas_km2` + :func:`population_density`, :func:`household_structure` (household size,
   独居老人, 纯老户), :func:`household_generations` (一代户/二代户/三代及以上户 from GB/T 4761 relations, persons
-  without registered relatives), :func:`relationship_summary` (relationship edges by type),
+  without registered relatives), :func:`relationship_summary` (relationship edges by type and source),
   :func:`migration_by_district` (origin–destination flows and in/out/net rates from residence history).
 Grid-management theme:
   :func:`hot_fields`, :func:`grid_hotspots` (Getis–Ord Gi*), :func:`grid_workflow` +
@@ -540,39 +540,51 @@ def household_generations(person: DataFrame, edges: DataFrame, snapshot_date: dt
 
 
 def relationship_summary(person: DataFrame, edges: DataFrame, snapshot_date: dt.date) -> DataFrame:
-    """Registered family relationship edges (``unified.person_relationship``) by relationship type per district.
+    """Registered family relationship edges (``unified.person_relationship``) by relationship type and stating
+    departments per district.
 
     → ``marts.population_relationship_edges``. An edge's district is the district of its ``household_no``
-    (smallest ``district_code`` of the household's current members, as :func:`household_structure`), else
-    '000000' (no current member left, e.g. both persons deceased). Every edge of the table is counted in
-    ``edges``; ``edges_between_current`` only those whose two persons are current (alive) in
-    ``unified.person``.
+    (smallest ``district_code`` of the household's current members, as :func:`household_structure`); an edge
+    without such a household (stated only by a marriage registration or a birth certificate, or its household
+    has no current member left) takes the smallest ``district_code`` of its two persons that are current; else
+    '000000' (e.g. both persons deceased). ``sources`` is the edge's sorted departments joined by '+' (e.g.
+    'civil+hukou': stated by the marriage registry and the household registry), so each edge is counted once and
+    summing over ``sources`` gives the edges per type. Every edge of the table is counted in ``edges``;
+    ``edges_between_current`` only those whose two persons are current (alive) in ``unified.person``.
 
     Args:
         person: ``unified.person`` (person_id, household_no, district_code, is_current).
         edges: ``unified.person_relationship`` (person_id_1, person_id_2, relationship ('spouse' |
-            'parent_child'), household_no).
+            'parent_child'), household_no, sources ARRAY<STRING>).
         snapshot_date: reference date.
 
     Returns:
-        DataFrame ``snapshot_date`` DATE, ``district_code`` STRING, ``relationship`` STRING, ``edges`` LONG,
-        ``edges_between_current`` LONG, ``persons`` LONG (distinct persons on the edges), ``households`` LONG
-        (distinct household numbers of the edges); key (snapshot_date, district_code, relationship).
+        DataFrame ``snapshot_date`` DATE, ``district_code`` STRING, ``relationship`` STRING, ``sources`` STRING,
+        ``edges`` LONG, ``edges_between_current`` LONG, ``persons`` LONG (distinct persons on the edges),
+        ``households`` LONG (distinct household numbers of the edges; NULL household numbers are not counted);
+        key (snapshot_date, district_code, relationship, sources).
     """
     hh = _current_members(person).select("household_no", "hh_district").distinct()
     alive = _alive_edges(person, edges).distinct().withColumn("_alive", F.lit(True))
-    e = edges.select("person_id_1", "person_id_2", "relationship", F.trim("household_no").alias("household_no")) \
+    current = person.where(F.coalesce(F.col("is_current"), F.lit(False)) & ~_blank(F.col("district_code"))) \
+        .select("person_id", F.trim("district_code").alias("district_code"))
+    d1 = current.select(F.col("person_id").alias("person_id_1"), F.col("district_code").alias("_d1"))
+    d2 = current.select(F.col("person_id").alias("person_id_2"), F.col("district_code").alias("_d2"))
+    e = edges.select("person_id_1", "person_id_2", "relationship", F.trim("household_no").alias("household_no"),
+                     F.array_join(F.array_sort("sources"), "+").alias("sources")) \
         .join(hh, "household_no", "left").join(alive, ["person_id_1", "person_id_2"], "left") \
-        .withColumn("district_code", F.coalesce("hh_district", F.lit(UNKNOWN_DISTRICT_CODE)))
-    ends = e.select("district_code", "relationship", F.explode(F.array("person_id_1", "person_id_2")).alias("p"))
-    people = ends.groupBy("district_code", "relationship").agg(F.countDistinct("p").cast("long").alias("persons"))
-    agg = e.groupBy("district_code", "relationship").agg(
+        .join(d1, "person_id_1", "left").join(d2, "person_id_2", "left") \
+        .withColumn("district_code", F.coalesce("hh_district", F.least("_d1", "_d2"), F.lit(UNKNOWN_DISTRICT_CODE)))
+    dims = ["district_code", "relationship", "sources"]
+    ends = e.select(*dims, F.explode(F.array("person_id_1", "person_id_2")).alias("p"))
+    people = ends.groupBy(*dims).agg(F.countDistinct("p").cast("long").alias("persons"))
+    agg = e.groupBy(*dims).agg(
         F.count(F.lit(1)).cast("long").alias("edges"),
         F.sum(F.when(F.col("_alive"), 1).otherwise(0)).cast("long").alias("edges_between_current"),
         F.countDistinct("household_no").cast("long").alias("households"))
-    return agg.join(people, ["district_code", "relationship"]).select(
-        F.lit(snapshot_date).cast("date").alias("snapshot_date"), "district_code", "relationship", "edges",
-        "edges_between_current", "persons", "households")
+    return agg.join(people, dims).select(
+        F.lit(snapshot_date).cast("date").alias("snapshot_date"), *dims, "edges", "edges_between_current", "persons",
+        "households")
 
 
 def migration_by_district(residence: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -1217,6 +1229,11 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
         layer, table = name.split(".", 1)
         path = settings.table_path(layer, table)
         if name in PARTITIONED_TABLES:
+            if lake.exists(spark, path):  # a table written before a column existed (e.g. sources): add it, keep its order
+                lake.add_missing_columns(spark, path, [(f.name, f.dataType.simpleString()) for f in df.schema.fields])
+                have = spark.read.format("delta").load(path).columns
+                if set(have) == set(df.columns):
+                    df = df.select(*have)
             written[name] = lake.replace_partition_if_changed(spark, df, path, PARTITIONED_TABLES[name], logical_date)
         else:
             written[name] = lake.overwrite_if_changed(spark, df, path, list(df.columns))

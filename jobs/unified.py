@@ -28,11 +28,20 @@ nothing, and day N+1 touches only the rows whose content changed):
 ``unified.person_residence`` / ``unified.household_membership`` — slowly changing dimensions of type 2,
     key (``person_id``, ``valid_from``): tracked columns (community_code, district_code, address |
     household_no, relation_code), ``valid_from`` DATE, ``valid_to`` DATE (exclusive; NULL while current),
-    ``is_current`` BOOLEAN, ``_content_hash``.
+    ``is_current`` BOOLEAN, ``_content_hash``. ``person_residence`` also carries ``grid_code`` (the 网格 grid of
+    the address in ``unified.address``) as a type 1 column (:data:`RESIDENCE_OVERWRITE`): a grid change alone
+    updates the current version in place, it does not open a new one.
 
-``unified.person_relationship`` — spouse and parent–child edges derived from the household registry's
-    relation to the head (GB/T 4761-2008): person_id_1, person_id_2 (parent, child for 'parent_child'; the
-    smaller id first for 'spouse'), relationship, household_no, basis (the two relation codes).
+``unified.person_relationship_statement`` — one row per relationship stated by a department record naming
+    several persons (``civil.marriages``: husband–wife; ``health.births``: mother–child, father–child), key
+    ``statement_key``; columns :data:`STATEMENT_COLUMNS` (the two ends as ``unified.person_link`` record keys,
+    basis, validity, lineage) and ``_content_hash`` (see :func:`relationship_statements`).
+
+``unified.person_relationship`` — spouse and parent–child edges from the household registry's relation to the
+    head (GB/T 4761-2008) and from the statements above, one row per (person_id_1, person_id_2, relationship)
+    (parent, child for 'parent_child'; the smaller id first for 'spouse'): household_no, basis, valid_from,
+    valid_to, sources, provenance (every claim: department, table, record keys, batch) — see
+    :func:`relationships`.
 
 ``unified.event`` — one row per grid event or citizen message, key ``event_id``:
     event_id STRING ('grid:<event_no>' | 'hotline:<message id>'), channel STRING,
@@ -69,6 +78,9 @@ RECORD_LINEAGE = ("record_key", "source", "source_object", "business_key", "prio
                   "batch_date")
 LINK_COLUMNS = ("person_id", "link_method", "match_weight", "agreed_fields")
 RESIDENCE_COLUMNS = ("community_code", "district_code", "address")
+#: Type 1 columns of ``unified.person_residence``: the 网格 grid of the address (``unified.address``) is a
+#: derived attribute of the address, redrawn by the grid-management centre; its change alone is not a move.
+RESIDENCE_OVERWRITE = ("grid_code",)
 HOUSEHOLD_COLUMNS = ("household_no", "relation_code")
 SURVIVORSHIP_FILE = SCHEMAS_DIR / "unified" / "survivorship.yaml"
 
@@ -119,6 +131,14 @@ def district_of_col(community_code):
 def person_candidates(df, source: str, rules: dict[str, Any]):
     """Standardise one department's person records (a staging frame) to candidate rows.
 
+    An object whose rows name SEVERAL persons (a marriage registration: husband and wife; a birth certificate:
+    child, mother, father) lists them under ``roles`` instead of ``columns``: ``roles: {<role>: {columns:
+    {role -> column}, values: {role -> constant delivered value}}}``. Each role gives one candidate per row in
+    which the role is present (its ``id_no`` or ``name`` column is non-blank), with record_key
+    ``<source>:<object>:<business key>#<role>`` (business_key stays the row's key); ``values`` stand for a
+    column the row lacks (e.g. ``sex: "2"`` for a mother; it then goes through ``sex_map``). The other rules
+    (priority, record_key, maps, date formats) apply to every role.
+
     Args:
         df: accepted rows of ``staging.<source>_<object>`` (delivered STRING columns + lineage
             ``_source_table``, ``_row_number``, optionally ``_batch_id`` and ``_logical_date``).
@@ -140,14 +160,34 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
         updated_at TIMESTAMP; batch_id STRING; batch_date DATE), id_valid BOOLEAN, and the
         :data:`PERSON_ATTRIBUTES` standardised (birth_date, death_date DATE, the rest STRING; a role the
         department lacks is NULL).
+
+    Raises:
+        ValueError: a role of ``roles`` names a column the frame lacks (names the source, object and column).
     """
+    from functools import reduce
+
+    if "roles" not in rules:
+        return _role_candidates(df, source, rules, rules["columns"], {}, None)
+    parts = []
+    for name, spec in rules["roles"].items():
+        missing = sorted(set((spec.get("columns") or {}).values()) - set(df.columns))
+        if missing:
+            raise ValueError(f"{source}: unified role {name!r} names columns {missing} the frame lacks")
+        parts.append(_role_candidates(df, source, rules, spec.get("columns") or {}, spec.get("values") or {}, name))
+    return reduce(lambda a, b: a.unionByName(b), parts)
+
+
+def _role_candidates(df, source: str, rules: dict[str, Any], cols: dict[str, str], values: dict[str, str],
+                     role_name: str | None):
+    """:func:`person_candidates` for one column mapping (``role_name`` None: the object's single person)."""
     from pyspark.sql import functions as F
 
-    cols = rules["columns"]
     null = F.lit(None).cast("string")
 
     def role(name):
-        return F.col(cols[name]) if name in cols else null
+        if name in cols:
+            return F.col(cols[name])
+        return F.lit(str(values[name])) if name in values else null
 
     def has(name):
         return name in df.columns
@@ -157,6 +197,10 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
     key_ok = F.lit(True)
     for k in key_cols:
         key_ok = key_ok & F.col(k).isNotNull() & (F.length(F.trim(F.col(k).cast("string"))) > 0)
+    record_key = F.concat_ws(":", F.lit(source), F.col("_source_table"), business_key)
+    if role_name is not None:
+        record_key = F.concat(record_key, F.lit(f"#{role_name}"))
+        df = df.where(_role_present(cols))
     community = F.trim(role("community_code"))
     formats = rules.get("date_formats", codes.DATE_FORMATS)
     marital = role("marital_status")
@@ -171,7 +215,7 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
     # The normalised ID is projected once and validated in a second projection: inlined, the
     # GB 11643 expression tree grows past Spark's 64 KB code-generation limit.
     standardised = df.select(
-        F.when(key_ok, F.concat_ws(":", F.lit(source), F.col("_source_table"), business_key)).alias("record_key"),
+        F.when(key_ok, record_key).alias("record_key"),
         F.lit(source).alias("source"),
         F.col("_source_table").alias("source_object"),
         F.when(key_ok, business_key).alias("business_key"),
@@ -183,7 +227,8 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
         normalize_name_col(role("name")).alias("name"),
         codes.standardize_sex_col(role("sex"), rules.get("sex_map", {})).alias("sex_code"),
         codes.parse_date_col(role("birth_date"), formats).alias("birth_date"),
-        (codes.standardize_ethnic_col(role("ethnic")) if "ethnic" in cols else null).alias("ethnic_code"),
+        (codes.standardize_ethnic_col(role("ethnic")) if "ethnic" in cols or "ethnic" in values
+         else null).alias("ethnic_code"),
         F.trim(role("household_no")).alias("household_no"),
         F.trim(role("relation")).alias("relation_code"),
         community.alias("community_code"),
@@ -191,13 +236,24 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
         F.trim(role("address")).alias("address"),
         F.regexp_replace(role("phone"), r"[\s-]", "").alias("phone"),
         F.when(F.trim(marital).isin(*MARITAL_STATUS_CODES), F.trim(marital)).alias("marital_status_code"),
-        (codes.parse_date_col(role("death_date"), formats) if "death_date" in cols
+        (codes.parse_date_col(role("death_date"), formats) if "death_date" in cols or "death_date" in values
          else F.lit(None).cast("date")).alias("death_date"),
         F.when(codes.code_in_list_col(education, "education"), education).alias("education_code"),
         F.when(registration.isin(*REGISTRATION_TYPES), registration).alias("registration_type"),
     )
     return standardised.select(*RECORD_LINEAGE, codes.id_is_valid_col(F.col("id_no")).alias("id_valid"),
                                *PERSON_ATTRIBUTES)
+
+
+def _role_present(cols: dict[str, str]):
+    """BOOLEAN: the role's ``id_no`` or ``name`` column is non-blank (a row names the role's person)."""
+    from pyspark.sql import functions as F
+
+    present = F.lit(False)
+    for r in ("id_no", "name"):
+        if r in cols:
+            present = present | F.coalesce(F.length(F.trim(F.col(cols[r]))) > 0, F.lit(False))
+    return present
 
 
 def _map_col(c, mapping: dict[str, str]):
@@ -377,47 +433,163 @@ def with_content_hash(df, exclude: tuple[str, ...] = ()):
 
 # --- history: slowly changing dimensions of type 2 ------------------------------------------------------
 
-def scd2_changes(history, current, logical_date: dt.date, key: str, tracked: tuple[str, ...]):
+def scd2_changes(history, current, logical_date: dt.date, key: str, tracked: tuple[str, ...],
+                 overwrite: tuple[str, ...] = ()):
     """Rows to MERGE (on ``key``, ``valid_from``) into an SCD type 2 table so it reflects ``current``.
 
     Args:
-        history: the table's rows (key, tracked..., valid_from DATE, valid_to DATE, is_current BOOLEAN,
-            _content_hash), or None before the first run.
-        current: today's state, unique on ``key``: key, tracked... (other columns ignored).
+        history: the table's rows (key, tracked..., overwrite..., valid_from DATE, valid_to DATE, is_current
+            BOOLEAN, _content_hash), or None before the first run; an ``overwrite`` column the table lacks
+            (a table written before it existed) reads as NULL.
+        current: today's state, unique on ``key``: key, tracked..., overwrite... (other columns ignored).
         logical_date: the day the state is valid from.
         key: the entity key column (e.g. ``person_id``).
         tracked: the columns whose change opens a new version.
+        overwrite: columns kept as type 1 attributes of the version: a change of one of them alone updates the
+            open version in place (no new version); a closed version keeps the values it had when closed.
 
     Returns:
-        DataFrame key, tracked..., valid_from, valid_to, is_current, _content_hash — only what changes:
-        a new version (valid_from = ``logical_date``, valid_to NULL, is_current true) for a new key or a
+        DataFrame key, tracked..., overwrite..., valid_from, valid_to, is_current, _content_hash — only what
+        changes: a new version (valid_from = ``logical_date``, valid_to NULL, is_current true) for a new key or a
         changed one, and the closed previous version (valid_to = ``logical_date``, exclusive; is_current
-        false). A version opened on ``logical_date`` itself is replaced in place (a rerun with corrected
-        input), so no zero-length version appears. Keys absent from ``current`` are left open (a batch may
-        be incremental; absence is not deletion). Kimball, *The Data Warehouse Toolkit*, type 2.
+        false); the open version with new ``overwrite`` values when only those changed. A version opened on
+        ``logical_date`` itself is replaced in place (a rerun with corrected input), so no zero-length version
+        appears. Keys absent from ``current`` are left open (a batch may be incremental; absence is not
+        deletion). Kimball, *The Data Warehouse Toolkit*, types 2 and 1.
     """
     from pyspark.sql import functions as F
 
     day = F.lit(logical_date).cast("date")
-    cols = [key, *tracked]
-    attr_hash = F.sha2(F.concat_ws("\u241f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400"))
-                                                for c in tracked]), 256)
-    cur = current.select(*cols).withColumn("_h", attr_hash)
+    cols = [key, *tracked, *overwrite]
+
+    def hash_of(names):
+        return F.sha2(F.concat_ws("\u241f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400"))
+                                              for c in names]), 256)
+
+    cur = current.select(*cols).withColumn("_h", hash_of(tracked)).withColumn("_w", hash_of(overwrite))
     if history is None:
         opened = cur.select(*cols, day.alias("valid_from"), F.lit(None).cast("date").alias("valid_to"),
                             F.lit(True).alias("is_current"))
         return with_content_hash(opened)
-    open_rows = history.where("is_current").select(*cols, "valid_from").withColumn("_h", attr_hash)
-    o = open_rows.select(F.col(key), *[F.col(c).alias(f"_o_{c}") for c in tracked],
-                         F.col("valid_from").alias("_o_from"), F.col("_h").alias("_o_h"))
+    for c in overwrite:
+        if c not in history.columns:
+            history = history.withColumn(c, F.lit(None).cast(current.schema[c].dataType))
+    open_rows = (history.where("is_current").select(*cols, "valid_from")
+                 .withColumn("_h", hash_of(tracked)).withColumn("_w", hash_of(overwrite)))
+    o = open_rows.select(F.col(key), *[F.col(c).alias(f"_o_{c}") for c in (*tracked, *overwrite)],
+                         F.col("valid_from").alias("_o_from"), F.col("_h").alias("_o_h"), F.col("_w").alias("_o_w"))
     j = cur.join(o, on=key, how="left")
     changed = j.where(F.col("_o_h").isNull() | (F.col("_o_h") != F.col("_h")))
     opened = changed.select(*cols, day.alias("valid_from"), F.lit(None).cast("date").alias("valid_to"),
                             F.lit(True).alias("is_current"))
     closed = changed.where(F.col("_o_h").isNotNull() & (F.col("_o_from") < day)).select(
-        F.col(key), *[F.col(f"_o_{c}").alias(c) for c in tracked], F.col("_o_from").alias("valid_from"),
+        F.col(key), *[F.col(f"_o_{c}").alias(c) for c in (*tracked, *overwrite)], F.col("_o_from").alias("valid_from"),
         day.alias("valid_to"), F.lit(False).alias("is_current"))
-    return with_content_hash(opened.unionByName(closed))
+    out = opened.unionByName(closed)
+    if overwrite:
+        in_place = j.where((F.col("_o_h") == F.col("_h")) & (F.col("_o_w") != F.col("_w"))).select(
+            *cols, F.col("_o_from").alias("valid_from"), F.lit(None).cast("date").alias("valid_to"),
+            F.lit(True).alias("is_current"))
+        out = out.unionByName(in_place)
+    return with_content_hash(out)
+
+
+#: Relationship types of ``unified.person_relationship``.
+RELATIONSHIP_TYPES = ("spouse", "parent_child")
+#: One statement of a relationship by one source (:func:`household_relationships`, :func:`stated_relationships`): the two persons (parent,
+#: child for 'parent_child'), the statement's basis and validity, and its provenance.
+CLAIM_COLUMNS = ("person_id_1", "person_id_2", "relationship", "household_no", "basis", "valid_from", "valid_to",
+                 "source", "source_object", "record_key_1", "record_key_2", "batch_id", "batch_date")
+#: Columns of ``unified.person_relationship_statement`` (see :func:`relationship_statements`).
+STATEMENT_COLUMNS = ("statement_key", "source", "source_object", "business_key", "relationship", "record_key_1",
+                     "record_key_2", "basis", "valid_from", "valid_to", "updated_at", "batch_id", "batch_date")
+
+
+def relationship_statements(df, source: str, rules: dict[str, Any]):
+    """Relationships stated by department records that name several persons (a staging frame).
+
+    Args:
+        df: accepted rows of ``staging.<source>_<object>`` (delivered STRING columns + ``_source_table``,
+            optionally ``_batch_id``, ``_logical_date``).
+        source: department source name (e.g. ``civil``).
+        rules: the object's ``unified`` block with ``roles`` (see :func:`person_candidates`) and
+            ``relationships``: a list of ``{relationship: spouse | parent_child, from: <role>, to: <role>,
+            basis: <text>, valid_from: <column>, valid_to: <column>}`` (``from`` is the parent for
+            'parent_child'; ``valid_from`` / ``valid_to`` optional, parsed with the object's ``date_formats``).
+
+    Returns:
+        DataFrame :data:`STATEMENT_COLUMNS`: statement_key STRING (``<source>:<object>:<business key>:
+        <relationship>:<from>-<to>``), source, source_object, business_key, relationship, record_key_1 /
+        record_key_2 STRING (the two roles' person records, ``<source>:<object>:<business key>#<role>`` as in
+        ``unified.person_link``), basis STRING, valid_from DATE, valid_to DATE, updated_at TIMESTAMP, batch_id
+        STRING, batch_date DATE — one row per configured relationship per row in which both roles are present
+        and the business key is not NULL (a NULL-keyed row's persons are quarantined by the unify stage).
+        Empty (no rows) when the object configures no relationships.
+
+    Raises:
+        ValueError: a relationship names an unknown type or role, or a column the frame lacks.
+    """
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    specs = rules.get("relationships") or []
+    roles = rules.get("roles") or {}
+    key_cols = list(rules.get("record_key") or ["_row_number"])
+    formats = rules.get("date_formats", codes.DATE_FORMATS)
+    has = lambda c: c in df.columns  # noqa: E731
+    business_key = F.concat_ws("|", *[F.col(k).cast("string") for k in key_cols])
+    key_ok = F.lit(True)
+    for k in key_cols:
+        key_ok = key_ok & F.col(k).isNotNull() & (F.length(F.trim(F.col(k).cast("string"))) > 0)
+    row_key = F.concat_ws(":", F.lit(source), F.col("_source_table"), business_key)
+    parts = []
+    for spec in specs:
+        rel, a, b = spec.get("relationship"), spec.get("from"), spec.get("to")
+        if rel not in RELATIONSHIP_TYPES or a not in roles or b not in roles:
+            raise ValueError(f"{source}: relationship {spec!r}: type must be one of {RELATIONSHIP_TYPES} and "
+                             f"from/to roles of {sorted(roles)}")
+        for c in (spec.get("valid_from"), spec.get("valid_to")):
+            if c and not has(c):
+                raise ValueError(f"{source}: relationship {rel} names column {c!r} the frame lacks")
+
+        def date_of(c):
+            return codes.parse_date_col(F.col(c), formats) if c else F.lit(None).cast("date")
+
+        rows = df.where(key_ok & _role_present(roles[a].get("columns") or {})
+                        & _role_present(roles[b].get("columns") or {}))
+        parts.append(rows.select(
+            F.concat(row_key, F.lit(f":{rel}:{a}-{b}")).alias("statement_key"),
+            F.lit(source).alias("source"), F.col("_source_table").alias("source_object"),
+            business_key.alias("business_key"), F.lit(rel).alias("relationship"),
+            F.concat(row_key, F.lit(f"#{a}")).alias("record_key_1"),
+            F.concat(row_key, F.lit(f"#{b}")).alias("record_key_2"),
+            F.lit(spec.get("basis")).cast("string").alias("basis"),
+            date_of(spec.get("valid_from")).alias("valid_from"), date_of(spec.get("valid_to")).alias("valid_to"),
+            F.to_timestamp(F.col("updated_at")).alias("updated_at") if has("updated_at")
+            else F.lit(None).cast("timestamp").alias("updated_at"),
+            (F.col("_batch_id") if has("_batch_id") else F.lit(None)).cast("string").alias("batch_id"),
+            (F.col("_logical_date") if has("_logical_date") else F.lit(None)).cast("date").alias("batch_date")))
+    if not parts:
+        schema = ("statement_key string, source string, source_object string, business_key string, "
+                  "relationship string, record_key_1 string, record_key_2 string, basis string, valid_from date, "
+                  "valid_to date, updated_at timestamp, batch_id string, batch_date date")
+        return df.sparkSession.createDataFrame([], schema)
+    return reduce(lambda x, y: x.unionByName(y), parts)
+
+
+def dedupe_statements(statements):
+    """One row per ``statement_key`` (latest ``updated_at``, then the largest ``batch_date``, then the smallest
+    ``batch_id``: deterministic) with ``_content_hash`` (leaving out ``batch_id`` and ``batch_date``, as
+    :func:`link_rows`), ready to MERGE into ``unified.person_relationship_statement``."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    order = Window.partitionBy("statement_key").orderBy(
+        F.col("updated_at").desc_nulls_last(), F.col("batch_date").desc_nulls_last(), F.col("batch_id").asc_nulls_last(),
+        F.col("valid_from").asc_nulls_last())
+    out = statements.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
+    return with_content_hash(out.select(*STATEMENT_COLUMNS), exclude=("batch_id", "batch_date"))
 
 
 #: GB/T 4761-2008 family relation to the household head: 01 self, 02 head; 1x spouse; 2x son; 3x daughter;
@@ -425,9 +597,9 @@ def scd2_changes(history, current, logical_date: dt.date, key: str, tracked: tup
 _HEAD = ("01", "02")
 
 
-def relationships(membership):
-    """Spouse and parent–child edges from current household membership (the household registry's relation
-    to the head, GB/T 4761-2008).
+def household_relationships(membership, provenance=None, survivorship: dict[str, Any] | None = None):
+    """Spouse and parent–child claims of the household registry: current household membership and each
+    member's relation to the head (GB/T 4761-2008).
 
     Rules (within one household): head–spouse (1x) → spouse; head–child (2x, 3x) → parent_child (head is
     the parent); head's spouse (1x)–child (2x, 3x) → parent_child (assumes the children are the couple's;
@@ -438,15 +610,20 @@ def relationships(membership):
     Args:
         membership: rows with person_id, household_no, relation_code (and is_current: only current rows
             are used when present).
+        provenance: optional ``unified.person_attribute_provenance`` rows (person_id, attribute, source,
+            record_key, batch_id, batch_date): the records whose ``relation_code`` survived give the claim's
+            source, source_object, record keys and batch (the later batch of the two persons' records).
+        survivorship: :func:`load_survivorship` (default file); without ``provenance`` the claim's source is
+            the first department of ``attributes.relation_code``.
 
     Returns:
-        DataFrame person_id_1 STRING, person_id_2 STRING, relationship STRING ('spouse' | 'parent_child'),
-        household_no STRING, basis STRING ('<code 1>-<code 2>'), _content_hash STRING; unique on
-        (person_id_1, person_id_2, relationship), sorted-pair order for 'spouse'.
+        DataFrame :data:`CLAIM_COLUMNS` (basis '<code 1>-<code 2>', valid_from / valid_to NULL: the registry
+        states no date of the relationship), unique on (person_id_1, person_id_2, relationship, household_no,
+        basis); sorted-pair order for 'spouse'.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    conf = survivorship or load_survivorship()
     m = membership.where("is_current") if "is_current" in membership.columns else membership
     m = m.where("household_no IS NOT NULL AND relation_code IS NOT NULL").select(
         "person_id", "household_no", "relation_code")
@@ -468,11 +645,117 @@ def relationships(membership):
     out = edges.select(
         F.when(spouse, F.least("p1", "p2")).otherwise(F.col("p1")).alias("person_id_1"),
         F.when(spouse, F.greatest("p1", "p2")).otherwise(F.col("p2")).alias("person_id_2"),
-        "relationship", "household_no", "basis")
-    # One edge per key with a deterministic tie-break (dropDuplicates would keep an arbitrary household_no/basis).
+        "relationship", "household_no", "basis").distinct()
+    null = F.lit(None)
+    default_source = ((conf.get("attributes") or {}).get("relation_code") or [None])[0]
+    if provenance is None:
+        return out.select("person_id_1", "person_id_2", "relationship", "household_no", "basis",
+                          null.cast("date").alias("valid_from"), null.cast("date").alias("valid_to"),
+                          F.lit(default_source).cast("string").alias("source"),
+                          *[null.cast("string").alias(c) for c in ("source_object", "record_key_1", "record_key_2",
+                                                                    "batch_id")],
+                          null.cast("date").alias("batch_date"))
+    prov = provenance.where(F.col("attribute") == "relation_code").select(
+        "person_id", "source", "record_key", "batch_id", "batch_date")
+    p1 = prov.select(*[F.col(c).alias(f"_1_{c}") for c in prov.columns])
+    p2 = prov.select(*[F.col(c).alias(f"_2_{c}") for c in prov.columns])
+    j = (out.join(p1, F.col("person_id_1") == F.col("_1_person_id"), "left")
+         .join(p2, F.col("person_id_2") == F.col("_2_person_id"), "left"))
+    later = F.greatest(F.struct(F.col("_1_batch_date").alias("d"), F.col("_1_batch_id").alias("b")),
+                       F.struct(F.col("_2_batch_date").alias("d"), F.col("_2_batch_id").alias("b")))
+    return j.select("person_id_1", "person_id_2", "relationship", "household_no", "basis",
+                    null.cast("date").alias("valid_from"), null.cast("date").alias("valid_to"),
+                    F.coalesce("_1_source", "_2_source", F.lit(default_source)).cast("string").alias("source"),
+                    F.split(F.coalesce("_1_record_key", "_2_record_key"), ":").getItem(1).alias("source_object"),
+                    F.col("_1_record_key").alias("record_key_1"), F.col("_2_record_key").alias("record_key_2"),
+                    later["b"].alias("batch_id"), later["d"].alias("batch_date"))
+
+
+def stated_relationships(statements, links):
+    """Claims of the relationships stated by department records (``unified.person_relationship_statement``),
+    each end resolved to its person through ``unified.person_link``.
+
+    Args:
+        statements: :data:`STATEMENT_COLUMNS` rows.
+        links: ``unified.person_link`` rows (record_key, person_id).
+
+    Returns:
+        DataFrame :data:`CLAIM_COLUMNS` (household_no NULL); a statement whose record is not linked (e.g.
+        quarantined) or whose two ends are linked to the same person (a linkage error) gives no claim.
+        Sorted-pair order for 'spouse'; (parent, child) for 'parent_child'.
+    """
+    from pyspark.sql import functions as F
+
+    lk = links.select("record_key", "person_id")
+    s = (statements.join(lk.select(F.col("record_key").alias("record_key_1"), F.col("person_id").alias("p1")),
+                         "record_key_1")
+         .join(lk.select(F.col("record_key").alias("record_key_2"), F.col("person_id").alias("p2")), "record_key_2")
+         .where(F.col("p1") != F.col("p2")))
+    spouse = F.col("relationship") == "spouse"
+    swap = spouse & (F.col("p1") > F.col("p2"))
+    return s.select(
+        F.when(swap, F.col("p2")).otherwise(F.col("p1")).alias("person_id_1"),
+        F.when(swap, F.col("p1")).otherwise(F.col("p2")).alias("person_id_2"),
+        "relationship", F.lit(None).cast("string").alias("household_no"), "basis", "valid_from", "valid_to",
+        "source", "source_object",
+        F.when(swap, F.col("record_key_2")).otherwise(F.col("record_key_1")).alias("record_key_1"),
+        F.when(swap, F.col("record_key_1")).otherwise(F.col("record_key_2")).alias("record_key_2"),
+        "batch_id", "batch_date")
+
+
+def relationships(membership, statements=None, links=None, provenance=None,
+                  survivorship: dict[str, Any] | None = None):
+    """``unified.person_relationship``: spouse and parent–child edges of the household registry
+    (:func:`household_relationships`) and of department records naming several persons (marriage
+    registrations, birth certificates: :func:`stated_relationships`), one row per edge with every provenance.
+
+    Direction: one undirected 'spouse' edge per couple (the smaller person_id first); 'parent_child' edges
+    point from parent (person_id_1) to child (person_id_2), so a birth certificate naming both parents gives
+    mother→child and father→child.
+
+    Survivorship: an edge stated by several sources appears once; ``basis``, ``valid_from`` and ``valid_to``
+    come from its most authoritative claim — departments ordered per relationship by ``relationships`` of
+    ``schemas/unified/survivorship.yaml`` (civil affairs for spouses: 婚姻登记条例; health for parent–child: the
+    出生医学证明), unlisted departments after them, ties by source_object, record keys, household_no, basis;
+    ``household_no`` is the smallest household of the registry's claims (NULL when the registry does not
+    state the edge); ``sources`` and ``provenance`` list every claim.
+
+    Args:
+        membership: see :func:`household_relationships`.
+        statements, links: see :func:`stated_relationships` (both or neither).
+        provenance: see :func:`household_relationships`.
+        survivorship: :func:`load_survivorship` (default file).
+
+    Returns:
+        DataFrame person_id_1 STRING, person_id_2 STRING, relationship STRING ('spouse' | 'parent_child'),
+        household_no STRING, basis STRING (registry: '<relation code 1>-<relation code 2>' (GB/T 4761); a
+        record: the configured basis, e.g. '结婚登记'), valid_from DATE, valid_to DATE (exclusive; NULL while
+        valid or unknown), sources ARRAY<STRING> (sorted departments), provenance ARRAY<STRUCT<source,
+        source_object, record_key_1, record_key_2, household_no, basis, valid_from, valid_to, batch_id,
+        batch_date>> (sorted as the survivorship order), _content_hash STRING; unique on (person_id_1,
+        person_id_2, relationship). Deterministic: the same inputs give the same rows.
+    """
+    from pyspark.sql import functions as F
+
+    conf = survivorship or load_survivorship()
+    claims = household_relationships(membership, provenance, conf)
+    if statements is not None and links is not None:
+        claims = claims.unionByName(stated_relationships(statements, links))
+    rank = F.lit(100)
+    for rel, order in sorted((conf.get("relationships") or {}).items()):
+        for i, src in reversed(list(enumerate(order))):
+            rank = F.when((F.col("relationship") == rel) & (F.col("source") == src), F.lit(i)).otherwise(rank)
+    fields = ("source", "source_object", "record_key_1", "record_key_2", "household_no", "basis", "valid_from",
+              "valid_to", "batch_id", "batch_date")
+    entry = F.struct(rank.alias("_rank"), *[F.col(c) for c in fields])
     key = ["person_id_1", "person_id_2", "relationship"]
-    first = Window.partitionBy(*key).orderBy("household_no", "basis")
-    out = out.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
+    g = claims.groupBy(*key).agg(F.array_sort(F.collect_set(entry)).alias("_claims"),
+                                 F.min("household_no").alias("household_no"),
+                                 F.array_sort(F.collect_set("source")).alias("sources"))
+    first = F.element_at(F.col("_claims"), 1)
+    out = g.select(*key, "household_no", first["basis"].alias("basis"), first["valid_from"].alias("valid_from"),
+                   first["valid_to"].alias("valid_to"), "sources",
+                   F.transform("_claims", lambda c: F.struct(*[c[f].alias(f) for f in fields])).alias("provenance"))
     return with_content_hash(out)
 
 

@@ -79,3 +79,54 @@ def test_pairwise_accuracy_per_department():
     civil = r["departments"]["civil.subsistence_allowance"]
     assert (civil["predicted_pairs"], civil["true_pairs"], civil["coverage"]) == (3, 2, 1.0)
     assert r["departments"]["hukou.persons"]["coverage"] == round(2 / 3, 6)
+
+
+def test_birth_certificate_links_child_probabilistically_and_parents_by_id(spark):
+    hukou = spark.createDataFrame([
+        ("HK1", "130102202403040019", "张小", "1", "20240304", "01", "H1", "20", "130102001002", "长安区2号",
+         None, "2025-06-01 10:00:00", "10", None, "户籍", "persons", 1),
+        ("HK2", "130102199001011237", "张三", "1", "19900101", "01", "H1", "02", "130102001002", "长安区2号",
+         None, "2025-06-01 10:00:00", "20", "70", "户籍", "persons", 2),
+    ], "person_no string, id_no string, name string, sex_code string, birth_date string, ethnic_code string, "
+       "household_no string, relation_code string, community_code string, address string, phone string, "
+       "updated_at string, marital_status string, education string, registration_type string, "
+       "_source_table string, _row_number long")
+    births = spark.createDataFrame([
+        ("P1", "张小", "1", "2024-03-04", "李梅", "130102199201021245", "张三", "130102199001011237", "130102001002",
+         "2024-03-10 10:00:00", "births", 1),
+    ], "cert_no string, child_name string, child_sex string, birth_date string, mother_name string, "
+       "mother_id_no string, father_name string, father_id_no string, community_code string, updated_at string, "
+       "_source_table string, _row_number long")
+    reg = load_registry()
+    cands = unified.person_candidates(hukou, "hukou", reg["hukou"].objects["persons"].unified).unionByName(
+        unified.person_candidates(births, "health", {**reg["health"].objects["births"].unified,
+                                                     "record_key": ["cert_no"]}))
+    records = unified.dedupe_records(cands)
+    by_id = unified.id_links(records)
+    reference = records.join(by_id.select("record_key", "person_id"), "record_key")
+    prob = linkage.link_residue(spark, records.where("NOT id_valid"), reference)
+    got = sorted(tuple(r)[:3] for r in by_id.unionByName(prob).collect())
+    # the certificate carries no ID for the child: name, birth date, sex and community link it to the registry
+    assert got == [
+        ("health:births:P1#child", "130102202403040019", "probabilistic"),
+        ("health:births:P1#father", "130102199001011237", "id"),
+        ("health:births:P1#mother", "130102199201021245", "id"),
+        ("hukou:persons:HK1", "130102202403040019", "id"),
+        ("hukou:persons:HK2", "130102199001011237", "id"),
+    ]
+
+
+def test_truth_names_one_record_per_role_of_a_multi_person_row(tmp_path):
+    pd.DataFrame({"person_key": ["H1", "H2", "H3"]}).to_csv(tmp_path / "persons.csv", index=False)
+    pd.DataFrame([("civil", "marriages", "J1", "husband", "H1"), ("civil", "marriages", "J1", "wife", "H2"),
+                  ("health", "births", "P1", "child", "H3"), ("health", "births", "P1", "mother", "H2"),
+                  ("health", "deaths", "D1", "deceased", "H1"), ("civil", "subsistence_allowance", "C1", "applicant", "H1")],
+                 columns=["source", "table", "row_key", "role", "person_key"]).to_csv(tmp_path / "links.csv", index=False)
+    got = linkage.truth_records(tmp_path)
+    assert list(map(tuple, got.values)) == [
+        ("civil:marriages:J1#husband", "H1"), ("civil:marriages:J1#wife", "H2"),
+        ("civil:subsistence_allowance:C1", "H1"),
+        ("health:births:P1#child", "H3"), ("health:births:P1#mother", "H2"), ("health:deaths:D1", "H1"),
+        ("hukou:persons:H1", "H1"), ("hukou:persons:H2", "H2"), ("hukou:persons:H3", "H3"),
+    ]
+    assert linkage.role_objects() == {"civil:marriages", "health:births"}

@@ -137,8 +137,9 @@ def test_population_marts_equal_an_independent_count_on_the_generator_truth(spar
     are compared on the registry-known residents of ``marts.population_registration`` (registered + floating), and
     the natural-structure population is checked to be exactly those plus ``registration_unknown``.
     Compared exactly, per district: residents × sex, registered (户籍) and floating (流动) residents, households and
-    their members (``marts.population_households`` and ``marts.population_household_generations``), one-person
-    households = persons without registered relatives (edges only join members of one household), education
+    their members (``marts.population_households`` and ``marts.population_household_generations``), persons without
+    registered relatives (alone in their household and named with nobody on a marriage registration or birth
+    certificate), education
     (GB/T 4658 first level, aged 6+) and marital status (GB/T 2261.2, aged 15+) counts per code; the 'unknown' code
     also holds eligible residents the registry does not know, so it is bounded by registration_unknown. Household
     generations need the relation to the head, which the truth files do not carry: not compared here
@@ -190,9 +191,25 @@ def test_population_marts_equal_an_independent_count_on_the_generator_truth(spar
     exp_hh = {d: (len(g), int(g["size"].sum()), int((g["size"] == 1).sum())) for d, g in hh.groupby("district")}
     households = mart("population_households")
     assert {r.district_code: (r.households, r.persons, r.size_1) for r in households.itertuples()} == exp_hh
+    # persons without registered relatives: alone in their household (registry edges join members of one
+    # household) and not named with another person on a marriage registration (husband–wife) or a birth certificate
+    # (mother–child, father–child) that passed the gate (a NULL cert_no is quarantined)
+    links = pd.read_csv(settings.sources_dir / "truth" / "links.csv", dtype=str, keep_default_na=False)
+    lost = set(faults[(faults["source"] == "health") & (faults["table"] == "births")
+                      & (faults["fault_kind"] == "business_key_null")]["row_key"])
+    stated = links[links["table"].isin(["marriages", "births"]) & ~links["row_key"].isin(lost)]
+    related = set()
+    for (_, table, _), g in stated.groupby(["source", "table", "row_key"]):
+        roles = dict(zip(g["role"], g["person_key"]))
+        for a, b in [("husband", "wife")] if table == "marriages" else [("mother", "child"), ("father", "child")]:
+            if a in roles and b in roles:
+                related |= {roles[a], roles[b]}
+    alone = kept.merge(hh[hh["size"] == 1], left_on="household_no", right_index=True)
+    alone = alone[~alone["person_key"].isin(related)]
+    exp_gen = {d: (n, p, int((alone["district"] == d).sum())) for d, (n, p, _) in exp_hh.items()}
     gen = mart("population_household_generations")
     assert {r.district_code: (r.households, r.persons, r.persons_without_relatives)
-            for r in gen.itertuples()} == exp_hh
+            for r in gen.itertuples()} == exp_gen
 
     # education (aged 6+) and marital status (aged 15+), first level of the codes, 'unknown' when missing
     birth = pd.to_datetime(kept["birth_date"])

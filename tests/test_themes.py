@@ -44,11 +44,13 @@ MORE_PERSONS = [
     ("p16", "2", D("2005-01-01"), "h8", "130104001002", "130104", True, "01", SNAP, "40", "60", "10", "户籍"),
     ("p17", "2", D("1980-01-01"), "h9", "130104001002", "130104", True, "01", SNAP, "99", "47", "20", "流动"),
 ]
-EDGE_SCHEMA = "person_id_1 string, person_id_2 string, relationship string, household_no string"
-EDGES = [("p1", "p2", "spouse", "h1"), ("p4", "p5", "parent_child", "h3"), ("p4", "p6", "parent_child", "h3"),
-         ("p12", "p13", "spouse", "h7"), ("p14", "p15", "parent_child", "h8"),
-         ("p3", "p10", "parent_child", "h6"),   # to a person who is not current: p3 keeps no registered relative
-         ("p7", "p8", "parent_child", "h5")]    # p7 lives alone but has a current relative
+EDGE_SCHEMA = "person_id_1 string, person_id_2 string, relationship string, household_no string, sources array<string>"
+HK = ["hukou"]
+EDGES = [("p1", "p2", "spouse", "h1", ["civil", "hukou"]), ("p4", "p5", "parent_child", "h3", HK),
+         ("p4", "p6", "parent_child", "h3", ["health", "hukou"]),
+         ("p12", "p13", "spouse", "h7", HK), ("p14", "p15", "parent_child", "h8", HK),
+         ("p3", "p10", "parent_child", "h6", HK),   # to a person who is not current: p3 keeps no registered relative
+         ("p7", "p8", "parent_child", "h5", HK)]    # p7 lives alone but has a current relative
 EVENT_SCHEMA = ("event_id string, channel string, reported_at timestamp, report_date date, district_code string, "
                 "community_code string, grid_code string, category_l1 string, category_l2 string, "
                 "category_l3 string, text string, status string")
@@ -256,7 +258,7 @@ def test_household_generations_and_persons_without_relatives(spark):
     for r in rows:
         households[r[3]].append(r)
     alive = {r[0] for r in PERSONS + MORE_PERSONS if r[6]}
-    linked = {x for a, b, _, _ in EDGES if a in alive and b in alive for x in (a, b)}
+    linked = {x for a, b, *_ in EDGES if a in alive and b in alive for x in (a, b)}
     exp = defaultdict(Counter)
     for members in households.values():
         d = min(m[5] for m in members)
@@ -285,13 +287,23 @@ def test_household_generations_and_persons_without_relatives(spark):
 
 
 def test_relationship_edges_by_type_and_district(spark):
-    got = {(r.district_code, r.relationship): (r.edges, r.edges_between_current, r.persons, r.households)
-           for r in themes.relationship_summary(_all_persons(spark), spark.createDataFrame(EDGES, EDGE_SCHEMA),
+    # plus edges stated only by a marriage registration (no household: the persons' district) or a birth
+    # certificate between a current and a non-current person (the current one's district), or between persons
+    # of whom none is current ('000000')
+    extra = [("p7", "p11", "spouse", None, ["civil"]), ("p10", "p4", "parent_child", None, ["health"]),
+             ("p10", "p99", "spouse", None, ["civil"])]
+    got = {(r.district_code, r.relationship, r.sources): (r.edges, r.edges_between_current, r.persons, r.households)
+           for r in themes.relationship_summary(_all_persons(spark), spark.createDataFrame(EDGES + extra, EDGE_SCHEMA),
                                                 SNAP).collect()}
     assert got == {
-        ("130102", "spouse"): (1, 1, 2, 1), ("130102", "parent_child"): (2, 2, 3, 1),
-        ("130104", "spouse"): (1, 1, 2, 1), ("130104", "parent_child"): (2, 2, 4, 2),
-        ("000000", "parent_child"): (1, 0, 2, 1),  # household h6 has no current member
+        ("130102", "spouse", "civil+hukou"): (1, 1, 2, 1),
+        # p4-p5 (h3) and p3-p10: household h6 has no current member left → p3's district
+        ("130102", "parent_child", "hukou"): (2, 1, 4, 2),
+        ("130102", "parent_child", "health+hukou"): (1, 1, 2, 1),
+        ("130104", "spouse", "hukou"): (1, 1, 2, 1), ("130104", "parent_child", "hukou"): (2, 2, 4, 2),
+        ("000000", "spouse", "civil"): (1, 0, 2, 0),  # p10 not current, p99 unknown
+        ("130104", "spouse", "civil"): (1, 1, 2, 0),  # p7 130104, p11 130104: no household counted
+        ("130102", "parent_child", "health"): (1, 0, 2, 0),  # p10 not current: p4's district
     }
 
 

@@ -180,3 +180,156 @@ def test_new_attribute_columns_are_added_to_an_existing_unified_table(spark, tmp
     assert got.columns == ["person_id", "name", "education_code"]
     unified.ensure_cdf_table(spark, new, path)  # nothing missing any more: no second ALTER
     assert got.isEmpty() and unified.table_version(spark, path) == 1  # created (0), then one ALTER (1)
+
+
+MARRIAGE_COLS = ("cert_no string, husband_name string, wife_name string, husband_id_no string, wife_id_no string, "
+                 "husband_sex string, wife_sex string, husband_birth_date string, wife_birth_date string, "
+                 "register_date string, registry_office string, community_code string, updated_at string, "
+                 "_source_table string, _batch_id string, _logical_date date")
+BIRTH_COLS = ("cert_no string, child_name string, child_sex string, birth_date string, mother_name string, "
+              "mother_id_no string, father_name string, father_id_no string, community_code string, "
+              "updated_at string, _source_table string, _batch_id string, _logical_date date")
+HUSBAND, WIFE = "130102199001011237", "11010519491231002X"
+
+
+def _marriages(spark):
+    return spark.createDataFrame([
+        ("J1", "张三", "阿依古丽·买买提", HUSBAND, WIFE, "男", "女", "1990年1月1日", "1949年12月31日", "2015年5月20日",
+         "长安区民政局婚姻登记处", "130102001002", "2025-06-01 09:00:00", "marriages", "civil:b1", DAY),
+        ("J2", "王五", None, "130102198501010011", None, "男", None, "1985年1月1日", None, "2016年1月2日",
+         "长安区民政局婚姻登记处", "130102001002", "2025-06-01 09:00:00", "marriages", "civil:b1", DAY),
+    ], MARRIAGE_COLS)
+
+
+def _births(spark):
+    return spark.createDataFrame([
+        ("P1", "张小", "1", "2024-03-04", "阿依古丽·买买提", WIFE, "张三", HUSBAND, "130102001002",
+         "2024-03-10 10:00:00", "births", "health:b1", DAY),
+        ("P2", "李小", "2", "2024-05-06", "李母", "130102199501011234", None, None, "130102001003",
+         "2024-05-10 10:00:00", "births", "health:b1", DAY),
+    ], BIRTH_COLS)
+
+
+def _rules(source, obj):
+    rules = dict(load_registry()[source].objects[obj].unified)
+    rules.setdefault("record_key", list(load_registry()[source].objects[obj].business_key))
+    return rules
+
+
+def test_a_marriage_row_links_both_spouses_and_states_one_spouse_edge(spark):
+    cands = unified.person_candidates(_marriages(spark), "civil", _rules("civil", "marriages"))
+    got = sorted((r.record_key, r.business_key, r.id_no, r.name, r.sex_code, r.birth_date, r.id_valid)
+                 for r in cands.collect())
+    # one record per role present; J2's wife is not named (no ID, no name): no record
+    assert got == [
+        ("civil:marriages:J1#husband", "J1", HUSBAND, "张三", "1", dt.date(1990, 1, 1), True),
+        ("civil:marriages:J1#wife", "J1", WIFE, "阿依古丽·买买提", "2", dt.date(1949, 12, 31), True),
+        ("civil:marriages:J2#husband", "J2", "130102198501010011", "王五", "1", dt.date(1985, 1, 1), False),
+    ]
+    st = unified.dedupe_statements(
+        unified.relationship_statements(_marriages(spark), "civil", _rules("civil", "marriages")))
+    statements = st.collect()
+    assert [(s.statement_key, s.relationship, s.record_key_1, s.record_key_2, s.basis, s.valid_from, s.batch_id)
+            for s in statements] == [
+        ("civil:marriages:J1:spouse:husband-wife", "spouse", "civil:marriages:J1#husband", "civil:marriages:J1#wife",
+         "结婚登记", dt.date(2015, 5, 20), "civil:b1")]
+    records = unified.dedupe_records(cands)
+    links = unified.id_links(records)
+    empty = spark.createDataFrame([], "person_id string, household_no string, relation_code string")
+    (edge,) = unified.relationships(empty, st, links).collect()
+    # one undirected edge: the smaller person_id first (the wife's ID here), record keys swapped with it
+    assert (edge.person_id_1, edge.person_id_2, edge.relationship, edge.household_no, edge.basis, edge.valid_from,
+            edge.valid_to, edge.sources) == (WIFE, HUSBAND, "spouse", None, "结婚登记", dt.date(2015, 5, 20), None,
+                                             ["civil"])
+    assert [(p.source, p.source_object, p.record_key_1, p.record_key_2, p.batch_id) for p in edge.provenance] == [
+        ("civil", "marriages", "civil:marriages:J1#wife", "civil:marriages:J1#husband", "civil:b1")]
+
+
+def test_a_birth_row_yields_mother_to_child_and_father_to_child(spark):
+    rules = _rules("health", "births")
+    cands = unified.person_candidates(_births(spark), "health", rules)
+    got = sorted((r.record_key, r.id_no, r.name, r.sex_code, r.birth_date) for r in cands.collect())
+    assert got == [
+        ("health:births:P1#child", None, "张小", "1", dt.date(2024, 3, 4)),
+        ("health:births:P1#father", HUSBAND, "张三", "1", None),
+        ("health:births:P1#mother", WIFE, "阿依古丽·买买提", "2", None),  # the role gives the sex
+        ("health:births:P2#child", None, "李小", "2", dt.date(2024, 5, 6)),
+        ("health:births:P2#mother", "130102199501011234", "李母", "2", None),
+    ]
+    statements = unified.dedupe_statements(unified.relationship_statements(_births(spark), "health", rules))
+    assert sorted(r.statement_key for r in statements.collect()) == [
+        "health:births:P1:parent_child:father-child", "health:births:P1:parent_child:mother-child",
+        "health:births:P2:parent_child:mother-child"]
+    # the child has no ID: its person comes from probabilistic linkage (here given), the parents' from their IDs
+    links = spark.createDataFrame([("health:births:P1#child", "130102202403040018"),
+                                   ("health:births:P1#mother", WIFE), ("health:births:P1#father", HUSBAND),
+                                   ("health:births:P2#mother", "130102199501011234")],
+                                  "record_key string, person_id string")
+    empty = spark.createDataFrame([], "person_id string, household_no string, relation_code string")
+    edges = unified.relationships(empty, statements, links).collect()
+    # P2's child is not linked (e.g. quarantined): no edge
+    assert sorted((e.person_id_1, e.person_id_2, e.relationship, e.basis, e.valid_from, e.sources) for e in edges) == [
+        (WIFE, "130102202403040018", "parent_child", "出生医学证明", dt.date(2024, 3, 4), ["health"]),
+        (HUSBAND, "130102202403040018", "parent_child", "出生医学证明", dt.date(2024, 3, 4), ["health"]),
+    ]
+
+
+def test_a_registry_spouse_edge_and_a_marriage_edge_are_one_edge_and_rerun_writes_nothing(spark, tmp_path):
+    from jobs import lake
+
+    membership = spark.createDataFrame([(HUSBAND, "H1", "02", True), (WIFE, "H1", "10", True),
+                                        ("130102201001010013", "H1", "20", True)],
+                                       "person_id string, household_no string, relation_code string, is_current boolean")
+    provenance = spark.createDataFrame([
+        (HUSBAND, "relation_code", "hukou", "hukou:persons:HK2", "hukou:b1", dt.date(2025, 6, 29)),
+        (WIFE, "relation_code", "hukou", "hukou:persons:HK1", "hukou:b2", DAY),
+        ("130102201001010013", "relation_code", "hukou", "hukou:persons:HK5", "hukou:b1", dt.date(2025, 6, 29))],
+        "person_id string, attribute string, source string, record_key string, batch_id string, batch_date date")
+    rules = _rules("civil", "marriages")
+    statements = unified.dedupe_statements(unified.relationship_statements(_marriages(spark), "civil", rules))
+    links = unified.id_links(unified.dedupe_records(unified.person_candidates(_marriages(spark), "civil", rules)))
+    edges = unified.relationships(membership, statements, links, provenance)
+    got = {(e.person_id_1, e.person_id_2, e.relationship): e for e in edges.collect()}
+    assert sorted(got) == [(WIFE, HUSBAND, "spouse"), (WIFE, "130102201001010013", "parent_child"),
+                           (HUSBAND, "130102201001010013", "parent_child")]
+    spouse = got[(WIFE, HUSBAND, "spouse")]
+    # civil affairs is the authority for marriage (survivorship.yaml): its basis and date; the registry's household
+    assert (spouse.household_no, spouse.basis, spouse.valid_from, spouse.sources) == (
+        "H1", "结婚登记", dt.date(2015, 5, 20), ["civil", "hukou"])
+    assert [(p.source, p.source_object, p.record_key_1, p.record_key_2, p.household_no, p.basis, p.batch_id,
+             p.batch_date) for p in spouse.provenance] == [
+        ("civil", "marriages", "civil:marriages:J1#wife", "civil:marriages:J1#husband", None, "结婚登记", "civil:b1", DAY),
+        # the registry's claim: the records whose relation_code survived, the later of their batches
+        ("hukou", "persons", "hukou:persons:HK1", "hukou:persons:HK2", "H1", "02-10", "hukou:b2", DAY)]
+    child = got[(HUSBAND, "130102201001010013", "parent_child")]
+    assert (child.basis, child.valid_from, child.sources) == ("02-20", None, ["hukou"])
+    # rerun: the statement MERGE and the edge table write change nothing
+    spath, epath = str(tmp_path / "statement"), str(tmp_path / "edges")
+    assert lake.merge_by_key(spark, statements, spath, ["statement_key"]) == {"inserted": 1, "updated": 0}
+    assert lake.merge_by_key(spark, statements, spath, ["statement_key"]) == {"inserted": 0, "updated": 0}
+    assert lake.overwrite_if_changed(spark, edges, epath, ["person_id_1", "person_id_2", "relationship"]) is True
+    again = unified.relationships(membership, spark.read.format("delta").load(spath), links, provenance)
+    assert lake.overwrite_if_changed(spark, again, epath, ["person_id_1", "person_id_2", "relationship"]) is False
+    assert unified.table_version(spark, epath) == 0
+
+
+def test_scd2_grid_change_alone_updates_the_current_version_in_place(spark):
+    cols = "person_id string, community_code string, district_code string, address string, grid_code string"
+    day1 = spark.createDataFrame([("P1", "130102001001", "130102", "a", "G1"), ("P2", "130104001001", "130104", "b", "G2")],
+                                 cols)
+    hist = unified.scd2_changes(None, day1, DAY, "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE)
+    nxt = DAY + dt.timedelta(days=1)
+    # P1 moves (a new version with its new grid; the closed one keeps G1); P2's grid is redrawn: same version
+    day2 = spark.createDataFrame([("P1", "130105001001", "130105", "c", "G3"), ("P2", "130104001001", "130104", "b", "G4")],
+                                 cols)
+    changes = unified.scd2_changes(hist, day2, nxt, "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE)
+    got = sorted((r.person_id, r.address, r.grid_code, r.valid_from, r.valid_to, r.is_current) for r in changes.collect())
+    assert got == [("P1", "a", "G1", DAY, nxt, False), ("P1", "c", "G3", nxt, None, True),
+                   ("P2", "b", "G4", DAY, None, True)]
+    assert unified.scd2_changes(hist, day1, nxt, "person_id", unified.RESIDENCE_COLUMNS,
+                                unified.RESIDENCE_OVERWRITE).isEmpty()
+    # a history written before grid_code existed reads it as NULL: the grid fills the open version in place
+    old = hist.drop("grid_code")
+    filled = unified.scd2_changes(old, day1, nxt, "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE)
+    assert sorted((r.person_id, r.grid_code, r.valid_from) for r in filled.collect()) == [("P1", "G1", DAY),
+                                                                                          ("P2", "G2", DAY)]
