@@ -113,6 +113,14 @@ USCC_TYPE = "expect_column_values_to_be_valid_gb32100_code"
 #: :func:`jobs.codes.canonical_col`): full-width digits/letters, blanks, a lower-case ``x``, a 15-digit ID fail
 #: it. Used with action ``warn``: the row is kept (the unified layer repairs it) and flagged.
 CANONICAL_TYPE = "expect_column_values_to_be_normalized"
+#: GX's column-pair comparison: ``column_A`` > ``column_B`` (``>=`` with ``or_equal``), compared as their Spark
+#: types (dates, numbers; raw STRING columns as strings); a row where either value is NULL is not evaluated
+#: (GX ``ignore_row_if="either_value_is_missing"``). E.g. an SCD2 row's ``valid_to`` after its ``valid_from``.
+PAIR_GREATER_TYPE = "expect_column_pair_values_a_to_be_greater_than_b"
+#: Optional kwarg of every type: a Spark SQL boolean expression; the rule evaluates only the rows where it is
+#: TRUE (GX's conditional expectations; uniqueness is then among those rows only, e.g. one current row per key:
+#: ``expect_column_values_to_be_unique`` on ``person_id`` with ``row_condition`` ``is_current``).
+ROW_CONDITION = "row_condition"
 
 #: Supported expectation types → (required kwargs, optional kwargs).
 SUPPORTED_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -134,6 +142,7 @@ SUPPORTED_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     POSTCODE_TYPE: (frozenset({"column"}), frozenset()),
     USCC_TYPE: (frozenset({"column"}), frozenset()),
     CANONICAL_TYPE: (frozenset({"column", "kind"}), frozenset()),
+    PAIR_GREATER_TYPE: (frozenset({"column_A", "column_B"}), frozenset({"or_equal"})),
 }
 
 _UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
@@ -182,6 +191,8 @@ class Rule:
         """The column(s) the rule reads: ``(column,)`` or the ``column_list``."""
         if "column_list" in self.kwargs:
             return tuple(self.kwargs["column_list"])
+        if "column_A" in self.kwargs:
+            return (self.kwargs["column_A"], self.kwargs["column_B"])
         return (self.kwargs["column"],)
 
     @property
@@ -287,6 +298,7 @@ def _parse_rule(path: Path, index: int, exp: Any) -> Rule:
     if not isinstance(kwargs, dict):
         raise ValueError(f"{where}: 'kwargs' must be an object")
     required, optional = SUPPORTED_TYPES[etype]
+    optional = optional | {ROW_CONDITION}
     missing = sorted(required - kwargs.keys())
     unknown = sorted(kwargs.keys() - required - optional)
     if missing:
@@ -303,8 +315,13 @@ def _parse_rule(path: Path, index: int, exp: Any) -> Rule:
 
 
 def _check_kwargs(where: str, etype: str, kw: dict) -> None:
-    if "column" in kw and (not isinstance(kw["column"], str) or not kw["column"]):
-        raise ValueError(f"{where}: kwarg 'column' must be a column name")
+    for name in ("column", "column_A", "column_B"):
+        if name in kw and (not isinstance(kw[name], str) or not kw[name]):
+            raise ValueError(f"{where}: kwarg {name!r} must be a column name")
+    if ROW_CONDITION in kw and (not isinstance(kw[ROW_CONDITION], str) or not kw[ROW_CONDITION].strip()):
+        raise ValueError(f"{where}: kwarg 'row_condition' must be a Spark SQL boolean expression")
+    if "or_equal" in kw and not isinstance(kw["or_equal"], bool):
+        raise ValueError(f"{where}: kwarg 'or_equal' must be true or false")
     if etype == "expect_compound_columns_to_be_unique":
         cols = kw["column_list"]
         if not isinstance(cols, list) or len(cols) < 1 or not all(isinstance(c, str) and c for c in cols):
@@ -408,12 +425,18 @@ def _as_string(name: str) -> Column:
 
 def _applies(rule: Rule) -> Column:
     """Rows the rule evaluates: all rows for not-null, rows with a non-NULL value otherwise
-    (a non-NULL key column for compound uniqueness)."""
+    (a non-NULL key column for compound uniqueness, both values for a column pair); with a
+    ``row_condition``, only the rows where it is TRUE."""
     if rule.expectation_type == "expect_column_values_to_not_be_null":
-        return F.lit(True)
-    cond = None
-    for c in rule.columns:
-        cond = F.col(c).isNotNull() if cond is None else (cond | F.col(c).isNotNull())
+        cond = F.lit(True)
+    elif rule.expectation_type == PAIR_GREATER_TYPE:
+        cond = F.col(rule.columns[0]).isNotNull() & F.col(rule.columns[1]).isNotNull()
+    else:
+        cond = None
+        for c in rule.columns:
+            cond = F.col(c).isNotNull() if cond is None else (cond | F.col(c).isNotNull())
+    if ROW_CONDITION in rule.kwargs:
+        cond = cond & F.coalesce(F.expr(rule.kwargs[ROW_CONDITION]), F.lit(False))
     return cond
 
 
@@ -422,6 +445,9 @@ def _value_check(rule: Rule) -> Column:
     et, kw = rule.expectation_type, rule.kwargs
     if et == "expect_column_values_to_not_be_null":
         return F.col(kw["column"]).isNull()
+    if et == PAIR_GREATER_TYPE:
+        a, b = F.col(kw["column_A"]), F.col(kw["column_B"])
+        return ~((a >= b) if kw.get("or_equal") else (a > b))
     v = _as_string(kw["column"])
     if et == "expect_column_values_to_match_regex":
         return ~v.rlike(kw["regex"])
@@ -527,7 +553,10 @@ def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str]) -> list[
         if rule.rule_id in plain:
             out.append(plain[rule.rule_id])
             continue
-        window = Window.partitionBy(*[F.col(c) for c in rule.columns]).orderBy(*order)
+        keys = [F.col(c) for c in rule.columns]
+        if ROW_CONDITION in rule.kwargs:  # rank the rows meeting the condition among themselves only
+            keys.append(_applies(rule))
+        window = Window.partitionBy(*keys).orderBy(*order)
         out.append(F.coalesce(_applies(rule) & (F.row_number().over(window) > 1), F.lit(False)))
     return out
 
@@ -724,15 +753,16 @@ GX_BATCH_DEFINITION = "whole_batch"
 
 def derived_column_names(suite: Suite) -> dict[str, str]:
     """rule_id → name of the derived boolean column validated in GX for the rules whose
-    row-level semantics GX lacks (GB 11643, strict strftime, numeric-between on strings):
+    row-level semantics GX lacks (GB 11643, strict strftime, numeric-between on strings) and for
+    every rule with a ``row_condition`` (suffix ``when``, the column names joined with ``_``):
     ``<column>__<suffix>`` (``id_no__gb11643_valid``), with ``_<n>`` added on a clash."""
     names: dict[str, str] = {}
     taken: set[str] = set()
     for rule in suite.rules:
-        suffix = _DERIVED_SUFFIX.get(rule.expectation_type)
+        suffix = "when" if ROW_CONDITION in rule.kwargs else _DERIVED_SUFFIX.get(rule.expectation_type)
         if suffix is None:
             continue
-        base = f"{rule.kwargs['column']}__{suffix}"
+        base = f"{'_'.join(rule.columns)}__{suffix}"
         name, n = base, 2
         while name in taken:
             name, n = f"{base}_{n}", n + 1
@@ -743,13 +773,21 @@ def derived_column_names(suite: Suite) -> dict[str, str]:
 
 def _gx_frame(df: DataFrame, suite: Suite) -> DataFrame:
     """``df`` plus one boolean column per derived rule: NULL when the value is NULL (ignored by
-    GX like every non-not-null rule), TRUE when it passes, FALSE when it fails."""
+    GX like every non-not-null rule), TRUE when it passes, FALSE when it fails. A rule with a
+    ``row_condition`` takes its row-level result from :func:`evaluate` (NULL where the rule does
+    not apply), so conditional uniqueness means the same in GX as in the gate."""
     derived = derived_column_names(suite)
     columns = df.columns
+    conditional = [r for r in suite.rules if ROW_CONDITION in r.kwargs]
+    if conditional:
+        df = evaluate(df, suite)
     df = _with_normalized_ids(df, suite)
     extra = []
     for rule in suite.rules:
-        if rule.rule_id in derived:
+        if rule in conditional:
+            col = F.when(_applies(rule), ~F.array_contains(F.col(FAILED_RULES_COL), rule.rule_id))
+            extra.append(col.alias(derived[rule.rule_id]))
+        elif rule.rule_id in derived:
             col = F.when(F.col(rule.kwargs["column"]).isNull(), F.lit(None).cast("boolean")) \
                 .otherwise(~F.coalesce(_value_check(rule), F.lit(True)))
             extra.append(col.alias(derived[rule.rule_id]))
@@ -769,9 +807,14 @@ def _gx_expectation_configs(suite: Suite) -> list[dict]:
         kwargs = dict(rule.kwargs)
         etype = rule.expectation_type
         description = None
+        if etype == PAIR_GREATER_TYPE:
+            kwargs["ignore_row_if"] = "either_value_is_missing"
         if rule.rule_id in derived:
             meta.update({"govlake_type": etype, "govlake_kwargs": dict(rule.kwargs)})
-            if etype == GB11643_TYPE:
+            if ROW_CONDITION in rule.kwargs:
+                shown = {k: v for k, v in rule.kwargs.items() if k != ROW_CONDITION}
+                what = f"passes {etype} {json.dumps(shown, ensure_ascii=False)} where {rule.kwargs[ROW_CONDITION]}"
+            elif etype == GB11643_TYPE:
                 what = "is a valid GB 11643 citizen ID number (length, date, check digit, division)"
             elif etype == "expect_column_values_to_match_strftime_format":
                 what = f"matches the date format {rule.kwargs['strftime_format']} strictly"
@@ -799,7 +842,7 @@ def _gx_expectation_configs(suite: Suite) -> list[dict]:
                 if hi is not None:
                     what += f"{' and' if lo is not None else ''} " \
                             f"{'<' if rule.kwargs.get('strict_max') else '<='} {hi}"
-            description = (f"{rule.rule_id} [{rule.action}]: {rule.kwargs['column']} {what} "
+            description = (f"{rule.rule_id} [{rule.action}]: {rule.column_label} {what} "
                            f"(derived column {derived[rule.rule_id]} must be true)").replace("$", "")
             etype, kwargs = "expect_column_values_to_be_in_set", {
                 "column": derived[rule.rule_id], "value_set": [True]}
