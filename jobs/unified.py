@@ -138,8 +138,9 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
         DataFrame: :data:`RECORD_LINEAGE` (record_key STRING ``<source>:<object>:<business key>``, NULL
         when a business key column is NULL; source, source_object, business_key STRING; priority INT;
         updated_at TIMESTAMP; batch_id STRING; batch_date DATE), id_valid BOOLEAN, and the
-        :data:`PERSON_ATTRIBUTES` standardised (birth_date, death_date DATE, the rest STRING; a role the
-        department lacks is NULL).
+        :data:`PERSON_ATTRIBUTES` standardised (birth_date, death_date DATE, the rest STRING; phone in canonical
+        form, :func:`jobs.codes.normalize_phone_col`: full-width digits folded, separators and a +86 prefix removed; a
+        role the department lacks is NULL).
     """
     from pyspark.sql import functions as F
 
@@ -189,7 +190,7 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
         community.alias("community_code"),
         district_of_col(community).alias("district_code"),
         F.trim(role("address")).alias("address"),
-        F.regexp_replace(role("phone"), r"[\s-]", "").alias("phone"),
+        codes.normalize_phone_col(role("phone")).alias("phone"),
         F.when(F.trim(marital).isin(*MARITAL_STATUS_CODES), F.trim(marital)).alias("marital_status_code"),
         (codes.parse_date_col(role("death_date"), formats) if "death_date" in cols
          else F.lit(None).cast("date")).alias("death_date"),
