@@ -341,7 +341,7 @@ def test_row_condition_and_column_pair_rules(spark, tmp_path):
     ]}
     (tmp_path / "unified.test_scd2.json").write_text(json.dumps(doc), encoding="utf-8")
     suite = load_suite("unified.test_scd2", tmp_path)
-    d1, d2, d3 = dt.date(2025, 6, 1), dt.date(2025, 6, 30), dt.date(2025, 7, 1)
+    d1, d2 = dt.date(2025, 6, 1), dt.date(2025, 6, 30)
     rows = [("A", d1, d2, False), ("A", d2, None, True),   # a move: closed + current (good)
             ("B", d1, None, True), ("B", d2, None, True),  # two current rows for B: one fails
             ("C", d2, d2, False),                          # zero-length version: fails the pair rule
