@@ -51,6 +51,11 @@ Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
   ``expect_column_values_to_be_valid_gb32100_code`` (unified social credit code) and
   ``expect_column_values_to_be_normalized`` (raw value not in canonical form: full-width, blanks,
   lower-case x, 15-digit ID; a *flag*, meant for ``warn``). See ``expectations/README.md``.
+* ``expect_column_pair_values_a_to_be_greater_than_b`` (GX native): ``column_A > column_B`` (``>=`` with
+  ``or_equal``) in the columns' own types; rows with a NULL in either are not evaluated.
+* ``row_condition`` (optional kwarg of every type, a Spark SQL boolean expression): the rule evaluates only
+  the rows where it is TRUE; uniqueness is then among those rows only (one current row per key). In GX such
+  a rule is a derived boolean column holding the row-level result.
 """
 from __future__ import annotations
 
