@@ -3,6 +3,7 @@
 - :func:`replace_partition`: rewrite exactly one logical date's partition (``replaceWhere``);
 - :func:`merge_by_key`: MERGE on business keys, updating only rows whose content hash changed,
   so a rerun with the same input leaves the table's contents (and its version) unchanged;
+- :func:`merged_state`: what a table would hold after :func:`merge_by_key`, without writing (audit before publish);
 - :func:`overwrite_if_changed`: whole-table rewrite for small derived tables, skipped when equal;
 - :func:`register_tables`: name every table as ``<layer>.<table>`` for Spark SQL;
 - :func:`retry_on_conflict`: retry a commit to a table shared by parallel tasks (ledgers, results) when
@@ -129,6 +130,50 @@ def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_con
         return {"inserted": 0, "updated": 0}
     return {"inserted": int(metrics.get("numTargetRowsInserted", 0)),
             "updated": int(metrics.get("numTargetRowsUpdated", 0))}
+
+
+def merged_state(target, source, keys: list[str], hash_column: str = "_content_hash",
+                 insert_only_columns: tuple[str, ...] = ()):
+    """The rows the table would hold after :func:`merge_by_key` of ``source`` into ``target`` — without writing
+    (a pure transform, for write-audit-publish: validate the new state, then MERGE).
+
+    Args:
+        target: the table's current rows (None when the table does not exist yet).
+        source: the MERGE source, unique on ``keys``, with ``hash_column``.
+        keys, hash_column, insert_only_columns: as for :func:`merge_by_key`.
+
+    Returns:
+        DataFrame with the target's columns, then the source's columns the target lacks (NULL in rows that were
+        not updated, as :func:`add_missing_columns` leaves them): target rows whose key (null-safe) is not in
+        ``source`` or whose ``hash_column`` equals the source's, unchanged; matched rows with another hash take
+        the source's values except ``insert_only_columns``; source rows without a target row are inserted
+        (target-only columns NULL). ``target`` itself when ``source`` is empty. ``source`` when ``target`` is None.
+    """
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    if target is None:
+        return source
+    s_cols, t_cols = list(source.columns), list(target.columns)
+    t = target.select(*[F.col(c).alias(f"t_{i}") for i, c in enumerate(t_cols)], F.lit(True).alias("_t_present"))
+    s = source.select(*[F.col(c).alias(f"s_{i}") for i, c in enumerate(s_cols)], F.lit(True).alias("_s_present"))
+    ti, si = {c: F.col(f"t_{i}") for i, c in enumerate(t_cols)}, {c: F.col(f"s_{i}") for i, c in enumerate(s_cols)}
+    on = reduce(lambda a, b: a & b, [ti[k].eqNullSafe(si[k]) for k in keys])
+    j = t.join(s, on, "full_outer")
+    t_in, s_in = F.col("_t_present").isNotNull(), F.col("_s_present").isNotNull()
+    take_source = s_in & (~t_in | ~ti[hash_column].eqNullSafe(si[hash_column]))
+    out = []
+    for c in t_cols + [c for c in s_cols if c not in t_cols]:
+        old = ti[c] if c in ti else F.lit(None).cast(source.schema[c].dataType)
+        if c not in si:  # an UPDATE sets only the source's columns; an insert leaves this one NULL (= old)
+            new = old
+        elif c in insert_only_columns:
+            new = F.when(~t_in, si[c]).otherwise(old)
+        else:
+            new = si[c]
+        out.append(F.when(take_source, new).otherwise(old).alias(c))
+    return j.select(*out)
 
 
 def same_content(current, df) -> bool:

@@ -7,7 +7,8 @@ Stages (each idempotent for its logical date; the Airflow DAG runs them as separ
    to ``staging.<table>``, failing rows to ``quarantine.<table>`` with rule ids and messages,
    per-rule counts to ``ops.validation_results``, GX checkpoint + Data Docs under the reports folder.
    Invariant, checked every run: rows in raw = rows accepted + rows quarantined.
-3. ``unify``    — persons and events MERGEd into ``unified.person`` / ``unified.event``
+3. ``unify``    — persons, their links, history and relationships, events and addresses into ``unified.*``
+   (write-audit-publish: every table's new state through ``expectations/unified.<table>.json`` first)
 4. ``marts``    — ``marts.population_by_district_sex_age``, ``marts.grid_events_by_district_category_week``
 5. ``analysis`` — ``analysis.age_structure_by_district``, ``analysis.top_event_categories_by_district``,
    and the decision-support report (HTML with charts and a map)
@@ -195,20 +196,119 @@ def _hotline_labels(spark):
     return spark.createDataFrame(labels, "message_id string, category_l1 string")
 
 
-def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
-    """Standardise the accepted staging rows of ``logical_date``, link them to persons and MERGE unified.
+#: The unified tables, in publish order; each has its suite ``expectations/unified.<table>.json``.
+UNIFIED_TABLES = ("person_link", "person_relationship_statement", "person", "person_attribute_provenance", "address",
+                  "person_residence", "household_membership", "person_relationship", "event")
+
+
+class UnifiedPlan:
+    """The writes of one unify run to the unified layer, audited before any of them is published
+    (write-audit-publish).
+
+    :meth:`merge` and :meth:`rewrite` only plan a write and return the table's state after it (what readers will
+    see: :func:`jobs.lake.merged_state` of the table's current version, pinned, and the MERGE source); later
+    tables are derived from those states. :meth:`publish` evaluates every state with its suite
+    (:func:`validate_unified`, which records the results and raises when a fail rule failed: then nothing is
+    written) and only then writes the tables, in plan order. Planned frames are cached until :meth:`release`.
+
+    Attributes:
+        states: table name (without layer) -> DataFrame of the table's rows after publication, in plan order.
+    """
+
+    def __init__(self, spark, settings: Settings):
+        self.spark, self.settings = spark, settings
+        self.states: dict = {}
+        self._writes: dict[str, tuple] = {}  # table -> ("merge", source, keys, insert_only) | ("rewrite", df, order)
+        self._cached: list = []
+
+    def keep(self, df):
+        """``df`` cached until :meth:`release`."""
+        df = df.cache()
+        self._cached.append(df)
+        return df
+
+    def current(self, name: str):
+        """``unified.<name>`` at its latest version, pinned (None when the table does not exist)."""
+        from jobs import unified
+
+        path = self.settings.table_path("unified", name)
+        version = unified.table_version(self.spark, path)
+        return None if version is None else unified.read_pinned(self.spark, path, version)
+
+    def merge(self, df, name: str, keys: list[str], insert_only: tuple[str, ...] = ()):
+        """Plan the MERGE of ``df`` (unique on ``keys``, with ``_content_hash``) into ``unified.<name>``
+        (:func:`jobs.lake.merge_by_key`); returns the table's state after it. Nothing is written."""
+        df = self.keep(df)
+        self._writes[name] = ("merge", df, list(keys), tuple(insert_only))
+        self.states[name] = self.keep(lake.merged_state(self.current(name), df, list(keys),
+                                                        insert_only_columns=tuple(insert_only)))
+        return self.states[name]
+
+    def rewrite(self, df, name: str, order_by: list[str]):
+        """Plan the whole-table rewrite of ``unified.<name>`` with ``df`` when it changed
+        (:func:`jobs.lake.overwrite_if_changed`); returns ``df`` (cached), the table's state after it."""
+        df = self.keep(df)
+        self._writes[name] = ("rewrite", df, list(order_by))
+        self.states[name] = df
+        return df
+
+    def publish(self, logical_date: dt.date, suites_dir: Path | None = None) -> tuple[list[dict], dict]:
+        """Audit every planned state (:func:`validate_unified`), then write the tables in plan order (each with the
+        change data feed on, :func:`jobs.unified.ensure_cdf_table`).
+
+        Returns:
+            ``(gate, stats)``: :func:`validate_unified`'s result, and per table ``{"inserted", "updated"}`` for a
+            MERGE or ``True``/``False`` (rewritten or not) for a rewrite.
+
+        Raises:
+            jobs.quality.FailRuleViolated: a fail rule failed; no table was written (the results are recorded).
+        """
+        from jobs import unified
+
+        gate = validate_unified(self.spark, self.settings, self.states, logical_date, suites_dir)
+        stats: dict = {}
+        for name, write in self._writes.items():
+            path = self.settings.table_path("unified", name)
+            unified.ensure_cdf_table(self.spark, write[1], path)
+            if write[0] == "rewrite":
+                stats[name] = lake.overwrite_if_changed(self.spark, write[1], path, write[2])
+            elif write[1].isEmpty():
+                stats[name] = {"inserted": 0, "updated": 0}
+            else:
+                stats[name] = lake.merge_by_key(self.spark, write[1], path, write[2], insert_only_columns=write[3])
+        return gate, stats
+
+    def release(self) -> None:
+        """Unpersist every cached frame of the plan."""
+        for df in self._cached:
+            df.unpersist()
+        self._cached.clear()
+
+
+def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool | None = None,
+              suites_dir: Path | None = None) -> dict:
+    """Standardise the accepted staging rows of ``logical_date``, link them to persons and MERGE unified
+    (write-audit-publish: every unified table's new state passes its suite before any of them is written).
 
     Every staging table is read once at a pinned Delta version (recorded in the result). Persons come from
     every object whose registry entry has ``unified.entity: person``: records with a NULL business key are
     quarantined (``quarantine.unified_person_records``) and counted, never merged; the rest are deduplicated
-    per record_key, linked (valid GB 11643 ID: deterministically; otherwise :mod:`jobs.linkage`), MERGEd into
+    per record_key, linked (valid GB 11643 ID: deterministically; otherwise :mod:`jobs.linkage`) into
     ``unified.person_link`` (an object naming several persons per row gives one record per role); the
-    relationships those objects state are MERGEd into ``unified.person_relationship_statement``; then the golden
-    record (``unified.person``), its attribute provenance, ``unified.address``, the SCD type 2 residence (with
-    the address's grid as a type 1 column) and household membership are MERGEd (unchanged rows are not
-    touched), and ``unified.person_relationship`` is rebuilt from the membership, the statements and the links
-    (rewritten only when it changed). Events come from the grid-management documents and the
-    citizen messages. Unified tables have the Delta change data feed enabled.
+    relationships those objects state go to ``unified.person_relationship_statement``; then the golden record
+    (``unified.person``), its attribute provenance, ``unified.address`` (addresses of the golden records and the
+    household registry, :func:`_address_rows`), the SCD type 2 residence (with the address's grid as a type 1
+    column) and household membership, and ``unified.person_relationship`` rebuilt from the membership, the
+    statements and the links. Events come from the grid-management documents and the citizen messages.
+
+    Write-audit-publish: each table's MERGE source is computed first and its state after the MERGE
+    (:func:`jobs.lake.merged_state`; the later tables are derived from the earlier tables' new states, not
+    from published ones); :func:`validate_unified` evaluates every state with ``expectations/unified.<table>.json``
+    (``suites_dir`` to use another folder) and records the per-rule counts in ``ops.validation_results``;
+    only when no ``fail`` rule failed are the tables MERGEd (unchanged rows are not touched;
+    ``unified.person_relationship`` is rewritten whole when it changed). Then, when ``data_docs`` (default: on
+    unless ``GOVLAKE_DATA_DOCS=0``), a GX checkpoint per unified table. Unified tables have the Delta change
+    data feed enabled.
 
     Returns:
         ``{"staging_versions": {table: version}, "person": {"inserted", "updated"}, "person_link": {...},
@@ -216,51 +316,50 @@ def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
         "person_relationship_statement": {...}, "person_relationship_rewritten": bool, "event": {...},
         "unlinked_person_records": n (records without a valid ID), "null_key_person_records": n, "link_methods": {method: n},
         "address": {"inserted", "updated", "rows", "match_level", "unmatched", "no_grid", "grid_method"}
-        (:func:`_unify_addresses`; ``unmatched`` counts addresses kept without a registry match)}``.
+        (``unmatched`` counts addresses kept without a registry match; ``{}`` without an address registry),
+        "quality": [...] (:func:`validate_unified`), "data_docs": path | None}``.
+
+    Raises:
+        jobs.quality.FailRuleViolated: a fail rule of a unified suite failed; the results are recorded, no
+            unified table is written (``quarantine.unified_person_records`` is, for the day).
     """
+    import os
     from functools import reduce
 
     from pyspark.sql import functions as F
 
-    from jobs import linkage, unified
+    from jobs import address, linkage, unified
     from jobs.sources import load_registry
 
+    if data_docs is None:
+        data_docs = os.environ.get("GOVLAKE_DATA_DOCS", "1") != "0"
     day = logical_date.isoformat()
     versions: dict[str, int] = {}
+    plan = UnifiedPlan(spark, settings)
+    current, plan_merge = plan.current, plan.merge
 
     def staging(table: str):
         path = settings.table_path("staging", table)
         versions[table] = unified.table_version(spark, path)
         return unified.read_pinned(spark, path, versions[table]).where(f"_logical_date = DATE'{day}'")
 
-    def merge(df, name: str, keys: list[str], insert_only=()) -> dict:
-        path = settings.table_path("unified", name)
-        unified.ensure_cdf_table(spark, df, path)
-        if df.isEmpty():
-            return {"inserted": 0, "updated": 0}
-        return lake.merge_by_key(spark, df, path, keys, insert_only_columns=insert_only)
-
-    def current(name: str):
-        path = settings.table_path("unified", name)
-        version = unified.table_version(spark, path)
-        return None if version is None else unified.read_pinned(spark, path, version)
-
-    candidates, statements = [], []
-    for name, spec in load_registry().items():
-        for obj in spec.objects.values():
-            if obj.unified.get("entity") == "person":
-                rules = dict(obj.unified)
-                rules.setdefault("record_key", list(obj.business_key))
-                frame = staging(f"{name}_{obj.name}")
-                candidates.append(unified.person_candidates(frame, name, rules))
-                if rules.get("relationships"):
-                    statements.append(unified.relationship_statements(frame, name, rules))
-    persons_in = reduce(lambda a, b: a.unionByName(b), candidates)
-    keyed, null_keyed = unified.split_null_keys(persons_in)
-    lake.replace_partition(null_keyed.withColumn("_logical_date", F.lit(logical_date).cast("date")),
-                           settings.table_path("quarantine", "unified_person_records"), "_logical_date", logical_date)
-    records = unified.dedupe_records(keyed).cache()
     try:
+        candidates, statements = [], []
+        for name, spec in load_registry().items():
+            for obj in spec.objects.values():
+                if obj.unified.get("entity") == "person":
+                    rules = dict(obj.unified)
+                    rules.setdefault("record_key", list(obj.business_key))
+                    frame = staging(f"{name}_{obj.name}")
+                    candidates.append(unified.person_candidates(frame, name, rules))
+                    if rules.get("relationships"):
+                        statements.append(unified.relationship_statements(frame, name, rules))
+        persons_in = reduce(lambda a, b: a.unionByName(b), candidates)
+        keyed, null_keyed = unified.split_null_keys(persons_in)
+        lake.replace_partition(null_keyed.withColumn("_logical_date", F.lit(logical_date).cast("date")),
+                               settings.table_path("quarantine", "unified_person_records"), "_logical_date",
+                               logical_date)
+        records = plan.keep(unified.dedupe_records(keyed))
         n_null = spark.read.format("delta").load(settings.table_path("quarantine", "unified_person_records")) \
             .where(f"_logical_date = DATE'{day}'").count()
         by_id = unified.id_links(records)
@@ -270,69 +369,61 @@ def run_unify(spark, settings: Settings, logical_date: dt.date) -> dict:
         existing = current("person_link")
         probabilistic = linkage.link_residue(spark, residue, reference,
                                              None if existing is None else existing.select("record_key", "person_id"))
-        links = unified.link_rows(records, by_id.unionByName(probabilistic))
-        link_stats = merge(links, "person_link", ["record_key"])
-    finally:
-        records.unpersist()
-    statement_stats = {"inserted": 0, "updated": 0}
-    if statements:
-        statement_stats = merge(unified.dedupe_statements(reduce(lambda a, b: a.unionByName(b), statements)),
-                                "person_relationship_statement", ["statement_key"])
-
-    all_links = current("person_link").cache()
-    try:
+        all_links = plan_merge(unified.link_rows(records, by_id.unionByName(probabilistic)), "person_link",
+                               ["record_key"])
+        statement_state = current("person_relationship_statement")
+        if statements:
+            statement_state = plan_merge(unified.dedupe_statements(reduce(lambda a, b: a.unionByName(b), statements)),
+                                         "person_relationship_statement", ["statement_key"])
         methods = {r[0]: int(r[1]) for r in all_links.groupBy("link_method").count().orderBy("link_method").collect()}
-        person = unified.golden_records(all_links, logical_date)
-        person_stats = merge(person, "person", ["person_id"], insert_only=("first_seen_date",))
-        provenance_stats = merge(unified.attribute_provenance(all_links), "person_attribute_provenance",
-                                 ["person_id", "attribute"])
+        golden = plan_merge(unified.golden_records(all_links, logical_date), "person", ["person_id"],
+                            insert_only=("first_seen_date",))
+        provenance = plan_merge(unified.attribute_provenance(all_links), "person_attribute_provenance",
+                                ["person_id", "attribute"])
+        address_rows = _address_rows(spark, settings, golden, versions)
+        if address_rows is not None:
+            plan_merge(address_rows, "address", ["address_key"])
+        residence = golden.where("is_current")
+        if "address" in plan.states:  # the grid of each address: a type 1 column of the residence (RESIDENCE_OVERWRITE)
+            residence = residence.join(address.grids_of(residence, plan.states["address"], address.load_gazetteer()),
+                                       "address", "left")
+        else:
+            residence = residence.withColumn("grid_code", F.lit(None).cast("string"))
+        for table, current_rows, tracked, overwrite in (
+                ("person_residence", residence, unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE),
+                ("household_membership", golden.where("is_current AND household_no IS NOT NULL"),
+                 unified.HOUSEHOLD_COLUMNS, ())):
+            plan_merge(unified.scd2_changes(current(table), current_rows, logical_date, "person_id", tracked, overwrite),
+                       table, ["person_id", "valid_from"])
+        plan.rewrite(unified.relationships(plan.states["household_membership"], statement_state, all_links, provenance),
+                     "person_relationship", ["person_id_1", "person_id_2", "relationship"])
+
+        grid = unified.grid_events(staging("wangge_events"))
+        hotline = unified.hotline_events(staging("zhengwu_messages"), _hotline_labels(spark))
+        plan_merge(unified.finalize_events(grid.unionByName(hotline), logical_date), "event", ["event_id"],
+                   insert_only=("first_seen_date",))
+
+        gate, stats = plan.publish(logical_date, suites_dir)  # audit every new state, then write them all
+        address_stats = {**stats["address"], **address.counts(plan.states["address"])} if "address" in stats else {}
+        docs = unified_checkpoints(spark, settings, plan.states, logical_date, suites_dir) if data_docs else None
     finally:
-        all_links.unpersist()
-
-    golden = current("person")
-    address_stats = _unify_addresses(spark, settings, golden, versions, merge, current)
-    residence = golden.where("is_current")
-    addresses = current("address")
-    if addresses is not None:  # the grid of each address: a type 1 column of the residence (unified.RESIDENCE_OVERWRITE)
-        from jobs import address
-
-        residence = residence.join(address.grids_of(residence, addresses, address.load_gazetteer()), "address", "left")
-    else:
-        residence = residence.withColumn("grid_code", F.lit(None).cast("string"))
-    history = {}
-    for table, current_rows, tracked, overwrite in (
-            ("person_residence", residence, unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE),
-            ("household_membership", golden.where("is_current AND household_no IS NOT NULL"),
-             unified.HOUSEHOLD_COLUMNS, ())):
-        changes = unified.scd2_changes(current(table), current_rows, logical_date, "person_id", tracked, overwrite)
-        history[table] = merge(changes, table, ["person_id", "valid_from"])
-    edges = unified.relationships(current("household_membership"), current("person_relationship_statement"),
-                                  current("person_link"), current("person_attribute_provenance"))
-    edges_path = settings.table_path("unified", "person_relationship")
-    unified.ensure_cdf_table(spark, edges, edges_path)
-    edges_written = lake.overwrite_if_changed(spark, edges, edges_path,
-                                              ["person_id_1", "person_id_2", "relationship"])
-
-    grid = unified.grid_events(staging("wangge_events"))
-    hotline = unified.hotline_events(staging("zhengwu_messages"), _hotline_labels(spark))
-    events = unified.finalize_events(grid.unionByName(hotline), logical_date)
-    event_stats = merge(events, "event", ["event_id"], insert_only=("first_seen_date",))
-    return {"staging_versions": versions, "person": person_stats, "person_link": link_stats,
-            "person_attribute_provenance": provenance_stats, "person_residence": history["person_residence"],
-            "household_membership": history["household_membership"],
-            "person_relationship_statement": statement_stats,
-            "person_relationship_rewritten": edges_written, "event": event_stats,
+        plan.release()
+    return {"staging_versions": versions, "person": stats["person"], "person_link": stats["person_link"],
+            "person_attribute_provenance": stats["person_attribute_provenance"],
+            "person_residence": stats["person_residence"], "household_membership": stats["household_membership"],
+            "person_relationship_statement": stats.get("person_relationship_statement",
+                                                       {"inserted": 0, "updated": 0}),
+            "person_relationship_rewritten": stats["person_relationship"], "event": stats["event"],
             "unlinked_person_records": unlinked, "null_key_person_records": n_null, "link_methods": methods,
-            "address": address_stats}
+            "address": address_stats, "quality": gate, "data_docs": docs}
 
 
-def _unify_addresses(spark, settings: Settings, golden, versions: dict, merge, current) -> dict:
-    """MERGE ``unified.address`` (:mod:`jobs.address`): the address texts of the golden persons and of the household
-    registry (``staging.hukou_households``, every logical date, pinned) matched against the whole
+def _address_rows(spark, settings: Settings, golden, versions: dict):
+    """The MERGE source of ``unified.address`` (:mod:`jobs.address`): the address texts of the golden persons and
+    of the household registry (``staging.hukou_households``, every logical date, pinned) matched against the whole
     standard address registry (``staging.address_standard_address`` at a pinned version, every logical date) and
     assigned to grids with the boundaries at ``<sources>/reference/grid_boundaries.geojson`` (registry fallback
-    when missing). Returns ``{"inserted", "updated", "rows", "match_level": {...}, "unmatched", "no_grid",
-    "grid_method": {...}}``, counts over the whole table; ``{}`` without a registry table."""
+    when missing); :data:`jobs.address.ADDRESS_COLUMNS` + ``_content_hash``. None without a registry table."""
     from pyspark.sql import functions as F
 
     from jobs import address, unified
@@ -340,7 +431,7 @@ def _unify_addresses(spark, settings: Settings, golden, versions: dict, merge, c
     path = settings.table_path("staging", "address_standard_address")
     version = unified.table_version(spark, path)
     if version is None:
-        return {}
+        return None
     versions["address_standard_address"] = version
     texts = golden.select("address")
     households = settings.table_path("staging", "hukou_households")
@@ -352,12 +443,80 @@ def _unify_addresses(spark, settings: Settings, golden, versions: dict, merge, c
     rows = address.standardise(spark, texts, unified.read_pinned(spark, path, version),
                                address.load_gazetteer(),
                                address.load_boundaries(settings.sources_dir / address.BOUNDARIES_FILE))
-    rows = unified.with_content_hash(rows).cache()
-    try:
-        stats = merge(rows, "address", ["address_key"])
-    finally:
-        rows.unpersist()
-    return {**stats, **address.counts(current("address"))}
+    return unified.with_content_hash(rows)
+
+
+def validate_unified(spark, settings: Settings, states: dict, logical_date: dt.date,
+                     suites_dir: Path | None = None) -> list[dict]:
+    """The audit of write-audit-publish for the unified layer: every table's new state through its suite.
+
+    Evaluates ``expectations/unified.<table>.json`` (in ``suites_dir`` when given) on the whole new state of each
+    table (all rows, not only the day's changes: the contract holds for the table readers will see), records
+    the per-rule counts in ``ops.validation_results`` (``table`` = ``unified.<table>``, ``batch_id`` =
+    ``unified.<table>:<date>``; the logical date's unified rows are replaced in one commit), then stops when a
+    ``fail`` rule failed. Warn rules are counted only; a unified suite has no quarantine action (a unified row
+    is not a department's delivery that can be sent back).
+
+    Args:
+        states: table name (without layer) -> DataFrame of its rows after publication.
+
+    Returns:
+        one dict per table, in ``states`` order: ``{"table": "unified.<t>", "rows": n, "suite_version",
+        "rules": [{rule_id, expectation_type, column, action, evaluated, failed}, ...]}``.
+
+    Raises:
+        FileNotFoundError: a table has no suite file.
+        ValueError: a suite has a ``quarantine`` rule, or names a column the table lacks.
+        jobs.quality.FailRuleViolated: a fail rule failed on some row (after the results are recorded); the
+            message names every such suite, rule and row count.
+    """
+    from jobs import quality
+
+    out, rows, failures = [], [], []
+    for name, state in states.items():
+        suite_name = f"unified.{name}"
+        suite = quality.load_suite(suite_name, suites_dir) if suites_dir else quality.load_suite(suite_name)
+        if any(r.action == "quarantine" for r in suite.rules):
+            raise ValueError(f"suite {suite_name}: unified suites take warn or fail actions, not quarantine")
+        counts = quality.rule_counts(quality.evaluate(state, suite), suite)
+        batch_id = f"{suite_name}:{logical_date.isoformat()}"
+        table_rows = [{"_logical_date": logical_date, "table": suite_name, "batch_id": batch_id, "suite": suite.name,
+                       "suite_version": suite.version,
+                       **{k: c[k] for k in ("rule_id", "expectation_type", "column", "action")},
+                       "evaluated": int(c["evaluated"]), "failed": int(c["failed"])} for c in counts]
+        rows += table_rows
+        out.append({"table": suite_name, "rows": state.count(), "suite_version": suite.version,
+                    "rules": [{k: r[k] for k in ("rule_id", "expectation_type", "column", "action", "evaluated",
+                                                 "failed")} for r in table_rows]})
+        try:
+            quality.enforce_fail_rules(counts, suite)
+        except quality.FailRuleViolated as exc:
+            failures.append(str(exc))
+    results = spark.createDataFrame(rows, schema=_results_schema())
+    path = settings.table_path("ops", "validation_results")
+    lake.retry_on_conflict(  # shares the table with the validate tasks of the departments
+        lambda: (results.write.format("delta").mode("overwrite")
+                 .option("replaceWhere", f"_logical_date = DATE'{logical_date.isoformat()}' AND table LIKE 'unified.%'")
+                 .partitionBy("_logical_date").save(path)),
+        f"ops.validation_results unified {logical_date}")
+    if failures:
+        raise quality.FailRuleViolated("unified layer not published: " + " | ".join(failures))
+    return out
+
+
+def unified_checkpoints(spark, settings: Settings, states: dict, logical_date: dt.date,
+                        suites_dir: Path | None = None) -> str | None:
+    """A Great Expectations checkpoint (:func:`jobs.quality.run_checkpoint`) per unified table's state, run name
+    ``unified.<table>:<date>``; returns the Data Docs index path (None without tables)."""
+    from jobs import quality
+
+    docs = None
+    for name, state in states.items():
+        suite_name = f"unified.{name}"
+        suite = quality.load_suite(suite_name, suites_dir) if suites_dir else quality.load_suite(suite_name)
+        docs = quality.run_checkpoint(spark, state, suite, f"{suite_name}:{logical_date.isoformat()}",
+                                      settings.reports_dir).get("data_docs_index")
+    return str(docs) if docs else None
 
 
 # --- stages: marts and analysis ---------------------------------------------------------------------------
@@ -505,7 +664,7 @@ def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_
     timings: dict[str, float] = {}
     steps = (("extract", lambda: run_extract(spark, settings, logical_date)),
              ("validate", lambda: run_validate(spark, settings, logical_date, data_docs=data_docs)),
-             ("unify", lambda: run_unify(spark, settings, logical_date)),
+             ("unify", lambda: run_unify(spark, settings, logical_date, data_docs=data_docs)),
              ("marts", lambda: run_marts(spark, settings, logical_date)),
              ("analysis", lambda: run_analysis(spark, settings, logical_date)))
     for name, step in steps:
@@ -559,7 +718,7 @@ def print_summary(summary: dict) -> None:
     rules = Table(title="Failed rows per rule")
     for col in ("rule", "action", "failed"):
         rules.add_column(col, justify="right" if col == "failed" else "left")
-    for v in summary["validate"]:
+    for v in summary["validate"] + summary.get("unify", {}).get("quality", []):  # raw gates, then the unified audit
         for r in v["rules"]:
             if r["failed"]:
                 rules.add_row(r["rule_id"], r["action"], str(r["failed"]))

@@ -55,6 +55,11 @@ Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
   ``column_b``, both read with ``formats`` by ``jobs.codes.dates_ordered_col``; a row where either date is NULL or
   unparseable is not judged) and ``expect_document_fields_to_be_registered`` (a JSON document without top-level
   fields outside ``fields``: ``jobs.codes.unknown_fields_col``; its quarantine message names the unknown fields).
+* ``expect_column_pair_values_a_to_be_greater_than_b`` (GX native): ``column_A > column_B`` (``>=`` with
+  ``or_equal``) in the columns' own types; rows with a NULL in either are not evaluated.
+* ``row_condition`` (optional kwarg of every type, a Spark SQL boolean expression): the rule evaluates only
+  the rows where it is TRUE; uniqueness is then among those rows only (one current row per key). In GX such
+  a rule is a derived boolean column holding the row-level result.
 """
 from __future__ import annotations
 
@@ -125,6 +130,14 @@ DATES_ORDERED_TYPE = "expect_column_pair_dates_to_be_ordered"
 #: ``fields`` (the fields registered for the collection): :func:`jobs.codes.unknown_fields_col`; a value that is not
 #: a JSON object is not judged. The quarantine message names the unknown fields.
 REGISTERED_FIELDS_TYPE = "expect_document_fields_to_be_registered"
+#: GX's column-pair comparison: ``column_A`` > ``column_B`` (``>=`` with ``or_equal``), compared as their Spark
+#: types (dates, numbers; raw STRING columns as strings); a row where either value is NULL is not evaluated
+#: (GX ``ignore_row_if="either_value_is_missing"``). E.g. an SCD2 row's ``valid_to`` after its ``valid_from``.
+PAIR_GREATER_TYPE = "expect_column_pair_values_a_to_be_greater_than_b"
+#: Optional kwarg of every type: a Spark SQL boolean expression; the rule evaluates only the rows where it is
+#: TRUE (GX's conditional expectations; uniqueness is then among those rows only, e.g. one current row per key:
+#: ``expect_column_values_to_be_unique`` on ``person_id`` with ``row_condition`` ``is_current``).
+ROW_CONDITION = "row_condition"
 
 #: Supported expectation types → (required kwargs, optional kwargs).
 SUPPORTED_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -148,6 +161,7 @@ SUPPORTED_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     CANONICAL_TYPE: (frozenset({"column", "kind"}), frozenset()),
     DATES_ORDERED_TYPE: (frozenset({"column_a", "column_b", "formats"}), frozenset({"or_equal"})),
     REGISTERED_FIELDS_TYPE: (frozenset({"column", "fields"}), frozenset()),
+    PAIR_GREATER_TYPE: (frozenset({"column_A", "column_B"}), frozenset({"or_equal"})),
 }
 
 _UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
@@ -201,6 +215,8 @@ class Rule:
             return tuple(self.kwargs["column_list"])
         if "column_a" in self.kwargs:
             return (self.kwargs["column_a"], self.kwargs["column_b"])
+        if "column_A" in self.kwargs:
+            return (self.kwargs["column_A"], self.kwargs["column_B"])
         return (self.kwargs["column"],)
 
     @property
@@ -306,6 +322,7 @@ def _parse_rule(path: Path, index: int, exp: Any) -> Rule:
     if not isinstance(kwargs, dict):
         raise ValueError(f"{where}: 'kwargs' must be an object")
     required, optional = SUPPORTED_TYPES[etype]
+    optional = optional | {ROW_CONDITION}
     missing = sorted(required - kwargs.keys())
     unknown = sorted(kwargs.keys() - required - optional)
     if missing:
@@ -322,9 +339,13 @@ def _parse_rule(path: Path, index: int, exp: Any) -> Rule:
 
 
 def _check_kwargs(where: str, etype: str, kw: dict) -> None:
-    for name in ("column", "column_a", "column_b"):
+    for name in ("column", "column_a", "column_b", "column_A", "column_B"):
         if name in kw and (not isinstance(kw[name], str) or not kw[name]):
             raise ValueError(f"{where}: kwarg {name!r} must be a column name")
+    if ROW_CONDITION in kw and (not isinstance(kw[ROW_CONDITION], str) or not kw[ROW_CONDITION].strip()):
+        raise ValueError(f"{where}: kwarg 'row_condition' must be a Spark SQL boolean expression")
+    if "or_equal" in kw and not isinstance(kw["or_equal"], bool):
+        raise ValueError(f"{where}: kwarg 'or_equal' must be true or false")
     if etype == "expect_compound_columns_to_be_unique":
         cols = kw["column_list"]
         if not isinstance(cols, list) or len(cols) < 1 or not all(isinstance(c, str) and c for c in cols):
@@ -443,14 +464,20 @@ def _as_string(name: str) -> Column:
 
 def _applies(rule: Rule) -> Column:
     """Rows the rule evaluates: all rows for not-null, rows with a non-NULL value otherwise
-    (a non-NULL key column for compound uniqueness)."""
+    (a non-NULL key column for compound uniqueness, both values for a column pair); with a
+    ``row_condition``, only the rows where it is TRUE."""
     if rule.expectation_type == "expect_column_values_to_not_be_null":
-        return F.lit(True)
-    if rule.expectation_type == DATES_ORDERED_TYPE:
-        return _dates_ordered(rule).isNotNull()
-    cond = None
-    for c in rule.columns:
-        cond = F.col(c).isNotNull() if cond is None else (cond | F.col(c).isNotNull())
+        cond = F.lit(True)
+    elif rule.expectation_type == DATES_ORDERED_TYPE:
+        cond = _dates_ordered(rule).isNotNull()
+    elif rule.expectation_type == PAIR_GREATER_TYPE:
+        cond = F.col(rule.columns[0]).isNotNull() & F.col(rule.columns[1]).isNotNull()
+    else:
+        cond = None
+        for c in rule.columns:
+            cond = F.col(c).isNotNull() if cond is None else (cond | F.col(c).isNotNull())
+    if ROW_CONDITION in rule.kwargs:
+        cond = cond & F.coalesce(F.expr(rule.kwargs[ROW_CONDITION]), F.lit(False))
     return cond
 
 
@@ -461,6 +488,9 @@ def _value_check(rule: Rule) -> Column:
         return F.col(kw["column"]).isNull()
     if et == DATES_ORDERED_TYPE:
         return ~_dates_ordered(rule)  # NULL (not judged) when either date is NULL or does not parse
+    if et == PAIR_GREATER_TYPE:
+        a, b = F.col(kw["column_A"]), F.col(kw["column_B"])
+        return ~((a >= b) if kw.get("or_equal") else (a > b))
     v = _as_string(kw["column"])
     if et == REGISTERED_FIELDS_TYPE:
         from jobs.codes import unknown_fields_col  # lazy: code pack
@@ -580,7 +610,10 @@ def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str]) -> list[
         if rule.rule_id in plain:
             out.append(plain[rule.rule_id])
             continue
-        window = Window.partitionBy(*[F.col(c) for c in rule.columns]).orderBy(*order)
+        keys = [F.col(c) for c in rule.columns]
+        if ROW_CONDITION in rule.kwargs:  # rank the rows meeting the condition among themselves only
+            keys.append(_applies(rule))
+        window = Window.partitionBy(*keys).orderBy(*order)
         out.append(F.coalesce(_applies(rule) & (F.row_number().over(window) > 1), F.lit(False)))
     return out
 
@@ -783,13 +816,13 @@ GX_BATCH_DEFINITION = "whole_batch"
 
 def derived_column_names(suite: Suite) -> dict[str, str]:
     """rule_id → name of the derived boolean column validated in GX for the rules whose
-    row-level semantics GX lacks (GB 11643, strict strftime, numeric-between on strings):
-    ``<column>__<suffix>`` (``id_no__gb11643_valid``; a column-pair rule ``<column_a>__<column_b>__<suffix>``,
-    ``birth_date__death_date__dates_ordered``), with ``_<n>`` added on a clash."""
+    row-level semantics GX lacks (GB 11643, strict strftime, numeric-between on strings) and for
+    every rule with a ``row_condition`` (suffix ``when``): ``<column>__<suffix>`` (``id_no__gb11643_valid``;
+    several columns joined with ``__``: ``birth_date__death_date__dates_ordered``), with ``_<n>`` added on a clash."""
     names: dict[str, str] = {}
     taken: set[str] = set()
     for rule in suite.rules:
-        suffix = _DERIVED_SUFFIX.get(rule.expectation_type)
+        suffix = "when" if ROW_CONDITION in rule.kwargs else _DERIVED_SUFFIX.get(rule.expectation_type)
         if suffix is None:
             continue
         base = f"{'__'.join(rule.columns)}__{suffix}"
@@ -804,13 +837,21 @@ def derived_column_names(suite: Suite) -> dict[str, str]:
 def _gx_frame(df: DataFrame, suite: Suite) -> DataFrame:
     """``df`` plus one boolean column per derived rule: NULL when the rule does not judge the row (a NULL value,
     ignored by GX like every non-not-null rule; for a column-pair date rule either date NULL or unparseable),
-    TRUE when it passes, FALSE when it fails."""
+    TRUE when it passes, FALSE when it fails. A rule with a ``row_condition`` takes its row-level result from
+    :func:`evaluate` (NULL where the rule does not apply), so conditional uniqueness means the same in GX as in
+    the gate."""
     derived = derived_column_names(suite)
     columns = df.columns
+    conditional = [r for r in suite.rules if ROW_CONDITION in r.kwargs]
+    if conditional:
+        df = evaluate(df, suite)
     df = _with_normalized_ids(df, suite)
     extra = []
     for rule in suite.rules:
-        if rule.rule_id in derived:
+        if rule in conditional:
+            col = F.when(_applies(rule), ~F.array_contains(F.col(FAILED_RULES_COL), rule.rule_id))
+            extra.append(col.alias(derived[rule.rule_id]))
+        elif rule.rule_id in derived:
             col = F.when(~F.coalesce(_applies(rule), F.lit(False)), F.lit(None).cast("boolean")) \
                 .otherwise(~F.coalesce(_value_check(rule), F.lit(True)))
             extra.append(col.alias(derived[rule.rule_id]))
@@ -830,9 +871,14 @@ def _gx_expectation_configs(suite: Suite) -> list[dict]:
         kwargs = dict(rule.kwargs)
         etype = rule.expectation_type
         description = None
+        if etype == PAIR_GREATER_TYPE:
+            kwargs["ignore_row_if"] = "either_value_is_missing"
         if rule.rule_id in derived:
             meta.update({"govlake_type": etype, "govlake_kwargs": dict(rule.kwargs)})
-            if etype == GB11643_TYPE:
+            if ROW_CONDITION in rule.kwargs:
+                shown = {k: v for k, v in rule.kwargs.items() if k != ROW_CONDITION}
+                what = f"passes {etype} {json.dumps(shown, ensure_ascii=False)} where {rule.kwargs[ROW_CONDITION]}"
+            elif etype == GB11643_TYPE:
                 what = "is a valid GB 11643 citizen ID number (length, date, check digit, division)"
             elif etype == "expect_column_values_to_match_strftime_format":
                 what = f"matches the date format {rule.kwargs['strftime_format']} strictly"
@@ -866,8 +912,7 @@ def _gx_expectation_configs(suite: Suite) -> list[dict]:
                 if hi is not None:
                     what += f"{' and' if lo is not None else ''} " \
                             f"{'<' if rule.kwargs.get('strict_max') else '<='} {hi}"
-            subject = rule.kwargs.get("column", rule.kwargs.get("column_a"))
-            description = (f"{rule.rule_id} [{rule.action}]: {subject} {what} "
+            description = (f"{rule.rule_id} [{rule.action}]: {rule.column_label} {what} "
                            f"(derived column {derived[rule.rule_id]} must be true)").replace("$", "")
             etype, kwargs = "expect_column_values_to_be_in_set", {
                 "column": derived[rule.rule_id], "value_set": [True]}

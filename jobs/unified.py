@@ -158,8 +158,9 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
         DataFrame: :data:`RECORD_LINEAGE` (record_key STRING ``<source>:<object>:<business key>``, NULL
         when a business key column is NULL; source, source_object, business_key STRING; priority INT;
         updated_at TIMESTAMP; batch_id STRING; batch_date DATE), id_valid BOOLEAN, and the
-        :data:`PERSON_ATTRIBUTES` standardised (birth_date, death_date DATE, the rest STRING; a role the
-        department lacks is NULL).
+        :data:`PERSON_ATTRIBUTES` standardised (birth_date, death_date DATE, the rest STRING; phone in canonical
+        form, :func:`jobs.codes.normalize_phone_col`: full-width digits folded, separators and a +86 prefix removed; a
+        role the department lacks is NULL).
 
     Raises:
         ValueError: a role of ``roles`` names a column the frame lacks (names the source, object and column).
@@ -234,7 +235,7 @@ def _role_candidates(df, source: str, rules: dict[str, Any], cols: dict[str, str
         community.alias("community_code"),
         district_of_col(community).alias("district_code"),
         F.trim(role("address")).alias("address"),
-        F.regexp_replace(role("phone"), r"[\s-]", "").alias("phone"),
+        codes.normalize_phone_col(role("phone")).alias("phone"),
         F.when(F.trim(marital).isin(*MARITAL_STATUS_CODES), F.trim(marital)).alias("marital_status_code"),
         (codes.parse_date_col(role("death_date"), formats) if "death_date" in cols or "death_date" in values
          else F.lit(None).cast("date")).alias("death_date"),

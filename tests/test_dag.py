@@ -106,7 +106,7 @@ def test_business_date_is_the_shanghai_day_of_the_interval_start():
 @pytest.mark.servers
 def test_airflow_dags_test_runs_every_task_against_the_real_servers(dag_run, spark):
     """`airflow dags test` of govlake_daily in servers mode: PostgreSQL (JDBC) and FerretDB sources."""
-    from jobs.pipeline import raw_tables
+    from jobs.pipeline import UNIFIED_TABLES, raw_tables
 
     settings, returncode, log = dag_run
     assert returncode == 0, log[-5000:]
@@ -118,7 +118,11 @@ def test_airflow_dags_test_runs_every_task_against_the_real_servers(dag_run, spa
     assert all(r.rows_read == r.rows_written for r in ledger)
     assert {r.raw_table: r.rows_written for r in ledger}["raw.hukou_persons"] > 0
     results = spark.read.format("delta").load(settings.table_path("ops", "validation_results"))
-    assert results.select("table").distinct().count() == 15
+    assert results.where("table LIKE 'raw.%'").select("table").distinct().count() == 15
+    unified_results = results.where("table LIKE 'unified.%'")  # the unify task's audit: every suite, no fail rule failed
+    assert sorted(r[0] for r in unified_results.select("table").distinct().collect()) == sorted(
+        f"unified.{t}" for t in UNIFIED_TABLES)
+    assert unified_results.where("action = 'fail' AND failed > 0").count() == 0
     persons = spark.read.format("delta").load(settings.table_path("unified", "person")).count()
     person_sources = [f"{name}_{obj.name}" for name, spec in load_registry().items() for obj in spec.objects.values()
                       if obj.unified.get("entity") == "person"]

@@ -92,3 +92,32 @@ def test_replace_partition_adds_a_newly_projected_column(spark, tmp_path):
     lake.replace_partition(newer, path, "_logical_date", DAY)  # idempotent
     got = sorted(tuple(r) for r in spark.read.format("delta").load(path).select("app_no", "applicant_phone").collect())
     assert got == [("A1", None), ("A2", "13812345678")]
+
+
+def test_merged_state_is_what_merge_by_key_writes(spark, tmp_path):
+    """merged_state (no write) equals the table after merge_by_key: an unchanged row (its insert-only column and
+    the column the hash leaves out kept), a changed row (updated, insert-only kept), a NULL key, a new row, a target
+    row absent from the source (kept), and a new column the old table lacks (NULL in rows not updated)."""
+    path = str(tmp_path / "t")
+    old = spark.createDataFrame([("a", "1", DAY, "x", "h1"), ("b", "2", DAY, "x", "h2"), (None, "3", DAY, "x", "h3"),
+                                 ("d", "4", DAY, "x", "h4")],
+                                "k string, v string, first_seen date, note string, _content_hash string")
+    old.write.format("delta").save(path)
+    later = dt.date(2025, 7, 1)
+    source = spark.createDataFrame([("a", "1", later, "y", "h1", "n1"), ("b", "9", later, "y", "h9", "n2"),
+                                    (None, "7", later, "y", "h7", "n3"), ("e", "5", later, "y", "h5", "n4")],
+                                   "k string, v string, first_seen date, note string, _content_hash string, "
+                                   "extra string")
+    target = spark.read.format("delta").option("versionAsOf", 0).load(path)  # pinned, as run_unify reads it
+    state = lake.merged_state(target, source, ["k"], insert_only_columns=("first_seen",))
+    expected = [("a", "1", DAY, "x", "h1", None), ("b", "9", DAY, "y", "h9", "n2"), (None, "7", DAY, "y", "h7", "n3"),
+                ("d", "4", DAY, "x", "h4", None), ("e", "5", later, "y", "h5", "n4")]
+    assert sorted(map(tuple, state.collect()), key=str) == sorted(expected, key=str)
+    assert state.columns == ["k", "v", "first_seen", "note", "_content_hash", "extra"]
+    lake.add_missing_columns(spark, path, [("extra", "string")])
+    assert lake.merge_by_key(spark, source, path, ["k"], insert_only_columns=("first_seen",)) == {
+        "inserted": 1, "updated": 2}
+    merged = spark.read.format("delta").load(path)
+    assert lake.same_content(merged, state)
+    assert lake.merged_state(None, source, ["k"]) is source
+    assert lake.same_content(lake.merged_state(merged, source.limit(0), ["k"]), merged)

@@ -407,3 +407,46 @@ def test_applications_registered_fields_cover_the_projection():
                 if r.expectation_type == "expect_document_fields_to_be_registered")
     assert projected <= set(rule.kwargs["fields"])
     assert set(rule.kwargs["fields"]) - projected == {"_id", "form", "steps"}
+
+
+def test_row_condition_and_column_pair_rules(spark, tmp_path):
+    """row_condition restricts a rule to the rows where it is TRUE (uniqueness among them only: one current row
+    per key of an SCD type 2 table); the column-pair rule compares as the columns' types and skips NULLs. The GX
+    checkpoint agrees (conditional rules as derived columns from the row-level result, the pair rule native)."""
+    doc = {"name": "unified.test_scd2", "meta": {"key_columns": ["pid", "valid_from"]}, "expectations": [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "pid", "row_condition": "is_current"},
+         "meta": {"rule_id": "s.pid.one_current", "action": "fail"}},
+        {"type": "expect_column_pair_values_a_to_be_greater_than_b",
+         "kwargs": {"column_A": "valid_to", "column_B": "valid_from"},
+         "meta": {"rule_id": "s.valid_to.after_from", "action": "fail"}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "valid_to", "row_condition": "NOT is_current"},
+         "meta": {"rule_id": "s.valid_to.closed", "action": "warn"}},
+    ]}
+    (tmp_path / "unified.test_scd2.json").write_text(json.dumps(doc), encoding="utf-8")
+    suite = load_suite("unified.test_scd2", tmp_path)
+    d1, d2 = dt.date(2025, 6, 1), dt.date(2025, 6, 30)
+    rows = [("A", d1, d2, False), ("A", d2, None, True),   # a move: closed + current (good)
+            ("B", d1, None, True), ("B", d2, None, True),  # two current rows for B: one fails
+            ("C", d2, d2, False),                          # zero-length version: fails the pair rule
+            ("D", d1, None, False), ("E", d1, None, None)]  # closed without end (warn); is_current NULL: not judged
+    df = spark.createDataFrame(rows, "pid string, valid_from date, valid_to date, is_current boolean")
+    evaluated = evaluate(df, suite)
+    failed = {(r.pid, str(r.valid_from)): r._failed_rules for r in evaluated.collect() if r._failed_rules}
+    assert failed == {("B", "2025-06-30"): ["s.pid.one_current"], ("C", "2025-06-30"): ["s.valid_to.after_from"],
+                      ("D", "2025-06-01"): ["s.valid_to.closed"]}
+    counts = rule_counts(evaluated, suite)
+    assert [(c["rule_id"], c["column"], c["evaluated"], c["failed"]) for c in counts] == [
+        ("s.pid.one_current", "pid", 3, 1), ("s.valid_to.after_from", "valid_to,valid_from", 2, 1),
+        ("s.valid_to.closed", "valid_to", 3, 1)]
+    with pytest.raises(FailRuleViolated, match=r"s\.pid\.one_current failed for 1 of 3 rows; rule s\.valid_to"):
+        enforce_fail_rules(counts, suite)
+    result = run_checkpoint(spark, df, suite, "scd2:2025-06-30", tmp_path / "reports",
+                            run_time=dt.datetime(2025, 6, 30, 12, 0, tzinfo=dt.timezone.utc))
+    got = {e["rule_id"]: (e["type"], e["success"], e["unexpected_count"]) for e in result["expectations"]}
+    assert got == {"s.pid.one_current": ("expect_column_values_to_be_unique", False, 1),
+                   "s.valid_to.after_from": ("expect_column_pair_values_a_to_be_greater_than_b", False, 1),
+                   "s.valid_to.closed": ("expect_column_values_to_not_be_null", False, 1)}
+    bad = dict(doc, expectations=[dict(doc["expectations"][0], kwargs={"column": "pid", "row_condition": " "})])
+    (tmp_path / "unified.test_scd2.json").write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(ValueError, match="row_condition"):
+        load_suite("unified.test_scd2", tmp_path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from pyspark.sql import functions as F
 
 from jobs import unified
@@ -19,7 +20,7 @@ def _hukou(spark):
         ("HK1", "11010519491231002x", "阿依古丽.买买提", "2", "19491231", "1", "H1", "02", "130102001001", "长安区1号",
          "138 0000 0001", "2025-06-01 10:00:00", "30", " ９０", "流动", "persons", 1),
         ("HK2", "130102199001011237", "张 三", "1", "19900101", "01", "H2", "02", "130102001002", "长安区2号",
-         "13800000002", "2025-06-02 10:00:00", "20", "21", "户籍", "persons", 2),
+         "+86 １３８-0000-0002", "2025-06-02 10:00:00", "20", "21", "户籍", "persons", 2),
         ("HK3", "130102199001011236", "李四", "1", "19900101", "01", "H3", "02", "130102001002", None,
          None, "2025-06-02 10:00:00", "99", "99", "外来", "persons", 3),
     ]
@@ -67,6 +68,7 @@ def test_department_conventions_to_national_codes(spark):
     assert (civil.id_no, civil.id_valid, civil.name, civil.sex_code, civil.birth_date, civil.ethnic_code) == (
         "11010519491231002X", True, "阿依古丽·买买提", "2", dt.date(1949, 12, 31), None)
     assert rows["hukou:persons:HK2"].name == "张三"
+    assert rows["hukou:persons:HK2"].phone == "13800000002"  # full-width digits, separators, +86: canonical
     assert rows["hukou:persons:HK3"].id_valid is False  # check character 6 is wrong (7 is right)
 
 
@@ -333,3 +335,89 @@ def test_scd2_grid_change_alone_updates_the_current_version_in_place(spark):
     filled = unified.scd2_changes(old, day1, nxt, "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE)
     assert sorted((r.person_id, r.grid_code, r.valid_from) for r in filled.collect()) == [("P1", "G1", DAY),
                                                                                           ("P2", "G2", DAY)]
+
+
+def test_every_unified_table_has_a_suite_with_warn_or_fail_rules():
+    from pathlib import Path
+
+    from jobs.config import EXPECTATIONS_DIR
+    from jobs.pipeline import UNIFIED_TABLES
+    from jobs.quality import load_suite
+
+    assert sorted(p.stem for p in Path(EXPECTATIONS_DIR).glob("unified.*.json")) == sorted(
+        f"unified.{t}" for t in UNIFIED_TABLES)
+    for table in UNIFIED_TABLES:
+        suite = load_suite(f"unified.{table}")
+        assert suite.table == f"unified.{table}" and suite.key_columns
+        assert {r.action for r in suite.rules} <= {"warn", "fail"}
+
+
+def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(spark, tmp_path):
+    """Write-audit-publish with the real suites of expectations/: a correct tiny unified.person and
+    unified.person_residence pass and are published; a bug (an invalid GB/T 2261.1 sex code in unified.person, a
+    move whose previous residence is not closed: two current rows for one person) stops publication of BOTH tables
+    — each stays at its previous Delta version — and the failed rules are recorded in ops.validation_results."""
+    import os
+
+    from jobs.config import Settings
+    from jobs.pipeline import UnifiedPlan
+    from jobs.quality import FailRuleViolated
+
+    settings = Settings.from_env({**os.environ, "GOVLAKE_HOME": str(tmp_path)})
+    zhang = "130102199001011237"
+    person = unified.resolve_persons(_candidates(spark), DAY)
+
+    def results(day):
+        rows = (spark.read.format("delta").load(settings.table_path("ops", "validation_results"))
+                .where(F.col("_logical_date") == F.lit(day)).collect())
+        return {(r.table, r.rule_id): (r.action, r.evaluated, r.failed) for r in rows}
+
+    plan = UnifiedPlan(spark, settings)
+    try:
+        plan.merge(person, "person", ["person_id"], insert_only=("first_seen_date",))
+        plan.merge(unified.scd2_changes(None, person.where("is_current"), DAY, "person_id", unified.RESIDENCE_COLUMNS),
+                   "person_residence", ["person_id", "valid_from"])
+        gate, stats = plan.publish(DAY)
+    finally:
+        plan.release()
+    assert stats == {"person": {"inserted": 2, "updated": 0}, "person_residence": {"inserted": 2, "updated": 0}}
+    assert [(g["table"], g["rows"]) for g in gate] == [("unified.person", 2), ("unified.person_residence", 2)]
+    recorded = results(DAY)
+    assert len(recorded) == 25 + 12 and {t for t, _ in recorded} == {"unified.person", "unified.person_residence"}
+    assert {k: v for k, v in recorded.items() if v[2]} == {}  # every rule passes on the correct state
+    assert recorded[("unified.person", "person.sex_code.gbt2261_1")] == ("fail", 2, 0)
+    assert recorded[("unified.person_residence", "person_residence.person_id.one_current")] == ("fail", 2, 0)
+
+    def version(name):
+        return unified.table_version(spark, settings.table_path("unified", name))
+
+    published = {name: (version(name), spark.read.format("delta").load(settings.table_path("unified", name)))
+                 for name in ("person", "person_residence")}
+    before = {name: sorted(map(str, df.collect())) for name, (_, df) in published.items()}
+    day2 = DAY + dt.timedelta(days=1)
+    bad_person = unified.with_content_hash(
+        person.withColumn("sex_code", F.when(F.col("person_id") == zhang, "3").otherwise(F.col("sex_code"))),
+        exclude=("first_seen_date",))
+    moved = person.withColumn("community_code", F.when(F.col("person_id") == zhang, "130102001001")
+                              .otherwise(F.col("community_code")))
+    plan = UnifiedPlan(spark, settings)
+    try:
+        plan.merge(bad_person, "person", ["person_id"], insert_only=("first_seen_date",))
+        changes = unified.scd2_changes(plan.current("person_residence"), moved.where("is_current"), day2, "person_id",
+                                       unified.RESIDENCE_COLUMNS)
+        assert changes.count() == 2  # the new version and the closed old one
+        plan.merge(changes.where("is_current"), "person_residence", ["person_id", "valid_from"])  # bug: not closed
+        with pytest.raises(FailRuleViolated, match=r"unified layer not published: suite unified\.person .*rule "
+                           r"person\.sex_code\.gbt2261_1 failed for 1 of 2 rows \| suite unified\.person_residence "
+                           r".*rule person_residence\.person_id\.one_current failed for 1 of 3 rows"):
+            plan.publish(day2)
+    finally:
+        plan.release()
+    for name, (v, _) in published.items():
+        assert version(name) == v
+        assert sorted(map(str, spark.read.format("delta").load(settings.table_path("unified", name)).collect())) \
+            == before[name]
+    assert {k: v for k, v in results(day2).items() if v[2]} == {
+        ("unified.person", "person.sex_code.gbt2261_1"): ("fail", 2, 1),
+        ("unified.person_residence", "person_residence.person_id.one_current"): ("fail", 3, 1)}
+    assert len(results(DAY)) == 37  # the earlier day's results are untouched
