@@ -912,7 +912,8 @@ def _gx_expectation_configs(suite: Suite) -> list[dict]:
                 if hi is not None:
                     what += f"{' and' if lo is not None else ''} " \
                             f"{'<' if rule.kwargs.get('strict_max') else '<='} {hi}"
-            description = (f"{rule.rule_id} [{rule.action}]: {rule.column_label} {what} "
+            subject = rule.kwargs["column_a"] if etype == DATES_ORDERED_TYPE else rule.column_label
+            description = (f"{rule.rule_id} [{rule.action}]: {subject} {what} "
                            f"(derived column {derived[rule.rule_id]} must be true)").replace("$", "")
             etype, kwargs = "expect_column_values_to_be_in_set", {
                 "column": derived[rule.rule_id], "value_set": [True]}

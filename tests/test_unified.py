@@ -375,7 +375,8 @@ def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(s
     plan = UnifiedPlan(spark, settings)
     try:
         plan.merge(person, "person", ["person_id"], insert_only=("first_seen_date",))
-        plan.merge(unified.scd2_changes(None, person.where("is_current"), DAY, "person_id", unified.RESIDENCE_COLUMNS),
+        plan.merge(unified.scd2_changes(None, person.where("is_current").withColumn("grid_code", F.lit("G1")), DAY,
+                                        "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE),
                    "person_residence", ["person_id", "valid_from"])
         gate, stats = plan.publish(DAY)
     finally:
@@ -383,7 +384,7 @@ def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(s
     assert stats == {"person": {"inserted": 2, "updated": 0}, "person_residence": {"inserted": 2, "updated": 0}}
     assert [(g["table"], g["rows"]) for g in gate] == [("unified.person", 2), ("unified.person_residence", 2)]
     recorded = results(DAY)
-    assert len(recorded) == 25 + 12 and {t for t, _ in recorded} == {"unified.person", "unified.person_residence"}
+    assert len(recorded) == 25 + 13 and {t for t, _ in recorded} == {"unified.person", "unified.person_residence"}
     assert {k: v for k, v in recorded.items() if v[2]} == {}  # every rule passes on the correct state
     assert recorded[("unified.person", "person.sex_code.gbt2261_1")] == ("fail", 2, 0)
     assert recorded[("unified.person_residence", "person_residence.person_id.one_current")] == ("fail", 2, 0)
@@ -403,8 +404,9 @@ def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(s
     plan = UnifiedPlan(spark, settings)
     try:
         plan.merge(bad_person, "person", ["person_id"], insert_only=("first_seen_date",))
-        changes = unified.scd2_changes(plan.current("person_residence"), moved.where("is_current"), day2, "person_id",
-                                       unified.RESIDENCE_COLUMNS)
+        changes = unified.scd2_changes(plan.current("person_residence"),
+                                       moved.where("is_current").withColumn("grid_code", F.lit("G1")), day2,
+                                       "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE)
         assert changes.count() == 2  # the new version and the closed old one
         plan.merge(changes.where("is_current"), "person_residence", ["person_id", "valid_from"])  # bug: not closed
         with pytest.raises(FailRuleViolated, match=r"unified layer not published: suite unified\.person .*rule "
@@ -420,4 +422,4 @@ def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(s
     assert {k: v for k, v in results(day2).items() if v[2]} == {
         ("unified.person", "person.sex_code.gbt2261_1"): ("fail", 2, 1),
         ("unified.person_residence", "person_residence.person_id.one_current"): ("fail", 3, 1)}
-    assert len(results(DAY)) == 37  # the earlier day's results are untouched
+    assert len(results(DAY)) == 38  # the earlier day's results are untouched
