@@ -79,3 +79,19 @@ def test_register_tables_points_each_name_at_the_lakehouse_registered_last(spark
     lake.register_tables(spark, homes[0])  # data of the other lakehouse untouched by the re-pointing
     assert spark.sql("SELECT count(*) FROM governance.lake_test").collect()[0][0] == 1
     spark.sql("DROP TABLE governance.lake_test")
+
+
+def test_replace_partition_counted_returns_the_rows_of_its_own_commit(spark, tmp_path):
+    path = str(tmp_path / "t")
+    schema = "_logical_date date, k string"
+    other = dt.date(2025, 6, 29)
+    assert lake.replace_partition_counted(spark, spark.createDataFrame([(other, "x")], schema), path,
+                                          "_logical_date", other) == 1
+    rows = [(DAY, "a"), (DAY, "b"), (DAY, "c")]
+    assert lake.replace_partition_counted(spark, spark.createDataFrame(rows, schema), path, "_logical_date", DAY) == 3
+    # a rerun replaces the partition: 2 rows written, 2 rows in it (not 3 + 2), the other date untouched
+    assert lake.replace_partition_counted(spark, spark.createDataFrame(rows[:2], schema), path,
+                                          "_logical_date", DAY) == 2
+    assert lake.replace_partition_counted(spark, spark.createDataFrame([], schema), path, "_logical_date", DAY) == 0
+    table = spark.read.format("delta").load(path)
+    assert sorted((str(r._logical_date), r.k) for r in table.collect()) == [("2025-06-29", "x")]
