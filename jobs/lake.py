@@ -53,12 +53,13 @@ def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.
     """:func:`replace_partition`, returning the rows the commit wrote: its Delta operation metric
     ``numOutputRows``. The commit REPLACES the whole partition atomically (``replaceWhere``), so this is the
     number of rows the partition holds after it, known without reading the table again. The commit is found in
-    the table's history by a unique ``userMetadata`` tag, so a concurrent writer's commit is never taken.
+    the table's history by a unique ``userMetadata`` tag, so a concurrent writer's commit is never taken. A
+    commit without the metric (Delta omits it when no data file was written, e.g. an empty frame) is counted by
+    reading the partition at that commit's version.
 
     Raises:
         ValueError: as :func:`replace_partition`.
-        RuntimeError: the commit is not among the table's last 50 versions, or it lacks ``numOutputRows``
-            (names the table).
+        RuntimeError: the commit is not among the table's last 50 versions (names the table).
     """
     import uuid
 
@@ -70,13 +71,14 @@ def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.
        .option("userMetadata", tag)
        .partitionBy(date_column)
        .save(path))
-    for row in DeltaTable.forPath(spark, path).history(50).select("userMetadata", "operationMetrics").collect():
+    for row in DeltaTable.forPath(spark, path).history(50).select("version", "userMetadata", "operationMetrics").collect():
         if row["userMetadata"] == tag:
             metrics = row["operationMetrics"] or {}
-            if "numOutputRows" not in metrics:
-                raise RuntimeError(f"Delta table {path}: the replace of {date_column} = {value} has no numOutputRows "
-                                   f"metric ({sorted(metrics)})")
-            return int(metrics["numOutputRows"])
+            if "numOutputRows" in metrics:
+                return int(metrics["numOutputRows"])
+            # Delta leaves the metric out when a commit wrote no data file (an empty frame): count that version
+            return (spark.read.format("delta").option("versionAsOf", row["version"]).load(path)
+                    .where(f"{date_column} = DATE'{value.isoformat()}'").count())
     raise RuntimeError(f"Delta table {path}: the replace of {date_column} = {value} is not in the last 50 versions")
 
 

@@ -14,7 +14,8 @@ Two ways of running a suite, on the same rules:
   appends ``_failed_rules`` to every row, used to split a batch into accepted and quarantined
   rows. Nothing is lost: ``count(accepted) + count(quarantined) == count(input)``.
 * a Great Expectations 1.24 checkpoint (:func:`run_checkpoint`) on the same Spark DataFrame,
-  which saves the validation result JSON and rebuilds the Data Docs site (the audit record).
+  which saves the validation result JSON; :func:`build_data_docs` then builds the Data Docs site once for
+  the run's checkpoints (the audit record).
 
 Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
 
