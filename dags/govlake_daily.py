@@ -51,11 +51,20 @@ def govlake_daily():
 
     @task(task_id="validate")
     def validate(source: str, data_interval_start=None, data_interval_end=None, logical_date=None):
-        """Quality gate for one department's raw batches: staging, quarantine, results, Data Docs."""
+        """Quality gate for one department's raw batches: staging, quarantine, results, GX checkpoint results
+        (the Data Docs site is built once by the data_docs task)."""
         from jobs.orchestration import business_date, stage, tables_of
 
         return stage("validate", business_date(data_interval_start, data_interval_end, logical_date),
-                     tables=tables_of(source))
+                     tables=tables_of(source), build_site=False)
+
+    @task(trigger_rule="all_done")
+    def data_docs(data_interval_start=None, data_interval_end=None, logical_date=None):
+        """Great Expectations Data Docs of the run, built once after every validate task (also failed ones)."""
+        from jobs.orchestration import business_date
+        from jobs.orchestration import data_docs as build_site
+
+        return build_site(business_date(data_interval_start, data_interval_end, logical_date))
 
     @task
     def unify(data_interval_start=None, data_interval_end=None, logical_date=None):
@@ -84,6 +93,7 @@ def govlake_daily():
         checked = validate.override(task_id=f"validate_{source}")(source)
         raw >> checked
         gate.append(checked)
+    gate >> data_docs()  # off the critical path: unify does not wait for the site
     gate >> unify() >> marts() >> analysis()
 
 

@@ -1,6 +1,7 @@
 """Delta Lake write primitives shared by every layer, each idempotent for its logical date.
 
 - :func:`replace_partition`: rewrite exactly one logical date's partition (``replaceWhere``);
+  :func:`replace_partition_counted` also returns the rows it wrote (Delta commit metrics, no re-read);
 - :func:`merge_by_key`: MERGE on business keys, updating only rows whose content hash changed,
   so a rerun with the same input leaves the table's contents (and its version) unchanged;
 - :func:`merged_state`: what a table would hold after :func:`merge_by_key`, without writing (audit before publish);
@@ -50,6 +51,39 @@ def replace_partition(df, path: str, date_column: str, value: dt.date, partition
        .option("replaceWhere", f"{date_column} = DATE'{value.isoformat()}'")
        .partitionBy(partition_by)
        .save(path))
+
+
+def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.date) -> int:
+    """:func:`replace_partition`, returning the rows the commit wrote: its Delta operation metric
+    ``numOutputRows``. The commit REPLACES the whole partition atomically (``replaceWhere``), so this is the
+    number of rows the partition holds after it, known without reading the table again. The commit is found in
+    the table's history by a unique ``userMetadata`` tag, so a concurrent writer's commit is never taken. A
+    commit without the metric (Delta omits it when no data file was written, e.g. an empty frame) is counted by
+    reading the partition at that commit's version.
+
+    Raises:
+        ValueError: as :func:`replace_partition`.
+        RuntimeError: the commit is not among the table's last 50 versions (names the table).
+    """
+    import uuid
+
+    from delta.tables import DeltaTable
+
+    tag = f"govlake-replace-{uuid.uuid4()}"
+    (df.write.format("delta").mode("overwrite")
+       .option("replaceWhere", f"{date_column} = DATE'{value.isoformat()}'")
+       .option("userMetadata", tag)
+       .partitionBy(date_column)
+       .save(path))
+    for row in DeltaTable.forPath(spark, path).history(50).select("version", "userMetadata", "operationMetrics").collect():
+        if row["userMetadata"] == tag:
+            metrics = row["operationMetrics"] or {}
+            if "numOutputRows" in metrics:
+                return int(metrics["numOutputRows"])
+            # Delta leaves the metric out when a commit wrote no data file (an empty frame): count that version
+            return (spark.read.format("delta").option("versionAsOf", row["version"]).load(path)
+                    .where(f"{date_column} = DATE'{value.isoformat()}'").count())
+    raise RuntimeError(f"Delta table {path}: the replace of {date_column} = {value} is not in the last 50 versions")
 
 
 def replace_partition_if_changed(spark, df, path: str, date_column: str, value: dt.date) -> bool:

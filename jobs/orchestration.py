@@ -78,3 +78,13 @@ def stage(name: str, day: dt.date, **kwargs):
 
     result = run_stage(name, day, **kwargs)
     return json.loads(json.dumps(result, default=str))
+
+
+def data_docs(day: dt.date) -> list[dict]:
+    """Build the Great Expectations Data Docs site once for ``day``'s checkpoints (after every validate task;
+    :func:`jobs.pipeline.build_data_docs`). Returns ``[{"data_docs": <index.html path>}]`` (XCom, the shape the
+    Data Docs link of ``plugins/govlake_data_docs.py`` reads)."""
+    from jobs.config import Settings
+    from jobs.pipeline import build_data_docs
+
+    return [{"data_docs": build_data_docs(Settings.from_env(), day)}]

@@ -99,7 +99,7 @@ def _partition(spark, settings: Settings, layer: str, table: str, logical_date: 
 
 
 def validate_table(spark, settings: Settings, table: str, logical_date: dt.date, data_docs: bool = True,
-                   suites_dir: Path | None = None) -> dict:
+                   suites_dir: Path | None = None, build_site: bool = True, write_results: bool = True) -> dict:
     """Validate one raw batch and publish it (write-audit-publish).
 
     Reads ``raw.<table>`` for ``logical_date``, evaluates ``expectations/raw.<table>.json`` in one
@@ -109,6 +109,14 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     set later by ``python -m jobs.audit release``), and of ``ops.validation_results`` (one row per rule:
     table, batch_id, suite, suite_version, rule_id, expectation_type, column, action, evaluated,
     failed). ``suites_dir``: folder of the suite files (default ``expectations/``).
+
+    The batch is read and evaluated once (:func:`jobs.quality.evaluate_with_derived`, cached): the rule counts,
+    the staging/quarantine writes, the raw row count and the GX checkpoint (``data_docs``) all use that frame.
+    Rows accepted and quarantined are the ``numOutputRows`` of the two Delta commits that replaced the
+    partitions (:func:`jobs.lake.replace_partition_counted`), checked against the raw rows.
+    ``build_site``: also update the Data Docs site after the checkpoint (False: the caller builds it once for
+    many tables, see :func:`build_data_docs`). ``write_results`` False: the caller writes the returned
+    ``rules`` to ``ops.validation_results`` (:func:`write_validation_results`, one commit for many tables).
 
     Returns:
         ``{"table", "raw", "accepted", "quarantined", "rules": [...], "data_docs": path|None}``.
@@ -123,8 +131,11 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     from jobs.audit import RELEASE_COLUMNS, ensure_release_columns
 
     suite = quality.load_suite(f"raw.{table}", suites_dir) if suites_dir else quality.load_suite(f"raw.{table}")
+    batch_id = f"{table.split('_', 1)[0]}.{table.split('_', 1)[1]}:{logical_date.isoformat()}"
     batch = _partition(spark, settings, "raw", table, logical_date)
-    evaluated = quality.evaluate(batch, suite).cache()
+    frame = quality.evaluate_with_derived(batch, suite).cache()
+    evaluated = frame.drop(*quality.derived_column_names(suite).values())
+    docs = None
     try:
         counts = quality.rule_counts(evaluated, suite)
         quality.enforce_fail_rules(counts, suite)
@@ -132,34 +143,47 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
         release_init = {"_released": F.lit(False)}
         quarantined = quarantined.select("*", *[release_init.get(c, F.lit(None)).cast(t).alias(c)
                                                 for c, t in RELEASE_COLUMNS])
-        lake.replace_partition(accepted, settings.table_path("staging", table), "_logical_date", logical_date)
+        n_acc = lake.replace_partition_counted(spark, accepted, settings.table_path("staging", table),
+                                               "_logical_date", logical_date)
         if lake.exists(spark, settings.table_path("quarantine", table)):
             ensure_release_columns(spark, settings.table_path("quarantine", table))
-        lake.replace_partition(quarantined, settings.table_path("quarantine", table), "_logical_date", logical_date)
+        n_quar = lake.replace_partition_counted(spark, quarantined, settings.table_path("quarantine", table),
+                                                "_logical_date", logical_date)
         n_raw = evaluated.count()
+        if n_raw != n_acc + n_quar:
+            raise RuntimeError(f"validate raw.{table} {logical_date}: {n_raw} raw rows != {n_acc} accepted + {n_quar} quarantined")
+        if data_docs:
+            checkpoint = quality.run_checkpoint(spark, frame, suite, batch_id, settings.reports_dir,
+                                                data_docs=build_site)
+            docs = checkpoint.get("data_docs_index")
     finally:
-        evaluated.unpersist()
-    n_acc = _partition(spark, settings, "staging", table, logical_date).count()
-    n_quar = _partition(spark, settings, "quarantine", table, logical_date).count()
-    if n_raw != n_acc + n_quar:
-        raise RuntimeError(f"validate raw.{table} {logical_date}: {n_raw} raw rows != {n_acc} accepted + {n_quar} quarantined")
-    batch_id = f"{table.split('_', 1)[0]}.{table.split('_', 1)[1]}:{logical_date.isoformat()}"
+        frame.unpersist()
     rows = [{"_logical_date": logical_date, "table": f"raw.{table}", "batch_id": batch_id, "suite": suite.name,
              "suite_version": suite.version, **{k: c[k] for k in ("rule_id", "expectation_type", "column", "action")},
              "evaluated": int(c["evaluated"]), "failed": int(c["failed"])} for c in counts]
+    out = {"table": f"raw.{table}", "raw": n_raw, "accepted": n_acc, "quarantined": n_quar,
+           "rules": [dict(r) for r in rows], "data_docs": str(docs) if docs else None}
+    if write_results:
+        write_validation_results(spark, settings, logical_date, [out])
+    return out
+
+
+def write_validation_results(spark, settings: Settings, logical_date: dt.date, validated: list[dict]) -> None:
+    """Replace the rows of ``ops.validation_results`` for ``logical_date`` and the tables of ``validated`` (outputs
+    of :func:`validate_table`) by their ``rules``, in ONE Delta commit (``replaceWhere`` on the date and the
+    tables; other tables' rows are untouched), retried when a parallel validate task committed first."""
+    if not validated:
+        return
+    rows = [r for v in validated for r in v["rules"]]
+    names = sorted({v["table"] for v in validated})
     results = spark.createDataFrame(rows, schema=_results_schema())
     path = settings.table_path("ops", "validation_results")
+    in_list = ", ".join(f"'{n}'" for n in names)
     lake.retry_on_conflict(  # the validate tasks of the departments run in parallel and share this table
         lambda: (results.write.format("delta").mode("overwrite")
-                 .option("replaceWhere", f"_logical_date = DATE'{logical_date.isoformat()}' AND table = 'raw.{table}'")
+                 .option("replaceWhere", f"_logical_date = DATE'{logical_date.isoformat()}' AND table IN ({in_list})")
                  .partitionBy("_logical_date").save(path)),
-        f"ops.validation_results raw.{table} {logical_date}")
-    docs = None
-    if data_docs:
-        checkpoint = quality.run_checkpoint(spark, batch, suite, batch_id, settings.reports_dir)
-        docs = checkpoint.get("data_docs_index")
-    return {"table": f"raw.{table}", "raw": n_raw, "accepted": n_acc, "quarantined": n_quar,
-            "rules": [dict(r) for r in rows], "data_docs": str(docs) if docs else None}
+        f"ops.validation_results {', '.join(names)} {logical_date}")
 
 
 def _results_schema():
@@ -172,17 +196,50 @@ def _results_schema():
 
 
 def run_validate(spark, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
-                 data_docs: bool | None = None) -> list[dict]:
+                 data_docs: bool | None = None, build_site: bool = True) -> list[dict]:
     """Validate every raw table (or ``tables``) for ``logical_date``; see :func:`validate_table`.
 
-    ``data_docs``: build the GX checkpoint and Data Docs (default: on unless ``GOVLAKE_DATA_DOCS=0``; the
-    row-level gate, quarantine and ``ops.validation_results`` are written either way).
+    ``data_docs``: run the GX checkpoint of each table (default: on unless ``GOVLAKE_DATA_DOCS=0``; the
+    row-level gate, quarantine and ``ops.validation_results`` are written either way). ``build_site``: then
+    build the Data Docs site ONCE, after the tables (:func:`build_data_docs`), also when a table stopped the
+    stage (the tables validated before it are shown); the Airflow DAG passes False and builds it in its
+    ``data_docs`` task after every validate task. ``ops.validation_results`` is written in one commit for all
+    the tables (:func:`write_validation_results`), also those validated before a table that stopped the stage.
+
+    Raises:
+        what :func:`validate_table` raises (after building the site of the tables validated before).
     """
     import os
 
     if data_docs is None:
         data_docs = os.environ.get("GOVLAKE_DATA_DOCS", "1") != "0"
-    return [validate_table(spark, settings, t, logical_date, data_docs) for t in (tables or raw_tables())]
+    results: list[dict] = []
+    try:
+        for t in tables or raw_tables():
+            results.append(validate_table(spark, settings, t, logical_date, data_docs, build_site=False,
+                                          write_results=False))
+    finally:
+        write_validation_results(spark, settings, logical_date, results)
+        if data_docs and build_site and results:
+            build_data_docs(settings, logical_date, [r["table"].split(".", 1)[1] for r in results])
+    return results
+
+
+def build_data_docs(settings: Settings, logical_date: dt.date, tables: list[str] | None = None) -> str:
+    """Build the Great Expectations Data Docs site once for the checkpoints of ``logical_date``: the pages of
+    the validation results of every raw table (or ``tables``) for that date, then the index
+    (:func:`jobs.quality.build_data_docs`). The Airflow DAG's ``data_docs`` task.
+
+    Returns:
+        the path of the site's index.html (``<reports>/gx/uncommitted/data_docs/local_site/index.html``).
+
+    Raises:
+        FileNotFoundError: no checkpoint has run under ``<reports>/gx`` yet.
+    """
+    from jobs import quality
+
+    run_names = [f"{t.split('_', 1)[0]}.{t.split('_', 1)[1]}:{logical_date.isoformat()}" for t in (tables or raw_tables())]
+    return str(quality.build_data_docs(settings.reports_dir, run_names))
 
 
 # --- stage: unify ------------------------------------------------------------------------------------
@@ -507,16 +564,17 @@ def validate_unified(spark, settings: Settings, states: dict, logical_date: dt.d
 def unified_checkpoints(spark, settings: Settings, states: dict, logical_date: dt.date,
                         suites_dir: Path | None = None) -> str | None:
     """A Great Expectations checkpoint (:func:`jobs.quality.run_checkpoint`) per unified table's state, run name
-    ``unified.<table>:<date>``; returns the Data Docs index path (None without tables)."""
+    ``unified.<table>:<date>``, results saved only; then the Data Docs pages of those runs and the index, built
+    once (:func:`jobs.quality.build_data_docs`). Returns the Data Docs index path (None without tables)."""
     from jobs import quality
 
-    docs = None
+    run_names = []
     for name, state in states.items():
         suite_name = f"unified.{name}"
         suite = quality.load_suite(suite_name, suites_dir) if suites_dir else quality.load_suite(suite_name)
-        docs = quality.run_checkpoint(spark, state, suite, f"{suite_name}:{logical_date.isoformat()}",
-                                      settings.reports_dir).get("data_docs_index")
-    return str(docs) if docs else None
+        run_names.append(f"{suite_name}:{logical_date.isoformat()}")
+        quality.run_checkpoint(spark, state, suite, run_names[-1], settings.reports_dir, data_docs=False)
+    return str(quality.build_data_docs(settings.reports_dir, run_names)) if run_names else None
 
 
 # --- stages: marts and analysis ---------------------------------------------------------------------------

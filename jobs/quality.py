@@ -14,7 +14,8 @@ Two ways of running a suite, on the same rules:
   appends ``_failed_rules`` to every row, used to split a batch into accepted and quarantined
   rows. Nothing is lost: ``count(accepted) + count(quarantined) == count(input)``.
 * a Great Expectations 1.24 checkpoint (:func:`run_checkpoint`) on the same Spark DataFrame,
-  which saves the validation result JSON and rebuilds the Data Docs site (the audit record).
+  which saves the validation result JSON; :func:`build_data_docs` then builds the Data Docs site once for
+  the run's checkpoints (the audit record).
 
 Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
 
@@ -858,6 +859,22 @@ def _gx_frame(df: DataFrame, suite: Suite) -> DataFrame:
     return df.select(*[F.col(c) for c in columns], *extra)
 
 
+def evaluate_with_derived(df: DataFrame, suite: Suite) -> DataFrame:
+    """:func:`evaluate` plus the GX derived boolean columns of :func:`derived_column_names` (lazy: no
+    Spark action), so that ONE cached frame serves the row-level gate (:func:`rule_counts`,
+    :func:`split`, after dropping the derived columns) and the GX checkpoint (:func:`run_checkpoint`
+    accepts it as it is): the batch is read and every rule evaluated once.
+
+    Returns:
+        ``df``'s columns, ``_failed_rules: array<string>`` (see :func:`evaluate`), then one ``boolean``
+        column per derived rule (NULL when the value is NULL, TRUE when it passes, FALSE when it fails).
+
+    Raises:
+        ValueError: a rule's column or a key column is not in ``df``.
+    """
+    return _gx_frame(evaluate(df, suite), suite)
+
+
 def _gx_expectation_configs(suite: Suite) -> list[dict]:
     """The suite's rules as GX expectation configurations (dicts of ExpectationConfiguration
     arguments): native types as they are, derived rules as ``expect_column_values_to_be_in_set``
@@ -932,8 +949,8 @@ def _get_or_add(getter, adder):
 
 
 def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_dir: Path,
-                   run_time: datetime | None = None) -> dict:
-    """Validate ``df`` with Great Expectations 1.24 and rebuild the Data Docs site.
+                   run_time: datetime | None = None, data_docs: bool = True) -> dict:
+    """Validate ``df`` with Great Expectations 1.24 and (``data_docs``) update the Data Docs site.
 
     Uses a FILE data context at ``<reports_dir>/gx`` (created on first use; later runs reuse
     the datasource ``govlake_spark``, the dataframe asset ``suite.table``, the batch definition
@@ -944,26 +961,35 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
     GX-native rules run as they are; GB 11643, strftime and between rules run as
     ``expect_column_values_to_be_in_set [true]`` over derived boolean columns with the
     row-level semantics of :func:`evaluate` (see :func:`derived_column_names`), so Data Docs
-    list every rule of the suite, each with its ``rule_id``.
+    list every rule of the suite, each with its ``rule_id``. Result format ``BASIC`` (the smallest
+    that keeps ``element_count`` and ``unexpected_count``; GX's ``SUMMARY`` adds value counts and index
+    lists, i.e. more Spark jobs, that the site did not show anyway with no partial values).
 
     Args:
         spark: the SparkSession of ``df`` (GX reuses it).
-        df: the batch (``_failed_rules`` is dropped if present).
+        df: the batch (``_failed_rules`` is dropped if present); or the output of
+            :func:`evaluate_with_derived` (cache it first: GX runs several Spark jobs on it), whose derived
+            columns are then used as they are instead of being computed again.
         suite: the suite.
         batch_id: the batch's id, used as GX run name.
         reports_dir: folder of reports (``Settings.reports_dir``).
         run_time: GX run time (default: now, as GX does); pass it for reproducible paths.
+        data_docs: update the Data Docs site with this result and rebuild its index (GX
+            ``UpdateDataDocsAction``). False: only save the result; build the site once for all the
+            run's tables afterwards with :func:`build_data_docs` (the index build reads the result of every
+            page on the site, so once per run instead of once per table).
 
     Returns:
         ``{"success": bool, "statistics": {evaluated_expectations, successful_expectations,
         unsuccessful_expectations, success_percent}, "results_path": str (saved validation
-        result JSON), "data_docs_index": str (Data Docs index.html), "suite_version": str,
+        result JSON), "data_docs_index": str (Data Docs index.html; with ``data_docs`` False, where
+        :func:`build_data_docs` writes it), "suite_version": str,
         "max_severity": "critical"|"warning"|None, "expectations": [{rule_id, action, type,
         success, element_count, unexpected_count}]}``.
 
     Raises:
         ValueError: a rule's column is not in ``df``.
-        FileNotFoundError: GX did not write the result JSON or the Data Docs index.
+        FileNotFoundError: GX did not write the result JSON or (``data_docs``) the Data Docs index.
     """
     _quiet_great_expectations()
     import great_expectations as gx
@@ -977,7 +1003,8 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
     if FAILED_RULES_COL in df.columns:
         df = df.drop(FAILED_RULES_COL)
     _check_columns(df, suite)
-    gx_df = _gx_frame(df, suite)
+    derived = list(derived_column_names(suite).values())
+    gx_df = df if derived and set(derived) <= set(df.columns) else _gx_frame(df.drop(*derived), suite)
 
     reports_dir = Path(reports_dir).resolve()
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -1010,26 +1037,20 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
     else:
         validation = context.validation_definitions.add(
             ValidationDefinition(name=suite.name, data=batch_definition, suite=gx_suite))
-    if suite.name in {c.name for c in context.checkpoints.all()}:
-        checkpoint = context.checkpoints.get(suite.name)
-    else:
-        checkpoint = context.checkpoints.add(Checkpoint(
-            name=suite.name, validation_definitions=[validation],
-            actions=[UpdateDataDocsAction(name="update_data_docs")],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0},
-        ))
+    # add_or_update: a checkpoint saved by an older GovLake (SUMMARY, docs action on every run) is replaced
+    checkpoint = context.checkpoints.add_or_update(Checkpoint(
+        name=suite.name, validation_definitions=[validation],
+        actions=[UpdateDataDocsAction(name="update_data_docs")] if data_docs else [],
+        result_format={"result_format": "BASIC", "partial_unexpected_count": 0},
+    ))
 
     result = checkpoint.run(batch_parameters={"dataframe": gx_df},
                             run_id=RunIdentifier(run_name=batch_id, run_time=run_time))
     (key, vr), = result.run_results.items()
     backend = context.validation_results_store.store_backend
     results_path = Path(backend.full_base_directory) / backend._convert_key_to_filepath(key.to_tuple())
-    docs_index = reports_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    for url in context.get_docs_sites_urls():
-        if url.get("site_url", "").startswith("file://"):
-            docs_index = Path(url["site_url"][len("file://"):])
-            break
-    for path in (results_path, docs_index):
+    docs_index = _docs_index(context, reports_dir)
+    for path in (results_path, docs_index) if data_docs else (results_path,):
         if not path.is_file():
             raise FileNotFoundError(f"GX did not write {path}")
     expectations = []
@@ -1052,3 +1073,53 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
         "max_severity": severity.value if severity is not None else None,
         "expectations": expectations,
     }
+
+
+def _docs_index(context, reports_dir: Path) -> Path:
+    """The local Data Docs site's index.html (GX's site URL; default ``<reports>/gx/uncommitted/data_docs/local_site``)."""
+    for url in context.get_docs_sites_urls():
+        if (url.get("site_url") or "").startswith("file://"):  # None before the site is first built
+            return Path(url["site_url"][len("file://"):])
+    return Path(reports_dir) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def build_data_docs(reports_dir: Path, run_names: list[str] | None = None) -> Path:
+    """Build the GX Data Docs site of ``<reports_dir>/gx`` once: the pages of the validation results whose
+    run name is in ``run_names`` (the batch ids given to :func:`run_checkpoint`, e.g. every table of one
+    logical date) and of their suites, then the index page (which lists every run with a page on the site,
+    reading each one's stored result). ``run_names`` None: every stored result and suite (a full rebuild).
+    Pages of earlier runs are left as they are.
+
+    What GX's ``UpdateDataDocsAction`` does after each checkpoint, done once for many checkpoints: the index
+    build reads the result of every page on the site, so once per table it grew with the site's history.
+
+    Returns:
+        the path of the site's index.html (when no stored result has one of ``run_names``, the site is left
+        as it is, or fully built if it has no index yet).
+
+    Raises:
+        FileNotFoundError: ``<reports_dir>/gx`` holds no GX project (no checkpoint ran), or GX did not
+            write the index.
+    """
+    _quiet_great_expectations()
+    import great_expectations as gx
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    reports_dir = Path(reports_dir).resolve()
+    if not (reports_dir / "gx" / "great_expectations.yml").is_file():
+        raise FileNotFoundError(f"no Great Expectations project under {reports_dir / 'gx'}: run a checkpoint first")
+    context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
+    resources = None
+    if run_names is not None:
+        wanted = set(run_names)
+        keys = [k for k in context.validation_results_store.list_keys() if k.run_id.run_name in wanted]
+        suites = sorted({k.expectation_suite_identifier.name for k in keys})
+        resources = keys + [ExpectationSuiteIdentifier(name=n) for n in suites]
+    index = _docs_index(context, reports_dir)
+    if resources == [] and index.is_file():
+        return index  # no result of these runs (every batch stopped before its checkpoint): the site is as it was
+    # an empty list would make GX render every stored result: None says so explicitly
+    context.build_data_docs(resource_identifiers=resources or None, build_index=True)
+    if not index.is_file():
+        raise FileNotFoundError(f"GX did not write {index}")
+    return index

@@ -1,4 +1,5 @@
-"""Airflow 3 plugin: a "Data Docs" extra link on every ``validate_<source>`` task of ``govlake_daily``.
+"""Airflow 3 plugin: a "Data Docs" extra link on every ``validate_<source>`` task of ``govlake_daily`` and on its
+``data_docs`` task (which builds the site once after them; it returns ``[{"data_docs": "<index.html>"}]``).
 
 Mechanism (Airflow 3 "add links to existing operators"): the link class names the operator class of ``@task``
 tasks (``_PythonDecoratedOperator``) in ``operators``; the API server attaches it when it deserialises the DAG and
@@ -28,8 +29,9 @@ from airflow.sdk import BaseOperatorLink
 
 #: Environment variable: URL under which ``$GOVLAKE_HOME/reports`` is served over HTTP.
 BASE_URL_ENV = "GOVLAKE_DATA_DOCS_BASE_URL"
-#: Task ids that get the link.
+#: Task ids that get the link: the validate tasks (their checkpoints' site) and the task that builds the site.
 VALIDATE_PREFIX = "validate_"
+DATA_DOCS_TASK = "data_docs"
 
 
 def data_docs_url(value: Any, base_url: str | None = None) -> str:
@@ -85,7 +87,7 @@ class DataDocsLink(BaseOperatorLink):
 
     def get_link(self, operator, *, ti_key) -> str:
         """URL of the run's Data Docs (see :func:`data_docs_url`); '' for other tasks or when not built."""
-        if not str(ti_key.task_id).startswith(VALIDATE_PREFIX):
+        if not (str(ti_key.task_id).startswith(VALIDATE_PREFIX) or str(ti_key.task_id) == DATA_DOCS_TASK):
             return ""
         return data_docs_url(_return_value(ti_key), os.environ.get(BASE_URL_ENV))
 

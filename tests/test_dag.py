@@ -31,6 +31,7 @@ print(json.dumps({
     "tasks": sorted(dag.task_ids) if dag else None,
     "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks} if dag else None,
     "retries": dag.default_args.get("retries") if dag else None,
+    "trigger_rules": {t.task_id: getattr(t.trigger_rule, "value", t.trigger_rule) for t in dag.tasks} if dag else None,
     "timetable": type(dag.timetable).__name__ if dag else None,
     "heavy_imports": heavy,
     "params": {k: [dag.params.get_param(k).value, dag.params.get_param(k).schema.get("type")]
@@ -58,11 +59,13 @@ def test_dagbag_imports_without_errors(parsed):
 def test_dag_has_one_extract_and_validate_task_per_registered_source(parsed):
     sources = sorted(load_registry())
     expected = sorted([f"extract_{s}" for s in sources] + [f"validate_{s}" for s in sources]
-                      + ["unify", "marts", "analysis"])
+                      + ["data_docs", "unify", "marts", "analysis"])
     assert parsed["tasks"] == expected
     up = parsed["upstream"]
     assert all(up[f"validate_{s}"] == [f"extract_{s}"] for s in sources)
     assert up["unify"] == [f"validate_{s}" for s in sources]
+    assert up["data_docs"] == [f"validate_{s}" for s in sources]  # the site once, after every validate task
+    assert parsed["trigger_rules"]["data_docs"] == "all_done"  # also shows the tables of a failed validate task
     assert (up["marts"], up["analysis"]) == (["unify"], ["marts"])
 
 

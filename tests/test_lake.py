@@ -121,3 +121,17 @@ def test_merged_state_is_what_merge_by_key_writes(spark, tmp_path):
     assert lake.same_content(merged, state)
     assert lake.merged_state(None, source, ["k"]) is source
     assert lake.same_content(lake.merged_state(merged, source.limit(0), ["k"]), merged)
+def test_replace_partition_counted_returns_the_rows_of_its_own_commit(spark, tmp_path):
+    path = str(tmp_path / "t")
+    schema = "_logical_date date, k string"
+    other = dt.date(2025, 6, 29)
+    assert lake.replace_partition_counted(spark, spark.createDataFrame([(other, "x")], schema), path,
+                                          "_logical_date", other) == 1
+    rows = [(DAY, "a"), (DAY, "b"), (DAY, "c")]
+    assert lake.replace_partition_counted(spark, spark.createDataFrame(rows, schema), path, "_logical_date", DAY) == 3
+    # a rerun replaces the partition: 2 rows written, 2 rows in it (not 3 + 2), the other date untouched
+    assert lake.replace_partition_counted(spark, spark.createDataFrame(rows[:2], schema), path,
+                                          "_logical_date", DAY) == 2
+    assert lake.replace_partition_counted(spark, spark.createDataFrame([], schema), path, "_logical_date", DAY) == 0
+    table = spark.read.format("delta").load(path)
+    assert sorted((str(r._logical_date), r.k) for r in table.collect()) == [("2025-06-29", "x")]

@@ -242,6 +242,43 @@ def test_hukou_suite_rows_and_checkpoint(spark, tmp_path):
     assert "raw.hukou_persons" in index
 
 
+def test_checkpoint_on_the_evaluated_frame_then_one_data_docs_build(spark, tmp_path):
+    """The validate stage's path: the checkpoint on the cached output of evaluate_with_derived (no site update),
+    then the site built once for the run: same GX counts as on the raw batch, and the run on the index."""
+    from jobs.quality import build_data_docs, derived_column_names, evaluate_with_derived
+
+    suite = load_suite("raw.hukou_persons")
+    cols = ("person_no id_no name sex_code birth_date ethnic_code household_no relation_code community_code "
+            "address phone updated_at education marital_status registration_type").split()
+    good = _id("13010219900101001")
+    base = dict(zip(cols, ["N1", good, "张三", "1", "19900101", "01", "H1", "02", "130102001001", "长安区",
+                           "13800000000", "20250630", "80", "20", "户籍"]))
+    rows = [base, {**base, "person_no": "N2", "id_no": good[:-1] + ("0" if good[-1] != "0" else "1")},
+            {**base, "ethnic_code": "1"}]
+    df = spark.createDataFrame([tuple(r[c] for c in cols) for r in rows], ", ".join(f"{c} string" for c in cols))
+    frame = evaluate_with_derived(df, suite).cache()
+    assert frame.columns == cols + ["_failed_rules"] + list(derived_column_names(suite).values())
+    reports = tmp_path / "reports"
+    when = dt.datetime(2025, 6, 30, 18, 0, tzinfo=dt.timezone.utc)
+    on_frame = run_checkpoint(spark, frame, suite, "hukou.persons:2025-06-30", reports, run_time=when,
+                              data_docs=False)
+    on_raw = run_checkpoint(spark, df, suite, "other:2025-06-30", reports, run_time=when, data_docs=False)
+    frame.unpersist()
+    unexpected = {e["rule_id"].split(".", 1)[1]: (e["element_count"], e["unexpected_count"])
+                  for e in on_frame["expectations"]}
+    assert unexpected == {e["rule_id"].split(".", 1)[1]: (e["element_count"], e["unexpected_count"])
+                          for e in on_raw["expectations"]}
+    assert (unexpected["person_no.unique"], unexpected["id_no.gb11643"], unexpected["ethnic_code.gbt3304"]) == (
+        (3, 2), (3, 1), (3, 1))
+    index = reports / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    assert on_frame["data_docs_index"] == str(index) and not index.exists()  # no site update per checkpoint
+    assert build_data_docs(reports, ["hukou.persons:2025-06-30"]) == index
+    html = index.read_text(encoding="utf-8")
+    assert "hukou.persons:2025-06-30" in html and "other:2025-06-30" not in html  # the index lists rendered runs
+    pages = sorted(p.name for p in (index.parent / "validations").rglob("*.html"))
+    assert len(pages) == 1  # only the pages of the named run were rendered
+
+
 CODE_PACK_SUITE = {
     "name": "raw.test_civil",
     "meta": {"table": "raw.test_civil", "key_columns": ["case_no"]},

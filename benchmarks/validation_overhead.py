@@ -1,0 +1,220 @@
+"""What the quality gate (the ``validate`` stage) adds to the pipeline's time (issue #5 speed target).
+
+Runs the whole pipeline (``jobs.pipeline.run_all``: extract, validate, unify, marts, analysis; Data Docs ON,
+embedded sources) in one SparkSession on the sample municipality of N residents (default 20,000; generated
+first with the pipeline's default seed, so deterministic, as ``benchmarks/pipeline_100k.sh`` does), in a fresh
+GOVLAKE_HOME, and reports:
+
+- pipeline seconds P: the sum of the five stages' wall seconds (``stage_seconds`` of the run summary; sample
+  generation and SparkSession start are excluded and reported apart);
+- validate seconds V: the validate stage's wall seconds, and its breakdown per step, each step's EXCLUSIVE
+  wall time (time inside a nested step is counted once, for the innermost step), measured by wrapping the
+  functions the stage calls (the production code carries no timing code):
+
+  ============================  ==========================================================================
+  step                          wrapped functions
+  ============================  ==========================================================================
+  evaluation + rule counts      ``jobs.quality.rule_counts`` (the first action on the cached evaluated
+                                frame: row-level evaluation of every rule + per-rule counts)
+  staging/quarantine writes     ``jobs.lake.replace_partition``, ``jobs.lake.replace_partition_counted``
+                                (the latter includes reading its commit's row count from the history)
+  count checks                  ``DataFrame.count`` called directly by the stage (raw rows; before the
+                                change also the re-reads of staging and quarantine)
+  results write                 ``jobs.lake.retry_on_conflict`` (``ops.validation_results``)
+  GX checkpoint                 ``jobs.quality.run_checkpoint`` (minus Data Docs inside it)
+  Data Docs build               GX ``AbstractDataContext.build_data_docs`` (from ``UpdateDataDocsAction``
+                                or ``jobs.quality.build_data_docs``)
+  other                         V minus the above (suite loading, release columns, results frame, ...)
+  ============================  ==========================================================================
+
+- the overhead figure: ``overhead = V / (P - V)``, i.e. the validate stage's seconds relative to the seconds of
+  the other four stages of the same run. The target of issue #5 is overhead <= 0.15 at 1M residents.
+  Honest caveat: P - V is not exactly the time of a pipeline without a gate. Without the gate, unify would read
+  raw instead of staging (same rows, so roughly the same cost), but SOME step would still have to make the
+  rows readable by unify; we do not credit the gate with that, i.e. the whole validate stage counts as
+  overhead (an upper bound on the gate's true cost).
+
+The machine is shared (load varies): ``os.getloadavg()`` is recorded before and after each stage, and runs
+should be compared by their ratios rather than absolute seconds.
+
+Usage::
+
+    PYTHONPATH=. .venv/bin/python benchmarks/validation_overhead.py [--residents 20000] [--suffix before]
+
+Writes ``benchmarks/results/validation_overhead_<N>[_<suffix>].txt`` (and prints it).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+STEPS = ("evaluation + rule counts", "staging/quarantine writes", "count checks", "results write",
+         "GX checkpoint", "Data Docs build")
+
+
+class StepClock:
+    """Exclusive wall seconds per step, while the validate stage runs (a stack of active steps)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {s: 0.0 for s in STEPS}
+        self.calls: dict[str, int] = {s: 0 for s in STEPS}
+        self.stack: list[list] = []  # [step, started, child seconds]
+        self.in_validate = False
+
+    def wrap(self, owner, name: str, step: str, only_direct: bool = False) -> None:
+        """Replace ``owner.name`` by a wrapper timing it as ``step`` (only inside the validate stage;
+        ``only_direct``: only when no other step is active, e.g. DataFrame.count called by the stage itself)."""
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+        clock = self
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            if not clock.in_validate or (only_direct and clock.stack):
+                return original(*args, **kwargs)
+            clock.stack.append([step, time.monotonic(), 0.0])
+            try:
+                return original(*args, **kwargs)
+            finally:
+                s, started, child = clock.stack.pop()
+                total = time.monotonic() - started
+                clock.seconds[s] += total - child
+                clock.calls[s] += 1
+                if clock.stack:
+                    clock.stack[-1][2] += total
+
+        setattr(owner, name, timed)
+
+
+def instrument(clock: StepClock) -> None:
+    from great_expectations.data_context.data_context.abstract_data_context import AbstractDataContext
+    try:  # Spark 4: the DataFrame of a classic (non-Connect) session
+        from pyspark.sql.classic.dataframe import DataFrame
+    except ImportError:
+        from pyspark.sql import DataFrame
+
+    from jobs import lake, pipeline, quality
+
+    clock.wrap(quality, "rule_counts", "evaluation + rule counts")
+    clock.wrap(lake, "replace_partition", "staging/quarantine writes")
+    clock.wrap(lake, "replace_partition_counted", "staging/quarantine writes")
+    clock.wrap(DataFrame, "count", "count checks", only_direct=True)
+    clock.wrap(lake, "retry_on_conflict", "results write")
+    clock.wrap(quality, "run_checkpoint", "GX checkpoint")
+    clock.wrap(AbstractDataContext, "build_data_docs", "Data Docs build")
+
+    original = pipeline.run_validate
+
+    @functools.wraps(original)
+    def run_validate(*args, **kwargs):
+        clock.in_validate = True
+        try:
+            return original(*args, **kwargs)
+        finally:
+            clock.in_validate = False
+
+    pipeline.run_validate = run_validate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--residents", type=int, default=20000)
+    parser.add_argument("--suffix", default="", help="added to the result file name (e.g. before, after)")
+    parser.add_argument("--home", default=None, help="GOVLAKE_HOME (default /tmp/govlake-valbench-<N>; emptied)")
+    args = parser.parse_args(argv)
+
+    home = Path(args.home or f"/tmp/govlake-valbench-{args.residents}")
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    os.environ.update({"GOVLAKE_HOME": str(home), "GOVLAKE_DATA_DOCS": "1"})
+    os.environ.pop("GOVLAKE_LAKEHOUSE", None)
+
+    from jobs import pipeline
+    from jobs.config import SAMPLE_LOGICAL_DATE, Settings
+    from jobs.spark import get_spark
+
+    day = dt.date.fromisoformat(str(SAMPLE_LOGICAL_DATE))
+    settings = Settings.from_env()
+    load0 = os.getloadavg()
+    t = time.monotonic()
+    pipeline.ensure_sample_sources(settings, day, args.residents, pipeline.DEFAULT_SEED)
+    gen_s = time.monotonic() - t
+    t = time.monotonic()
+    spark = get_spark(settings, app_name="govlake-validation-overhead")
+    spark_s = time.monotonic() - t
+
+    clock = StepClock()
+    instrument(clock)
+    loads = {"start": load0}
+    original_validate = pipeline.run_validate
+
+    def validate_with_load(*a, **kw):
+        loads["validate start"] = os.getloadavg()
+        try:
+            return original_validate(*a, **kw)
+        finally:
+            loads["validate end"] = os.getloadavg()
+
+    pipeline.run_validate = validate_with_load
+    t = time.monotonic()
+    summary = pipeline.run_all(settings, day, args.residents, pipeline.DEFAULT_SEED, generate_sample=False,
+                               spark=spark, data_docs=True)
+    wall = time.monotonic() - t
+    loads["end"] = os.getloadavg()
+
+    stages = summary["stage_seconds"]
+    p = sum(stages.values())
+    v = stages["validate"]
+    other = v - sum(clock.seconds.values())
+    gate = summary["validate"]
+    docs = next((g["data_docs"] for g in gate if g.get("data_docs")), None)
+    commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "jobs"], capture_output=True,
+                           text=True).stdout.strip()
+    fmt_load = lambda x: " ".join(f"{a:.2f}" for a in x)  # noqa: E731
+    lines = [
+        f"# benchmarks/validation_overhead.py --residents {args.residents}" + (f" --suffix {args.suffix}" if args.suffix else ""),
+        f"date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}  host: {os.cpu_count()} cores  "
+        f"commit: {commit}{' (jobs/ modified)' if dirty else ''}",
+        "load average (1/5/15 min): " + "; ".join(f"{k} {fmt_load(x)}" for k, x in loads.items()),
+        f"sample generation: {gen_s:.1f} s (excluded)   SparkSession start: {spark_s:.1f} s (excluded)",
+        f"run_all wall (stages + summary/findings): {wall:.1f} s",
+        "",
+        "stage seconds: " + ", ".join(f"{k} {s:.1f}" for k, s in stages.items()),
+        f"pipeline seconds P (sum of stages): {p:.1f}",
+        f"validate seconds V:                 {v:.1f}",
+        f"overhead = V / (P - V) = {v:.1f} / {p - v:.1f} = {v / (p - v):.3f}   (target of issue #5: <= 0.15 at 1M residents)",
+        f"validate share of pipeline V / P = {v / p:.3f}",
+        "",
+        "validate breakdown (exclusive wall seconds, calls, share of V):",
+    ]
+    for s in STEPS:
+        lines.append(f"  {s:<28} {clock.seconds[s]:8.1f} s  {clock.calls[s]:4d} calls  {clock.seconds[s] / v:6.1%}")
+    lines.append(f"  {'other':<28} {other:8.1f} s              {other / v:6.1%}")
+    lines += ["", f"raw tables validated: {len(gate)}; raw rows {sum(g['raw'] for g in gate)}, accepted "
+              f"{sum(g['accepted'] for g in gate)}, quarantined {sum(g['quarantined'] for g in gate)}",
+              f"Data Docs index: {docs}"]
+    text = "\n".join(lines) + "\n"
+    out = REPO / "benchmarks" / "results" / (
+        f"validation_overhead_{args.residents}" + (f"_{args.suffix}" if args.suffix else "") + ".txt")
+    out.write_text(text, encoding="utf-8")
+    print(text)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
