@@ -339,14 +339,18 @@ def _authority_rank(attribute: str, conf: dict[str, Any]):
 
 def _survive(links, conf: dict[str, Any]):
     """One row per person_id with, per attribute, the surviving struct(value, source, record_key, batch_id,
-    batch_date, updated_at) — ``min_by`` over (authority rank, latest updated_at, record_key)."""
+    batch_date, updated_at) — ``min_by`` over (authority rank, latest updated_at, record_key). For ``id_no`` a
+    valid GB 11643 number (:func:`jobs.codes.id_is_valid_col`) ranks before any invalid one, whatever the
+    department: a civil-affairs record with a bad check digit, linked by name and birth date, must not give a
+    person identified by a valid number an invalid ``id_no``."""
     from pyspark.sql import functions as F
 
     newest = F.coalesce(-F.unix_timestamp(F.col("updated_at")), F.lit(2**62).cast("long"))
     aggs = []
     for a in PERSON_ATTRIBUTES:
-        ordering = F.when(F.col(a).isNotNull(), F.struct(_authority_rank(a, conf).alias("r"), newest.alias("t"),
-                                                          F.col("record_key").alias("k")))
+        validity = (F.when(codes.id_is_valid_col(F.col(a)), 0).otherwise(1) if a == "id_no" else F.lit(0))
+        ordering = F.when(F.col(a).isNotNull(), F.struct(validity.alias("v"), _authority_rank(a, conf).alias("r"),
+                                                          newest.alias("t"), F.col("record_key").alias("k")))
         picked = F.struct(F.col(a).alias("value"), "source", "record_key", "batch_id", "batch_date", "updated_at")
         aggs.append(F.min_by(picked, ordering).alias(a))
     return links.groupBy("person_id").agg(

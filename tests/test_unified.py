@@ -93,6 +93,22 @@ def test_survivorship_fills_gaps_from_the_next_source(spark):
     assert (zhang.address, zhang.community_code, zhang.household_no) == (None, "130102001002", "H2")
 
 
+def test_a_valid_id_survives_over_a_more_authoritative_invalid_one(spark):
+    """The registry outranks civil affairs, but its record here has a wrong check digit: the golden id_no is the
+    civil-affairs number (valid), while the other attributes still follow authority."""
+    zhang = "130102199001011237"
+    links = (unified.dedupe_records(_candidates(spark))
+             .where("record_key IN ('hukou:persons:HK2', 'civil:subsistence_allowance:DB2')")
+             .withColumn("person_id", F.lit(zhang)).withColumn("link_method", F.lit("id"))
+             .withColumn("id_no", F.when(F.col("source") == "hukou", F.lit("130102199001011236"))
+                         .otherwise(F.col("id_no"))))
+    conf = {"default": ["hukou", "civil"], "attributes": {}}
+    (person,) = unified.golden_records(links, DAY, conf).collect()
+    assert (person.id_no, person.name, person.household_no) == (zhang, "张三", "H2")
+    only_invalid = links.where("source = 'hukou'")
+    assert unified.golden_records(only_invalid, DAY, conf).collect()[0].id_no == "130102199001011236"
+
+
 def test_grid_event_documents_with_type_drift(spark):
     rows = [
         ("GE1", '{"$date":"2025-06-29T02:30:00Z"}', "130102001001", "130102001001001",
