@@ -83,8 +83,13 @@ def stage(name: str, day: dt.date, **kwargs):
 def data_docs(day: dt.date) -> list[dict]:
     """Build the Great Expectations Data Docs site once for ``day``'s checkpoints (after every validate task;
     :func:`jobs.pipeline.build_data_docs`). Returns ``[{"data_docs": <index.html path>}]`` (XCom, the shape the
-    Data Docs link of ``plugins/govlake_data_docs.py`` reads)."""
+    Data Docs link of ``plugins/govlake_data_docs.py`` reads); ``[]`` when ``GOVLAKE_DATA_DOCS=0`` (the validate
+    tasks then ran no checkpoint, so there is no site to build)."""
+    import os
+
     from jobs.config import Settings
     from jobs.pipeline import build_data_docs
 
+    if os.environ.get("GOVLAKE_DATA_DOCS", "1") == "0":
+        return []
     return [{"data_docs": build_data_docs(Settings.from_env(), day)}]

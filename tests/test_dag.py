@@ -107,6 +107,21 @@ def test_business_date_is_the_shanghai_day_of_the_interval_start():
 
 @pytest.mark.slow
 @pytest.mark.servers
+def test_data_docs_task_builds_nothing_when_data_docs_are_off(monkeypatch, tmp_path):
+    """With GOVLAKE_DATA_DOCS=0 the validate tasks run no checkpoint: the data_docs task has no site to build and
+    returns no link (it raised FileNotFoundError before, and its retries held the DAG run)."""
+    import datetime as dt
+
+    from jobs.orchestration import data_docs
+
+    monkeypatch.setenv("GOVLAKE_HOME", str(tmp_path))
+    monkeypatch.setenv("GOVLAKE_DATA_DOCS", "0")
+    assert data_docs(dt.date(2025, 6, 30)) == []
+    monkeypatch.setenv("GOVLAKE_DATA_DOCS", "1")
+    with pytest.raises(FileNotFoundError, match="no Great Expectations project"):
+        data_docs(dt.date(2025, 6, 30))
+
+
 def test_airflow_dags_test_runs_every_task_against_the_real_servers(dag_run, spark):
     """`airflow dags test` of govlake_daily in servers mode: PostgreSQL (JDBC) and FerretDB sources."""
     from jobs.pipeline import UNIFIED_TABLES, raw_tables
