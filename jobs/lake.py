@@ -54,7 +54,8 @@ def replace_partition(df, path: str, date_column: str, value: dt.date, partition
 
 
 def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.date) -> int:
-    """:func:`replace_partition`, returning the rows the commit wrote: its Delta operation metric
+    """:func:`replace_partition` (missing columns added first), returning the rows the commit wrote: its Delta
+    operation metric
     ``numOutputRows``. The commit REPLACES the whole partition atomically (``replaceWhere``), so this is the
     number of rows the partition holds after it, known without reading the table again. The commit is found in
     the table's history by a unique ``userMetadata`` tag, so a concurrent writer's commit is never taken. A
@@ -70,6 +71,7 @@ def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.
     from delta.tables import DeltaTable
 
     tag = f"govlake-replace-{uuid.uuid4()}"
+    add_columns_of(df, path)  # as replace_partition: a newly projected source column reaches an older table
     (df.write.format("delta").mode("overwrite")
        .option("replaceWhere", f"{date_column} = DATE'{value.isoformat()}'")
        .option("userMetadata", tag)

@@ -135,3 +135,8 @@ def test_replace_partition_counted_returns_the_rows_of_its_own_commit(spark, tmp
     assert lake.replace_partition_counted(spark, spark.createDataFrame([], schema), path, "_logical_date", DAY) == 0
     table = spark.read.format("delta").load(path)
     assert sorted((str(r._logical_date), r.k) for r in table.collect()) == [("2025-06-29", "x")]
+    # a newly projected column reaches the older table (as with replace_partition)
+    wider = spark.createDataFrame([(DAY, "d", "13812345678")], "_logical_date date, k string, phone string")
+    assert lake.replace_partition_counted(spark, wider, path, "_logical_date", DAY) == 1
+    assert sorted((r.k, r.phone) for r in spark.read.format("delta").load(path).collect()) == [("d", "13812345678"),
+                                                                                               ("x", None)]
