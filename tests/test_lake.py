@@ -133,6 +133,10 @@ def test_replace_partition_counted_returns_the_rows_of_its_own_commit(spark, tmp
     assert lake.replace_partition_counted(spark, spark.createDataFrame(rows[:2], schema), path,
                                           "_logical_date", DAY) == 2
     assert lake.replace_partition_counted(spark, spark.createDataFrame([], schema), path, "_logical_date", DAY) == 0
+    # an empty frame into a date the table has never held: Delta records no commit at all (the day N+1 quarantine
+    # of a clean table)
+    later = dt.date(2025, 7, 1)
+    assert lake.replace_partition_counted(spark, spark.createDataFrame([], schema), path, "_logical_date", later) == 0
     table = spark.read.format("delta").load(path)
     assert sorted((str(r._logical_date), r.k) for r in table.collect()) == [("2025-06-29", "x")]
     # a newly projected column reaches the older table (as with replace_partition)
