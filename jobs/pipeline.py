@@ -128,7 +128,7 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     from pyspark.sql import functions as F
 
     from jobs import quality
-    from jobs.audit import RELEASE_COLUMNS, ensure_release_columns
+    from jobs.audit import RELEASE_COLUMNS  # an older quarantine table gets them from replace_partition_counted
 
     suite = quality.load_suite(f"raw.{table}", suites_dir) if suites_dir else quality.load_suite(f"raw.{table}")
     batch_id = f"{table.split('_', 1)[0]}.{table.split('_', 1)[1]}:{logical_date.isoformat()}"
@@ -145,8 +145,6 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
                                                 for c, t in RELEASE_COLUMNS])
         n_acc = lake.replace_partition_counted(spark, accepted, settings.table_path("staging", table),
                                                "_logical_date", logical_date)
-        if lake.exists(spark, settings.table_path("quarantine", table)):
-            ensure_release_columns(spark, settings.table_path("quarantine", table))
         n_quar = lake.replace_partition_counted(spark, quarantined, settings.table_path("quarantine", table),
                                                 "_logical_date", logical_date)
         n_raw = evaluated.count()

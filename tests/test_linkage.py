@@ -10,14 +10,17 @@ CIVIL_COLS = ("case_no string, applicant_id_no string, applicant_name string, se
               "community_code string, updated_at string, _source_table string, _row_number long")
 
 
+#: Delivered columns of staging.hukou_persons (+ lineage) for the inline household-registry rows below.
+HUKOU_COLUMNS = ("person_no string, id_no string, name string, sex_code string, birth_date string, ethnic_code string, "
+                 "household_no string, relation_code string, community_code string, address string, phone string, "
+                 "updated_at string, marital_status string, education string, registration_type string, "
+                 "_source_table string, _row_number long")
+
 def test_linkage_decisions(spark):
     hukou = spark.createDataFrame([
         ("HK1", "130102199001011237", "张三", "1", "19900101", "01", "H1", "02", "130102001002", "长安区2号",
          None, "2025-06-01 10:00:00", "20", "70", "户籍", "persons", 1),
-    ], "person_no string, id_no string, name string, sex_code string, birth_date string, ethnic_code string, "
-       "household_no string, relation_code string, community_code string, address string, phone string, "
-       "updated_at string, marital_status string, education string, registration_type string, "
-       "_source_table string, _row_number long")
+    ], HUKOU_COLUMNS)
     civil = spark.createDataFrame([
         ("DB1", "130102199001011237", "张 三", "男", "1990年1月1日", "130102001002", "2025-06-02 09:00:00",
          "subsistence_allowance", 1),   # same ID, name written with a space -> same person by ID
@@ -87,10 +90,7 @@ def test_birth_certificate_links_child_probabilistically_and_parents_by_id(spark
          None, "2025-06-01 10:00:00", "10", None, "户籍", "persons", 1),
         ("HK2", "130102199001011237", "张三", "1", "19900101", "01", "H1", "02", "130102001002", "长安区2号",
          None, "2025-06-01 10:00:00", "20", "70", "户籍", "persons", 2),
-    ], "person_no string, id_no string, name string, sex_code string, birth_date string, ethnic_code string, "
-       "household_no string, relation_code string, community_code string, address string, phone string, "
-       "updated_at string, marital_status string, education string, registration_type string, "
-       "_source_table string, _row_number long")
+    ], HUKOU_COLUMNS)
     births = spark.createDataFrame([
         ("P1", "张小", "1", "2024-03-04", "李梅", "130102199201021245", "张三", "130102199001011237", "130102001002",
          "2024-03-10 10:00:00", "births", 1),
