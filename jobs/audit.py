@@ -1,9 +1,11 @@
-"""Auditor commands of the quality gate: release corrected rows from quarantine, recall against the fault manifest.
+"""Auditor commands of the quality gate: release corrected rows from quarantine, recall against the fault manifest,
+cross-check of the stored validation results with GX's own checkpoint.
 
 Command line::
 
     python -m jobs.audit release --table hukou_persons --date 2025-06-30 --corrections fixed.csv
     python -m jobs.audit recall --date 2025-06-30
+    python -m jobs.audit crosscheck --date 2025-06-30 [--table hukou_persons ...]
 
 Release (write-audit-publish for corrections): a corrections CSV (UTF-8, header = the suite's key columns plus the
 corrected data columns; every value is text, an empty cell is NULL; columns not in the file keep the quarantined
@@ -24,6 +26,12 @@ found by business key, or, when the fault nulled that key (``business_key_null``
 ``row_locator`` (delivered values of other columns, e.g. the document ``_id``); quarantine rows are matched to raw
 rows by ``(_batch_id, _row_number)``. Fault kinds of tables without a raw batch for the date are reported as
 'not extracted'. Writes ``<reports>/quality/recall_<date>.json`` and ``.md``.
+
+Cross-check: the validate stage stores each batch's Great Expectations result built from the gate's one-pass counts
+(``GOVLAKE_GX_ENGINE=single-pass``, the default); ``crosscheck`` runs GX's own checkpoint (its Spark engine) on the
+same raw batches and compares every rule's ``success``, ``element_count``, ``missing_count`` and
+``unexpected_count`` with the stored result. Writes ``<reports>/quality/crosscheck_<date>.json``; exit code 1 when
+any differs.
 """
 from __future__ import annotations
 
@@ -398,10 +406,83 @@ def write_recall(report: dict, reports_dir: Path) -> tuple[Path, Path]:
     return js, md
 
 
+# --------------------------------------------------------------------------------------------- cross-check
+
+#: Figures of a GX expectation result compared by :func:`crosscheck`.
+CROSSCHECK_FIELDS = ("success", "element_count", "missing_count", "unexpected_count")
+
+
+def stored_result(reports_dir: Path, batch_id: str):
+    """The newest GX validation result stored for run name ``batch_id`` in ``<reports_dir>/gx`` (None when there is
+    none), as ``(key, ExpectationSuiteValidationResult)``."""
+    from jobs import quality
+
+    context = quality._gx_context(reports_dir)
+    store = context.validation_results_store
+    keys = [k for k in store.list_keys() if k.run_id.run_name == batch_id]
+    if not keys:
+        return None
+    key = max(keys, key=lambda k: str(k.run_id.run_time))
+    return key, store.get(key)
+
+
+def _figures(expectation_results) -> dict[str, tuple]:
+    out = {}
+    for res in expectation_results:
+        r = res.result or {}
+        out[(res.expectation_config.meta or {}).get("rule_id")] = (
+            bool(res.success), r.get("element_count"), r.get("missing_count", 0), r.get("unexpected_count"))
+    return out
+
+
+def crosscheck(spark, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
+               suites_dir: Path = EXPECTATIONS_DIR) -> list[dict]:
+    """A second opinion on the validation results auditors read: for each raw batch of ``logical_date``, GX's own
+    checkpoint (:func:`jobs.quality.run_checkpoint`, its Spark engine, run name ``<batch id>#crosscheck``) on the
+    raw partition, compared rule by rule with the newest result stored for the batch (by default built from the
+    gate's single-pass counts, :func:`jobs.quality.save_validation_result`).
+
+    Compared per rule: ``success``, ``element_count``, ``missing_count``, ``unexpected_count``
+    (:data:`CROSSCHECK_FIELDS`).
+
+    Args:
+        tables: raw table names (default: every raw table of the registry that has a stored result for the date).
+        suites_dir: folder of the suite files.
+
+    Returns:
+        one dict per table: ``{"table": "raw.<t>", "batch_id", "stored_engine": "single-pass"|"spark",
+        "rules": n, "mismatches": [{"rule_id", "stored": (success, element, missing, unexpected), "gx": (...)}]}``;
+        a table whose batch has no stored result is reported with ``"stored_engine": None`` and every rule as a
+        mismatch (``stored`` None).
+    """
+    from jobs import pipeline, quality
+
+    out = []
+    for table in tables or pipeline.raw_tables():
+        batch_id = f"{table.split('_', 1)[0]}.{table.split('_', 1)[1]}:{logical_date.isoformat()}"
+        stored = stored_result(settings.reports_dir, batch_id)
+        if stored is None and tables is None:
+            continue
+        suite = quality.load_suite(f"raw.{table}", suites_dir)
+        batch = (spark.read.format("delta").load(settings.table_path("raw", table))
+                 .where(f"_logical_date = DATE'{logical_date.isoformat()}'"))
+        gx_run = quality.run_checkpoint(spark, batch, suite, f"{batch_id}#crosscheck", settings.reports_dir,
+                                        data_docs=False)
+        gx = {e["rule_id"]: (e["success"], e["element_count"], e["missing_count"], e["unexpected_count"])
+              for e in gx_run["expectations"]}
+        mine = _figures(stored[1].results) if stored else {}
+        engine = ((stored[1].meta or {}).get("govlake") or {}).get("engine", "spark") if stored else None
+        out.append({"table": f"raw.{table}", "batch_id": batch_id, "stored_engine": engine, "rules": len(gx),
+                    "mismatches": [{"rule_id": rid, "stored": mine.get(rid), "gx": fig}
+                                   for rid, fig in gx.items() if mine.get(rid) != fig]})
+    return out
+
+
 # --------------------------------------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.audit release|recall`` (see the module docstring)."""
+    """``python -m jobs.audit release|recall|crosscheck`` (see the module docstring); crosscheck exits 1 when a
+    stored result differs from GX's own checkpoint."""
     parser = argparse.ArgumentParser(prog="python -m jobs.audit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rel = sub.add_parser("release", help="release corrected rows from quarantine into staging")
@@ -410,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     rel.add_argument("--corrections", required=True, type=Path, help="CSV keyed by the source key")
     rec = sub.add_parser("recall", help="recall per fault kind against the generator's fault manifest")
     rec.add_argument("--date", default=SAMPLE_LOGICAL_DATE, type=dt.date.fromisoformat)
+    cc = sub.add_parser("crosscheck", help="GX's own checkpoint on each raw batch vs the stored validation results")
+    cc.add_argument("--date", default=SAMPLE_LOGICAL_DATE, type=dt.date.fromisoformat)
+    cc.add_argument("--table", action="append", help="raw table name (repeatable; default: every validated table)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     from jobs.spark import get_spark
@@ -425,6 +509,18 @@ def main(argv: list[str] | None = None) -> int:
         out = release(spark, settings, args.table, args.date, corrections, release_id(data))
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return 0
+    if args.command == "crosscheck":
+        report = crosscheck(spark, settings, args.date, args.table)
+        for t in report:
+            print(f"{t['table']:<36} {t['rules']:3d} rules  stored by {t['stored_engine']}: "
+                  + ("same figures as GX's checkpoint" if not t["mismatches"] else f"{len(t['mismatches'])} differ"))
+            for m in t["mismatches"]:
+                print(f"    {m['rule_id']}: stored {m['stored']} vs GX {m['gx']} (success, element, missing, unexpected)")
+        path = settings.reports_dir / "quality" / f"crosscheck_{args.date.isoformat()}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+        print(f"written: {path}")
+        return 1 if any(t["mismatches"] for t in report) else 0
     report = recall(spark, settings, args.date)
     js, md = write_recall(report, settings.reports_dir)
     print(recall_markdown(report))

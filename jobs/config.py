@@ -11,6 +11,11 @@ variable                    meaning                                             
 ``GOVLAKE_SOURCES``         ``embedded`` (SQLite + JSON lines) or ``servers``           ``embedded``
                             (PostgreSQL + MongoDB through Airflow connection URIs)
 ``GOVLAKE_JARS``            folder of cached jars (Delta, JDBC)                          ``<repo>/.cache/jars``
+``GOVLAKE_DATA_DOCS``       ``0``: no GX validation results / Data Docs (the row-level   ``1``
+                            gate, quarantine and ``ops.validation_results`` still run)
+``GOVLAKE_GX_ENGINE``       how GX validation results are computed: ``single-pass``       ``single-pass``
+                            (from the gate's one-pass counts) or ``spark`` (GX's own
+                            checkpoint); see :func:`jobs.quality.gx_engine`
 ==========================  ==========================================================  =====================
 """
 from __future__ import annotations

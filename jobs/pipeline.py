@@ -110,8 +110,11 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     table, batch_id, suite, suite_version, rule_id, expectation_type, column, action, evaluated,
     failed). ``suites_dir``: folder of the suite files (default ``expectations/``).
 
-    The batch is read and evaluated once (:func:`jobs.quality.evaluate_with_derived`, cached): the rule counts,
-    the staging/quarantine writes, the raw row count and the GX checkpoint (``data_docs``) all use that frame.
+    The batch is read and evaluated once (:func:`jobs.quality.evaluate`, cached): the row count and every rule's
+    counts come from one aggregation over it (:func:`jobs.quality.count_rules`), the staging/quarantine writes read
+    it, and (``data_docs``) the Great Expectations validation result is built from those counts
+    (:func:`jobs.quality.save_validation_result`, no Spark job; with ``GOVLAKE_GX_ENGINE=spark`` GX's own
+    checkpoint runs on the cached frame instead, :func:`jobs.quality.run_checkpoint`).
     Rows accepted and quarantined are the ``numOutputRows`` of the two Delta commits that replaced the
     partitions (:func:`jobs.lake.replace_partition_counted`), checked against the raw rows.
     ``build_site``: also update the Data Docs site after the checkpoint (False: the caller builds it once for
@@ -133,11 +136,16 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     suite = quality.load_suite(f"raw.{table}", suites_dir) if suites_dir else quality.load_suite(f"raw.{table}")
     batch_id = f"{table.split('_', 1)[0]}.{table.split('_', 1)[1]}:{logical_date.isoformat()}"
     batch = _partition(spark, settings, "raw", table, logical_date)
-    frame = quality.evaluate_with_derived(batch, suite).cache()
-    evaluated = frame.drop(*quality.derived_column_names(suite).values())
+    engine = quality.gx_engine()
+    if data_docs and engine == "spark":  # GX's own checkpoint reads the derived columns too
+        frame = quality.evaluate_with_derived(batch, suite).cache()
+        evaluated = frame.drop(*quality.derived_column_names(suite).values())
+    else:
+        frame = evaluated = quality.evaluate(batch, suite).cache()
     docs = None
     try:
-        counts = quality.rule_counts(evaluated, suite)
+        tally = quality.count_rules(evaluated, suite)
+        counts = tally.rules
         quality.enforce_fail_rules(counts, suite)
         accepted, quarantined = quality.split(evaluated, suite)
         release_init = {"_released": F.lit(False)}
@@ -147,13 +155,16 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
                                                "_logical_date", logical_date)
         n_quar = lake.replace_partition_counted(spark, quarantined, settings.table_path("quarantine", table),
                                                 "_logical_date", logical_date)
-        n_raw = evaluated.count()
+        n_raw = tally.rows
         if n_raw != n_acc + n_quar:
             raise RuntimeError(f"validate raw.{table} {logical_date}: {n_raw} raw rows != {n_acc} accepted + {n_quar} quarantined")
-        if data_docs:
+        if data_docs and engine == "spark":
             checkpoint = quality.run_checkpoint(spark, frame, suite, batch_id, settings.reports_dir,
                                                 data_docs=build_site)
-            docs = checkpoint.get("data_docs_index")
+        elif data_docs:
+            checkpoint = quality.save_validation_result(suite, tally, batch_id, settings.reports_dir,
+                                                        data_docs=build_site)
+        docs = checkpoint.get("data_docs_index") if data_docs else None
     finally:
         frame.unpersist()
     rows = [{"_logical_date": logical_date, "table": f"raw.{table}", "batch_id": batch_id, "suite": suite.name,
@@ -460,7 +471,8 @@ def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool 
 
         gate, stats = plan.publish(logical_date, suites_dir)  # audit every new state, then write them all
         address_stats = {**stats["address"], **address.counts(plan.states["address"])} if "address" in stats else {}
-        docs = unified_checkpoints(spark, settings, plan.states, logical_date, suites_dir) if data_docs else None
+        docs = (unified_checkpoints(spark, settings, plan.states, logical_date, suites_dir, gate)
+                if data_docs else None)
     finally:
         plan.release()
     return {"staging_versions": versions, "person": stats["person"], "person_link": stats["person_link"],
@@ -517,7 +529,9 @@ def validate_unified(spark, settings: Settings, states: dict, logical_date: dt.d
 
     Returns:
         one dict per table, in ``states`` order: ``{"table": "unified.<t>", "rows": n, "suite_version",
-        "rules": [{rule_id, expectation_type, column, action, evaluated, failed}, ...]}``.
+        "rules": [{rule_id, expectation_type, column, action, evaluated, failed}, ...], "duplicated_keys":
+        {rule_id: n}}`` (rows and rules from ONE aggregation per table, :func:`jobs.quality.count_rules`; what
+        :func:`unified_checkpoints` turns into the GX validation results).
 
     Raises:
         FileNotFoundError: a table has no suite file.
@@ -533,16 +547,18 @@ def validate_unified(spark, settings: Settings, states: dict, logical_date: dt.d
         suite = quality.load_suite(suite_name, suites_dir) if suites_dir else quality.load_suite(suite_name)
         if any(r.action == "quarantine" for r in suite.rules):
             raise ValueError(f"suite {suite_name}: unified suites take warn or fail actions, not quarantine")
-        counts = quality.rule_counts(quality.evaluate(state, suite), suite)
+        tally = quality.count_rules(quality.evaluate(state, suite), suite)
+        counts = tally.rules
         batch_id = f"{suite_name}:{logical_date.isoformat()}"
         table_rows = [{"_logical_date": logical_date, "table": suite_name, "batch_id": batch_id, "suite": suite.name,
                        "suite_version": suite.version,
                        **{k: c[k] for k in ("rule_id", "expectation_type", "column", "action")},
                        "evaluated": int(c["evaluated"]), "failed": int(c["failed"])} for c in counts]
         rows += table_rows
-        out.append({"table": suite_name, "rows": state.count(), "suite_version": suite.version,
+        out.append({"table": suite_name, "rows": tally.rows, "suite_version": suite.version,
                     "rules": [{k: r[k] for k in ("rule_id", "expectation_type", "column", "action", "evaluated",
-                                                 "failed")} for r in table_rows]})
+                                                 "failed")} for r in table_rows],
+                    "duplicated_keys": dict(tally.duplicated_keys)})
         try:
             quality.enforce_fail_rules(counts, suite)
         except quality.FailRuleViolated as exc:
@@ -560,18 +576,31 @@ def validate_unified(spark, settings: Settings, states: dict, logical_date: dt.d
 
 
 def unified_checkpoints(spark, settings: Settings, states: dict, logical_date: dt.date,
-                        suites_dir: Path | None = None) -> str | None:
-    """A Great Expectations checkpoint (:func:`jobs.quality.run_checkpoint`) per unified table's state, run name
-    ``unified.<table>:<date>``, results saved only; then the Data Docs pages of those runs and the index, built
-    once (:func:`jobs.quality.build_data_docs`). Returns the Data Docs index path (None without tables)."""
+                        suites_dir: Path | None = None, gate: list[dict] | None = None) -> str | None:
+    """The Great Expectations validation result of every unified table's state, run name
+    ``unified.<table>:<date>``, saved only; then the Data Docs pages of those runs and the index, built once
+    (:func:`jobs.quality.build_data_docs`). Returns the Data Docs index path (None without tables).
+
+    With ``gate`` (:func:`validate_unified`'s result for these states) and the default ``GOVLAKE_GX_ENGINE``
+    (``single-pass``), each result is built from the gate's counts (:func:`jobs.quality.save_validation_result`):
+    no state is evaluated again. Otherwise GX's own checkpoint runs on each state
+    (:func:`jobs.quality.run_checkpoint`)."""
     from jobs import quality
 
+    tallies = {g["table"]: g for g in gate or []}
+    engine = quality.gx_engine()
     run_names = []
     for name, state in states.items():
         suite_name = f"unified.{name}"
         suite = quality.load_suite(suite_name, suites_dir) if suites_dir else quality.load_suite(suite_name)
         run_names.append(f"{suite_name}:{logical_date.isoformat()}")
-        quality.run_checkpoint(spark, state, suite, run_names[-1], settings.reports_dir, data_docs=False)
+        tally = tallies.get(suite_name)
+        if engine == "single-pass" and tally is not None and tally["suite_version"] == suite.version:
+            counts = quality.BatchCounts(rows=tally["rows"], rules=tally["rules"],
+                                         duplicated_keys=tally.get("duplicated_keys", {}))
+            quality.save_validation_result(suite, counts, run_names[-1], settings.reports_dir)
+        else:
+            quality.run_checkpoint(spark, state, suite, run_names[-1], settings.reports_dir, data_docs=False)
     return str(quality.build_data_docs(settings.reports_dir, run_names)) if run_names else None
 
 

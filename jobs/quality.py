@@ -13,9 +13,18 @@ Two ways of running a suite, on the same rules:
 * row level, in Spark (:func:`evaluate` → :func:`split`, :func:`rule_counts`): one projection that
   appends ``_failed_rules`` to every row, used to split a batch into accepted and quarantined
   rows. Nothing is lost: ``count(accepted) + count(quarantined) == count(input)``.
-* a Great Expectations 1.24 checkpoint (:func:`run_checkpoint`) on the same Spark DataFrame,
-  which saves the validation result JSON; :func:`build_data_docs` then builds the Data Docs site once for
-  the run's checkpoints (the audit record).
+* the Great Expectations 1.24 validation result of the batch (the audit record), saved in the GX project's
+  validation results store, one of two ways (``GOVLAKE_GX_ENGINE``, :func:`gx_engine`):
+
+  - ``single-pass`` (default): built from the row-level pass's own counts (:func:`count_rules` →
+    :func:`save_validation_result`): no further Spark job. GX's Spark engine computes each expectation's
+    metrics in Spark jobs of their own (about one pass of the batch per column); the issue's speed target
+    asks for as few passes as possible;
+  - ``spark``: GX's own checkpoint on the same Spark DataFrame (:func:`run_checkpoint`).
+
+  Both store the same suite under the same key with the same figures (``tests/test_quality.py`` runs both
+  on every rule type and compares them rule by rule). :func:`build_data_docs` then builds the Data Docs site
+  once for the run's results.
 
 Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
 
@@ -533,6 +542,9 @@ def _value_check(rule: Rule) -> Column:
         # Only a valid ID and a known sex value can contradict each other (an unknown sex value is
         # the in-set rule's finding, not this one's).
         return id_is_valid_col(norm) & sex.isNotNull() & (sex != id_sex_code_col(norm))
+    if et == CANONICAL_TYPE and kw["kind"] == "gb11643_id":  # the ID normalised once (_with_normalized_ids)
+        canon = F.col(_ID_NORM + kw["column"])
+        return ~(canon.isNull() | (canon == v))
     if et in _CODE_PACK_TYPES:
         return ~_code_pack_ok(et, v, kw)
     raise ValueError(f"rule {rule.rule_id!r}: no row-level check for {et!r}")
@@ -579,9 +591,12 @@ def _code_pack_ok(et: str, v: Column, kw: dict) -> Column:
 
 def _with_normalized_ids(df: DataFrame, suite: Suite) -> DataFrame:
     """``df`` plus a hidden column ``__govlake_id_norm__<column>`` =
-    ``jobs.codes.id_normalize_col(column)`` per column with a GB 11643 rule (none: ``df``)."""
+    ``jobs.codes.id_normalize_col(column)`` per column with a GB 11643, sex-agreement or canonical-ID rule (none:
+    ``df``)."""
     columns = sorted({r.kwargs["column"] for r in suite.rules if r.expectation_type == GB11643_TYPE}
-                     | {r.kwargs["id_column"] for r in suite.rules if r.expectation_type == SEX_MATCHES_ID_TYPE})
+                     | {r.kwargs["id_column"] for r in suite.rules if r.expectation_type == SEX_MATCHES_ID_TYPE}
+                     | {r.kwargs["column"] for r in suite.rules
+                        if r.expectation_type == CANONICAL_TYPE and r.kwargs["kind"] == "gb11643_id"})
     if not columns:
         return df
     from jobs.codes import id_normalize_col  # lazy: code pack
@@ -589,18 +604,30 @@ def _with_normalized_ids(df: DataFrame, suite: Suite) -> DataFrame:
     return df.select("*", *[id_normalize_col(_as_string(c)).alias(_ID_NORM + c) for c in columns])
 
 
-def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str]) -> list[Column]:
-    """One boolean (never NULL) per rule of the suite, in suite order: TRUE when the row fails.
-    ``columns``: the input's own columns (the row JSON that orders duplicates)."""
-    plain: dict[str, Column] = {}
-    for rule in suite.rules:
+_FLAG = "__govlake_failed_"
+
+
+def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str]) -> tuple[DataFrame, list[Column]]:
+    """``(df with one hidden flag column per non-uniqueness rule, one boolean per rule of the suite)``, in suite
+    order, never NULL: TRUE when the row fails. ``columns``: the input's own columns (the row JSON that orders
+    duplicates).
+
+    The non-uniqueness rules are projected ONCE as flag columns before the uniqueness windows: the windows order
+    duplicates by those rules' failures, and the ``_failed_rules`` array reads the same flags (computing the
+    conditions inline in both places evaluated every rule twice in a suite with a uniqueness rule)."""
+    flags: dict[str, str] = {}
+    plain = []
+    for i, rule in enumerate(suite.rules):
         if rule.expectation_type not in _UNIQUE_TYPES:
-            plain[rule.rule_id] = F.coalesce(_applies(rule) & _value_check(rule), F.lit(False))
+            flags[rule.rule_id] = f"{_FLAG}{i}"
+            plain.append(F.coalesce(_applies(rule) & _value_check(rule), F.lit(False)).alias(flags[rule.rule_id]))
+    if plain:
+        df = df.select("*", *plain)
 
     def n_failed(actions: tuple[str, ...]) -> Column:
-        flags = [plain[r.rule_id].cast("int") for r in suite.rules
-                 if r.rule_id in plain and r.action in actions]
-        return sum(flags[1:], flags[0]) if flags else F.lit(0)
+        counted = [F.col(flags[r.rule_id]).cast("int") for r in suite.rules
+                   if r.rule_id in flags and r.action in actions]
+        return sum(counted[1:], counted[0]) if counted else F.lit(0)
 
     row_json = F.to_json(F.struct(*[F.col(c) for c in columns]))
     order = [n_failed(("quarantine", "fail")).asc(), n_failed(("warn",)).asc(), row_json.asc()]
@@ -608,15 +635,15 @@ def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str]) -> list[
         order.append(F.col(_DUP_IX).asc())
     out = []
     for rule in suite.rules:
-        if rule.rule_id in plain:
-            out.append(plain[rule.rule_id])
+        if rule.rule_id in flags:
+            out.append(F.col(flags[rule.rule_id]))
             continue
         keys = [F.col(c) for c in rule.columns]
         if ROW_CONDITION in rule.kwargs:  # rank the rows meeting the condition among themselves only
             keys.append(_applies(rule))
         window = Window.partitionBy(*keys).orderBy(*order)
         out.append(F.coalesce(_applies(rule) & (F.row_number().over(window) > 1), F.lit(False)))
-    return out
+    return df, out
 
 
 def _check_columns(df: DataFrame, suite: Suite) -> None:
@@ -663,7 +690,7 @@ def evaluate(df: DataFrame, suite: Suite) -> DataFrame:
         df = df.select("*", F.row_number().over(
             Window.partitionBy(row_json).orderBy(row_json)).alias(_DUP_IX))
     df = _with_normalized_ids(df, suite)
-    conds = _failed_conditions(df, suite, columns)
+    df, conds = _failed_conditions(df, suite, columns)
     if conds:
         arr = F.filter(F.array(*[F.when(c, F.lit(r.rule_id)) for c, r in zip(conds, suite.rules)]),
                        lambda x: x.isNotNull())
@@ -773,20 +800,70 @@ def rule_counts(evaluated: DataFrame, suite: Suite) -> list[dict]:
     Raises:
         ValueError: ``evaluated`` has no ``_failed_rules`` column.
     """
+    return _aggregate_rules(evaluated, suite)[1]
+
+
+def _aggregate_rules(evaluated: DataFrame, suite: Suite) -> tuple[int, list[dict]]:
+    """``(rows, rule_counts)`` of an evaluated batch in one aggregation."""
     if FAILED_RULES_COL not in evaluated.columns:
         raise ValueError("rule_counts() needs the output of evaluate(): no _failed_rules column")
-    if not suite.rules:
-        return []
-    aggs = []
+    aggs = [F.count(F.lit(1)).alias("n")]
     for i, rule in enumerate(suite.rules):
         aggs.append(F.count_if(F.coalesce(_applies(rule), F.lit(False))).alias(f"e{i}"))
         aggs.append(F.count_if(F.array_contains(F.col(FAILED_RULES_COL), rule.rule_id)).alias(f"f{i}"))
     row = evaluated.agg(*aggs).collect()[0]
-    return [
+    return int(row["n"]), [
         {"rule_id": r.rule_id, "expectation_type": r.expectation_type, "column": r.column_label,
          "action": r.action, "evaluated": int(row[f"e{i}"] or 0), "failed": int(row[f"f{i}"] or 0)}
         for i, r in enumerate(suite.rules)
     ]
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """What the gate counted on one evaluated batch (:func:`count_rules`).
+
+    Attributes:
+        rows: rows of the batch.
+        rules: :func:`rule_counts` (one dict per rule, suite order).
+        duplicated_keys: rule_id → number of distinct keys held by two or more rows, for every GX-native
+            uniqueness rule without ``row_condition`` that failed (GX counts every row of such a key as unexpected,
+            the gate all but the one it keeps; see :func:`save_validation_result`).
+    """
+
+    rows: int
+    rules: list = field(hash=False)
+    duplicated_keys: dict = field(hash=False, default_factory=dict)
+
+
+def count_rules(evaluated: DataFrame, suite: Suite) -> BatchCounts:
+    """The batch's row count and per-rule counts in ONE aggregation over ``evaluated`` (cache it when it is used
+    again), plus, only when a GX-native uniqueness rule failed, one small aggregation over the failed rows (the
+    number of duplicated keys, for GX's way of counting them). Everything the gate records
+    (``ops.validation_results``) and the GX validation result (:func:`save_validation_result`) need.
+
+    Args:
+        evaluated: output of :func:`evaluate` with the same suite.
+        suite: the suite.
+
+    Returns:
+        :class:`BatchCounts`.
+
+    Raises:
+        ValueError: ``evaluated`` has no ``_failed_rules`` column.
+    """
+    rows, counts = _aggregate_rules(evaluated, suite)
+    unique = [(i, r) for i, r in enumerate(suite.rules)
+              if r.expectation_type in _UNIQUE_TYPES and ROW_CONDITION not in r.kwargs and counts[i]["failed"]]
+    duplicated: dict[str, int] = {}
+    if unique:
+        failed = evaluated.where(F.size(FAILED_RULES_COL) > 0)
+        row = failed.agg(*[
+            F.count_distinct(F.when(F.array_contains(F.col(FAILED_RULES_COL), r.rule_id),
+                                    F.to_json(F.struct(*[F.col(c) for c in r.columns])))).alias(f"d{i}")
+            for i, r in unique]).collect()[0]
+        duplicated = {r.rule_id: int(row[f"d{i}"] or 0) for i, r in unique}
+    return BatchCounts(rows=rows, rules=counts, duplicated_keys=duplicated)
 
 
 def enforce_fail_rules(counts: list[dict], suite: Suite) -> None:
@@ -948,6 +1025,194 @@ def _get_or_add(getter, adder):
         return adder()
 
 
+def _gx_context(reports_dir: Path):
+    """The FILE data context at ``<reports_dir>/gx`` (created on first use), with analytics and progress bars off."""
+    _quiet_great_expectations()
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    reports_dir = Path(reports_dir).resolve()
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
+    pb = context.variables.progress_bars
+    bars_on = pb is None or (pb.get("globally", True) if isinstance(pb, dict) else getattr(pb, "globally", True))
+    if context.variables.analytics_enabled is not False or bars_on:
+        context.variables.analytics_enabled = False
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        context.variables.save()
+    return context
+
+
+def _save_gx_suite(context, suite: Suite):
+    """Store ``suite`` in the context as a GX ``ExpectationSuite`` (replacing the stored one: the file is the truth)
+    with :func:`_gx_expectation_configs`; returns the stored suite (its expectations carry GX ids)."""
+    from great_expectations.core import ExpectationSuite
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    gx_suite = ExpectationSuite(
+        name=suite.name,
+        expectations=[ExpectationConfiguration(**cfg).to_domain_obj()
+                      for cfg in _gx_expectation_configs(suite)],
+        meta={"table": suite.table, "key_columns": list(suite.key_columns),
+              "govlake_suite_version": suite.version},
+    )
+    return context.suites.add_or_update(gx_suite)
+
+
+def _checkpoint_summary(context, key, vr, suite: Suite, reports_dir: Path, data_docs: bool) -> dict:
+    """The return value of :func:`run_checkpoint` / :func:`save_validation_result` for the stored result ``vr``."""
+    backend = context.validation_results_store.store_backend
+    results_path = Path(backend.full_base_directory) / backend._convert_key_to_filepath(key.to_tuple())
+    docs_index = _docs_index(context, reports_dir)
+    for path in (results_path, docs_index) if data_docs else (results_path,):
+        if not path.is_file():
+            raise FileNotFoundError(f"GX did not write {path}")
+    expectations = []
+    for res in vr.results:
+        cfg = res.expectation_config
+        meta = cfg.meta or {}
+        r = res.result or {}
+        expectations.append({
+            "rule_id": meta.get("rule_id"), "action": meta.get("action"),
+            "type": meta.get("govlake_type", cfg.type), "success": bool(res.success),
+            "element_count": r.get("element_count"), "unexpected_count": r.get("unexpected_count"),
+            "missing_count": r.get("missing_count", 0),
+        })
+    severity = vr.get_max_severity_failure()
+    return {
+        "success": bool(vr.success),
+        "statistics": dict(vr.statistics),
+        "results_path": str(results_path),
+        "data_docs_index": str(docs_index),
+        "suite_version": suite.version,
+        "max_severity": severity.value if severity is not None else None,
+        "expectations": expectations,
+    }
+
+
+#: ``GOVLAKE_GX_ENGINE``: how the Great Expectations validation result of a batch is computed (see
+#: :func:`save_validation_result` and :func:`run_checkpoint`).
+GX_ENGINES = ("single-pass", "spark")
+
+
+def gx_engine(env: dict | None = None) -> str:
+    """``GOVLAKE_GX_ENGINE`` (default ``single-pass``): ``single-pass`` stores the GX validation result built from
+    the gate's own one-pass counts (:func:`save_validation_result`); ``spark`` runs GX's own checkpoint on the
+    batch (:func:`run_checkpoint`: several Spark jobs per suite; the second opinion, see ``jobs.audit crosscheck``).
+
+    Raises:
+        ValueError: another value.
+    """
+    value = (os.environ if env is None else env).get("GOVLAKE_GX_ENGINE", "single-pass")
+    if value not in GX_ENGINES:
+        raise ValueError(f"GOVLAKE_GX_ENGINE must be one of {', '.join(GX_ENGINES)}, not {value!r}")
+    return value
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return 100.0 * part / whole if whole else None
+
+
+def _gx_result(rule: Rule, count: dict, rows: int, duplicated_keys: int) -> tuple[bool, dict]:
+    """``(success, result)`` of one rule as GX 1.24 reports it in result format BASIC with no partial values:
+    ``element_count`` = the batch's rows; ``missing_count`` = rows the rule does not judge (NULL value, NULL in a
+    pair, row condition not met); ``unexpected_count`` = rows failing it, except GX-native uniqueness, where GX
+    counts EVERY row of a duplicated key (= rows failing + one kept row per duplicated key); percents of the
+    judged rows (``unexpected_percent``) and of all rows (``unexpected_percent_total``). Not-null (native, without
+    ``row_condition``) reports no missing values (its unexpected rows are the NULLs), as GX does; a rule GX checks
+    over a derived column (:func:`derived_column_names`) reports the rows it does not judge as missing."""
+    unexpected = int(count["failed"])
+    if rule.expectation_type in _UNIQUE_TYPES and ROW_CONDITION not in rule.kwargs:
+        unexpected += duplicated_keys
+    if rule.expectation_type == "expect_column_values_to_not_be_null" and ROW_CONDITION not in rule.kwargs:
+        return unexpected == 0, {"element_count": rows, "unexpected_count": unexpected,
+                                 "unexpected_percent": _percent(unexpected, rows), "partial_unexpected_list": []}
+    judged = int(count["evaluated"])
+    missing = rows - judged
+    return unexpected == 0, {
+        "element_count": rows, "missing_count": missing, "missing_percent": _percent(missing, rows),
+        "unexpected_count": unexpected, "unexpected_percent": _percent(unexpected, judged),
+        "unexpected_percent_total": _percent(unexpected, rows),
+        "unexpected_percent_nonmissing": _percent(unexpected, judged), "partial_unexpected_list": []}
+
+
+def save_validation_result(suite: Suite, counts: "BatchCounts", batch_id: str, reports_dir: Path,
+                           run_time: datetime | None = None, data_docs: bool = False) -> dict:
+    """Store the Great Expectations validation result of one batch, built from the gate's own single-pass counts
+    (:func:`count_rules`), in the FILE data context at ``<reports_dir>/gx``, where :func:`run_checkpoint` stores
+    GX's own: the same suite (stored as :func:`run_checkpoint` stores it), the same key (suite, run name
+    ``batch_id``, run time, batch ``govlake_spark-<table>``), the same result format (BASIC, no partial values).
+    No Spark job: GX's Spark engine computes each expectation's metrics in jobs of their own (about one pass of
+    the batch per column), the gate evaluated every rule in one pass already. ``tests/test_quality.py`` proves
+    on inline batches that both give the same ``success``, ``element_count``, ``missing_count`` and
+    ``unexpected_count`` for every rule type; ``python -m jobs.audit crosscheck`` does it on a stored batch.
+
+    The result's ``meta`` carries what GX's does (run id, validation time, active batch definition of the
+    datasource ``govlake_spark`` / asset ``suite.table``) plus ``govlake``: ``{"engine": "single-pass", "rows",
+    "suite_version"}``, shown in the result's Data Docs page.
+
+    Args:
+        suite: the suite the counts are for.
+        counts: :func:`count_rules` of the batch.
+        batch_id: the batch's id (GX run name), e.g. ``hukou.persons:2025-06-30``.
+        reports_dir: folder of reports (``Settings.reports_dir``).
+        run_time: GX run time (default: now); pass it for reproducible paths.
+        data_docs: also build the Data Docs pages of this result and the index (:func:`build_data_docs`).
+
+    Returns:
+        as :func:`run_checkpoint`.
+
+    Raises:
+        ValueError: ``counts`` are not of ``suite`` (other rule ids).
+        FileNotFoundError: the result JSON or (``data_docs``) the Data Docs index was not written.
+    """
+    from great_expectations import __version__ as gx_version
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    by_id = {c["rule_id"]: c for c in counts.rules}
+    if sorted(by_id) != sorted(r.rule_id for r in suite.rules):
+        raise ValueError(f"save_validation_result: the counts are not those of suite {suite.name}")
+    context = _gx_context(reports_dir)
+    gx_suite = _save_gx_suite(context, suite)
+    run_id = RunIdentifier(run_name=batch_id, run_time=run_time)
+    batch_identifier = f"{GX_DATASOURCE}-{suite.table}"
+    results = []
+    for rule, expectation in zip(suite.rules, gx_suite.expectations):
+        success, result = _gx_result(rule, by_id[rule.rule_id], counts.rows,
+                                     counts.duplicated_keys.get(rule.rule_id, 0))
+        config = expectation.configuration
+        config.kwargs["batch_id"] = batch_identifier
+        results.append(ExpectationValidationResult(
+            success=success, expectation_config=config, result=result,
+            exception_info={"raised_exception": False, "exception_message": None, "exception_traceback": None}))
+    n_ok = sum(r.success for r in results)
+    statistics = {"evaluated_expectations": len(results), "successful_expectations": n_ok,
+                  "unsuccessful_expectations": len(results) - n_ok,
+                  "success_percent": _percent(n_ok, len(results))}
+    vr = ExpectationSuiteValidationResult(
+        success=n_ok == len(results), results=results, suite_name=suite.name, statistics=statistics,
+        batch_id=batch_identifier,
+        meta={"great_expectations_version": gx_version,
+              "run_id": run_id, "validation_time": run_id.run_time,
+              "batch_spec": {"batch_data": "SparkDataFrame"},
+              "batch_parameters": {"dataframe": "<DATAFRAME>"},
+              "active_batch_definition": {"datasource_name": GX_DATASOURCE, "data_connector_name": "fluent",
+                                          "data_asset_name": suite.table,
+                                          "batch_identifiers": {"dataframe": "<DATAFRAME>"}},
+              "govlake": {"engine": "single-pass", "rows": counts.rows, "suite_version": suite.version}})
+    key = ValidationResultIdentifier(expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+                                     run_id=run_id, batch_identifier=batch_identifier)
+    context.validation_results_store.set(key, vr)
+    if data_docs:
+        build_data_docs(reports_dir, [batch_id])
+    return _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
+
+
 def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_dir: Path,
                    run_time: datetime | None = None, data_docs: bool = True) -> dict:
     """Validate ``df`` with Great Expectations 1.24 and (``data_docs``) update the Data Docs site.
@@ -992,13 +1257,10 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
         FileNotFoundError: GX did not write the result JSON or (``data_docs``) the Data Docs index.
     """
     _quiet_great_expectations()
-    import great_expectations as gx
     from great_expectations.checkpoint import Checkpoint
     from great_expectations.checkpoint.actions import UpdateDataDocsAction
-    from great_expectations.core import ExpectationSuite, ValidationDefinition
+    from great_expectations.core import ValidationDefinition
     from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     if FAILED_RULES_COL in df.columns:
         df = df.drop(FAILED_RULES_COL)
@@ -1006,31 +1268,14 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
     derived = list(derived_column_names(suite).values())
     gx_df = df if derived and set(derived) <= set(df.columns) else _gx_frame(df.drop(*derived), suite)
 
-    reports_dir = Path(reports_dir).resolve()
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
-    pb = context.variables.progress_bars
-    bars_on = pb is None or (pb.get("globally", True) if isinstance(pb, dict) else getattr(pb, "globally", True))
-    if context.variables.analytics_enabled is not False or bars_on:
-        context.variables.analytics_enabled = False
-        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        context.variables.save()
-
+    context = _gx_context(reports_dir)
     datasource = _get_or_add(lambda: context.data_sources.get(GX_DATASOURCE),
                              lambda: context.data_sources.add_spark(GX_DATASOURCE, persist=False))
     asset = _get_or_add(lambda: datasource.get_asset(suite.table),
                         lambda: datasource.add_dataframe_asset(suite.table))
     batch_definition = _get_or_add(lambda: asset.get_batch_definition(GX_BATCH_DEFINITION),
                                    lambda: asset.add_batch_definition_whole_dataframe(GX_BATCH_DEFINITION))
-
-    gx_suite = ExpectationSuite(
-        name=suite.name,
-        expectations=[ExpectationConfiguration(**cfg).to_domain_obj()
-                      for cfg in _gx_expectation_configs(suite)],
-        meta={"table": suite.table, "key_columns": list(suite.key_columns),
-              "govlake_suite_version": suite.version},
-    )
-    gx_suite = context.suites.add_or_update(gx_suite)
+    gx_suite = _save_gx_suite(context, suite)
 
     if suite.name in {v.name for v in context.validation_definitions.all()}:
         validation = context.validation_definitions.get(suite.name)
@@ -1047,32 +1292,7 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
     result = checkpoint.run(batch_parameters={"dataframe": gx_df},
                             run_id=RunIdentifier(run_name=batch_id, run_time=run_time))
     (key, vr), = result.run_results.items()
-    backend = context.validation_results_store.store_backend
-    results_path = Path(backend.full_base_directory) / backend._convert_key_to_filepath(key.to_tuple())
-    docs_index = _docs_index(context, reports_dir)
-    for path in (results_path, docs_index) if data_docs else (results_path,):
-        if not path.is_file():
-            raise FileNotFoundError(f"GX did not write {path}")
-    expectations = []
-    for res in vr.results:
-        cfg = res.expectation_config
-        meta = cfg.meta or {}
-        r = res.result or {}
-        expectations.append({
-            "rule_id": meta.get("rule_id"), "action": meta.get("action"),
-            "type": meta.get("govlake_type", cfg.type), "success": bool(res.success),
-            "element_count": r.get("element_count"), "unexpected_count": r.get("unexpected_count"),
-        })
-    severity = vr.get_max_severity_failure()
-    return {
-        "success": bool(result.success),
-        "statistics": dict(vr.statistics),
-        "results_path": str(results_path),
-        "data_docs_index": str(docs_index),
-        "suite_version": suite.version,
-        "max_severity": severity.value if severity is not None else None,
-        "expectations": expectations,
-    }
+    return _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
 
 
 def _docs_index(context, reports_dir: Path) -> Path:

@@ -8,7 +8,15 @@ import pandas as pd
 import pytest
 
 from jobs import lake
-from jobs.audit import recall, recall_markdown, release, rule_reads_fault_column, write_recall
+from jobs.audit import (
+    crosscheck,
+    recall,
+    recall_markdown,
+    release,
+    rule_reads_fault_column,
+    stored_result,
+    write_recall,
+)
 from jobs.config import Settings
 from jobs.pipeline import validate_table
 
@@ -136,6 +144,35 @@ def test_release_corrected_rows(spark, lakehouse):
     assert (second["released"], second["not_in_quarantine"], second["staging"]) == (
         0, ["P2", "P8"], {"inserted": 0, "updated": 0})
     assert staging.count() == 5
+
+
+def test_crosscheck_of_the_stored_validation_result_with_gx(spark, tmp_path):
+    """The validate stage stores the GX result built from its one-pass counts; GX's own checkpoint on the same raw
+    batch finds the same figures for every rule, and a stored figure that differs is reported."""
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path / "home")})
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "raw.t_people.json").write_text(json.dumps(SUITE, ensure_ascii=False), encoding="utf-8")
+    raw = spark.createDataFrame([(*r, i + 1, "t.people:2025-06-30", D) for i, r in enumerate(ROWS)],
+                                "pno string, id_no string, sex string, name string, _row_number long, _batch_id string,"
+                                " _logical_date date")
+    lake.replace_partition(raw, settings.table_path("raw", "t_people"), "_logical_date", D)
+    out = validate_table(spark, settings, "t_people", D, data_docs=True, suites_dir=suites)
+    assert out["data_docs"].endswith("local_site/index.html")
+    key, stored = stored_result(settings.reports_dir, "t.people:2025-06-30")
+    assert stored.meta["govlake"] == {"engine": "single-pass", "rows": 9, "suite_version": out["rules"][0]["suite_version"]}
+    figures = {r.expectation_config.meta["rule_id"]: (r.success, r.result["unexpected_count"]) for r in stored.results}
+    assert figures == {"p.pno.not_null": (False, 1), "p.pno.unique": (False, 2),  # both P5 rows, as GX counts
+                       "p.id.gb11643": (False, 1), "p.id.canonical": (False, 1), "p.sex.gbt2261_1": (False, 2)}
+    assert crosscheck(spark, settings, D, ["t_people"], suites) == [
+        {"table": "raw.t_people", "batch_id": "t.people:2025-06-30", "stored_engine": "single-pass", "rules": 5,
+         "mismatches": []}]
+    stored.results[1].result["unexpected_count"] = 1  # a stored figure that GX does not find
+    from jobs.quality import _gx_context
+
+    _gx_context(settings.reports_dir).validation_results_store.set(key, stored)
+    report = crosscheck(spark, settings, D, ["t_people"], suites)
+    assert report[0]["mismatches"] == [{"rule_id": "p.pno.unique", "stored": (False, 9, 1, 1), "gx": (False, 9, 1, 2)}]
 
 
 def test_data_docs_link_url():

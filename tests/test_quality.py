@@ -483,7 +483,77 @@ def test_row_condition_and_column_pair_rules(spark, tmp_path):
     assert got == {"s.pid.one_current": ("expect_column_values_to_be_unique", False, 1),
                    "s.valid_to.after_from": ("expect_column_pair_values_a_to_be_greater_than_b", False, 1),
                    "s.valid_to.closed": ("expect_column_values_to_not_be_null", False, 1)}
+    assert _both_engines(spark, df, suite, tmp_path / "engines") == {  # (success, element, missing, unexpected)
+        "s.pid.one_current": (False, 7, 4, 1),     # judged: the 3 current rows
+        "s.valid_to.after_from": (False, 7, 5, 1),  # judged: the 2 rows with both dates
+        "s.valid_to.closed": (False, 7, 4, 1)}      # judged: the 3 rows that are not current (E's NULL is not)
     bad = dict(doc, expectations=[dict(doc["expectations"][0], kwargs={"column": "pid", "row_condition": " "})])
     (tmp_path / "unified.test_scd2.json").write_text(json.dumps(bad), encoding="utf-8")
     with pytest.raises(ValueError, match="row_condition"):
         load_suite("unified.test_scd2", tmp_path)
+
+
+def _both_engines(spark, df, suite, reports) -> dict:
+    """GX's own checkpoint (its Spark engine) and the single-pass result on the same batch; asserts they agree on
+    every rule (success, element, missing and unexpected counts) and on the statistics; returns the figures."""
+    from jobs.quality import count_rules, save_validation_result
+
+    when = dt.datetime(2025, 6, 30, 18, 0, tzinfo=dt.timezone.utc)
+    gx_run = run_checkpoint(spark, df, suite, "gx:2025-06-30", reports, run_time=when, data_docs=False)
+    single = save_validation_result(suite, count_rules(evaluate(df, suite), suite), "single:2025-06-30", reports,
+                                    run_time=when)
+
+    def figures(out):
+        return {e["rule_id"]: (e["success"], e["element_count"], e["missing_count"], e["unexpected_count"])
+                for e in out["expectations"]}
+
+    assert figures(single) == figures(gx_run)
+    assert (single["success"], single["statistics"]) == (gx_run["success"], gx_run["statistics"])
+    assert single["max_severity"] == gx_run["max_severity"]
+    assert "/single:2025-06-30/" in single["results_path"]
+    return figures(single)
+
+
+@pytest.mark.parametrize("doc", [PEOPLE_SUITE, CODE_PACK_MORE, PAIR_AND_FIELDS_SUITE, CODE_PACK_SUITE],
+                         ids=lambda d: d["name"])
+def test_single_pass_result_equals_the_gx_checkpoint(spark, tmp_path, doc):
+    """The GX validation result the validate stage stores by default (built from the gate's one-pass counts, no
+    Spark job of GX's) is the one GX's own checkpoint computes: every native type (duplicates counted GX's way:
+    every row of a duplicated key), every code-pack type, the GovLake pair and document types, NULLs as missing."""
+    (tmp_path / f"{doc['name']}.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    suite = load_suite(doc["name"], tmp_path)
+    if doc is PEOPLE_SUITE:
+        df = spark.createDataFrame(PEOPLE_ROWS, PEOPLE_SCHEMA)
+    elif doc is CODE_PACK_MORE:
+        df = spark.createDataFrame([
+            ("K1", "130102", "20", "21", "13812345678", "050000", "91350100M000100Y43", "11010519491231002X"),
+            ("K2", "110228", "4", "21", "138 1234 5678", "10010", "91350100M000100Y44", "11010519491231002x"),
+            ("K3", "990000", "20", "99", "0311-1234567", "050000", None, "１１０１０５１９４９１２３１００２Ｘ"),
+            ("K4", None, None, None, "+86 13812345678", "010010", "91350100m000100y43", "130102900101001")],
+            "k string, division string, marital string, education string, phone string, postcode string, "
+            "credit_code string, id_no string")
+    elif doc is PAIR_AND_FIELDS_SUITE:
+        df = spark.createDataFrame([
+            ("K1", "1940-05-01", "2025-06-01", '{"_id": 1, "k": "K1"}'),
+            ("K2", "1940-05-01", "1939-12-31", '{"k": "K2"}'),
+            ("K3", "1940-05-01", "1940年5月1日", '{"k": "K3", "tmp_sync_flag": "1"}'),
+            ("K4", "1940-05-01", "2023年2月30日", "[1]"),
+            ("K5", None, "1939-12-31", None)], "k string, birth_date string, death_date string, document string")
+    else:
+        df = spark.createDataFrame([
+            ("C1", "1949年12月31日", "女", "11010519491231002X"), ("C2", "2023年2月30日", "女", "11010519491231002X"),
+            ("C3", "1949年12月31日", "男", "11010519491231002X"), ("C4", "1949年1月5日", "男", "11010519491231007X"),
+            ("C5", "1949-12-31", None, None)], "case_no string, birth_date string, sex string, id_no string")
+    got = _both_engines(spark, df, suite, tmp_path / "reports")
+    expected = {  # (success, element, missing, unexpected) of a few rules, worked out by hand from the rows
+        "raw.test_people": {"p.pn.not_null": (False, 8, 0, 1),
+                            "p.pn.unique": (False, 8, 1, 4),        # P1 twice, P7 twice: all 4 rows, as GX counts
+                            "p.hh_rel.unique": (False, 8, 0, 4),    # (H2,02) twice, (H4,01) twice
+                            "p.age.between": (False, 8, 1, 2)},     # abc, 151
+        "raw.test_org": {"o.division.gbt2260": (False, 4, 1, 1), "o.credit_code.gb32100": (False, 4, 1, 1),
+                         "o.phone.canonical": (False, 4, 0, 3)},
+        "raw.test_deaths": {"d.death_date.not_before_birth": (False, 5, 2, 1),
+                            "d.document.registered_fields": (False, 5, 1, 1)},
+        "raw.test_civil": {"c.birth.valid_date": (False, 5, 0, 2), "c.sex.matches_id": (False, 5, 1, 1)},
+    }[doc["name"]]
+    assert {k: got[k] for k in expected} == expected
