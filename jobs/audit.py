@@ -417,13 +417,13 @@ def stored_result(reports_dir: Path, batch_id: str):
     none), as ``(key, ExpectationSuiteValidationResult)``."""
     from jobs import quality
 
-    context = quality._gx_context(reports_dir)
-    store = context.validation_results_store
-    keys = [k for k in store.list_keys() if k.run_id.run_name == batch_id]
-    if not keys:
-        return None
-    key = max(keys, key=lambda k: str(k.run_id.run_time))
-    return key, store.get(key)
+    with quality.gx_project_lock(reports_dir):
+        store = quality._gx_context(reports_dir).validation_results_store
+        keys = [k for k in store.list_keys() if k.run_id.run_name == batch_id]
+        if not keys:
+            return None
+        key = max(keys, key=lambda k: str(k.run_id.run_time))
+        return key, store.get(key)
 
 
 def _figures(expectation_results) -> dict[str, tuple]:

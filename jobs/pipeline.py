@@ -547,7 +547,8 @@ def validate_unified(spark, settings: Settings, states: dict, logical_date: dt.d
         suite = quality.load_suite(suite_name, suites_dir) if suites_dir else quality.load_suite(suite_name)
         if any(r.action == "quarantine" for r in suite.rules):
             raise ValueError(f"suite {suite_name}: unified suites take warn or fail actions, not quarantine")
-        tally = quality.count_rules(quality.evaluate(state, suite), suite)
+        # counts only (a unified suite quarantines nothing): no ranking of duplicate copies
+        tally = quality.count_rules(quality.evaluate(state, suite, rank_duplicates=False), suite)
         counts = tally.rules
         batch_id = f"{suite_name}:{logical_date.isoformat()}"
         table_rows = [{"_logical_date": logical_date, "table": suite_name, "batch_id": batch_id, "suite": suite.name,

@@ -78,6 +78,7 @@ import json
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -607,7 +608,8 @@ def _with_normalized_ids(df: DataFrame, suite: Suite) -> DataFrame:
 _FLAG = "__govlake_failed_"
 
 
-def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str]) -> tuple[DataFrame, list[Column]]:
+def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str],
+                       rank_duplicates: bool = True) -> tuple[DataFrame, list[Column]]:
     """``(df with one hidden flag column per non-uniqueness rule, one boolean per rule of the suite)``, in suite
     order, never NULL: TRUE when the row fails. ``columns``: the input's own columns (the row JSON that orders
     duplicates).
@@ -629,10 +631,13 @@ def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str]) -> tuple
                    if r.rule_id in flags and r.action in actions]
         return sum(counted[1:], counted[0]) if counted else F.lit(0)
 
-    row_json = F.to_json(F.struct(*[F.col(c) for c in columns]))
-    order = [n_failed(("quarantine", "fail")).asc(), n_failed(("warn",)).asc(), row_json.asc()]
-    if _DUP_IX in df.columns:
-        order.append(F.col(_DUP_IX).asc())
+    if rank_duplicates:
+        row_json = F.to_json(F.struct(*[F.col(c) for c in columns]))
+        order = [n_failed(("quarantine", "fail")).asc(), n_failed(("warn",)).asc(), row_json.asc()]
+        if _DUP_IX in df.columns:
+            order.append(F.col(_DUP_IX).asc())
+    else:  # counts only: which copy of a key is flagged does not matter, only how many (no sort by row content)
+        order = [F.lit(0)]
     out = []
     for rule in suite.rules:
         if rule.rule_id in flags:
@@ -658,7 +663,7 @@ def _empty_string_array() -> Column:
     return F.array().cast("array<string>")
 
 
-def evaluate(df: DataFrame, suite: Suite) -> DataFrame:
+def evaluate(df: DataFrame, suite: Suite, rank_duplicates: bool = True) -> DataFrame:
     """Evaluate every rule of ``suite`` on every row of ``df`` (lazy: no Spark action).
 
     Args:
@@ -666,6 +671,11 @@ def evaluate(df: DataFrame, suite: Suite) -> DataFrame:
             lineage columns (``_source``, ``_batch_id``, …). An existing ``_failed_rules``
             column is replaced.
         suite: the suite (:func:`load_suite`).
+        rank_duplicates: flag, of the rows sharing a key, all but the BEST copy (module docstring), the same copy
+            for every uniqueness rule: what the quarantine needs. False: all but an arbitrary one, for callers that
+            only count (:func:`count_rules` gives the same counts; a suite without ``quarantine`` rules, e.g. the
+            unified gate): each uniqueness window then only partitions by its key, with no sort by the rows'
+            other failures and JSON text.
 
     Returns:
         ``df``'s columns plus ``_failed_rules: array<string>`` (not NULL): ids of the rules the
@@ -683,14 +693,14 @@ def evaluate(df: DataFrame, suite: Suite) -> DataFrame:
         df = df.drop(FAILED_RULES_COL)
     _check_columns(df, suite)
     columns = df.columns
-    if sum(r.expectation_type in _UNIQUE_TYPES for r in suite.rules) > 1:
+    if rank_duplicates and sum(r.expectation_type in _UNIQUE_TYPES for r in suite.rules) > 1:
         # Number the copies of fully identical rows once, so that every uniqueness rule keeps
         # the same copy (otherwise two windows could each keep a different one).
         row_json = F.to_json(F.struct(*[F.col(c) for c in columns]))
         df = df.select("*", F.row_number().over(
             Window.partitionBy(row_json).orderBy(row_json)).alias(_DUP_IX))
     df = _with_normalized_ids(df, suite)
-    df, conds = _failed_conditions(df, suite, columns)
+    df, conds = _failed_conditions(df, suite, columns, rank_duplicates)
     if conds:
         arr = F.filter(F.array(*[F.when(c, F.lit(r.rule_id)) for c, r in zip(conds, suite.rules)]),
                        lambda x: x.isNotNull())
@@ -1025,6 +1035,25 @@ def _get_or_add(getter, adder):
         return adder()
 
 
+@contextmanager
+def gx_project_lock(reports_dir: Path):
+    """Exclusive lock on the GX project at ``<reports_dir>/gx`` (``flock`` on ``<reports_dir>/gx/.govlake.lock``,
+    created if needed) while a validation result is stored or the Data Docs site is built: the Airflow DAG runs the
+    departments' validate tasks, the ``data_docs`` task and unify (its unified results and pages) in parallel
+    processes, and GX writes result JSON and site pages in place (a build could read a result being written, or two
+    builds write one index). Not re-entrant: do not nest. Blocks until the lock is free."""
+    import fcntl
+
+    folder = Path(reports_dir).resolve() / "gx"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".govlake.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _gx_context(reports_dir: Path):
     """The FILE data context at ``<reports_dir>/gx`` (created on first use), with analytics and progress bars off."""
     _quiet_great_expectations()
@@ -1149,7 +1178,8 @@ def save_validation_result(suite: Suite, counts: "BatchCounts", batch_id: str, r
 
     The result's ``meta`` carries what GX's does (run id, validation time, active batch definition of the
     datasource ``govlake_spark`` / asset ``suite.table``) plus ``govlake``: ``{"engine": "single-pass", "rows",
-    "suite_version"}``, shown in the result's Data Docs page.
+    "suite_version"}``; its ``batch_spec`` names the engine, the rows and the suite version, which the result's
+    Data Docs page shows under "Batch Spec".
 
     Args:
         suite: the suite the counts are for.
@@ -1177,37 +1207,41 @@ def save_validation_result(suite: Suite, counts: "BatchCounts", batch_id: str, r
     by_id = {c["rule_id"]: c for c in counts.rules}
     if sorted(by_id) != sorted(r.rule_id for r in suite.rules):
         raise ValueError(f"save_validation_result: the counts are not those of suite {suite.name}")
-    context = _gx_context(reports_dir)
-    gx_suite = _save_gx_suite(context, suite)
-    run_id = RunIdentifier(run_name=batch_id, run_time=run_time)
-    batch_identifier = f"{GX_DATASOURCE}-{suite.table}"
-    results = []
-    for rule, expectation in zip(suite.rules, gx_suite.expectations):
-        success, result = _gx_result(rule, by_id[rule.rule_id], counts.rows,
-                                     counts.duplicated_keys.get(rule.rule_id, 0))
-        config = expectation.configuration
-        config.kwargs["batch_id"] = batch_identifier
-        results.append(ExpectationValidationResult(
-            success=success, expectation_config=config, result=result,
-            exception_info={"raised_exception": False, "exception_message": None, "exception_traceback": None}))
-    n_ok = sum(r.success for r in results)
-    statistics = {"evaluated_expectations": len(results), "successful_expectations": n_ok,
-                  "unsuccessful_expectations": len(results) - n_ok,
-                  "success_percent": _percent(n_ok, len(results))}
-    vr = ExpectationSuiteValidationResult(
-        success=n_ok == len(results), results=results, suite_name=suite.name, statistics=statistics,
-        batch_id=batch_identifier,
-        meta={"great_expectations_version": gx_version,
-              "run_id": run_id, "validation_time": run_id.run_time,
-              "batch_spec": {"batch_data": "SparkDataFrame"},
-              "batch_parameters": {"dataframe": "<DATAFRAME>"},
-              "active_batch_definition": {"datasource_name": GX_DATASOURCE, "data_connector_name": "fluent",
-                                          "data_asset_name": suite.table,
-                                          "batch_identifiers": {"dataframe": "<DATAFRAME>"}},
-              "govlake": {"engine": "single-pass", "rows": counts.rows, "suite_version": suite.version}})
-    key = ValidationResultIdentifier(expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
-                                     run_id=run_id, batch_identifier=batch_identifier)
-    context.validation_results_store.set(key, vr)
+    with gx_project_lock(reports_dir):  # parallel validate tasks, unify and the data_docs task
+        context = _gx_context(reports_dir)
+        gx_suite = _save_gx_suite(context, suite)
+        run_id = RunIdentifier(run_name=batch_id, run_time=run_time)
+        batch_identifier = f"{GX_DATASOURCE}-{suite.table}"
+        results = []
+        for rule, expectation in zip(suite.rules, gx_suite.expectations):
+            success, result = _gx_result(rule, by_id[rule.rule_id], counts.rows,
+                                         counts.duplicated_keys.get(rule.rule_id, 0))
+            config = expectation.configuration
+            config.kwargs["batch_id"] = batch_identifier
+            results.append(ExpectationValidationResult(
+                success=success, expectation_config=config, result=result,
+                exception_info={"raised_exception": False, "exception_message": None, "exception_traceback": None}))
+        n_ok = sum(r.success for r in results)
+        statistics = {"evaluated_expectations": len(results), "successful_expectations": n_ok,
+                      "unsuccessful_expectations": len(results) - n_ok,
+                      "success_percent": _percent(n_ok, len(results))}
+        vr = ExpectationSuiteValidationResult(
+            success=n_ok == len(results), results=results, suite_name=suite.name, statistics=statistics,
+            batch_id=batch_identifier,
+            meta={"great_expectations_version": gx_version,
+                  "run_id": run_id, "validation_time": run_id.run_time,
+                  # shown on the result's Data Docs page (its "Batch Spec"): who computed the figures
+                  "batch_spec": {"batch_data": "SparkDataFrame",
+                                 "evaluated_by": "GovLake single pass (jobs.quality.evaluate + count_rules)",
+                                 "rows": counts.rows, "suite_version": suite.version},
+                  "batch_parameters": {"dataframe": "<DATAFRAME>"},
+                  "active_batch_definition": {"datasource_name": GX_DATASOURCE, "data_connector_name": "fluent",
+                                              "data_asset_name": suite.table,
+                                              "batch_identifiers": {"dataframe": "<DATAFRAME>"}},
+                  "govlake": {"engine": "single-pass", "rows": counts.rows, "suite_version": suite.version}})
+        key = ValidationResultIdentifier(expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+                                         run_id=run_id, batch_identifier=batch_identifier)
+        context.validation_results_store.set(key, vr)
     if data_docs:
         build_data_docs(reports_dir, [batch_id])
     return _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
@@ -1268,30 +1302,31 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
     derived = list(derived_column_names(suite).values())
     gx_df = df if derived and set(derived) <= set(df.columns) else _gx_frame(df.drop(*derived), suite)
 
-    context = _gx_context(reports_dir)
-    datasource = _get_or_add(lambda: context.data_sources.get(GX_DATASOURCE),
-                             lambda: context.data_sources.add_spark(GX_DATASOURCE, persist=False))
-    asset = _get_or_add(lambda: datasource.get_asset(suite.table),
-                        lambda: datasource.add_dataframe_asset(suite.table))
-    batch_definition = _get_or_add(lambda: asset.get_batch_definition(GX_BATCH_DEFINITION),
-                                   lambda: asset.add_batch_definition_whole_dataframe(GX_BATCH_DEFINITION))
-    gx_suite = _save_gx_suite(context, suite)
+    with gx_project_lock(reports_dir):
+        context = _gx_context(reports_dir)
+        datasource = _get_or_add(lambda: context.data_sources.get(GX_DATASOURCE),
+                                 lambda: context.data_sources.add_spark(GX_DATASOURCE, persist=False))
+        asset = _get_or_add(lambda: datasource.get_asset(suite.table),
+                            lambda: datasource.add_dataframe_asset(suite.table))
+        batch_definition = _get_or_add(lambda: asset.get_batch_definition(GX_BATCH_DEFINITION),
+                                       lambda: asset.add_batch_definition_whole_dataframe(GX_BATCH_DEFINITION))
+        gx_suite = _save_gx_suite(context, suite)
 
-    if suite.name in {v.name for v in context.validation_definitions.all()}:
-        validation = context.validation_definitions.get(suite.name)
-    else:
-        validation = context.validation_definitions.add(
-            ValidationDefinition(name=suite.name, data=batch_definition, suite=gx_suite))
-    # add_or_update: a checkpoint saved by an older GovLake (SUMMARY, docs action on every run) is replaced
-    checkpoint = context.checkpoints.add_or_update(Checkpoint(
-        name=suite.name, validation_definitions=[validation],
-        actions=[UpdateDataDocsAction(name="update_data_docs")] if data_docs else [],
-        result_format={"result_format": "BASIC", "partial_unexpected_count": 0},
-    ))
+        if suite.name in {v.name for v in context.validation_definitions.all()}:
+            validation = context.validation_definitions.get(suite.name)
+        else:
+            validation = context.validation_definitions.add(
+                ValidationDefinition(name=suite.name, data=batch_definition, suite=gx_suite))
+        # add_or_update: a checkpoint saved by an older GovLake (SUMMARY, docs action on every run) is replaced
+        checkpoint = context.checkpoints.add_or_update(Checkpoint(
+            name=suite.name, validation_definitions=[validation],
+            actions=[UpdateDataDocsAction(name="update_data_docs")] if data_docs else [],
+            result_format={"result_format": "BASIC", "partial_unexpected_count": 0},
+        ))
 
-    result = checkpoint.run(batch_parameters={"dataframe": gx_df},
-                            run_id=RunIdentifier(run_name=batch_id, run_time=run_time))
-    (key, vr), = result.run_results.items()
+        result = checkpoint.run(batch_parameters={"dataframe": gx_df},
+                                run_id=RunIdentifier(run_name=batch_id, run_time=run_time))
+        (key, vr), = result.run_results.items()
     return _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
 
 
@@ -1328,18 +1363,19 @@ def build_data_docs(reports_dir: Path, run_names: list[str] | None = None) -> Pa
     reports_dir = Path(reports_dir).resolve()
     if not (reports_dir / "gx" / "great_expectations.yml").is_file():
         raise FileNotFoundError(f"no Great Expectations project under {reports_dir / 'gx'}: run a checkpoint first")
-    context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
-    resources = None
-    if run_names is not None:
-        wanted = set(run_names)
-        keys = [k for k in context.validation_results_store.list_keys() if k.run_id.run_name in wanted]
-        suites = sorted({k.expectation_suite_identifier.name for k in keys})
-        resources = keys + [ExpectationSuiteIdentifier(name=n) for n in suites]
-    index = _docs_index(context, reports_dir)
-    if resources == [] and index.is_file():
-        return index  # no result of these runs (every batch stopped before its checkpoint): the site is as it was
-    # an empty list would make GX render every stored result: None says so explicitly
-    context.build_data_docs(resource_identifiers=resources or None, build_index=True)
-    if not index.is_file():
-        raise FileNotFoundError(f"GX did not write {index}")
-    return index
+    with gx_project_lock(reports_dir):
+        context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
+        resources = None
+        if run_names is not None:
+            wanted = set(run_names)
+            keys = [k for k in context.validation_results_store.list_keys() if k.run_id.run_name in wanted]
+            suites = sorted({k.expectation_suite_identifier.name for k in keys})
+            resources = keys + [ExpectationSuiteIdentifier(name=n) for n in suites]
+        index = _docs_index(context, reports_dir)
+        if resources == [] and index.is_file():
+            return index  # no result of these runs (every batch stopped before its checkpoint): the site is as it was
+        # an empty list would make GX render every stored result: None says so explicitly
+        context.build_data_docs(resource_identifiers=resources or None, build_index=True)
+        if not index.is_file():
+            raise FileNotFoundError(f"GX did not write {index}")
+        return index

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -159,6 +160,8 @@ def test_crosscheck_of_the_stored_validation_result_with_gx(spark, tmp_path):
     lake.replace_partition(raw, settings.table_path("raw", "t_people"), "_logical_date", D)
     out = validate_table(spark, settings, "t_people", D, data_docs=True, suites_dir=suites)
     assert out["data_docs"].endswith("local_site/index.html")
+    pages = list(Path(out["data_docs"]).parent.glob("validations/**/*.html"))  # the page says who computed it
+    assert len(pages) == 1 and "GovLake single pass" in pages[0].read_text(encoding="utf-8")
     key, stored = stored_result(settings.reports_dir, "t.people:2025-06-30")
     assert stored.meta["govlake"] == {"engine": "single-pass", "rows": 9, "suite_version": out["rules"][0]["suite_version"]}
     figures = {r.expectation_config.meta["rule_id"]: (r.success, r.result["unexpected_count"]) for r in stored.results}
@@ -168,9 +171,10 @@ def test_crosscheck_of_the_stored_validation_result_with_gx(spark, tmp_path):
         {"table": "raw.t_people", "batch_id": "t.people:2025-06-30", "stored_engine": "single-pass", "rules": 5,
          "mismatches": []}]
     stored.results[1].result["unexpected_count"] = 1  # a stored figure that GX does not find
-    from jobs.quality import _gx_context
+    from jobs.quality import _gx_context, gx_project_lock
 
-    _gx_context(settings.reports_dir).validation_results_store.set(key, stored)
+    with gx_project_lock(settings.reports_dir):
+        _gx_context(settings.reports_dir).validation_results_store.set(key, stored)
     report = crosscheck(spark, settings, D, ["t_people"], suites)
     assert report[0]["mismatches"] == [{"rule_id": "p.pno.unique", "stored": (False, 9, 1, 1), "gx": (False, 9, 1, 2)}]
 

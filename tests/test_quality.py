@@ -557,3 +557,33 @@ def test_single_pass_result_equals_the_gx_checkpoint(spark, tmp_path, doc):
         "raw.test_civil": {"c.birth.valid_date": (False, 5, 0, 2), "c.sex.matches_id": (False, 5, 1, 1)},
     }[doc["name"]]
     assert {k: got[k] for k in expected} == expected
+
+
+def test_gx_project_lock_serialises_data_docs_builds(tmp_path):
+    """The DAG stores results and builds Data Docs from parallel processes: a build waits while another holder has
+    the GX project's lock (flock: separate opens conflict, in other processes as in other threads)."""
+    import threading
+    import time
+
+    from jobs.quality import build_data_docs, gx_project_lock
+
+    reports = tmp_path / "reports"
+    with pytest.raises(FileNotFoundError, match="no Great Expectations project"):
+        build_data_docs(reports)
+    (reports / "gx").mkdir(parents=True)
+    (reports / "gx" / "great_expectations.yml").write_text("", encoding="utf-8")  # a (broken) project exists
+    done = []
+
+    def build():
+        try:
+            done.append(build_data_docs(reports))
+        except Exception as exc:  # noqa: BLE001 - whether the empty project builds or fails, it ran after the lock
+            done.append(type(exc).__name__)
+
+    with gx_project_lock(reports):
+        worker = threading.Thread(target=build)
+        worker.start()
+        time.sleep(1.0)
+        assert done == []  # still waiting for the lock
+    worker.join(timeout=60)
+    assert len(done) == 1 and not worker.is_alive()
