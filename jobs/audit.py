@@ -408,10 +408,6 @@ def write_recall(report: dict, reports_dir: Path) -> tuple[Path, Path]:
 
 # --------------------------------------------------------------------------------------------- cross-check
 
-#: Figures of a GX expectation result compared by :func:`crosscheck`.
-CROSSCHECK_FIELDS = ("success", "element_count", "missing_count", "unexpected_count")
-
-
 def stored_result(reports_dir: Path, batch_id: str):
     """The newest GX validation result stored for run name ``batch_id`` in ``<reports_dir>/gx`` (None when there is
     none), as ``(key, ExpectationSuiteValidationResult)``."""
@@ -442,8 +438,7 @@ def crosscheck(spark, settings: Settings, logical_date: dt.date, tables: list[st
     raw partition, compared rule by rule with the newest result stored for the batch (by default built from the
     gate's single-pass counts, :func:`jobs.quality.save_validation_result`).
 
-    Compared per rule: ``success``, ``element_count``, ``missing_count``, ``unexpected_count``
-    (:data:`CROSSCHECK_FIELDS`).
+    Compared per rule: ``success``, ``element_count``, ``missing_count``, ``unexpected_count``.
 
     Args:
         tables: raw table names (default: every raw table of the registry that has a stored result for the date).
