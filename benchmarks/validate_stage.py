@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({"GOVLAKE_HOME": str(home), "GOVLAKE_DATA_DOCS": "1"})
     os.environ.pop("GOVLAKE_LAKEHOUSE", None)
 
-    from validation_overhead import STEPS, StepClock, instrument
+    from validation_overhead import StepClock, breakdown_lines, instrument, write_report
 
     from jobs import pipeline
     from jobs.config import SAMPLE_LOGICAL_DATE, Settings
@@ -97,19 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "validate breakdown (exclusive wall seconds, calls, share of V):",
     ]
-    other = v - sum(clock.seconds.values())
-    for s in STEPS:
-        lines.append(f"  {s:<28} {clock.seconds[s]:8.1f} s  {clock.calls[s]:4d} calls  {clock.seconds[s] / v:6.1%}")
-    lines.append(f"  {'other':<28} {other:8.1f} s              {other / v:6.1%}")
+    lines += breakdown_lines(clock, v)
     lines += ["", "per raw table (wall seconds, raw rows):"]
     lines += [f"  {name:<32} {sec:7.1f} s  {rows:>10,}" for name, sec, rows in per_table]
     lines += ["", f"raw rows {sum(g['raw'] for g in gate):,}, accepted {sum(g['accepted'] for g in gate):,}, "
                   f"quarantined {sum(g['quarantined'] for g in gate):,}"]
-    text = "\n".join(lines) + "\n"
-    out = REPO / "benchmarks" / "results" / f"validate_stage_{args.residents}.txt"
-    out.write_text(text, encoding="utf-8")
-    print(text)
-    print(f"wrote {out}")
+    write_report(lines, f"validate_stage_{args.residents}")
     return 0
 
 

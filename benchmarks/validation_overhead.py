@@ -208,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     stages = summary["stage_seconds"]
     p = sum(stages.values())
     v = stages["validate"]
-    other = v - sum(clock.seconds.values())
     u = sum(clock.unified.values())
     gate = summary["validate"]
     docs = next((g["data_docs"] for g in gate if g.get("data_docs")), None)
@@ -237,19 +236,28 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "validate breakdown (exclusive wall seconds, calls, share of V):",
     ]
-    for s in STEPS:
-        lines.append(f"  {s:<28} {clock.seconds[s]:8.1f} s  {clock.calls[s]:4d} calls  {clock.seconds[s] / v:6.1%}")
-    lines.append(f"  {'other':<28} {other:8.1f} s              {other / v:6.1%}")
+    lines += breakdown_lines(clock, v)
     lines += ["", f"raw tables validated: {len(gate)}; raw rows {sum(g['raw'] for g in gate)}, accepted "
               f"{sum(g['accepted'] for g in gate)}, quarantined {sum(g['quarantined'] for g in gate)}",
               f"Data Docs index: {docs}"]
+    write_report(lines, f"validation_overhead_{args.residents}" + (f"_{args.suffix}" if args.suffix else ""))
+    return 0
+
+
+def breakdown_lines(clock: StepClock, v: float) -> list[str]:
+    """The validate stage's per-step lines (exclusive seconds, calls, share of ``v``), then ``other``."""
+    other = v - sum(clock.seconds.values())
+    return [f"  {s:<28} {clock.seconds[s]:8.1f} s  {clock.calls[s]:4d} calls  {clock.seconds[s] / v:6.1%}"
+            for s in STEPS] + [f"  {'other':<28} {other:8.1f} s              {other / v:6.1%}"]
+
+
+def write_report(lines: list[str], name: str) -> None:
+    """Write ``benchmarks/results/<name>.txt`` and print it."""
     text = "\n".join(lines) + "\n"
-    out = REPO / "benchmarks" / "results" / (
-        f"validation_overhead_{args.residents}" + (f"_{args.suffix}" if args.suffix else "") + ".txt")
+    out = REPO / "benchmarks" / "results" / f"{name}.txt"
     out.write_text(text, encoding="utf-8")
     print(text)
     print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -422,13 +422,11 @@ def stored_result(reports_dir: Path, batch_id: str):
         return key, store.get(key)
 
 
-def _figures(expectation_results) -> dict[str, tuple]:
-    out = {}
-    for res in expectation_results:
-        r = res.result or {}
-        out[(res.expectation_config.meta or {}).get("rule_id")] = (
-            bool(res.success), r.get("element_count"), r.get("missing_count", 0), r.get("unexpected_count"))
-    return out
+def _figures(expectations: list[dict]) -> dict[str, tuple]:
+    """rule_id -> (success, element_count, missing_count, unexpected_count) of
+    :func:`jobs.quality.expectation_figures` rows."""
+    return {e["rule_id"]: (e["success"], e["element_count"], e["missing_count"], e["unexpected_count"])
+            for e in expectations}
 
 
 def crosscheck(spark, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
@@ -463,9 +461,8 @@ def crosscheck(spark, settings: Settings, logical_date: dt.date, tables: list[st
                  .where(f"_logical_date = DATE'{logical_date.isoformat()}'"))
         gx_run = quality.run_checkpoint(spark, batch, suite, f"{batch_id}#crosscheck", settings.reports_dir,
                                         data_docs=False)
-        gx = {e["rule_id"]: (e["success"], e["element_count"], e["missing_count"], e["unexpected_count"])
-              for e in gx_run["expectations"]}
-        mine = _figures(stored[1].results) if stored else {}
+        gx = _figures(gx_run["expectations"])
+        mine = _figures(quality.expectation_figures(stored[1])) if stored else {}
         engine = ((stored[1].meta or {}).get("govlake") or {}).get("engine", "spark") if stored else None
         out.append({"table": f"raw.{table}", "batch_id": batch_id, "stored_engine": engine, "rules": len(gx),
                     "mismatches": [{"rule_id": rid, "stored": mine.get(rid), "gx": fig}

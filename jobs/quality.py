@@ -1096,17 +1096,6 @@ def _checkpoint_summary(context, key, vr, suite: Suite, reports_dir: Path, data_
     for path in (results_path, docs_index) if data_docs else (results_path,):
         if not path.is_file():
             raise FileNotFoundError(f"GX did not write {path}")
-    expectations = []
-    for res in vr.results:
-        cfg = res.expectation_config
-        meta = cfg.meta or {}
-        r = res.result or {}
-        expectations.append({
-            "rule_id": meta.get("rule_id"), "action": meta.get("action"),
-            "type": meta.get("govlake_type", cfg.type), "success": bool(res.success),
-            "element_count": r.get("element_count"), "unexpected_count": r.get("unexpected_count"),
-            "missing_count": r.get("missing_count", 0),
-        })
     severity = vr.get_max_severity_failure()
     return {
         "success": bool(vr.success),
@@ -1115,8 +1104,26 @@ def _checkpoint_summary(context, key, vr, suite: Suite, reports_dir: Path, data_
         "data_docs_index": str(docs_index),
         "suite_version": suite.version,
         "max_severity": severity.value if severity is not None else None,
-        "expectations": expectations,
+        "expectations": expectation_figures(vr),
     }
+
+
+def expectation_figures(vr) -> list[dict]:
+    """Per rule of a GX ``ExpectationSuiteValidationResult`` (stored or just computed): ``rule_id``, ``action``,
+    ``type`` (the GovLake type of a derived rule), ``success`` (bool), ``element_count``, ``unexpected_count`` and
+    ``missing_count`` (rows; 0 when GX reports none, as for not-null), in the result's order."""
+    out = []
+    for res in vr.results:
+        cfg = res.expectation_config
+        meta = cfg.meta or {}
+        r = res.result or {}
+        out.append({
+            "rule_id": meta.get("rule_id"), "action": meta.get("action"),
+            "type": meta.get("govlake_type", cfg.type), "success": bool(res.success),
+            "element_count": r.get("element_count"), "unexpected_count": r.get("unexpected_count"),
+            "missing_count": r.get("missing_count", 0),
+        })
+    return out
 
 
 #: ``GOVLAKE_GX_ENGINE``: how the Great Expectations validation result of a batch is computed (see

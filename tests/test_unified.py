@@ -375,8 +375,9 @@ def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(s
     — each stays at its previous Delta version — and the failed rules are recorded in ops.validation_results."""
     import os
 
+    from jobs.audit import stored_result
     from jobs.config import Settings
-    from jobs.pipeline import UnifiedPlan
+    from jobs.pipeline import UnifiedPlan, unified_checkpoints
     from jobs.quality import FailRuleViolated
 
     settings = Settings.from_env({**os.environ, "GOVLAKE_HOME": str(tmp_path)})
@@ -395,8 +396,16 @@ def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(s
                                         "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE),
                    "person_residence", ["person_id", "valid_from"])
         gate, stats = plan.publish(DAY)
+        docs = unified_checkpoints(spark, settings, plan.states, DAY, gate=gate)
     finally:
         plan.release()
+    # the GX results of the unified tables come from the gate's counts (no state evaluated again)
+    assert docs.endswith("local_site/index.html")
+    for name, rules in (("person", 25), ("person_residence", 13)):
+        _, stored = stored_result(settings.reports_dir, f"unified.{name}:{DAY.isoformat()}")
+        assert (stored.meta["govlake"]["engine"], stored.meta["govlake"]["rows"], stored.success) == (
+            "single-pass", 2, True)
+        assert len(stored.results) == rules
     assert stats == {"person": {"inserted": 2, "updated": 0}, "person_residence": {"inserted": 2, "updated": 0}}
     assert [(g["table"], g["rows"]) for g in gate] == [("unified.person", 2), ("unified.person_residence", 2)]
     recorded = results(DAY)
