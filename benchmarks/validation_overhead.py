@@ -72,14 +72,26 @@ UNIFIED_STEPS = ("unified gate (validate_unified)", "unified GX results + Data D
 
 
 class StepClock:
-    """Exclusive wall seconds per step, while the validate stage runs (a stack of active steps)."""
+    """Exclusive wall seconds per step, while the validate stage runs (a stack of active steps per thread: the
+    stage validates tables in parallel threads, ``GOVLAKE_VALIDATE_THREADS``, so the steps' seconds are summed over
+    the threads and can add up to more than the stage's wall seconds)."""
 
     def __init__(self):
+        import threading
+
         self.seconds: dict[str, float] = {s: 0.0 for s in STEPS}
         self.calls: dict[str, int] = {s: 0 for s in STEPS}
-        self.stack: list[list] = []  # [step, started, child seconds]
+        self._local = threading.local()
+        self._lock = threading.Lock()
         self.in_validate = False
         self.unified: dict[str, float] = {}
+
+    @property
+    def stack(self) -> list[list]:
+        """This thread's active steps: [step, started, child seconds]."""
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
 
     def wrap(self, owner, name: str, step: str, only_direct: bool = False) -> None:
         """Replace ``owner.name`` by a wrapper timing it as ``step`` (only inside the validate stage;
@@ -99,8 +111,9 @@ class StepClock:
             finally:
                 s, started, child = clock.stack.pop()
                 total = time.monotonic() - started
-                clock.seconds[s] += total - child
-                clock.calls[s] += 1
+                with clock._lock:
+                    clock.seconds[s] += total - child
+                    clock.calls[s] += 1
                 if clock.stack:
                     clock.stack[-1][2] += total
 
@@ -245,10 +258,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def breakdown_lines(clock: StepClock, v: float) -> list[str]:
-    """The validate stage's per-step lines (exclusive seconds, calls, share of ``v``), then ``other``."""
+    """The validate stage's per-step lines (exclusive seconds summed over the stage's threads, calls, share of
+    ``v``), then ``other`` (V minus the steps: negative when the threads overlapped more than the rest took)."""
+    from jobs.pipeline import validate_threads
+
     other = v - sum(clock.seconds.values())
-    return [f"  {s:<28} {clock.seconds[s]:8.1f} s  {clock.calls[s]:4d} calls  {clock.seconds[s] / v:6.1%}"
-            for s in STEPS] + [f"  {'other':<28} {other:8.1f} s              {other / v:6.1%}"]
+    return [f"  (tables validated {validate_threads()} at a time: a step's seconds are summed over the threads)"] + [
+        f"  {s:<28} {clock.seconds[s]:8.1f} s  {clock.calls[s]:4d} calls  {clock.seconds[s] / v:6.1%}"
+        for s in STEPS] + [f"  {'other':<28} {other:8.1f} s              {other / v:6.1%}"]
 
 
 def write_report(lines: list[str], name: str) -> None:

@@ -85,7 +85,9 @@ _WS = " \t\n\x0b\x0c\r"
 _ID18_RE = "[0-9]{17}[0-9X]"
 _ID15_RE = "[0-9]{15}"
 #: A number as a spreadsheet or a float column prints it: an exponent, or a decimal point.
-_FLOAT_RE = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+|[0-9]+\.[0-9]*"
+#: (``[0-9]+(?:\.[0-9]*)?``, not the equal ``[0-9]+\.?[0-9]*``: that one backtracks quadratically on a long digit
+#: string, i.e. on every 18-digit ID, and made normalising IDs in Spark several times slower.)
+_FLOAT_RE = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]+|[0-9]+\.[0-9]*"
 
 _CODE_LIST_FILES = {
     "sex": "gbt2261_1_2003_sex.csv",
@@ -472,11 +474,16 @@ def _fold_table() -> tuple[str, str]:
 
 
 def _clean_col(c: "Column") -> "Column":
-    """Cast to string, fold full-width/Unicode spaces, strip [ \\t\\n\\v\\f\\r] at both ends."""
+    """Cast to string, fold full-width/Unicode spaces, strip [ \\t\\n\\v\\f\\r] at both ends.
+
+    The fold (``translate`` over a table of about 100 characters) only runs on values with a non-ASCII character
+    (``octet_length`` > ``length``): it leaves an ASCII value unchanged, and almost every value is ASCII
+    (``benchmarks/rule_cost.py`` measures what each rule costs)."""
     from pyspark.sql import functions as F
 
     src, dst = _fold_table()
-    return F.btrim(F.translate(c.cast("string"), src, dst), F.lit(_WS))
+    s = c.cast("string")
+    return F.btrim(F.when(F.octet_length(s) == F.length(s), s).otherwise(F.translate(s, src, dst)), F.lit(_WS))
 
 
 def _check_char_col(body17: "Column") -> "Column":
@@ -507,7 +514,7 @@ def id_normalize_col(c: "Column") -> "Column":
     body17 = F.concat(F.substring(s, 1, 6), F.lit("19"), F.substring(s, 7, 9))
     return (F.when(s.rlike(_java(_ID15_RE)), F.concat(body17, _check_char_col(body17)))
             .when((s == "") | s.rlike(_java(_FLOAT_RE)), F.lit(None).cast("string"))
-            .otherwise(F.translate(s, "x", "X")))
+            .otherwise(F.replace(s, F.lit("x"), F.lit("X"))))
 
 
 def _birth_ok_col(s: "Column", max_birth_date: date) -> "Column":

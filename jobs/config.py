@@ -2,21 +2,23 @@
 
 Environment variables (all optional):
 
-==========================  ==========================================================  =====================
-variable                    meaning                                                     default
-==========================  ==========================================================  =====================
-``GOVLAKE_HOME``            root for runtime output (lakehouse, sources, reports)       ``<repo>/var``
-``GOVLAKE_LAKEHOUSE``       root of the Delta tables (any Hadoop path: file:, s3a:)     ``$GOVLAKE_HOME/lakehouse``
-``GOVLAKE_SPARK_MASTER``    Spark master URL                                            ``local[*]``
-``GOVLAKE_SOURCES``         ``embedded`` (SQLite + JSON lines) or ``servers``           ``embedded``
-                            (PostgreSQL + MongoDB through Airflow connection URIs)
-``GOVLAKE_JARS``            folder of cached jars (Delta, JDBC)                          ``<repo>/.cache/jars``
-``GOVLAKE_DATA_DOCS``       ``0``: no GX validation results / Data Docs (the row-level   ``1``
-                            gate, quarantine and ``ops.validation_results`` still run)
-``GOVLAKE_GX_ENGINE``       how GX validation results are computed: ``single-pass``       ``single-pass``
-                            (from the gate's one-pass counts) or ``spark`` (GX's own
-                            checkpoint); see :func:`jobs.quality.gx_engine`
-==========================  ==========================================================  =====================
+==============================  ==========================================================  =====================
+variable                        meaning                                                     default
+==============================  ==========================================================  =====================
+``GOVLAKE_HOME``                root for runtime output (lakehouse, sources, reports)       ``<repo>/var``
+``GOVLAKE_LAKEHOUSE``           root of the Delta tables (any Hadoop path: file:, s3a:)     ``$GOVLAKE_HOME/lakehouse``
+``GOVLAKE_SPARK_MASTER``        Spark master URL                                            ``local[*]``
+``GOVLAKE_SOURCES``             ``embedded`` (SQLite + JSON lines) or ``servers``           ``embedded``
+                                (PostgreSQL + MongoDB through Airflow connection URIs)
+``GOVLAKE_JARS``                folder of cached jars (Delta, JDBC)                          ``<repo>/.cache/jars``
+``GOVLAKE_DATA_DOCS``           ``0``: no GX validation results / Data Docs (the row-level   ``1``
+                                gate, quarantine and ``ops.validation_results`` still run)
+``GOVLAKE_GX_ENGINE``           how GX validation results are computed: ``single-pass``       ``single-pass``
+                                (from the gate's one-pass counts) or ``spark`` (GX's own
+                                checkpoint); see :func:`jobs.quality.gx_engine`
+``GOVLAKE_VALIDATE_THREADS``    raw tables the validate stage validates at once; see        ``2``
+                                :func:`jobs.pipeline.validate_threads`
+==============================  ==========================================================  =====================
 """
 from __future__ import annotations
 

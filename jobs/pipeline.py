@@ -204,33 +204,78 @@ def _results_schema():
     ] + [StructField("evaluated", LongType()), StructField("failed", LongType())])
 
 
+def validate_threads(env: dict | None = None) -> int:
+    """How many raw tables :func:`run_validate` validates at once: ``GOVLAKE_VALIDATE_THREADS`` (default 2, at
+    least 1).
+
+    Why more than one: a table's gate is partly Spark work on every core and partly work of the driver alone (Delta
+    commits, the GX result, planning), which leaves the cores idle; a second table's Spark work fills them (the
+    Airflow DAG gets the same from its parallel validate tasks).
+
+    Raises:
+        ValueError: the variable is not a positive integer.
+    """
+    import os
+
+    value = (env if env is not None else os.environ).get("GOVLAKE_VALIDATE_THREADS", "2")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"GOVLAKE_VALIDATE_THREADS must be a positive integer, not {value!r}")
+    return int(value)
+
+
 def run_validate(spark, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
-                 data_docs: bool | None = None, build_site: bool = True) -> list[dict]:
+                 data_docs: bool | None = None, build_site: bool = True, threads: int | None = None,
+                 suites_dir: Path | None = None) -> list[dict]:
     """Validate every raw table (or ``tables``) for ``logical_date``; see :func:`validate_table`.
 
     ``data_docs``: run the GX checkpoint of each table (default: on unless ``GOVLAKE_DATA_DOCS=0``; the
     row-level gate, quarantine and ``ops.validation_results`` are written either way). ``build_site``: then
-    build the Data Docs site ONCE, after the tables (:func:`build_data_docs`), also when a table stopped the
-    stage (the tables validated before it are shown); the Airflow DAG passes False and builds it in its
+    build the Data Docs site ONCE, after the tables (:func:`build_data_docs`), also when a table stopped (the
+    other tables are shown); the Airflow DAG passes False and builds it in its
     ``data_docs`` task after every validate task. ``ops.validation_results`` is written in one commit for all
-    the tables (:func:`write_validation_results`), also those validated before a table that stopped the stage.
+    the tables (:func:`write_validation_results`), also when a table stopped.
+    ``threads``: tables validated at once (default :func:`validate_threads`); each table is validated and
+    published on its own (its own Delta commits), so the tables are independent and the result is the same for
+    any number of threads. A table whose ``fail`` rule failed publishes nothing; the other tables are still
+    validated and published, as the DAG's parallel validate tasks do. ``suites_dir``: as :func:`validate_table`.
+
+    Returns:
+        :func:`validate_table`'s result per table, in the order of ``tables``.
 
     Raises:
-        what :func:`validate_table` raises (after building the site of the tables validated before).
+        what :func:`validate_table` raises, for the first table (in the order of ``tables``) that raised, after
+        every other table was validated and the results and the site were written.
     """
     import os
+    from concurrent.futures import ThreadPoolExecutor
 
     if data_docs is None:
         data_docs = os.environ.get("GOVLAKE_DATA_DOCS", "1") != "0"
+    names = list(tables or raw_tables())
+    threads = threads or validate_threads()
+
+    def one(table: str) -> dict:
+        return validate_table(spark, settings, table, logical_date, data_docs, suites_dir=suites_dir,
+                              build_site=False, write_results=False)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(names))),
+                            thread_name_prefix="govlake-validate") as pool:
+        futures = [pool.submit(one, t) for t in names]
     results: list[dict] = []
+    first_error: BaseException | None = None
+    for future in futures:
+        error = future.exception()
+        if error is None:
+            results.append(future.result())
+        elif first_error is None:
+            first_error = error
     try:
-        for t in tables or raw_tables():
-            results.append(validate_table(spark, settings, t, logical_date, data_docs, build_site=False,
-                                          write_results=False))
-    finally:
         write_validation_results(spark, settings, logical_date, results)
+    finally:
         if data_docs and build_site and results:
             build_data_docs(settings, logical_date, [r["table"].split(".", 1)[1] for r in results])
+    if first_error is not None:
+        raise first_error
     return results
 
 

@@ -1,0 +1,113 @@
+"""What each rule of a raw table's suite costs: JVM CPU seconds per rule and per gate step (issue #5).
+
+On a lakehouse that already holds ``raw.<table>`` for the logical date (e.g. the home of
+``benchmarks/validate_stage.py`` or ``validation_overhead.py``), for each table given:
+
+- reading every column once (the floor), and the hidden GB 11643 columns (normalised ID and its validity);
+- each non-uniqueness rule alone (one aggregation counting its failures);
+- the whole suite: evaluated without and with ranking duplicate copies, then cached and counted as the gate does;
+- the gate's two writes (quarantine, staging) from that cache, into a scratch folder (the lakehouse is only read).
+
+CPU seconds are read from ``/proc/<jvm pid>/stat`` (user + system of the Spark JVM), so the figures hold on a busy
+machine, where wall seconds do not; wall seconds are printed next to them.
+
+Usage::
+
+    PYTHONPATH=. .venv/bin/python benchmarks/rule_cost.py --home /tmp/govlake-valstage-1000000 \\
+        hrss_social_insurance hukou_persons
+
+Writes ``benchmarks/results/rule_cost_<tables>.txt`` when ``--out`` is given (and prints it).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("tables", nargs="+", help="raw table names, e.g. hukou_persons")
+    parser.add_argument("--home", required=True, help="GOVLAKE_HOME whose lakehouse holds the raw tables")
+    parser.add_argument("--date", default="2025-06-30")
+    parser.add_argument("--out", default=None, help="also write the report to this file")
+    args = parser.parse_args(argv)
+
+    scratch = Path("/tmp/govlake-rule-cost")
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.environ["GOVLAKE_HOME"] = str(scratch / "home")
+    os.environ.pop("GOVLAKE_LAKEHOUSE", None)
+
+    from pyspark.sql import functions as F
+
+    from jobs import lake, quality
+    from jobs.config import Settings
+    from jobs.spark import get_spark
+
+    spark = get_spark(Settings.from_env(), app_name="govlake-rule-cost")
+    jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        fields = Path(f"/proc/{jvm_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    day = dt.date.fromisoformat(args.date)
+    raw_dir = Path(args.home) / "lakehouse" / "raw"
+    commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], capture_output=True,
+                            text=True).stdout.strip()[:100]
+    lines = [f"# benchmarks/rule_cost.py --home {args.home} {' '.join(args.tables)}",
+             f"date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}  host: {os.cpu_count()} cores  "
+             f"commit: {commit}",
+             f"load average (1/5/15 min) at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}", ""]
+
+    def measure(label: str, action) -> None:
+        c0, t0 = cpu(), time.perf_counter()
+        action()
+        lines.append(f"  {label:44s} cpu {cpu() - c0:7.1f} s   wall {time.perf_counter() - t0:7.1f} s")
+        print(lines[-1], flush=True)
+
+    for table in args.tables:
+        suite = quality.load_suite(f"raw.{table}")
+        batch = (spark.read.format("delta").load(str(raw_dir / table))
+                 .where(F.col("_logical_date") == F.lit(day)))
+        lines.append(f"raw.{table}: {batch.count():,} rows, {len(suite.rules)} rules")
+        measure("read every column", lambda: batch.agg(F.sum(F.xxhash64(*batch.columns))).collect())
+        ids = quality._with_normalized_ids(batch, suite)
+        hidden = [c for c in ids.columns if c.startswith("__govlake_")]
+        if hidden:
+            measure("hidden GB 11643 columns (norm, validity)",
+                    lambda: ids.agg(F.sum(F.xxhash64(*hidden))).collect())
+        for rule in suite.rules:
+            if rule.expectation_type in quality._UNIQUE_TYPES:
+                continue  # a window over the key: see the whole-suite figures
+            measure(f"rule {rule.rule_id.split('.', 1)[1]}", lambda: ids.agg(F.count_if(F.coalesce(
+                quality._applies(rule) & quality._value_check(rule), F.lit(False)))).collect())
+        measure("suite, duplicates not ranked, counted",
+                lambda: quality.count_rules(quality.evaluate(batch, suite, rank_duplicates=False), suite))
+        evaluated = quality.evaluate(batch, suite).cache()
+        measure("suite, ranked, cached, counted (the gate)", lambda: quality.count_rules(evaluated, suite))
+        accepted, quarantined = quality.split(evaluated, suite)
+        measure("quarantine write (from the cache)", lambda: lake.replace_partition_counted(
+            spark, quarantined, str(scratch / "quarantine" / table), "_logical_date", day))
+        measure("staging write (from the cache)", lambda: lake.replace_partition_counted(
+            spark, accepted, str(scratch / "staging" / table), "_logical_date", day))
+        evaluated.unpersist()
+        lines.append("")
+    spark.stop()
+    shutil.rmtree(scratch, ignore_errors=True)
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
