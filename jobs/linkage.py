@@ -364,6 +364,10 @@ def _neg(s: str) -> tuple:
 def link_residue(spark, residue, reference, existing=None, model: dict[str, Any] | None = None):
     """Link the candidate records without a valid ID (Spark in, Spark out; the residue is collected).
 
+    The driver holds the residue, its blocked reference records (:func:`blocking_reference`: at most
+    ``max_block_size`` per distinct blocking value of the residue) and the candidate pairs at or above the
+    threshold — all proportional to the residue, never to the population.
+
     Args:
         residue: candidate rows without a valid ID (:func:`jobs.unified.person_candidates` columns, unique
             on record_key, record_key not NULL).
