@@ -4,8 +4,11 @@ Records with a valid ID are linked deterministically on it (:func:`jobs.unified.
 "residue": missing, malformed or check-digit-failing IDs) are linked here with a Fellegi–Sunter model
 (Fellegi & Sunter, *A Theory for Record Linkage*, JASA 1969) run by Splink on its DuckDB backend:
 
-1. in Spark, :func:`blocking_reference` keeps only the ID'd records that share a blocking value (ID body,
-   birth date, name, phone) with a residue record — small, so it is collected with the residue;
+1. in Spark, :func:`blocking_reference` keeps only the ID'd records that share a blocking value with a residue
+   record: the COMPOUND blocking rules of ``linkage.yaml`` (ID body; phone; name + birth date; birth date +
+   community; name + community; name pinyin + community; birth date + sex + district; name + the ID's birth
+   digits), a value shared by more than ``max_block_size`` ID'd records skipped (logged) — so what is
+   collected to the driver is proportional to the residue, not to the population;
 2. :func:`predict_pairs` scores candidate pairs with the FIXED m/u parameters of
    ``schemas/unified/linkage.yaml`` (no training, so no randomness) and says which fields agreed;
 3. :func:`assign_person_ids` gives each residue record the person of its best ID'd match at or above the
@@ -16,7 +19,9 @@ Records with a valid ID are linked deterministically on it (:func:`jobs.unified.
 Why DuckDB and not Splink's Spark backend: Splink's Spark backend registers Scala similarity UDFs built for
 Scala 2.12 / Spark 3 (upstream issue "Scala 2.13 support?", open) and Splink marks Spark 4 as partially
 supported; our stack is pyspark 4.1.4 (Scala 2.13). The residue is small (rows without a valid ID are a few
-per cent of a department's rows at most), so collecting it plus its blocked reference rows is cheap.
+per cent of a department's rows at most), so collecting it plus its blocked reference rows is cheap — as long
+as every blocking rule is selective: a birth date alone or a name alone (the former rules) blocks together
+hundreds of records at 1M residents, and the driver collected nearly every ID'd record (OOM, issue #6).
 
 Accuracy report (one command)::
 
@@ -31,8 +36,9 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import logging
 import sys
-from functools import lru_cache
+from functools import lru_cache, reduce
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +50,22 @@ MODEL_FILE = SCHEMAS_DIR / "unified" / "linkage.yaml"
 #: Columns of a record the model compares (as collected to pandas).
 LINK_FIELDS = ("record_key", "id_no", "name", "sex_code", "birth_date", "community_code", "address", "phone")
 LINK_SCHEMA = "record_key string, person_id string, link_method string, match_weight double, agreed_fields string"
+#: Blocking keys a rule of ``linkage.yaml`` may name, besides the :data:`LINK_FIELDS` themselves (how each is
+#: derived: :func:`_key_col` in Spark, :func:`prepare_records` in pandas — the two must agree).
+DERIVED_KEYS = ("id_body", "id_birth", "district", "name_pinyin")
+#: Default of ``max_block_size`` (ID'd records sharing one blocking value) when ``linkage.yaml`` has none.
+MAX_BLOCK_SIZE = 100
+
+log = logging.getLogger(__name__)
 
 
 def load_model(path: Path | str = MODEL_FILE) -> dict[str, Any]:
-    """The linkage model of ``schemas/unified/linkage.yaml`` (prior, threshold, blocking rules, comparisons
-    with fixed m/u per level).
+    """The linkage model of ``schemas/unified/linkage.yaml`` (prior, threshold, blocking rules — each
+    ``{keys: [...]}``, pairs equal on every key —, ``max_block_size``, comparisons with fixed m/u per level).
 
     Raises:
-        ValueError: a non-null level lacks ``m`` or ``u``, or a probability is outside (0, 1].
+        ValueError: a non-null level lacks ``m`` or ``u``, or a probability is outside (0, 1]; a blocking rule
+            names no key or a key that is neither a :data:`LINK_FIELDS` column nor a :data:`DERIVED_KEYS` one.
     """
     return _load_model(str(path))
 
@@ -67,6 +81,11 @@ def _load_model(path: str) -> dict[str, Any]:
             for p in ("m", "u"):
                 if not (isinstance(lv.get(p), (int, float)) and 0 < lv[p] <= 1):
                     raise ValueError(f"{path}: {comp['name']}.{lv['label']}: {p} must be in (0, 1], not {lv.get(p)!r}")
+    known = set(LINK_FIELDS) | set(DERIVED_KEYS)
+    for rule in model["blocking_rules"]:
+        keys = rule.get("keys") if isinstance(rule, dict) else None
+        if not keys or set(keys) - known:
+            raise ValueError(f"{path}: blocking rule {rule!r}: keys must be a non-empty list of {sorted(known)}")
     return model
 
 
@@ -90,37 +109,101 @@ def splink_settings(model: dict[str, Any]) -> dict[str, Any]:
         "unique_id_column_name": "record_key",
         "probability_two_random_records_match": float(model["probability_two_random_records_match"]),
         "blocking_rules_to_generate_predictions": [
-            {"blocking_rule": f"({rule}) AND (l.residue + r.residue) > 0"} for rule in model["blocking_rules"]],
+            {"blocking_rule": f"({blocking_sql(rule)}) AND (l.residue + r.residue) > 0"}
+            for rule in model["blocking_rules"]],
         "comparisons": comparisons,
         "retain_intermediate_calculation_columns": True,
         "retain_matching_columns": True,
     }
 
 
-def blocking_reference(residue, reference):
-    """ID'd candidate records that share a blocking value with a residue record (Spark semi-joins).
+def blocking_sql(rule: dict[str, Any]) -> str:
+    """Splink (DuckDB) SQL of a blocking rule: ``l.<key> = r.<key>`` for every key, joined with AND."""
+    return " AND ".join(f"l.{k} = r.{k}" for k in rule["keys"])
+
+
+def _key_col(name: str):
+    """Spark Column of blocking key ``name`` over candidate rows (NULL when it cannot be derived); the twin of
+    the columns :func:`prepare_records` adds."""
+    from pyspark.sql import functions as F
+
+    if name == "id_body":
+        return F.when(F.length("id_no") >= 17, F.substring("id_no", 1, 17))
+    if name == "id_birth":
+        return F.when(F.length("id_no") == 18, F.substring("id_no", 7, 8))
+    if name == "district":
+        return F.when(F.length("community_code") >= 6, F.substring("community_code", 1, 6))
+    if name == "birth_date":
+        return F.date_format("birth_date", "yyyyMMdd")
+    return F.col(name).cast("string")
+
+
+def _with_pinyin(df):
+    """``df`` plus ``name_pinyin`` (:func:`_pinyin`), computed once per distinct name (a pandas UDF on the
+    executors; nothing is collected)."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    def pinyin(names):
+        return names.map(_pinyin)
+
+    pinyin.__annotations__ = {"names": pd.Series, "return": pd.Series}  # real types: this module's are strings
+    udf = F.pandas_udf(pinyin, "string")
+    names = df.select("name").where("name IS NOT NULL").distinct().withColumn("name_pinyin", udf("name"))
+    return df.join(names, "name", "left")
+
+
+def _rule_keys(df, rules: list[dict[str, Any]]):
+    """The columns of ``df`` plus rule (INT, index in ``rules``) and key (STRING: the rule's key values joined
+    with U+0001) — one row per record and rule whose keys are all non-NULL."""
+    from pyspark.sql import functions as F
+
+    cols = list(df.columns)
+    if any("name_pinyin" in r["keys"] for r in rules):
+        df = _with_pinyin(df)
+    entries = []
+    for i, rule in enumerate(rules):
+        keys = [(F.col(k) if k == "name_pinyin" else _key_col(k)) for k in rule["keys"]]
+        complete = reduce(lambda x, y: x & y, [k.isNotNull() for k in keys])
+        entries.append(F.struct(F.lit(i).alias("rule"), F.when(complete, F.concat_ws("\u0001", *keys)).alias("key")))
+    return (df.select(*cols, F.explode(F.array(*entries)).alias("_b"))
+            .select(*cols, "_b.rule", "_b.key").where("key IS NOT NULL"))
+
+
+def blocking_reference(residue, reference, model: dict[str, Any] | None = None):
+    """ID'd candidate records that share a blocking value with a residue record (Spark; nothing collected).
 
     Args:
         residue, reference: candidate rows (:func:`jobs.unified.person_candidates` columns); ``reference``
             also carries ``person_id``.
+        model: :func:`load_model` (default ``linkage.yaml``): its ``blocking_rules`` and ``max_block_size``.
 
     Returns:
-        the ``reference`` rows whose first 17 ID characters, birth date, name or phone equal a residue
-        record's (the blocking keys of ``linkage.yaml`` that Spark can evaluate; pinyin is compared after
-        collection).
+        the ``reference`` rows (its columns) equal to some residue record on every key of at least one
+        blocking rule — the rules that generate Splink's candidate pairs (:func:`splink_settings`), evaluated in
+        ONE pass over the reference (a row per record and rule, semi-joined with the residue's values,
+        broadcast; the matches are kept with ``localCheckpoint``). A value shared by more than ``max_block_size``
+        reference records is skipped for its rule: a warning names the rule, how many values and the largest
+        block; those records may still come through another rule. So the result has at most
+        ``max_block_size`` rows per distinct blocking value of the residue, whatever the population.
     """
-    from functools import reduce
-
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    body = lambda df: F.substring(df["id_no"], 1, 17)  # noqa: E731
-    r = residue.select(body(residue).alias("id_body"), "birth_date", "name", "phone")
-    parts = []
-    for col, left, right in (("id_body", body(reference), F.col("k")), ("birth_date", reference["birth_date"], F.col("k")),
-                             ("name", reference["name"], F.col("k")), ("phone", reference["phone"], F.col("k"))):
-        keys = r.select(F.col(col).alias("k")).where("k IS NOT NULL").distinct()
-        parts.append(reference.join(F.broadcast(keys), left == right, "left_semi"))
-    return reduce(lambda a, b: a.unionByName(b), parts).dropDuplicates(["record_key"])
+    model = model or load_model()
+    rules = list(model["blocking_rules"])
+    limit = int(model.get("max_block_size", MAX_BLOCK_SIZE))
+    wanted = _rule_keys(residue.select(*LINK_FIELDS), rules).select("rule", "key").distinct()
+    hits = (_rule_keys(reference, rules).join(F.broadcast(wanted), ["rule", "key"], "left_semi")
+            .withColumn("_n", F.count("*").over(Window.partitionBy("rule", "key")))
+            .localCheckpoint(eager=True))
+    skipped = (hits.where(F.col("_n") > limit).groupBy("rule")
+               .agg(F.count_distinct("key").alias("values"), F.max("_n").alias("largest")).collect())
+    for row in sorted(skipped):
+        log.warning("linkage blocking rule %s: %d value(s) shared by more than %d ID'd records (largest block %d) "
+                    "skipped", rules[row["rule"]]["keys"], row["values"], limit, row["largest"])
+    return (hits.where(F.col("_n") <= limit).select(*reference.columns)
+            .dropDuplicates(["record_key"]))
 
 
 def _pinyin(name: str | None) -> str | None:
@@ -133,8 +216,10 @@ def _pinyin(name: str | None) -> str | None:
 
 
 def prepare_records(records, residue_keys: set[str]):
-    """pandas frame for Splink: :data:`LINK_FIELDS` as text (birth_date ``yyyyMMdd``) plus ``name_pinyin``,
-    ``id_body`` (first 17 ID characters) and ``residue`` (1 / 0)."""
+    """pandas frame for Splink: :data:`LINK_FIELDS` as text (birth_date ``yyyyMMdd``) plus the
+    :data:`DERIVED_KEYS` — ``name_pinyin``, ``id_body`` (ID characters 1-17), ``id_birth`` (ID characters 7-14 of
+    an 18-character ID), ``district`` (community_code characters 1-6), as :func:`_key_col` derives them in
+    Spark — and ``residue`` (1 / 0)."""
     import pandas as pd
 
     df = pd.DataFrame(records, columns=list(LINK_FIELDS)).astype(object)
@@ -142,16 +227,20 @@ def prepare_records(records, residue_keys: set[str]):
     df["birth_date"] = [d.strftime("%Y%m%d") if hasattr(d, "strftime") else d for d in df["birth_date"]]
     df["name_pinyin"] = [_pinyin(n) for n in df["name"]]
     df["id_body"] = [i[:17] if i and len(i) >= 17 else None for i in df["id_no"]]
+    df["id_birth"] = [i[6:14] if i and len(i) == 18 else None for i in df["id_no"]]
+    df["district"] = [c[:6] if c and len(c) >= 6 else None for c in df["community_code"]]
     df["residue"] = [1 if k in residue_keys else 0 for k in df["record_key"]]
     return df.sort_values("record_key").reset_index(drop=True)
 
 
-def predict_pairs(records, model: dict[str, Any] | None = None):
+def predict_pairs(records, model: dict[str, Any] | None = None, min_weight: float | None = None):
     """Score candidate pairs with Splink (DuckDB backend) and explain them.
 
     Args:
         records: :func:`prepare_records` output.
         model: :func:`load_model` (default ``linkage.yaml``).
+        min_weight: keep only pairs with match weight ≥ this (filtered in DuckDB, so the pairs below the
+            threshold never reach pandas); default every candidate pair.
 
     Returns:
         pandas DataFrame record_key_l, record_key_r, match_weight (float, log2 odds), match_probability,
@@ -173,7 +262,7 @@ def predict_pairs(records, model: dict[str, Any] | None = None):
                                                    for c in records.columns]))
     linker = Linker(db.register(table, table_name="govlake_link_records"), splink_settings(model),
                     log_level="WARNING")
-    pred = linker.inference.predict().as_pandas_dataframe()
+    pred = linker.inference.predict(threshold_match_weight=min_weight).as_pandas_dataframe()
     if pred.empty:
         return pd.DataFrame(columns=cols)
     labels = {c["name"]: [str(lv["label"]) for lv in c["levels"] if not lv.get("is_null")][::-1]
@@ -275,6 +364,10 @@ def _neg(s: str) -> tuple:
 def link_residue(spark, residue, reference, existing=None, model: dict[str, Any] | None = None):
     """Link the candidate records without a valid ID (Spark in, Spark out; the residue is collected).
 
+    The driver holds the residue, its blocked reference records (:func:`blocking_reference`: at most
+    ``max_block_size`` per distinct blocking value of the residue) and the candidate pairs at or above the
+    threshold — all proportional to the residue, never to the population.
+
     Args:
         residue: candidate rows without a valid ID (:func:`jobs.unified.person_candidates` columns, unique
             on record_key, record_key not NULL).
@@ -290,15 +383,18 @@ def link_residue(spark, residue, reference, existing=None, model: dict[str, Any]
     if not res_rows:
         return spark.createDataFrame([], LINK_SCHEMA)
     residue_keys = {r[0] for r in res_rows}
-    ref = blocking_reference(residue, reference).select(*LINK_FIELDS, "person_id").collect()
+    ref = blocking_reference(residue, reference, model).select(*LINK_FIELDS, "person_id").collect()
     reference_person = {r["record_key"]: r["person_id"] for r in ref}
     records = prepare_records(res_rows + [tuple(r)[:-1] for r in ref], residue_keys)
-    pairs = predict_pairs(records, model)
+    threshold = float(model["match_weight_threshold"])
+    pairs = predict_pairs(records, model, min_weight=threshold)  # assign_person_ids ignores pairs below it
+    log.info("linkage: %d residue records, %d blocked reference records, %d pairs at or above %s",
+             len(res_rows), len(ref), len(pairs), threshold)
     known = {}
     if existing is not None:
         known = {r[0]: r[1] for r in existing.join(residue.select("record_key"), "record_key", "left_semi")
                  .select("record_key", "person_id").collect()}
-    rows = assign_person_ids(residue_keys, reference_person, pairs, float(model["match_weight_threshold"]), known)
+    rows = assign_person_ids(residue_keys, reference_person, pairs, threshold, known)
     return spark.createDataFrame(rows, LINK_SCHEMA)
 
 

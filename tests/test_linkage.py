@@ -130,3 +130,60 @@ def test_truth_names_one_record_per_role_of_a_multi_person_row(tmp_path):
         ("hukou:persons:H1", "H1"), ("hukou:persons:H2", "H2"), ("hukou:persons:H3", "H3"),
     ]
     assert linkage.role_objects() == {"civil:marriages", "health:births"}
+
+
+#: Candidate columns blocking_reference reads (a subset of jobs.unified.person_candidates) + person_id.
+BLOCK_COLS = ("record_key string, id_no string, name string, sex_code string, birth_date date, "
+              "community_code string, address string, phone string, person_id string")
+
+
+def _block_rows(spark, rows):
+    import datetime as dt
+
+    return spark.createDataFrame([(*r[:4], dt.date.fromisoformat(r[4]) if r[4] else None, *r[5:]) for r in rows],
+                                 BLOCK_COLS)
+
+
+def test_blocking_reference_uses_compound_keys_only(spark):
+    residue = _block_rows(spark, [
+        ("c:1", None, "张三", "1", "1990-01-01", "130102001002", None, None, None),
+        ("c:2", "13010219850304123X", "李四", "1", None, None, None, None, None),   # bad check digit, no birth
+    ])
+    reference = _block_rows(spark, [
+        ("h:name_birth", "130102199001011237", "张三", "1", "1990-01-01", "130102009009", None, None, "P1"),
+        ("h:birth_comm", "130102199001012345", "张叁", "1", "1990-01-01", "130102001002", None, None, "P2"),
+        ("h:name_comm", "130102199202021234", "张三", "1", "1992-02-02", "130102001002", None, None, "P3"),
+        ("h:birth_only", "130104199001013456", "王五", "1", "1990-01-01", "130104001001", None, None, "P4"),
+        ("h:name_only", "130104198001011234", "张三", "1", "1980-01-01", "130104001001", None, None, "P5"),
+        ("h:id_body", "130102198503041238", "李四", "1", "1985-03-04", None, None, None, "P6"),
+        ("h:pinyin_comm", "130102197001011234", "章三", "2", "1970-01-01", "130102001002", None, None, "P7"),
+    ])
+    got = sorted(r[0] for r in linkage.blocking_reference(residue, reference).select("record_key").collect())
+    # a birth date alone or a name alone no longer blocks (h:birth_only, h:name_only); every compound rule does
+    assert got == ["h:birth_comm", "h:id_body", "h:name_birth", "h:name_comm", "h:pinyin_comm"]
+
+
+def test_blocking_reference_skips_values_shared_by_more_than_max_block_size(spark, caplog):
+    residue = _block_rows(spark, [("c:1", None, "张三", "1", "1990-01-01", "130102001002", None, "13800000000", None)])
+    reference = _block_rows(spark, [
+        ("h:1", "130102199001011237", "张三", "1", "1990-01-01", None, None, None, "P1"),
+        ("h:2", "130102199001012345", "张三", "1", "1990-01-01", None, None, None, "P2"),
+        ("h:3", "130102199001013456", "赵六", "2", "1960-05-05", None, None, "13800000000", "P3"),
+    ])
+    model = {**linkage.load_model(), "max_block_size": 1}
+    with caplog.at_level("WARNING", logger="jobs.linkage"):
+        got = sorted(r[0] for r in linkage.blocking_reference(residue, reference, model).select("record_key").collect())
+    assert got == ["h:3"]   # name + birth date is shared by 2 > 1 records: skipped; the phone block (1) stays
+    assert "['name', 'birth_date']: 1 value(s) shared by more than 1 ID'd records (largest block 2)" in caplog.text
+    assert sorted(r[0] for r in linkage.blocking_reference(residue, reference).select("record_key").collect()) == [
+        "h:1", "h:2", "h:3"]
+
+
+def test_splink_blocking_rules_are_the_model_rules():
+    model = linkage.load_model()
+    rules = [r["blocking_rule"] for r in linkage.splink_settings(model)["blocking_rules_to_generate_predictions"]]
+    assert rules[:3] == ["(l.id_body = r.id_body) AND (l.residue + r.residue) > 0",
+                         "(l.phone = r.phone) AND (l.residue + r.residue) > 0",
+                         "(l.name = r.name AND l.birth_date = r.birth_date) AND (l.residue + r.residue) > 0"]
+    assert len(rules) == len(model["blocking_rules"])
+    assert all(len(r["keys"]) > 1 or r["keys"][0] in ("id_body", "phone") for r in model["blocking_rules"])
