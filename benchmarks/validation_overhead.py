@@ -175,13 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--residents", type=int, default=20000)
     parser.add_argument("--suffix", default="", help="added to the result file name (e.g. before, after)")
-    parser.add_argument("--home", default=None, help="GOVLAKE_HOME (default /tmp/govlake-valbench-<N>; emptied)")
+    parser.add_argument("--home", default=None, help="GOVLAKE_HOME (default /tmp/govlake-valbench-<N>; emptied but "
+                                                     "for its sample sources, reused when they are the same sample)")
     args = parser.parse_args(argv)
 
     home = Path(args.home or f"/tmp/govlake-valbench-{args.residents}")
     if home.exists():
-        shutil.rmtree(home)
-    home.mkdir(parents=True)
+        for child in home.iterdir():
+            if child.name != "sources":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    home.mkdir(parents=True, exist_ok=True)
     os.environ.update({"GOVLAKE_HOME": str(home), "GOVLAKE_DATA_DOCS": "1"})
     os.environ.pop("GOVLAKE_LAKEHOUSE", None)
 
