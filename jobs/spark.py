@@ -92,6 +92,8 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
             "spark.ui.enabled": "false",
             "spark.databricks.delta.snapshotPartitions": "1",
             "spark.sql.adaptive.enabled": "false",
+            # a few rows: nothing to gain from JIT-compiled code, and the per-expression fallback compiles more
+            "spark.sql.codegen.hugeMethodLimit": "65535",
         })
     conf.update(extra_conf or {})
     builder = SparkSession.builder.appName(app_name)
