@@ -38,19 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--residents", type=int, default=1_000_000)
     parser.add_argument("--home", default=None, help="GOVLAKE_HOME (default /tmp/govlake-valstage-<N>; its sample "
-                                                     "is reused when it is the same, its lakehouse is emptied)")
+                                                     "is reused when it is the same, the rest is emptied)")
     args = parser.parse_args(argv)
 
-    import shutil
+    from validation_overhead import StepClock, breakdown_lines, instrument, use_home, write_report
 
-    home = Path(args.home or f"/tmp/govlake-valstage-{args.residents}")
-    shutil.rmtree(home / "lakehouse", ignore_errors=True)
-    shutil.rmtree(home / "reports", ignore_errors=True)
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.update({"GOVLAKE_HOME": str(home), "GOVLAKE_DATA_DOCS": "1"})
-    os.environ.pop("GOVLAKE_LAKEHOUSE", None)
-
-    from validation_overhead import StepClock, breakdown_lines, instrument, write_report
+    use_home(Path(args.home or f"/tmp/govlake-valstage-{args.residents}"))
 
     from jobs import pipeline
     from jobs.config import SAMPLE_LOGICAL_DATE, Settings

@@ -179,14 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      "for its sample sources, reused when they are the same sample)")
     args = parser.parse_args(argv)
 
-    home = Path(args.home or f"/tmp/govlake-valbench-{args.residents}")
-    if home.exists():
-        for child in home.iterdir():
-            if child.name != "sources":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.update({"GOVLAKE_HOME": str(home), "GOVLAKE_DATA_DOCS": "1"})
-    os.environ.pop("GOVLAKE_LAKEHOUSE", None)
+    use_home(Path(args.home or f"/tmp/govlake-valbench-{args.residents}"))
 
     from jobs import pipeline
     from jobs.config import SAMPLE_LOGICAL_DATE, Settings
@@ -258,6 +251,18 @@ def main(argv: list[str] | None = None) -> int:
               f"Data Docs index: {docs}"]
     write_report(lines, f"validation_overhead_{args.residents}" + (f"_{args.suffix}" if args.suffix else ""))
     return 0
+
+
+def use_home(home: Path) -> None:
+    """Make ``home`` this process's GOVLAKE_HOME (Data Docs on), emptied but for its ``sources`` folder (a sample
+    of the same seed and size is reused by ``jobs.pipeline.ensure_sample_sources``, another one regenerated)."""
+    if home.exists():
+        for child in home.iterdir():
+            if child.name != "sources":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.update({"GOVLAKE_HOME": str(home), "GOVLAKE_DATA_DOCS": "1"})
+    os.environ.pop("GOVLAKE_LAKEHOUSE", None)
 
 
 def breakdown_lines(clock: StepClock, v: float) -> list[str]:
