@@ -476,8 +476,8 @@ def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool 
         by_id = unified.id_links(records)
         residue = records.where("NOT id_valid")
         unlinked = residue.count()
-        # the ID'd records with their person (= id_no, as id_links says): no join, no shuffle of every record
-        reference = records.where("id_valid").withColumn("person_id", F.col("id_no"))
+        # the ID'd records with their person: no join of every record with by_id, no shuffle
+        reference = unified.id_reference(records)
         existing = current("person_link")
         probabilistic = linkage.link_residue(spark, residue, reference,
                                              None if existing is None else existing.select("record_key", "person_id"))

@@ -311,8 +311,18 @@ def link_rows(records, links):
     return with_content_hash(out, exclude=("batch_id", "batch_date"))
 
 
+def id_reference(records):
+    """The records with a valid normalised GB 11643 ID, each with its person: ``records``' columns plus
+    ``person_id`` STRING (= ``id_no``: the ID is the person). The one place that rule is written; the linkage
+    reference of the residue and :func:`id_links` both read it."""
+    from pyspark.sql import functions as F
+
+    return records.where("id_valid").withColumn("person_id", F.col("id_no"))
+
+
 def id_links(records):
-    """Deterministic links: every record with a valid normalised GB 11643 ID is the person of that ID.
+    """Deterministic links: every record with a valid normalised GB 11643 ID is the person of that ID
+    (:func:`id_reference`).
 
     Returns:
         DataFrame record_key, person_id (= id_no), link_method 'id', match_weight DOUBLE (NULL),
@@ -320,8 +330,8 @@ def id_links(records):
     """
     from pyspark.sql import functions as F
 
-    return records.where("id_valid").select(
-        "record_key", F.col("id_no").alias("person_id"), F.lit("id").alias("link_method"),
+    return id_reference(records).select(
+        "record_key", "person_id", F.lit("id").alias("link_method"),
         F.lit(None).cast("double").alias("match_weight"), F.lit("id_no").alias("agreed_fields"))
 
 
