@@ -86,7 +86,7 @@ _ID18_RE = "[0-9]{17}[0-9X]"
 _ID15_RE = "[0-9]{15}"
 #: A number as a spreadsheet or a float column prints it: an exponent, or a decimal point.
 #: (``[0-9]+(?:\.[0-9]*)?``, not the equal ``[0-9]+\.?[0-9]*``: that one backtracks quadratically on a long digit
-#: string, i.e. on every 18-digit ID, and made normalising IDs in Spark several times slower.)
+#: string, i.e. on every 18-digit ID.) ``jobs/udf/Gb11643.java`` (the Spark twin) spells the same pattern.
 _FLOAT_RE = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]+|[0-9]+\.[0-9]*"
 
 _CODE_LIST_FILES = {
@@ -486,35 +486,24 @@ def _clean_col(c: "Column") -> "Column":
     return F.btrim(F.when(F.octet_length(s) == F.length(s), s).otherwise(F.translate(s, src, dst)), F.lit(_WS))
 
 
-def _check_char_col(body17: "Column") -> "Column":
-    """ISO 7064 MOD 11-2 check character (GB 11643-1999 §8.2) of a 17-digit string Column: sum of digit × weight
-    over the 17 positions (``ID_WEIGHTS``), mod 11, looked up in ``ID_CHECK_CHARS``. Native arithmetic only."""
-    from pyspark.sql import functions as F
-
-    total = F.lit(0)
-    for i, w in enumerate(ID_WEIGHTS):
-        total = total + F.substring(body17, i + 1, 1).cast("int") * F.lit(w)
-    return F.lit(ID_CHECK_CHARS).substr(F.pmod(total, F.lit(11)) + F.lit(1), F.lit(1))
-
-
 def id_normalize_col(c: "Column") -> "Column":
-    """Spark twin of :func:`normalize_id` (GB 11643-1999): string Column → string Column, native expressions only.
+    """Spark twin of :func:`normalize_id` (GB 11643-1999): string Column → string Column.
 
     ``c`` may be a string or a number (cast to string). Full-width digits/letters and Unicode spaces are folded
-    with ``translate`` (U+FF01–FF5E → ASCII, U+3000/U+00A0/U+2000–200A → space), whitespace stripped at both ends,
-    blank → NULL, a floating-point rendering ('1.10105E+17', '1.2E17', '123.0') → NULL, ``x`` → ``X``, and 15
-    digits → 18 with '19' inserted before the year and the ISO 7064 MOD 11-2 check character computed in Spark
-    arithmetic. Other values pass through unchanged (validate with :func:`id_error_col`). No flags; use
-    :func:`normalize_id` when the flags are needed. Differences from Python: other NFKC compatibility characters
-    (①, ²) are not folded.
+    (U+FF01–FF5E → ASCII, U+3000/U+00A0/U+2000–200A/U+202F/U+205F → space, the table of :func:`_fold_table`),
+    whitespace ``[ \\t\\n\\v\\f\\r]`` stripped at both ends, blank → NULL, a floating-point rendering
+    ('1.10105E+17', '1.2E17', '123.0') → NULL, 15 digits → 18 with '19' inserted before the year and the ISO 7064
+    MOD 11-2 check character appended, ``x`` → ``X``. Other values pass through unchanged (validate with
+    :func:`id_error_col`). No flags; use :func:`normalize_id` when the flags are needed. Differences from Python:
+    other NFKC compatibility characters (①, ²) are not folded.
+
+    Computed by the session function ``govlake_id_normalize`` (Java, ``jobs/udf/Gb11643.java``, registered by
+    :func:`jobs.spark.get_spark`): as Spark SQL expressions this cost about 5 µs of CPU per value, in Java well
+    under 1 µs (``benchmarks/rule_cost.py``).
     """
     from pyspark.sql import functions as F
 
-    s = _clean_col(c)
-    body17 = F.concat(F.substring(s, 1, 6), F.lit("19"), F.substring(s, 7, 9))
-    return (F.when(s.rlike(_java(_ID15_RE)), F.concat(body17, _check_char_col(body17)))
-            .when((s == "") | s.rlike(_java(_FLOAT_RE)), F.lit(None).cast("string"))
-            .otherwise(F.replace(s, F.lit("x"), F.lit("X"))))
+    return F.call_udf("govlake_id_normalize", c.cast("string"))
 
 
 def _birth_ok_col(s: "Column", max_birth_date: date) -> "Column":
@@ -551,20 +540,20 @@ def id_error_col(c: "Column", *, max_birth_date: date = ID_MAX_BIRTH_DATE) -> "C
     """Spark twin of :func:`id_errors`: the first failing GB 11643-1999 error code, NULL when valid.
 
     Input: a normalised citizen-ID string Column (see :func:`id_normalize_col`). Output: string Column, one of
-    'missing', 'length', 'format', 'checksum' (ISO 7064 MOD 11-2), 'birth_date' (real date within 1900-01-01 …
-    ``max_birth_date``), 'division_code' (GB/T 2260 province + lenient city prefix, see
-    :func:`is_known_division_code`), or NULL. The division lists are inlined as one regex literal over positions
-    1–6 (built from areas.csv/provinces.csv), so no SparkSession, no join and no broadcast are needed.
+    'missing', 'length' (not 18 characters), 'format' (not 17 digits + ``[0-9X]``), 'checksum' (ISO 7064 MOD 11-2,
+    GB 11643-1999 §8.2), 'birth_date' (positions 7–14 a real date within 1900-01-01 … ``max_birth_date``),
+    'division_code' (GB/T 2260 province + lenient city prefix, see :func:`is_known_division_code`), or NULL.
+
+    The first five checks are the session function ``govlake_id_error`` (Java, ``jobs/udf/Gb11643.java``;
+    about 10 µs of CPU per ID as Spark SQL expressions, well under 1 µs in Java). The division check is a Spark
+    regex over positions 1–6 (the division lists inlined as one literal built from areas.csv/provinces.csv, so no
+    join and no broadcast), evaluated only when the others pass.
     """
     from pyspark.sql import functions as F
 
     s = c.cast("string")
-    return (F.when(s.isNull() | (s == ""), F.lit("missing"))
-            .when(F.length(s) != 18, F.lit("length"))
-            .when(~s.rlike(_java(_ID18_RE)), F.lit("format"))
-            .when(_check_char_col(F.substring(s, 1, 17)) != F.substring(s, 18, 1), F.lit("checksum"))
-            .when(~_birth_ok_col(s, max_birth_date), F.lit("birth_date"))
-            .when(~_division_ok_col(s), F.lit("division_code")))
+    first = F.call_udf("govlake_id_error", s, F.lit(max_birth_date.strftime("%Y%m%d")))
+    return F.coalesce(first, F.when(~_division_ok_col(s), F.lit("division_code")))
 
 
 def id_is_valid_col(c: "Column", *, max_birth_date: date = ID_MAX_BIRTH_DATE) -> "Column":

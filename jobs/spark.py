@@ -1,8 +1,8 @@
 """The one SparkSession factory of GovLake.
 
 Every job and test gets its session from :func:`get_spark`, so all of them run with Delta Lake's
-SQL extension and catalog, the Asia/Shanghai session time zone and the jars cached by
-``docker/setup.sh`` (no download at run time).
+SQL extension and catalog, the Asia/Shanghai session time zone, the jars cached by
+``docker/setup.sh`` (no download at run time) and GovLake's own SQL functions (:mod:`jobs.udf`).
 """
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from jobs.config import TIME_ZONE, Settings
 
 
 def cached_jars(jars_dir: Path) -> list[str]:
-    """Paths of the cached jars (Delta Lake, delta-storage, PostgreSQL JDBC) in ``jars_dir``.
+    """Paths of the cached jars (Delta Lake, delta-storage, PostgreSQL JDBC) in ``jars_dir``; GovLake's own
+    function jar is not among them (:func:`jobs.udf.build_jar` gives it).
 
     Raises:
         FileNotFoundError: the cache is missing or has no Delta jar; run ``docker/setup.sh``.
     """
-    jars = sorted(str(p) for p in Path(jars_dir).glob("*.jar"))
+    from jobs.udf import JAR_PREFIX
+
+    jars = sorted(str(p) for p in Path(jars_dir).glob("*.jar") if not p.name.startswith(JAR_PREFIX))
     if not any("delta-spark" in Path(j).name for j in jars):
         raise FileNotFoundError(
             f"no Delta Lake jar in {jars_dir}; run docker/setup.sh to fetch it from Maven Central"
@@ -43,12 +46,17 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
     collected to Python read as the session's wall time.
 
     Returns:
-        a ``pyspark.sql.SparkSession`` with Delta's extension and catalog.
+        a ``pyspark.sql.SparkSession`` with Delta's extension and catalog and the functions of
+        :data:`jobs.udf.FUNCTIONS` registered (their jar is built first when missing, :func:`jobs.udf.build_jar`).
 
     Raises:
-        FileNotFoundError: the jar cache is missing (see :func:`cached_jars`).
+        FileNotFoundError: the jar cache is missing (see :func:`cached_jars`), or the function jar is missing and
+            no ``javac`` can build it.
+        RuntimeError: under ``spark-submit``, the function jar was not passed with ``--jars``.
     """
     from pyspark.sql import SparkSession
+
+    from jobs import udf
 
     settings = settings or Settings.from_env()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -79,7 +87,7 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
     }
     if not submitted:
         conf.update({
-            "spark.jars": ",".join(cached_jars(settings.jars_dir)),
+            "spark.jars": ",".join([*cached_jars(settings.jars_dir), str(udf.build_jar(settings.jars_dir))]),
             "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.home / 'derby'} -Duser.timezone={TIME_ZONE}",
             "spark.driver.memory": "4g",
@@ -103,5 +111,6 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    udf.register(spark)
     return spark
 

@@ -61,6 +61,10 @@ NORMALIZE_CASES = [
     ("11010519491231007X", "11010519491231007X", ()),
     ("", None, ("missing",)),
     ("   ", None, ("missing", "whitespace")),
+    ("\u300011010519491231002X\u00a0", VALID, ("fullwidth", "whitespace")),  # ideographic / no-break spaces
+    ("110105194912310.0", None, ("float_mangled",)),
+    ("1.10105e17", None, ("float_mangled",)),
+    ("11010519491231.2E", "11010519491231.2E", ()),  # not a number: left for the format check
     (None, None, ("missing",)),
 ]
 
@@ -75,6 +79,14 @@ ERROR_CASES = [
     (with_check("13010020000229001"), []),  # 130100 city-level code, 2000 is a leap year
     (with_check("11010520300101001"), ["birth_date"]),  # after ID_MAX_BIRTH_DATE
     (with_check("11010518991231001"), ["birth_date"]),  # before 1900-01-01
+    (with_check("11010519000229001"), ["birth_date"]),  # 1900 is not a leap year (divisible by 100)
+    (with_check("11010519800229001"), []),  # 1980 is
+    (with_check("11010519800431001"), ["birth_date"]),  # April has 30 days
+    (with_check("11010519801301001"), ["birth_date"]),  # month 13
+    (with_check("11010519800100001"), ["birth_date"]),  # day 00
+    (with_check("11010520261231001"), []),  # ID_MAX_BIRTH_DATE itself
+    ("11010519491231002\U00020000", ["format"]),  # 18 code points (one outside the BMP), not 18 digits
+    ("11010519491231002\uff38", ["format"]),  # full-width X: not normalised here
     ("99010519490230002X", ["checksum", "birth_date", "division_code"]),
     (with_check("99999999999999999"), ["birth_date", "division_code"]),  # extreme digits: checksum still right
     (with_check("00000000000000000"), ["birth_date", "division_code"]),
@@ -242,6 +254,19 @@ def test_spark_id_columns_agree_with_python(spark):
     assert by_raw[with_check("99010519491231002")].error == "division_code"
     assert by_raw["99010519490230002X"].error == "checksum"
     assert (by_raw[None].error, by_raw[None].valid) == ("missing", False)
+
+
+def test_spark_id_fold_is_the_fold_table(spark):
+    """The Java normaliser (jobs/udf/Gb11643.java) folds exactly the characters of ``_fold_table`` (and the
+    characters next to its ranges not at all)."""
+    src, dst = codes._fold_table()
+    neighbours = "\uff00\uff5f\u2ff0\u3001\u009f\u00a1\u1fff\u200b\u202e\u2030\u205e\u2060"
+    chars = src + neighbours
+    df = spark.createDataFrame([(ch, f"A{ch}B") for ch in chars], "ch string, raw string")
+    got = dict(df.select("ch", id_normalize_col(df.raw).alias("id")).collect())
+    table = str.maketrans(src, dst)
+    assert got == {ch: f"A{ch}B".translate(table).replace("x", "X") for ch in chars}
+    assert (got["\uff10"], got["\u3000"], got["\uff00"], got["\uff58"]) == ("A0B", "A B", "A\uff00B", "AXB")
 
 
 def test_spark_dates_and_codes_agree_with_python(spark):
