@@ -1,7 +1,9 @@
-"""What each rule of a raw table's suite costs: JVM CPU seconds per rule and per gate step (issue #5).
+"""What each rule of a raw or unified table's suite costs: JVM CPU seconds per rule and per gate step (issue #5).
 
 On a lakehouse that already holds ``raw.<table>`` for the logical date (e.g. the home of
-``benchmarks/validate_stage.py`` or ``validation_overhead.py``), for each table given:
+``benchmarks/validate_stage.py`` or ``validation_overhead.py``), for each table given (``unified.<table>``: the
+whole unified table, as the unified gate evaluates it: cached first, then the rules, the suite evaluated and
+counted, and the suite counted as the unified gate does, :func:`jobs.quality.tally`; no writes):
 
 - reading every column once (the floor), and the hidden GB 11643 columns (normalised ID and its validity);
 - each non-uniqueness rule alone (one aggregation counting its failures);
@@ -35,7 +37,8 @@ sys.path.insert(0, str(REPO))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("tables", nargs="+", help="raw table names, e.g. hukou_persons")
+    parser.add_argument("tables", nargs="+", help="raw table names, e.g. hukou_persons, or unified.<table> (the "
+                        "unified gate: the whole table, counts only, no writes), e.g. unified.person_link")
     parser.add_argument("--home", required=True, help="GOVLAKE_HOME whose lakehouse holds the raw tables")
     parser.add_argument("--date", default="2025-06-30")
     parser.add_argument("--out", default=None, help="also write the report to this file")
@@ -76,10 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         print(lines[-1], flush=True)
 
     for table in args.tables:
-        suite = quality.load_suite(f"raw.{table}")
-        batch = (spark.read.format("delta").load(str(raw_dir / table))
-                 .where(F.col("_logical_date") == F.lit(day)))
-        lines.append(f"raw.{table}: {batch.count():,} rows, {len(suite.rules)} rules")
+        if table.startswith("unified."):
+            suite = quality.load_suite(table)
+            batch = spark.read.format("delta").load(str(raw_dir.parent / "unified" / table.split(".", 1)[1])).cache()
+            label = table
+        else:
+            suite = quality.load_suite(f"raw.{table}")
+            batch = (spark.read.format("delta").load(str(raw_dir / table))
+                     .where(F.col("_logical_date") == F.lit(day)))
+            label = f"raw.{table}"
+        lines.append(f"{label}: {batch.count():,} rows, {len(suite.rules)} rules")
         measure("read every column", lambda: batch.agg(F.sum(F.xxhash64(*batch.columns))).collect())
         ids = quality._with_normalized_ids(batch, suite)
         hidden = [c for c in ids.columns if c.startswith("__govlake_")]
@@ -93,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
                 quality._applies(rule) & quality._value_check(rule), F.lit(False)))).collect())
         measure("suite, duplicates not ranked, counted",
                 lambda: quality.count_rules(quality.evaluate(batch, suite, rank_duplicates=False), suite))
+        if table.startswith("unified."):  # the unified gate counts only (pipeline.validate_unified)
+            measure("suite, counted without flags (quality.tally)", lambda: quality.tally(batch, suite))
+            batch.unpersist()
+            lines.append("")
+            continue
         evaluated = quality.evaluate(batch, suite).cache()
         measure("suite, ranked, cached, counted (the gate)", lambda: quality.count_rules(evaluated, suite))
         accepted, quarantined = quality.split(evaluated, suite)

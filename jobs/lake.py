@@ -53,7 +53,8 @@ def replace_partition(df, path: str, date_column: str, value: dt.date, partition
        .save(path))
 
 
-def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.date) -> int:
+def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.date,
+                              stats_columns: str | None = None) -> int:
     """:func:`replace_partition` (missing columns added first), returning the rows the commit wrote: its Delta
     operation metric
     ``numOutputRows``. The commit REPLACES the whole partition atomically (``replaceWhere``), so this is the
@@ -65,6 +66,10 @@ def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.
     Delta records no commit at all for a write that changes nothing (an empty frame into an empty partition of an
     existing table); the partition is then counted as it is.
 
+    ``stats_columns``: when the write creates the table, its ``delta.dataSkippingStatsColumns`` (comma-separated
+    columns that keep min/max/null-count file statistics; ``numRecords`` is always kept). An existing table keeps
+    its property.
+
     Raises:
         ValueError: as :func:`replace_partition`.
     """
@@ -74,11 +79,12 @@ def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.
 
     tag = f"govlake-replace-{uuid.uuid4()}"
     add_columns_of(df, path)  # as replace_partition: a newly projected source column reaches an older table
-    (df.write.format("delta").mode("overwrite")
-       .option("replaceWhere", f"{date_column} = DATE'{value.isoformat()}'")
-       .option("userMetadata", tag)
-       .partitionBy(date_column)
-       .save(path))
+    writer = (df.write.format("delta").mode("overwrite")
+              .option("replaceWhere", f"{date_column} = DATE'{value.isoformat()}'")
+              .option("userMetadata", tag))
+    if stats_columns:
+        writer = writer.option("delta.dataSkippingStatsColumns", stats_columns)
+    writer.partitionBy(date_column).save(path)
     for row in DeltaTable.forPath(spark, path).history(50).select("version", "userMetadata", "operationMetrics").collect():
         if row["userMetadata"] == tag:
             metrics = row["operationMetrics"] or {}

@@ -132,6 +132,7 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
 
     from jobs import quality
     from jobs.audit import RELEASE_COLUMNS  # an older quarantine table gets them from replace_partition_counted
+    from jobs.raw import RAW_STATS_COLUMNS
 
     suite = quality.load_suite(f"raw.{table}", suites_dir) if suites_dir else quality.load_suite(f"raw.{table}")
     batch_id = f"{table.split('_', 1)[0]}.{table.split('_', 1)[1]}:{logical_date.isoformat()}"
@@ -151,10 +152,13 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
         release_init = {"_released": F.lit(False)}
         quarantined = quarantined.select("*", *[release_init.get(c, F.lit(None)).cast(t).alias(c)
                                                 for c, t in RELEASE_COLUMNS])
+        # File statistics only where they serve (as raw, jobs.raw.RAW_STATS_COLUMNS): staging is read by partition
+        # and version; quarantine rows are looked up by source key (jobs.audit release)
         n_acc = lake.replace_partition_counted(spark, accepted, settings.table_path("staging", table),
-                                               "_logical_date", logical_date)
+                                               "_logical_date", logical_date, stats_columns=RAW_STATS_COLUMNS)
         n_quar = lake.replace_partition_counted(spark, quarantined, settings.table_path("quarantine", table),
-                                                "_logical_date", logical_date)
+                                                "_logical_date", logical_date,
+                                                stats_columns=f"_source_key,{RAW_STATS_COLUMNS}")
         n_raw = tally.rows
         if n_raw != n_acc + n_quar:
             raise RuntimeError(f"validate raw.{table} {logical_date}: {n_raw} raw rows != {n_acc} accepted + {n_quar} quarantined")
@@ -576,8 +580,9 @@ def validate_unified(spark, settings: Settings, states: dict, logical_date: dt.d
     Returns:
         one dict per table, in ``states`` order: ``{"table": "unified.<t>", "rows": n, "suite_version",
         "rules": [{rule_id, expectation_type, column, action, evaluated, failed}, ...], "duplicated_keys":
-        {rule_id: n}}`` (rows and rules from ONE aggregation per table, :func:`jobs.quality.count_rules`; what
-        :func:`unified_checkpoints` turns into the GX validation results).
+        {rule_id: n}}`` (rows and rules from one aggregation per table plus one per uniqueness rule over its
+        key columns, :func:`jobs.quality.tally`; what :func:`unified_checkpoints` turns into the GX validation
+        results).
 
     Raises:
         FileNotFoundError: a table has no suite file.
@@ -593,8 +598,8 @@ def validate_unified(spark, settings: Settings, states: dict, logical_date: dt.d
         suite = quality.load_suite(suite_name, suites_dir) if suites_dir else quality.load_suite(suite_name)
         if any(r.action == "quarantine" for r in suite.rules):
             raise ValueError(f"suite {suite_name}: unified suites take warn or fail actions, not quarantine")
-        # counts only (a unified suite quarantines nothing): no ranking of duplicate copies
-        tally = quality.count_rules(quality.evaluate(state, suite, rank_duplicates=False), suite)
+        # counts only (a unified suite quarantines nothing): no row is flagged, uniqueness by grouping keys
+        tally = quality.tally(state, suite)
         counts = tally.rules
         batch_id = f"{suite_name}:{logical_date.isoformat()}"
         table_rows = [{"_logical_date": logical_date, "table": suite_name, "batch_id": batch_id, "suite": suite.name,

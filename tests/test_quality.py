@@ -496,13 +496,15 @@ def test_row_condition_and_column_pair_rules(spark, tmp_path):
 def _both_engines(spark, df, suite, reports) -> dict:
     """GX's own checkpoint (its Spark engine) and the single-pass result on the same batch; asserts they agree on
     every rule (success, element, missing and unexpected counts) and on the statistics; returns the figures."""
-    from jobs.quality import count_rules, save_validation_result
+    from jobs.quality import count_rules, save_validation_result, tally
 
     when = dt.datetime(2025, 6, 30, 18, 0, tzinfo=dt.timezone.utc)
     gx_run = run_checkpoint(spark, df, suite, "gx:2025-06-30", reports, run_time=when, data_docs=False)
     counts = count_rules(evaluate(df, suite), suite)
     # counting without ranking the copies of a duplicated key (the unified gate's way) counts the same
     assert count_rules(evaluate(df, suite, rank_duplicates=False), suite) == counts
+    # and counting without flagging rows at all (tally: uniqueness by grouping keys) too
+    assert tally(df, suite) == counts
     single = save_validation_result(suite, counts, "single:2025-06-30", reports, run_time=when)
 
     def figures(out):
