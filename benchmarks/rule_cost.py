@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                 quality._applies(rule) & quality._value_check(rule), F.lit(False)))).collect())
         measure("suite, duplicates not ranked, counted",
                 lambda: quality.count_rules(quality.evaluate(batch, suite, rank_duplicates=False), suite))
+        measure("suite, counted without flags (quality.tally)", lambda: quality.tally(batch, suite))
         if table.startswith("unified."):  # the unified gate counts only (pipeline.validate_unified)
-            measure("suite, counted without flags (quality.tally)", lambda: quality.tally(batch, suite))
             batch.unpersist()
             lines.append("")
             continue
