@@ -51,8 +51,8 @@ Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
   ``unexpected_count`` for these rules is higher than :func:`rule_counts` ``failed`` by one per
   duplicated key; both agree on pass/fail.
 * ``expect_column_values_to_be_valid_gb11643_id`` (code-pack type, GB 11643-1999 citizen ID):
-  ``jobs.codes.id_is_valid_col(jobs.codes.id_normalize_col(c))``; the normalised value, then its
-  validity, are projected once as hidden columns first (inlining it into the validity check made a 500 kB
+  ``jobs.codes.id_is_valid_col(jobs.codes.id_normalize_col(c))`` (Java session functions, :mod:`jobs.udf`); the
+  normalised value, then its validity, are projected once as hidden columns first (inlining it into the validity check made a 500 kB
   plan whose whole-stage codegen Spark disabled; the sex-agreement rule reads the same validity).
 * Code-pack types (``jobs.codes``; one Spark builder per rule, used both here and for the GX
   derived column): ``expect_column_values_to_be_valid_gbt2260_code`` (GB/T 2260, current or
