@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from jobs import lake, quality
     from jobs.config import Settings
+    from jobs.raw import RAW_STATS_COLUMNS
     from jobs.spark import get_spark
 
     spark = get_spark(Settings.from_env(), app_name="govlake-rule-cost")
@@ -110,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         evaluated = quality.evaluate(batch, suite).cache()
         measure("suite, ranked, cached, counted (the gate)", lambda: quality.count_rules(evaluated, suite))
         accepted, quarantined = quality.split(evaluated, suite)
+        # the writes as jobs.pipeline.validate_table makes them (file statistics on the same columns)
         measure("quarantine write (from the cache)", lambda: lake.replace_partition_counted(
-            spark, quarantined, str(scratch / "quarantine" / table), "_logical_date", day))
+            spark, quarantined, str(scratch / "quarantine" / table), "_logical_date", day,
+            stats_columns=f"_source_key,{RAW_STATS_COLUMNS}"))
         measure("staging write (from the cache)", lambda: lake.replace_partition_counted(
-            spark, accepted, str(scratch / "staging" / table), "_logical_date", day))
+            spark, accepted, str(scratch / "staging" / table), "_logical_date", day, stats_columns=RAW_STATS_COLUMNS))
         evaluated.unpersist()
         lines.append("")
     spark.stop()
