@@ -102,9 +102,6 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
             "spark.sql.adaptive.enabled": "false",
             # a few rows: nothing to gain from JIT-compiled code, and the per-expression fallback compiles more
             "spark.sql.codegen.hugeMethodLimit": "65535",
-            # a few rows: compiling one class per whole stage costs more than it saves (test_unify_days' first day
-            # 162 -> 147 s); expressions are still code-generated, as on a real batch
-            "spark.sql.codegen.wholeStage": "false",
         })
     conf.update(extra_conf or {})
     builder = SparkSession.builder.appName(app_name)
