@@ -143,6 +143,73 @@ def start_dag_run(config) -> DagRun:
 DAG_RUN_KEY = pytest.StashKey[DagRun]()
 
 
+class BackgroundJob:
+    """One Python module run as ``python -m <module> <tmp>/home <tmp>/out.json`` in its own process (own
+    SparkSession), in a background thread started right after collection (``pytest_collection_modifyitems`` in
+    tests/conftest.py), so that a test whose pipeline work takes minutes on one core overlaps with the rest of the
+    suite; the test waits for it and asserts on the JSON it wrote (:meth:`result`)."""
+
+    def __init__(self, module: str, tmp: Path):
+        import threading
+
+        from jobs.config import REPO_ROOT
+
+        self.module, self.home, self.out = module, tmp / "home", tmp / "out.json"
+        self.root = REPO_ROOT
+        self.returncode: int | None = None
+        self.log = ""
+        self._thread = threading.Thread(target=self._run, name=f"govlake-{module}", daemon=True)
+
+    def start(self) -> "BackgroundJob":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import subprocess
+
+        env = {**os.environ, "PYTHONPATH": str(self.root)}
+        argv = [str(self.root / ".venv" / "bin" / "python"), "-m", self.module, str(self.home), str(self.out)]
+        try:
+            done = subprocess.run(argv, env=env, cwd=self.root, capture_output=True, text=True, timeout=2400)
+            self.returncode, self.log = done.returncode, done.stdout + done.stderr
+        except Exception as exc:  # noqa: BLE001 - reported to the waiting test, never swallowed
+            self.returncode, self.log = -1, f"{argv}: {exc!r}"
+
+    def result(self) -> dict:
+        """Wait for the job; its JSON output.
+
+        Raises:
+            AssertionError: the job failed (the message ends with its output's last 6,000 characters).
+        """
+        import json
+
+        self._thread.join()
+        assert self.returncode == 0 and self.out.exists(), \
+            f"python -m {self.module} exited {self.returncode}:\n{self.log[-6000:]}"
+        return json.loads(self.out.read_text(encoding="utf-8"))
+
+
+#: Fixture name -> module of each :class:`BackgroundJob` (the fixture of that name waits for it).
+BACKGROUND_JOBS = {"unify_days": "tests.unify_days_job"}
+BACKGROUND_KEY = pytest.StashKey[dict]()
+
+
+def start_background_job(config, fixture: str) -> BackgroundJob:
+    """Start the :class:`BackgroundJob` of ``fixture`` once per test session (kept in ``config.stash``)."""
+    jobs = config.stash.setdefault(BACKGROUND_KEY, {})
+    if fixture not in jobs:
+        tmp = config._tmp_path_factory.mktemp(fixture.replace("_", "-"))
+        jobs[fixture] = BackgroundJob(BACKGROUND_JOBS[fixture], tmp).start()
+    return jobs[fixture]
+
+
+@pytest.fixture(scope="session")
+def unify_days(request) -> dict:
+    """Two business days through extract, validate and unify (``tests/unify_days_job.py``), run in the
+    background; the JSON it wrote."""
+    return start_background_job(request.config, "unify_days").result()
+
+
 @pytest.fixture(scope="session")
 def dag_run(request, pg_url, mongo_url):
     """The whole pipeline once, as the scheduler runs it (:class:`DagRun` step 1), shared by the DAG test and
