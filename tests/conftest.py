@@ -31,36 +31,25 @@ def spark(settings):
 
 
 from tests.servers import (  # noqa: E402,F401  (shared fixtures)
-    BACKGROUND_JOBS, dag_rerun, dag_run, mongo_client, mongo_url, pg_engine, pg_url, start_background_job,
-    start_dag_run, unify_days,
+    dag_rerun, dag_run, mongo_client, mongo_url, pg_engine, pg_url, start_dag_run,
 )
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(session, config, items):
-    """Run the whole-pipeline DAG run, and the tests' other background jobs, in the background while the other
-    tests run.
+    """Run the whole-pipeline DAG run in the background while the other tests run.
 
     When a selected test uses the ``dag_run`` fixture and the servers are configured, the run
     (:class:`tests.servers.DagRun`: ``airflow dags test`` then a rerun, each in its own process) starts now;
     its tests are ordered after the others, and tests marked ``sample_servers`` (they load the generator's
     sample into the shared departments database and FerretDB, which the DAG run reads) after those.
-    Likewise each :data:`tests.servers.BACKGROUND_JOBS` job used by a selected test (its fixture) starts now, and
-    its tests are ordered after the others, before the DAG run's.
     """
     uses_run = [i for i in items if "dag_run" in getattr(i, "fixturenames", ())]
     loads = [i for i in items if i.get_closest_marker("sample_servers") and i not in uses_run]
-    background = {f: [i for i in items if f in getattr(i, "fixturenames", ()) and i not in uses_run]
-                  for f in BACKGROUND_JOBS}
-    waiting = [i for group in background.values() for i in group]
-    rest = [i for i in items if i not in uses_run and i not in loads and i not in waiting]
-    items[:] = rest + waiting + uses_run + loads
-    for item in uses_run + waiting:  # the first of them waits for the whole background run (two pipeline runs)
+    rest = [i for i in items if i not in uses_run and i not in loads]
+    items[:] = rest + uses_run + loads
+    for item in uses_run:  # the first of them waits for the whole background run (two pipeline runs)
         item.add_marker(pytest.mark.timeout(2700))
-    if not config.option.collectonly:  # the tests' own background jobs (tests.servers.BackgroundJob)
-        for fixture, group in background.items():
-            if group:
-                start_background_job(config, fixture)
     if (uses_run and not config.option.collectonly and os.environ.get("GOVLAKE_PG_URL")
             and os.environ.get("GOVLAKE_MONGO_URL")):
         start_dag_run(config)
