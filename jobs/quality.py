@@ -10,9 +10,10 @@ carries ``meta.rule_id`` and ``meta.action``:
 
 Two ways of running a suite, on the same rules:
 
-* row level, in Spark (:func:`evaluate` → :func:`split`, :func:`rule_counts`): one projection that
-  appends ``_failed_rules`` to every row, used to split a batch into accepted and quarantined
-  rows. Nothing is lost: ``count(accepted) + count(quarantined) == count(input)``.
+* row level, in Spark (:func:`flag` or :func:`evaluate` → :func:`split`, :func:`rule_counts`): one projection
+  that appends each row's failures (:func:`flag`: BIGINT bitmasks, the gate's form; :func:`evaluate`: the
+  ``_failed_rules`` ids), used to split a batch into accepted and quarantined rows. Nothing is lost:
+  ``count(accepted) + count(quarantined) == count(input)``.
 * the Great Expectations 1.24 validation result of the batch (the audit record), saved in the GX project's
   validation results store, one of two ways (``GOVLAKE_GX_ENGINE``, :func:`gx_engine`):
 
