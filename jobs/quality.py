@@ -688,10 +688,12 @@ def flag(df: DataFrame, suite: Suite, rank_duplicates: bool = True) -> DataFrame
 
     Same rules, same semantics and the same row results as :func:`evaluate` (which is this plus the rule ids as an
     array): rule i of the suite failed the row when bit ``i % 63`` of ``_failed_mask_<i // 63>`` is set. Why masks:
-    an ``array<string>`` of rule ids per row (a lambda filter, not compiled by whole-stage codegen) and counting it
-    with ``array_contains`` per rule cost about 7x the CPU of bit tests on a BIGINT
-    (``raw.hrss_social_insurance`` at 1M residents, 1.89M rows: 35.7 vs 5.2 CPU seconds to evaluate and count the
-    suite); the arrays are built for the quarantined rows only (:func:`split`).
+    an ``array<string>`` of rule ids per row (a lambda filter, which whole-stage codegen does not compile) counted
+    with ``array_contains`` per rule costs more than bit tests on a BIGINT: evaluating and counting the suite
+    (unranked, ``benchmarks/rule_cost.py`` at 1M residents) took 18.0 -> 14.9 JVM CPU seconds on
+    ``raw.hrss_social_insurance`` (1.89M rows) and 35.6 -> 27.1 on ``raw.hukou_persons``. The whole gate (ranked,
+    cached, counted) did not change measurably (28.7 / 40.3 vs 30.7 / 37.2): there reading, the uniqueness window
+    and the cache dominate. The arrays are built for the quarantined rows only (:func:`split`).
 
     Args:
         df, suite, rank_duplicates: as :func:`evaluate`.
