@@ -102,13 +102,13 @@ def main(argv: list[str] | None = None) -> int:
             measure(f"rule {rule.rule_id.split('.', 1)[1]}", lambda: ids.agg(F.count_if(F.coalesce(
                 quality._applies(rule) & quality._value_check(rule), F.lit(False)))).collect())
         measure("suite, duplicates not ranked, counted",
-                lambda: quality.count_rules(quality.flag(batch, suite, rank_duplicates=False), suite))
+                lambda: quality.count_rules(quality.evaluate(batch, suite, rank_duplicates=False), suite))
         measure("suite, counted without flags (quality.tally)", lambda: quality.tally(batch, suite))
         if table.startswith("unified."):  # the unified gate counts only (pipeline.validate_unified)
             batch.unpersist()
             lines.append("")
             continue
-        evaluated = quality.flag(batch, suite).cache()  # as jobs.pipeline.validate_table
+        evaluated = quality.evaluate(batch, suite).cache()
         measure("suite, ranked, cached, counted (the gate)", lambda: quality.count_rules(evaluated, suite))
         accepted, quarantined = quality.split(evaluated, suite)
         # the writes as jobs.pipeline.validate_table makes them (file statistics on the same columns)

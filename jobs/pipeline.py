@@ -110,8 +110,8 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     table, batch_id, suite, suite_version, rule_id, expectation_type, column, action, evaluated,
     failed). ``suites_dir``: folder of the suite files (default ``expectations/``).
 
-    The batch is read and evaluated once (:func:`jobs.quality.flag`: a failure bitmask per row, cached): the row
-    count and every rule's counts come from one aggregation over it (:func:`jobs.quality.count_rules`), the staging/quarantine writes read
+    The batch is read and evaluated once (:func:`jobs.quality.evaluate`, cached): the row count and every rule's
+    counts come from one aggregation over it (:func:`jobs.quality.count_rules`), the staging/quarantine writes read
     it, and (``data_docs``) the Great Expectations validation result is built from those counts
     (:func:`jobs.quality.save_validation_result`, no Spark job; with ``GOVLAKE_GX_ENGINE=spark`` GX's own
     checkpoint runs on the cached frame instead, :func:`jobs.quality.run_checkpoint`).
@@ -142,7 +142,7 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
         frame = quality.evaluate_with_derived(batch, suite).cache()
         evaluated = frame.drop(*quality.derived_column_names(suite).values())
     else:
-        frame = evaluated = quality.flag(batch, suite).cache()
+        frame = evaluated = quality.evaluate(batch, suite).cache()
     docs = None
     try:
         tally = quality.count_rules(evaluated, suite)

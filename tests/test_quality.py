@@ -15,7 +15,6 @@ from jobs.quality import (
     Suite,
     enforce_fail_rules,
     evaluate,
-    flag,
     load_suite,
     rule_counts,
     run_checkpoint,
@@ -172,39 +171,6 @@ def test_evaluate_split_and_counts(spark, people_suite):
     ]
     assert counts[6]["expectation_type"] == "expect_compound_columns_to_be_unique"
     enforce_fail_rules(counts, people_suite)  # no fail-action rule: no raise
-
-    # the gate's own form (failure bitmasks, jobs.pipeline.validate_table): the same counts and the same split
-    flagged = flag(df, people_suite)
-    assert flagged.columns == df.columns + ["_failed_mask_0"]
-    masks = sorted((r.person_no or "", r.birth_date or "", r._failed_mask_0) for r in flagged.collect())
-    # bit i = rule i of the suite: P1's worse copy fails rules 1 (unique), 3 (birth) and 5 (age)
-    assert masks[2] == ("P1", "20250230", 0b101010)
-    assert rule_counts(flagged, people_suite) == counts
-    f_acc, f_q = split(flagged, people_suite)
-    assert f_acc.columns == accepted.columns and f_q.columns == quarantined.columns
-    assert sorted(f_acc.collect()) == sorted(acc)
-    assert sorted(f_q.collect(), key=lambda r: (r._source_key, r._row)) == q
-
-
-def test_masks_hold_more_than_63_rules(spark):
-    """A suite of 70 rules: rules 0-62 in _failed_mask_0, 63-69 in _failed_mask_1; ids, counts and the split read
-    the right bit of the right mask. (Rule i fails the value i and the value x.)"""
-    rules = tuple(Rule(f"t.v.r{i}", "expect_column_values_to_match_regex", {"column": "v", "regex": f"^(?!{i}$|x$)"},
-                       "warn" if i < 64 else "quarantine") for i in range(70))
-    suite = Suite(name="raw.t", table="raw.t", key_columns=("k",), version="0" * 12, rules=rules)
-    df = spark.createDataFrame([("a", "0"), ("b", "62"), ("c", "63"), ("d", "69"), ("e", "x")], "k string, v string")
-    flagged = flag(df, suite).cache()
-    assert flagged.columns == ["k", "v", "_failed_mask_0", "_failed_mask_1"]
-    bits = {r.k: (r._failed_mask_0, r._failed_mask_1) for r in flagged.collect()}
-    assert bits["a"] == (1, 0) and bits["b"] == (1 << 62, 0) and bits["c"] == (0, 1) and bits["d"] == (0, 1 << 6)
-    assert bits["e"] == ((1 << 63) - 1, (1 << 7) - 1)  # fails every rule
-    counts = rule_counts(flagged, suite)
-    assert [c["failed"] for c in counts][60:] == [1, 1, 2, 2, 1, 1, 1, 1, 1, 2]
-    accepted, quarantined = split(flagged, suite)
-    assert sorted(r.k for r in accepted.collect()) == ["a", "b", "c"]  # they fail warn rules only
-    assert sorted((r._source_key, tuple(r._rule_ids)) for r in quarantined.collect()) == [
-        ("d", ("t.v.r69",)), ("e", tuple(f"t.v.r{i}" for i in range(64, 70)))]
-    flagged.unpersist()
 
 
 def test_duplicate_counts_are_exact_when_hashes_are_shared(spark):
@@ -547,8 +513,6 @@ def _both_engines(spark, df, suite, reports) -> dict:
     when = dt.datetime(2025, 6, 30, 18, 0, tzinfo=dt.timezone.utc)
     gx_run = run_checkpoint(spark, df, suite, "gx:2025-06-30", reports, run_time=when, data_docs=False)
     counts = count_rules(evaluate(df, suite), suite)
-    # the gate's form (failure bitmasks) counts the same
-    assert count_rules(flag(df, suite), suite) == counts
     # counting without ranking the copies of a duplicated key (the unified gate's way) counts the same
     assert count_rules(evaluate(df, suite, rank_duplicates=False), suite) == counts
     # and counting without flagging rows at all (tally: uniqueness by grouping keys) too
