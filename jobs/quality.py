@@ -898,8 +898,8 @@ def tally(df: DataFrame, suite: Suite) -> BatchCounts:
     rows - keys (every copy but one), duplicated keys = keys held by two or more rows (:func:`_duplicate_counts`:
     by the key's hash first, exact). A window over the key moves and sorts whole rows; a grouping moves the key
     columns, partially aggregated (on the unified person links at 1M residents, 3.8M rows:
-    ``benchmarks/rule_cost.py``). ``df`` is read once per uniqueness rule plus once:
-    cache it.
+    ``benchmarks/rule_cost.py``). ``df`` is read once, plus once per uniqueness rule (twice when some of its key
+    hashes are shared): cache it.
 
     Returns:
         :class:`BatchCounts` equal to :func:`count_rules`'s on the unranked evaluation (``duplicated_keys`` for the
@@ -951,8 +951,8 @@ def _duplicate_counts(rows: DataFrame, key: tuple[str, ...]) -> tuple[int, int]:
     shared = hashed.groupBy("__govlake_key_hash").count().where("count > 1").select("__govlake_key_hash")
     if not shared.limit(1).collect():
         return 0, 0
-    per_key = (hashed.join(F.broadcast(shared), "__govlake_key_hash", "left_semi")
-               .groupBy(*key).count())
+    # no broadcast hint: a state with many duplicated keys has many shared hashes; Spark sizes the join itself
+    per_key = hashed.join(shared, "__govlake_key_hash", "left_semi").groupBy(*key).count()
     row = per_key.agg(F.sum(F.col("count") - 1).alias("extra"), F.count_if(F.col("count") > 1).alias("dup")).collect()[0]
     return int(row["extra"] or 0), int(row["dup"] or 0)
 
