@@ -8,7 +8,12 @@ counted, and the suite counted as the unified gate does, :func:`jobs.quality.tal
 - reading every column once (the floor), and the hidden GB 11643 columns (normalised ID and its validity);
 - each non-uniqueness rule alone (one aggregation counting its failures);
 - the whole suite: evaluated without and with ranking duplicate copies, then cached and counted as the gate does;
-- the gate's two writes (quarantine, staging) from that cache, into a scratch folder (the lakehouse is only read).
+- the gate's two writes (quarantine, staging) from that cache, into a scratch folder (the lakehouse is only read),
+  and the total of those three steps;
+- the zero-copy variant (issue #5's notes): ONE pass over the batch that counts every rule while it writes the
+  quarantined rows (Spark ``observe``), with no staging copy of the accepted rows.
+
+``--gate-only``: for raw tables, only the read, the gate and the zero-copy variant (no per-rule lines).
 
 CPU seconds are read from ``/proc/<jvm pid>/stat`` (user + system of the Spark JVM), so the figures hold on a busy
 machine, where wall seconds do not; wall seconds are printed next to them.
@@ -35,6 +40,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+def _figures(line: str) -> tuple[float, float]:
+    """(cpu, wall) seconds of a measured line."""
+    words = line.split()
+    return float(words[words.index("cpu") + 1]), float(words[words.index("wall") + 1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tables", nargs="+", help="raw table names, e.g. hukou_persons, or unified.<table> (the "
@@ -42,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", required=True, help="GOVLAKE_HOME whose lakehouse holds the raw tables")
     parser.add_argument("--date", default="2025-06-30")
     parser.add_argument("--out", default=None, help="also write the report to this file")
+    parser.add_argument("--gate-only", action="store_true", help="raw tables: measure only the gate as "
+                        "validate_table runs it and the zero-copy variant (no per-rule lines)")
     args = parser.parse_args(argv)
 
     scratch = Path("/tmp/govlake-rule-cost")
@@ -68,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     raw_dir = Path(args.home) / "lakehouse" / "raw"
     commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], capture_output=True,
                             text=True).stdout.strip()[:100]
-    lines = [f"# benchmarks/rule_cost.py --home {args.home} {' '.join(args.tables)}",
+    flags = " --gate-only" if args.gate_only else ""
+    lines = [f"# benchmarks/rule_cost.py{flags} --home {args.home} {' '.join(args.tables)}",
              f"date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}  host: {os.cpu_count()} cores  "
              f"commit: {commit}",
              f"load average (1/5/15 min) at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}", ""]
@@ -78,6 +92,47 @@ def main(argv: list[str] | None = None) -> int:
         action()
         lines.append(f"  {label:44s} cpu {cpu() - c0:7.1f} s   wall {time.perf_counter() - t0:7.1f} s")
         print(lines[-1], flush=True)
+
+    totals = {"gate": [0.0, 0.0], "zero-copy": [0.0, 0.0]}  # cpu, wall seconds over the raw tables
+
+    def gate_lines(table: str, suite, batch) -> None:
+        """The raw gate as jobs.pipeline.validate_table runs it (ranked evaluation cached, counted, quarantine and
+        staging written from the cache), then the zero-copy variant of issue #5's notes: ONE pass that counts the
+        rules while it writes the quarantined rows (Spark ``observe``), and no staging copy of the accepted rows."""
+        from pyspark.sql import Observation
+
+        evaluated = quality.evaluate(batch, suite).cache()
+        c0, t0 = cpu(), time.perf_counter()
+        measure("suite, ranked, cached, counted (the gate)", lambda: quality.count_rules(evaluated, suite))
+        accepted, quarantined = quality.split(evaluated, suite)
+        # the writes as jobs.pipeline.validate_table makes them (file statistics on the same columns)
+        measure("quarantine write (from the cache)", lambda: lake.replace_partition_counted(
+            spark, quarantined, str(scratch / "quarantine" / table), "_logical_date", day,
+            stats_columns=f"_source_key,{RAW_STATS_COLUMNS}"))
+        measure("staging write (from the cache)", lambda: lake.replace_partition_counted(
+            spark, accepted, str(scratch / "staging" / table), "_logical_date", day, stats_columns=RAW_STATS_COLUMNS))
+        evaluated.unpersist()
+        lines.append(f"  {'gate as validate_table runs it, total':44s} cpu {cpu() - c0:7.1f} s   "
+                     f"wall {time.perf_counter() - t0:7.1f} s")
+        print(lines[-1], flush=True)
+
+        def zero_copy():
+            obs = Observation(f"zero_copy_{table}")
+            aggs = [F.count(F.lit(1)).alias("n")]
+            for i, rule in enumerate(suite.rules):
+                aggs.append(F.count_if(F.coalesce(quality._applies(rule), F.lit(False))).alias(f"e{i}"))
+                aggs.append(F.count_if(F.array_contains(F.col(quality.FAILED_RULES_COL), rule.rule_id))
+                            .alias(f"f{i}"))
+            _, held = quality.split(quality.evaluate(batch, suite).observe(obs, *aggs), suite)
+            n_quar = lake.replace_partition_counted(spark, held, str(scratch / "zero_copy_quarantine" / table),
+                                                    "_logical_date", day,
+                                                    stats_columns=f"_source_key,{RAW_STATS_COLUMNS}")
+            zero_copy.rows = (int(obs.get["n"]), n_quar)
+
+        measure("zero-copy: one pass, counts observed, quarantine only", zero_copy)
+        totals["gate"] = [a + b for a, b in zip(totals["gate"], _figures(lines[-2]))]
+        totals["zero-copy"] = [a + b for a, b in zip(totals["zero-copy"], _figures(lines[-1]))]
+        lines.append(f"  (zero-copy pass: {zero_copy.rows[0]:,} rows counted, {zero_copy.rows[1]:,} quarantined)")
 
     for table in args.tables:
         if table.startswith("unified."):
@@ -91,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             label = f"raw.{table}"
         lines.append(f"{label}: {batch.count():,} rows, {len(suite.rules)} rules")
         measure("read every column", lambda: batch.agg(F.sum(F.xxhash64(*batch.columns))).collect())
+        if args.gate_only and not table.startswith("unified."):
+            gate_lines(table, suite, batch)
+            continue
         ids = quality._with_normalized_ids(batch, suite)
         hidden = [c for c in ids.columns if c.startswith("__govlake_")]
         if hidden:
@@ -108,17 +166,12 @@ def main(argv: list[str] | None = None) -> int:
             batch.unpersist()
             lines.append("")
             continue
-        evaluated = quality.evaluate(batch, suite).cache()
-        measure("suite, ranked, cached, counted (the gate)", lambda: quality.count_rules(evaluated, suite))
-        accepted, quarantined = quality.split(evaluated, suite)
-        # the writes as jobs.pipeline.validate_table makes them (file statistics on the same columns)
-        measure("quarantine write (from the cache)", lambda: lake.replace_partition_counted(
-            spark, quarantined, str(scratch / "quarantine" / table), "_logical_date", day,
-            stats_columns=f"_source_key,{RAW_STATS_COLUMNS}"))
-        measure("staging write (from the cache)", lambda: lake.replace_partition_counted(
-            spark, accepted, str(scratch / "staging" / table), "_logical_date", day, stats_columns=RAW_STATS_COLUMNS))
-        evaluated.unpersist()
-        lines.append("")
+        gate_lines(table, suite, batch)
+    if any(totals["gate"]):
+        lines.append("raw tables above, summed (one table at a time):")
+        for name, (c, w) in totals.items():
+            lines.append(f"  {name:10s} cpu {c:7.1f} s   wall {w:7.1f} s")
+        print("\n".join(lines[-3:]), flush=True)
     spark.stop()
     shutil.rmtree(scratch, ignore_errors=True)
     if args.out:
