@@ -42,12 +42,13 @@ def pytest_collection_modifyitems(session, config, items):
     When a selected test uses the ``dag_run`` fixture and the servers are configured, the run
     (:class:`tests.servers.DagRun`: ``airflow dags test`` then a rerun, each in its own process) starts now;
     its tests are ordered after the others, and tests marked ``sample_servers`` (they load the generator's
-    sample into the shared departments database and FerretDB, which the DAG run reads) after those.
+    sample into the shared departments database and FerretDB, which the DAG run and its tests read) after those,
+    also when they use the run (e.g. day N+1 on a copy of it, tests/test_unify_days.py).
     """
     uses_run = [i for i in items if "dag_run" in getattr(i, "fixturenames", ())]
-    loads = [i for i in items if i.get_closest_marker("sample_servers") and i not in uses_run]
+    loads = [i for i in items if i.get_closest_marker("sample_servers")]
     rest = [i for i in items if i not in uses_run and i not in loads]
-    items[:] = rest + uses_run + loads
+    items[:] = rest + [i for i in uses_run if i not in loads] + loads
     for item in uses_run:  # the first of them waits for the whole background run (two pipeline runs)
         item.add_marker(pytest.mark.timeout(2700))
     if (uses_run and not config.option.collectonly and os.environ.get("GOVLAKE_PG_URL")

@@ -1,10 +1,18 @@
 """Issue #6, "Done when": running day N+1 through the unified layer updates only what changed, and a person who
 moved (the household registry's 户口迁移登记 of the generator's day N+1) has two residence rows — the day N one
-closed on day N+1, the new one current from day N+1. Embedded sources (SQLite / JSON lines), 40 residents."""
+closed on day N+1, the new one current from day N+1.
+
+Day N is the suite's DAG run (``dag_run`` of tests/servers.py: ``airflow dags test`` on the 150-resident sample,
+seed 20250630, servers mode), copied so that its own tests see it unchanged. Day N+1 is the same sample generated
+one day further, loaded over the shared departments database and FerretDB (so this test is marked
+``sample_servers`` and runs after the DAG run's tests), then extracted, validated and unified on the copy.
+"""
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -12,37 +20,39 @@ from jobs.config import Settings
 
 DAY = dt.date(2025, 6, 30)
 NEXT = DAY + dt.timedelta(days=1)
-RESIDENTS = 40
-SEED = 20250630
 
 
 @pytest.mark.slow
-def test_day_n_plus_1_moves_a_person_and_changes_only_the_persons_it_names(spark, tmp_path, monkeypatch):
+@pytest.mark.sample_servers
+def test_day_n_plus_1_moves_a_person_and_changes_only_the_persons_it_names(spark, dag_run, pg_url, mongo_url,
+                                                                          tmp_path, monkeypatch):
     from pyspark.sql import functions as F
 
     from jobs.pipeline import run_extract, run_unify, run_validate
     from jobs.sample.generate import generate
+    from tests.servers import DagRun
 
+    day_n, returncode, log = dag_run
+    assert returncode == 0, log[-5000:]
     monkeypatch.setenv("GOVLAKE_DATA_DOCS", "0")
-    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "embedded"})
-    sample = dict(residents=RESIDENTS, seed=SEED, logical_date=DAY, target="embedded", out=settings.sources_dir)
-
-    def run_day(day):
-        run_extract(spark, settings, day)
-        run_validate(spark, settings, day)
-        return run_unify(spark, settings, day)
+    monkeypatch.delenv("GOVLAKE_EXTRACT_MODE", raising=False)  # the daily windows, as the scheduler reads them
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
+    shutil.copytree(Path(day_n.lakehouse.removeprefix("file:")), Path(settings.lakehouse.removeprefix("file:")),
+                    dirs_exist_ok=True)
 
     def residence():
         return {tuple(r) for r in spark.read.format("delta").load(settings.table_path("unified", "person_residence"))
                 .select("person_id", "community_code", "address", "valid_from", "valid_to", "is_current").collect()}
 
-    generate(**sample)
-    run_day(DAY)
     before = residence()
-    generate(**sample, days=2)  # the same sample one day further: its day N rows are identical
+    # the DAG run's sample one day further (its day N rows are identical), over the departments' servers
+    generate(residents=int(DagRun.RESIDENTS), seed=20250630, logical_date=DAY, target="servers",
+             out=settings.sources_dir, pg_url=pg_url, mongo_url=mongo_url, days=2)
     with open(settings.sources_dir / "truth" / "changes.csv", encoding="utf-8") as fh:
         changes = list(csv.DictReader(fh))
-    second = run_day(NEXT)
+    run_extract(spark, settings, NEXT)
+    run_validate(spark, settings, NEXT)
+    second = run_unify(spark, settings, NEXT)
     after = residence()
 
     links = spark.read.format("delta").load(settings.table_path("unified", "person_link"))
