@@ -20,6 +20,9 @@ if [[ ! -x .venv/bin/python || "$(cat .venv/.req-stamp 2>/dev/null)" != "$stamp"
   .venv/bin/python -m pip install -q --disable-pip-version-check uv==0.13.8
   .venv/bin/uv pip install -q --python .venv/bin/python -r requirements.txt
   .venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
+  # uv keeps every build it made (a pyspark sdist build is 1.4 GB): fresh-clone CI rehearsals on one machine
+  # had grown ~/.cache/uv to 63 GB and filled the disk; keep only what the current environments can reuse
+  .venv/bin/uv cache prune -q || true
   echo "$stamp" > .venv/.req-stamp
 fi
 
