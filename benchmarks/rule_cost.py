@@ -40,12 +40,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def _figures(line: str) -> tuple[float, float]:
-    """(cpu, wall) seconds of a measured line."""
-    words = line.split()
-    return float(words[words.index("cpu") + 1]), float(words[words.index("wall") + 1])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tables", nargs="+", help="raw table names, e.g. hukou_persons, or unified.<table> (the "
@@ -87,11 +81,14 @@ def main(argv: list[str] | None = None) -> int:
              f"commit: {commit}",
              f"load average (1/5/15 min) at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}", ""]
 
-    def measure(label: str, action) -> None:
+    def measure(label: str, action) -> tuple[float, float]:
+        """Run ``action``, report and return its (JVM CPU, wall) seconds."""
         c0, t0 = cpu(), time.perf_counter()
         action()
-        lines.append(f"  {label:44s} cpu {cpu() - c0:7.1f} s   wall {time.perf_counter() - t0:7.1f} s")
+        spent = (cpu() - c0, time.perf_counter() - t0)
+        lines.append(f"  {label:44s} cpu {spent[0]:7.1f} s   wall {spent[1]:7.1f} s")
         print(lines[-1], flush=True)
+        return spent
 
     totals = {"gate": [0.0, 0.0], "zero-copy": [0.0, 0.0]}  # cpu, wall seconds over the raw tables
 
@@ -101,37 +98,32 @@ def main(argv: list[str] | None = None) -> int:
         rules while it writes the quarantined rows (Spark ``observe``), and no staging copy of the accepted rows."""
         from pyspark.sql import Observation
 
-        evaluated = quality.evaluate(batch, suite).cache()
-        c0, t0 = cpu(), time.perf_counter()
-        measure("suite, ranked, cached, counted (the gate)", lambda: quality.count_rules(evaluated, suite))
-        accepted, quarantined = quality.split(evaluated, suite)
-        # the writes as jobs.pipeline.validate_table makes them (file statistics on the same columns)
-        measure("quarantine write (from the cache)", lambda: lake.replace_partition_counted(
-            spark, quarantined, str(scratch / "quarantine" / table), "_logical_date", day,
-            stats_columns=f"_source_key,{RAW_STATS_COLUMNS}"))
-        measure("staging write (from the cache)", lambda: lake.replace_partition_counted(
-            spark, accepted, str(scratch / "staging" / table), "_logical_date", day, stats_columns=RAW_STATS_COLUMNS))
-        evaluated.unpersist()
-        lines.append(f"  {'gate as validate_table runs it, total':44s} cpu {cpu() - c0:7.1f} s   "
-                     f"wall {time.perf_counter() - t0:7.1f} s")
-        print(lines[-1], flush=True)
+        def gate():
+            evaluated = quality.evaluate(batch, suite).cache()
+            measure("suite, ranked, cached, counted (the gate)", lambda: quality.count_rules(evaluated, suite))
+            accepted, quarantined = quality.split(evaluated, suite)
+            # the writes as jobs.pipeline.validate_table makes them (file statistics on the same columns)
+            measure("quarantine write (from the cache)", lambda: lake.replace_partition_counted(
+                spark, quarantined, str(scratch / "quarantine" / table), "_logical_date", day,
+                stats_columns=f"_source_key,{RAW_STATS_COLUMNS}"))
+            measure("staging write (from the cache)", lambda: lake.replace_partition_counted(
+                spark, accepted, str(scratch / "staging" / table), "_logical_date", day,
+                stats_columns=RAW_STATS_COLUMNS))
+            evaluated.unpersist()
 
         def zero_copy():
-            obs = Observation(f"zero_copy_{table}")
-            aggs = [F.count(F.lit(1)).alias("n")]
-            for i, rule in enumerate(suite.rules):
-                aggs.append(F.count_if(F.coalesce(quality._applies(rule), F.lit(False))).alias(f"e{i}"))
-                aggs.append(F.count_if(F.array_contains(F.col(quality.FAILED_RULES_COL), rule.rule_id))
-                            .alias(f"f{i}"))
-            _, held = quality.split(quality.evaluate(batch, suite).observe(obs, *aggs), suite)
+            obs = Observation(f"zero_copy_{table}")  # the gate's own aggregation, computed during the write
+            _, held = quality.split(quality.evaluate(batch, suite).observe(obs, *quality._rule_aggregates(suite)),
+                                    suite)
             n_quar = lake.replace_partition_counted(spark, held, str(scratch / "zero_copy_quarantine" / table),
                                                     "_logical_date", day,
                                                     stats_columns=f"_source_key,{RAW_STATS_COLUMNS}")
             zero_copy.rows = (int(obs.get["n"]), n_quar)
 
-        measure("zero-copy: one pass, counts observed, quarantine only", zero_copy)
-        totals["gate"] = [a + b for a, b in zip(totals["gate"], _figures(lines[-2]))]
-        totals["zero-copy"] = [a + b for a, b in zip(totals["zero-copy"], _figures(lines[-1]))]
+        for name, spent in (("gate", measure("gate as validate_table runs it, total", gate)),
+                            ("zero-copy", measure("zero-copy: one pass, counts observed, quarantine only",
+                                                  zero_copy))):
+            totals[name] = [a + b for a, b in zip(totals[name], spent)]
         lines.append(f"  (zero-copy pass: {zero_copy.rows[0]:,} rows counted, {zero_copy.rows[1]:,} quarantined)")
 
     for table in args.tables:

@@ -527,8 +527,6 @@ def _value_check(rule: Rule) -> Column:
         regex, pattern = strftime_to_spark(kw["strftime_format"])
         return ~(v.rlike(regex) & F.try_to_timestamp(v, F.lit(pattern)).isNotNull())
     if et == GB11643_TYPE:
-        from jobs.codes import id_is_valid_col  # lazy: code pack
-
         # The normalised ID and its validity are columns of their own (see _with_normalized_ids): validating
         # id_normalize_col(v) inline would copy its expression into every check of the ID.
         return ~F.col(_ID_VALID + kw["column"])
@@ -825,15 +823,21 @@ def rule_counts(evaluated: DataFrame, suite: Suite) -> list[dict]:
     return _aggregate_rules(evaluated, suite)[1]
 
 
-def _aggregate_rules(evaluated: DataFrame, suite: Suite) -> tuple[int, list[dict]]:
-    """``(rows, rule_counts)`` of an evaluated batch in one aggregation."""
-    if FAILED_RULES_COL not in evaluated.columns:
-        raise ValueError("rule_counts() needs the output of evaluate(): no _failed_rules column")
+def _rule_aggregates(suite: Suite) -> list[Column]:
+    """The aggregate columns of :func:`_aggregate_rules` over an evaluated batch: ``n`` (rows), then per rule i
+    ``e<i>`` (rows evaluated) and ``f<i>`` (rows whose ``_failed_rules`` has the rule), all BIGINT."""
     aggs = [F.count(F.lit(1)).alias("n")]
     for i, rule in enumerate(suite.rules):
         aggs.append(F.count_if(F.coalesce(_applies(rule), F.lit(False))).alias(f"e{i}"))
         aggs.append(F.count_if(F.array_contains(F.col(FAILED_RULES_COL), rule.rule_id)).alias(f"f{i}"))
-    row = evaluated.agg(*aggs).collect()[0]
+    return aggs
+
+
+def _aggregate_rules(evaluated: DataFrame, suite: Suite) -> tuple[int, list[dict]]:
+    """``(rows, rule_counts)`` of an evaluated batch in one aggregation."""
+    if FAILED_RULES_COL not in evaluated.columns:
+        raise ValueError("rule_counts() needs the output of evaluate(): no _failed_rules column")
+    row = evaluated.agg(*_rule_aggregates(suite)).collect()[0]
     return int(row["n"]), [
         {"rule_id": r.rule_id, "expectation_type": r.expectation_type, "column": r.column_label,
          "action": r.action, "evaluated": int(row[f"e{i}"] or 0), "failed": int(row[f"f{i}"] or 0)}
