@@ -45,17 +45,17 @@ def govlake_daily():
         or everything before its end when the run is a backfill (param / conf ``backfill``)."""
         from jobs.orchestration import business_date, extract_options, interval_of, stage
 
-        return stage("extract", business_date(data_interval_start, data_interval_end, logical_date), sources=[source],
-                     data_interval=interval_of(data_interval_start, data_interval_end),
+        return stage("extract", business_date(data_interval_start, data_interval_end, logical_date), dag_run,
+                     sources=[source], data_interval=interval_of(data_interval_start, data_interval_end),
                      **extract_options(params, getattr(dag_run, "conf", None)))
 
     @task(task_id="validate")
-    def validate(source: str, data_interval_start=None, data_interval_end=None, logical_date=None):
+    def validate(source: str, data_interval_start=None, data_interval_end=None, logical_date=None, dag_run=None):
         """Quality gate for one department's raw batches: staging, quarantine, results, GX checkpoint results
         (the Data Docs site is built once by the data_docs task)."""
         from jobs.orchestration import business_date, stage, tables_of
 
-        return stage("validate", business_date(data_interval_start, data_interval_end, logical_date),
+        return stage("validate", business_date(data_interval_start, data_interval_end, logical_date), dag_run,
                      tables=tables_of(source), build_site=False)
 
     @task(trigger_rule="all_done")
@@ -67,25 +67,26 @@ def govlake_daily():
         return build_site(business_date(data_interval_start, data_interval_end, logical_date))
 
     @task
-    def unify(data_interval_start=None, data_interval_end=None, logical_date=None):
+    def unify(data_interval_start=None, data_interval_end=None, logical_date=None, dag_run=None):
         """MERGE the accepted rows into unified.person and unified.event."""
         from jobs.orchestration import business_date, stage
 
-        return stage("unify", business_date(data_interval_start, data_interval_end, logical_date))
+        return stage("unify", business_date(data_interval_start, data_interval_end, logical_date), dag_run)
 
     @task
-    def marts(data_interval_start=None, data_interval_end=None, logical_date=None):
+    def marts(data_interval_start=None, data_interval_end=None, logical_date=None, dag_run=None):
         """Refresh the population and grid-management marts."""
         from jobs.orchestration import business_date, stage
 
-        return stage("marts", business_date(data_interval_start, data_interval_end, logical_date))
+        return stage("marts", business_date(data_interval_start, data_interval_end, logical_date), dag_run)
 
     @task
-    def analysis(data_interval_start=None, data_interval_end=None, logical_date=None):
-        """Analysis tables and the decision-support report."""
+    def analysis(data_interval_start=None, data_interval_end=None, logical_date=None, dag_run=None):
+        """Analysis tables and the decision-support report; the last task: it releases the run's leases."""
         from jobs.orchestration import business_date, stage
 
-        return stage("analysis", business_date(data_interval_start, data_interval_end, logical_date))
+        return stage("analysis", business_date(data_interval_start, data_interval_end, logical_date), dag_run,
+                     final=True)
 
     gate = []
     for source in SOURCES:

@@ -25,6 +25,8 @@ from jobs.config import Settings
 LOG = logging.getLogger("jobs.lake")
 T = TypeVar("T")
 LAYERS = ("raw", "ops", "quarantine", "staging", "unified", "marts", "analysis", "governance")
+#: Layers whose readers go through publications (:func:`record_publication`).
+PUBLISHED_LAYERS = ("unified",)
 
 
 def exists(spark, path: str) -> bool:
@@ -255,7 +257,9 @@ def register_tables(spark, settings: Settings) -> list[str]:
 
     Needed once per SparkSession (the catalog is in memory); afterwards ``spark.sql("SELECT *
     FROM marts.population_by_district_sex_age")`` works. A name registered before for another lakehouse
-    is re-pointed to this one.
+    is re-pointed to this one. A layer with publications (``unified``, see :func:`record_publication`) is
+    registered as views pinned at its latest publication, so a reader never sees a run's tables half
+    published; its tables themselves stay readable by path (``delta.`<path>```, time travel, history).
 
     Returns:
         the registered names, sorted.
@@ -269,14 +273,23 @@ def register_tables(spark, settings: Settings) -> list[str]:
         if not layer_dir.is_dir():
             continue
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
-        for table_dir in sorted(p for p in layer_dir.iterdir() if (p / "_delta_log").is_dir()):
+        pinned = published_versions(spark, settings, layer) if layer in PUBLISHED_LAYERS else None
+        for table_dir in sorted(p for p in layer_dir.iterdir() if exists(spark, str(p))):
             name = f"{layer}.{table_dir.name}"
             # re-point a name registered earlier in this session (another lakehouse): the tables are EXTERNAL
             # (LOCATION), so DROP TABLE forgets the name and never touches the data
-            spark.sql(f"DROP TABLE IF EXISTS {name}")
-            spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{table_dir}'")
+            if spark.catalog.tableExists(name):
+                kind = "VIEW" if spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
+                spark.sql(f"DROP {kind} {name}")
+            if pinned is None:
+                spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{table_dir}'")
+            elif table_dir.name in pinned[1]:
+                spark.sql(f"CREATE VIEW {name} AS SELECT * FROM delta.`{table_dir}` "
+                          f"VERSION AS OF {pinned[1][table_dir.name]}")
+            else:
+                continue  # never published (e.g. created by a run killed before its publication)
             names.append(name)
-    return names
+    return sorted(names)
 
 
 def retry_on_conflict(commit: Callable[[], T], what: str, attempts: int = 6, first_wait_s: float = 0.2) -> T:
@@ -312,3 +325,100 @@ def retry_on_conflict(commit: Callable[[], T], what: str, attempts: int = 6, fir
                         what, type(exc).__name__, wait, attempt + 1, attempts)
             time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+# --- publications: which table versions make up a layer's state for a logical date -----------------------------
+
+#: ``ops.publications``: per (layer, logical date), the version of every table of that layer after the stage that
+#: wrote them for that date; recorded in one commit once all of them are committed.
+PUBLICATIONS = ("ops", "publications")
+
+
+def _publications_schema():
+    from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType, TimestampType
+
+    return StructType([StructField("layer", StringType(), False), StructField("logical_date", DateType(), False),
+                       StructField("table", StringType(), False), StructField("version", LongType(), False),
+                       StructField("run_id", StringType()), StructField("published_at", TimestampType())])
+
+
+def table_version(spark, path: str) -> int | None:
+    """Latest committed version of the Delta table at ``path`` (None when there is no table)."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").collect()[0][0])
+
+
+def record_publication(spark, settings: Settings, layer: str, logical_date: dt.date, tables: list[str],
+                       run_id: str | None = None, versions: dict[str, int] | None = None) -> dict[str, int]:
+    """Record that the current versions of ``layer``'s ``tables`` are that layer's state for ``logical_date``:
+    the logical date's rows of ``ops.publications`` for the layer are replaced in one commit (``replaceWhere``).
+
+    Readers (:func:`published_versions`, :func:`read_published`, :func:`register_tables`) see a stage's tables
+    only through a publication, so a run killed between two of its table commits is invisible to them until its
+    rerun publishes every table; and a later rerun of an earlier date reads that date's state.
+
+    ``versions``: the version to record per table (default: each table's current version).
+
+    Returns:
+        table -> version recorded (tables without a Delta table are left out).
+    """
+    if versions is None:
+        versions = {t: v for t in tables if (v := table_version(spark, settings.table_path(layer, t))) is not None}
+    now = dt.datetime.now().replace(microsecond=0)
+    rows = [(layer, logical_date, t, v, run_id, now) for t, v in sorted(versions.items())]
+    df = spark.createDataFrame(rows, _publications_schema())
+    path = settings.table_path(*PUBLICATIONS)
+    retry_on_conflict(lambda: (df.write.format("delta").mode("overwrite")
+                               .option("replaceWhere", f"layer = '{layer}' AND logical_date = DATE'{logical_date}'")
+                               .save(path)), f"ops.publications {layer} {logical_date}")
+    return versions
+
+
+def published_versions(spark, settings: Settings, layer: str, as_of: dt.date | None = None
+                       ) -> tuple[dt.date, dict[str, int]] | None:
+    """The publication of ``layer`` that holds for ``as_of`` (default: the latest): the one of the latest logical
+    date on or before it, as ``(logical date, {table: version})``; None when there is none."""
+    path = settings.table_path(*PUBLICATIONS)
+    if not exists(spark, path):
+        return None
+    pubs = spark.read.format("delta").load(path).where(f"layer = '{layer}'")
+    if as_of is not None:
+        pubs = pubs.where(f"logical_date <= DATE'{as_of}'")
+    rows = pubs.select("logical_date", "table", "version").collect()
+    if not rows:
+        return None
+    day = max(r["logical_date"] for r in rows)
+    return day, {r["table"]: int(r["version"]) for r in rows if r["logical_date"] == day}
+
+
+def latest_published_date(spark, settings: Settings, layer: str) -> dt.date | None:
+    """The latest logical date ``layer`` was published for (None when never)."""
+    found = published_versions(spark, settings, layer)
+    return found[0] if found else None
+
+
+def read_published(spark, settings: Settings, layer: str, table: str, as_of: dt.date | None = None):
+    """``<layer>.<table>`` as published for ``as_of`` (see :func:`published_versions`; time travel to that
+    version), or its latest version when the layer was never published (a lakehouse of an older GovLake); None when
+    the table does not exist or its publication does not include it.
+
+    Raises:
+        RuntimeError: the published version is no longer readable (removed by VACUUM): the message says so.
+    """
+    path = settings.table_path(layer, table)
+    found = published_versions(spark, settings, layer, as_of)
+    if found is None:
+        return spark.read.format("delta").load(path) if exists(spark, path) else None
+    version = found[1].get(table)
+    if version is None:
+        return None
+    try:
+        df = spark.read.format("delta").option("versionAsOf", version).load(path)
+        df.schema  # noqa: B018 - resolves the version now, so a vacuumed one fails here with our message
+        return df
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError(f"{layer}.{table} version {version} (published for {found[0]}) cannot be read: "
+                           f"{str(exc).splitlines()[0]}") from exc

@@ -72,11 +72,39 @@ def tables_of(source: str) -> list[str]:
     return raw_tables([source])
 
 
-def stage(name: str, day: dt.date, **kwargs):
-    """Run one pipeline stage for ``day`` in this process and return a JSON-safe result (XCom)."""
+#: How long a task waits for another run's lease (an operator's CLI run of the same date, another DAG run in the
+#: cumulative stages) before failing, unless ``GOVLAKE_LEASE_WAIT_S`` says otherwise: one hour, seconds.
+TASK_LEASE_WAIT_S = 3600.0
+
+
+def run_holder(dag_run=None):
+    """The lease holder of a task (:class:`jobs.lease.Holder`): every task of one DAG run shares the run id
+    ``airflow:<dag_id>:<run_id>``; None outside a DAG run (the task then runs as a one-process run)."""
+    import os
+    import socket
+
+    from jobs.lease import Holder
+
+    if dag_run is None:
+        return None
+    return Holder(f"airflow:{dag_run.dag_id}:{dag_run.run_id}", socket.gethostname(), os.getpid(),
+                  single_process=False)
+
+
+def stage(name: str, day: dt.date, dag_run=None, final: bool = False, **kwargs):
+    """Run one pipeline stage for ``day`` in this process under the DAG run's leases and return a JSON-safe result
+    (XCom). The leases stay with the run between its tasks; ``final`` (the last task) releases them.
+
+    Raises:
+        jobs.lease.LeaseHeld: another run held the date (or the cumulative layers) for longer than
+            ``GOVLAKE_LEASE_WAIT_S`` (default :data:`TASK_LEASE_WAIT_S`); Airflow retries the task.
+    """
+    import os
+
     from jobs.pipeline import run_stage
 
-    result = run_stage(name, day, **kwargs)
+    wait = float(os.environ.get("GOVLAKE_LEASE_WAIT_S", TASK_LEASE_WAIT_S))
+    result = run_stage(name, day, holder=run_holder(dag_run), wait_s=wait, release=final, **kwargs)
     return json.loads(json.dumps(result, default=str))
 
 

@@ -330,8 +330,8 @@ class UnifiedPlan:
         states: table name (without layer) -> DataFrame of the table's rows after publication, in plan order.
     """
 
-    def __init__(self, spark, settings: Settings):
-        self.spark, self.settings = spark, settings
+    def __init__(self, spark, settings: Settings, run_id: str | None = None):
+        self.spark, self.settings, self.run_id = spark, settings, run_id
         self.states: dict = {}
         self._writes: dict[str, tuple] = {}  # table -> ("merge", source, keys, insert_only) | ("rewrite", df, order)
         self._cached: list = []
@@ -380,17 +380,23 @@ class UnifiedPlan:
         """
         from jobs import unified
 
+        from jobs.failpoints import failpoint
+
         gate = validate_unified(self.spark, self.settings, self.states, logical_date, suites_dir)
         stats: dict = {}
         for name, write in self._writes.items():
             path = self.settings.table_path("unified", name)
             unified.ensure_cdf_table(self.spark, write[1], path)
+            failpoint("unify.merge")
             if write[0] == "rewrite":
                 stats[name] = lake.overwrite_if_changed(self.spark, write[1], path, write[2])
             elif write[1].isEmpty():
                 stats[name] = {"inserted": 0, "updated": 0}
             else:
                 stats[name] = lake.merge_by_key(self.spark, write[1], path, write[2], insert_only_columns=write[3])
+            failpoint("unify.after_table")
+        failpoint("unify.before_publication")
+        lake.record_publication(self.spark, self.settings, "unified", logical_date, list(UNIFIED_TABLES), self.run_id)
         return gate, stats
 
     def release(self) -> None:
@@ -400,8 +406,29 @@ class UnifiedPlan:
         self._cached.clear()
 
 
+class OutOfOrderRun(RuntimeError):
+    """A logical date earlier than the unified layer's latest publication was never unified: the cumulative layer
+    cannot take it after a later day without rewriting that day's history."""
+
+
+def _unified_history(spark, settings: Settings, logical_date: dt.date, latest: dt.date) -> dict:
+    """The unify stage of a date the unified layer has moved past: its publication is that day's state and stays
+    as it is (MERGEing the day again into a later state would rewrite history).
+
+    Raises:
+        OutOfOrderRun: the date was never published.
+    """
+    found = lake.published_versions(spark, settings, "unified", logical_date)
+    if found is None or found[0] != logical_date:
+        raise OutOfOrderRun(f"unify {logical_date}: the unified layer is published up to {latest} and {logical_date} "
+                            "was never unified; run the days from the earliest missing one in order (or rebuild the "
+                            "unified layer from that day)")
+    return {"historical": True, "published": found[1],
+            "note": f"unified layer already published for {latest}: {logical_date} kept as published"}
+
+
 def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool | None = None,
-              suites_dir: Path | None = None) -> dict:
+              suites_dir: Path | None = None, run_id: str | None = None) -> dict:
     """Standardise the accepted staging rows of ``logical_date``, link them to persons and MERGE unified
     (write-audit-publish: every unified table's new state passes its suite before any of them is written).
 
@@ -434,9 +461,15 @@ def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool 
         (``unmatched`` counts addresses kept without a registry match; ``{}`` without an address registry),
         "quality": [...] (:func:`validate_unified`), "data_docs": path | None}``.
 
+    Publication: once every table is committed, their versions are recorded as the unified layer's state for the
+    date (:func:`jobs.lake.record_publication`, ``run_id`` names the run); readers go through it. A date the layer
+    was already published past (a rerun of an earlier day) is not MERGEd again: its publication stands
+    (:func:`_unified_history`, result ``{"historical": True, "published": {table: version}, "note"}``).
+
     Raises:
         jobs.quality.FailRuleViolated: a fail rule of a unified suite failed; the results are recorded, no
             unified table is written (``quarantine.unified_person_records`` is, for the day).
+        OutOfOrderRun: an earlier date than the latest publication was never unified.
     """
     import os
     from functools import reduce
@@ -448,9 +481,12 @@ def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool 
 
     if data_docs is None:
         data_docs = os.environ.get("GOVLAKE_DATA_DOCS", "1") != "0"
+    latest = lake.latest_published_date(spark, settings, "unified")
+    if latest is not None and latest > logical_date:
+        return _unified_history(spark, settings, logical_date, latest)
     day = logical_date.isoformat()
     versions: dict[str, int] = {}
-    plan = UnifiedPlan(spark, settings)
+    plan = UnifiedPlan(spark, settings, run_id)
     current, plan_merge = plan.current, plan.merge
 
     def staging(table: str):
@@ -672,40 +708,85 @@ def divisions_frame(spark, city_code: str = SAMPLE_CITY_CODE):
     return spark.createDataFrame(city, "district_code string, district_name string")
 
 
-def run_marts(spark, settings: Settings, logical_date: dt.date) -> dict:
-    """Rebuild the topic marts from the unified layer (snapshot partitions / whole small tables)."""
-    from jobs import marts
+def _is_historical(spark, settings: Settings, layer: str, logical_date: dt.date) -> bool:
+    """True when ``layer`` was already published for a later date than ``logical_date`` (a rerun of a past day)."""
+    latest = lake.latest_published_date(spark, settings, layer)
+    return latest is not None and latest > logical_date
 
-    person = spark.read.format("delta").load(settings.table_path("unified", "person"))
-    event = spark.read.format("delta").load(settings.table_path("unified", "event"))
+
+def _publish_stage(spark, settings: Settings, layer: str, logical_date: dt.date, written: list[str],
+                   historical: bool, run_id: str | None) -> None:
+    """Record ``layer``'s publication for ``logical_date``: every table of the layer at its current version; for a
+    historical date only the (partition-rewritten) ``written`` tables move, the others keep the versions recorded
+    for that date before (their current versions hold later dates' state)."""
+    from pathlib import Path as _Path
+
+    root = settings.lakehouse[5:] if settings.lakehouse.startswith("file:") else settings.lakehouse
+    layer_dir = _Path(root) / layer
+    tables = sorted(p.name for p in layer_dir.iterdir() if lake.exists(spark, str(p))) if layer_dir.is_dir() else []
+    if historical:
+        before = lake.published_versions(spark, settings, layer, logical_date)
+        kept = before[1] if before and before[0] == logical_date else {}
+        tables = sorted(set(written) | set(kept))
+        versions = {**kept, **{t: v for t in written
+                               if (v := lake.table_version(spark, settings.table_path(layer, t))) is not None}}
+        lake.record_publication(spark, settings, layer, logical_date, tables, run_id, versions=versions)
+    else:
+        lake.record_publication(spark, settings, layer, logical_date, tables, run_id)
+
+
+def run_marts(spark, settings: Settings, logical_date: dt.date, run_id: str | None = None) -> dict:
+    """Rebuild the topic marts for ``logical_date`` from the unified layer as published for that date
+    (:func:`jobs.lake.read_published`), then record the marts' publication for the date.
+
+    Snapshot / period tables replace the date's partition; whole-table marts are rewritten when changed, except on a
+    rerun of a past date (the layer was published for a later date): they hold the latest state and stay as they are.
+
+    Returns:
+        ``{"population_rows", "event_mart_rewritten", "theme_tables_rewritten", "historical"}``.
+    """
+    from jobs import marts, themes
+    from jobs.failpoints import failpoint
+
+    historical = _is_historical(spark, settings, "marts", logical_date)
+    person = lake.read_published(spark, settings, "unified", "person", logical_date)
+    event = lake.read_published(spark, settings, "unified", "event", logical_date)
     divisions = divisions_frame(spark)
     pop = marts.population_by_district_sex_age(person, divisions, logical_date)
     lake.replace_partition(pop, settings.table_path("marts", "population_by_district_sex_age"), "snapshot_date", logical_date)
+    failpoint("marts.after_table")
     excl = marts.population_exclusions(person, logical_date)
     lake.replace_partition(excl, settings.table_path("marts", "population_exclusions"), "snapshot_date", logical_date)
-    ev = marts.grid_events_by_district_category_week(event, divisions)
-    written = lake.overwrite_if_changed(spark, ev, settings.table_path("marts", "grid_events_by_district_category_week"),
-                                        ["week_start", "district_code", "category_l1", "channel"])
-    from jobs import themes  # theme marts + analysis services of schemas/themes/*.yaml (issue #7)
-
-    theme_tables = themes.run_themes(spark, settings, logical_date)
-    return {"population_rows": pop.count(), "event_mart_rewritten": written, "theme_tables_rewritten": theme_tables}
+    written_tables = ["population_by_district_sex_age", "population_exclusions"]
+    written = False
+    if not historical:
+        ev = marts.grid_events_by_district_category_week(event, divisions)
+        written = lake.overwrite_if_changed(spark, ev, settings.table_path("marts", "grid_events_by_district_category_week"),
+                                            ["week_start", "district_code", "category_l1", "channel"])
+    theme_tables = themes.run_themes(spark, settings, logical_date, historical=historical)
+    written_tables += [n.split(".", 1)[1] for n in theme_tables if n.startswith("marts.")]
+    _publish_stage(spark, settings, "marts", logical_date, written_tables, historical, run_id)
+    return {"population_rows": pop.count(), "event_mart_rewritten": written, "theme_tables_rewritten": theme_tables,
+            "historical": historical}
 
 
 def run_analysis(spark, settings: Settings, logical_date: dt.date, report: bool = True) -> dict:
-    """Compute the analysis tables from the marts and build the decision-support report."""
+    """Compute the analysis tables of ``logical_date`` from the marts as published for that date and build the
+    decision-support report."""
     from pyspark.sql import functions as F
 
     from jobs import analysis
+    from jobs.failpoints import failpoint
 
-    pop = (spark.read.format("delta").load(settings.table_path("marts", "population_by_district_sex_age"))
+    pop = (lake.read_published(spark, settings, "marts", "population_by_district_sex_age", logical_date)
            .where(f"snapshot_date = DATE'{logical_date.isoformat()}'"))
-    ev = spark.read.format("delta").load(settings.table_path("marts", "grid_events_by_district_category_week"))
+    ev = lake.read_published(spark, settings, "marts", "grid_events_by_district_category_week", logical_date)
     ages = analysis.age_structure_by_district(pop)
     lake.replace_partition(ages, settings.table_path("analysis", "age_structure_by_district"), "snapshot_date", logical_date)
     top = analysis.top_event_categories_by_district(ev, logical_date)
     top = top.withColumn("logical_date", F.lit(logical_date).cast("date"))
     lake.replace_partition(top, settings.table_path("analysis", "top_event_categories_by_district"), "logical_date", logical_date)
+    failpoint("analysis.before_report")
     out = {"report": None}
     if report:
         out["report"] = str(build_report(spark, settings, logical_date))
@@ -713,14 +794,16 @@ def run_analysis(spark, settings: Settings, logical_date: dt.date, report: bool 
 
 
 def report_tables(spark, settings: Settings, logical_date: dt.date) -> dict:
-    """The tables the report reads, as pandas frames (small: marts and analysis only)."""
+    """The tables the report reads, as pandas frames (small: marts and analysis only; marts as published for
+    ``logical_date``)."""
     d = logical_date.isoformat()
-    read = lambda layer, name: spark.read.format("delta").load(settings.table_path(layer, name))  # noqa: E731
+    marts_ = lambda name: lake.read_published(spark, settings, "marts", name, logical_date)  # noqa: E731
+    analysis_ = lambda name: spark.read.format("delta").load(settings.table_path("analysis", name))  # noqa: E731
     return {
-        "population_by_district_sex_age": read("marts", "population_by_district_sex_age").where(f"snapshot_date = DATE'{d}'").toPandas(),
-        "grid_events_by_district_category_week": read("marts", "grid_events_by_district_category_week").toPandas(),
-        "age_structure_by_district": read("analysis", "age_structure_by_district").where(f"snapshot_date = DATE'{d}'").toPandas(),
-        "top_event_categories_by_district": read("analysis", "top_event_categories_by_district").where(f"logical_date = DATE'{d}'").drop("logical_date").toPandas(),
+        "population_by_district_sex_age": marts_("population_by_district_sex_age").where(f"snapshot_date = DATE'{d}'").toPandas(),
+        "grid_events_by_district_category_week": marts_("grid_events_by_district_category_week").toPandas(),
+        "age_structure_by_district": analysis_("age_structure_by_district").where(f"snapshot_date = DATE'{d}'").toPandas(),
+        "top_event_categories_by_district": analysis_("top_event_categories_by_district").where(f"logical_date = DATE'{d}'").drop("logical_date").toPandas(),
     }
 
 
@@ -735,11 +818,62 @@ def build_report(spark, settings: Settings, logical_date: dt.date) -> Path:
 
 # --- orchestration -------------------------------------------------------------------------------------
 
-def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = None, spark=None, **kwargs):
-    """Run one stage for ``logical_date`` (the Airflow tasks' entry point).
+#: Stages that write tables of every date (MERGEd unified state, whole-table marts): they also hold the
+#: lakehouse-wide lease :data:`jobs.lease.CUMULATIVE`.
+CUMULATIVE_STAGES = ("unify", "marts", "analysis")
+
+
+def run_leases(spark, settings: Settings, logical_date: dt.date, cumulative: bool, holder=None,
+               wait_s: float | None = None, release: bool = True):
+    """The leases a run of ``logical_date`` holds (:mod:`jobs.lease`): ``date=<date>``, and :data:`CUMULATIVE`
+    when ``cumulative``; a context manager (an ``ExitStack``) that takes them in that order (one order for every
+    run, so two runs never wait on each other crosswise) and, on exit, releases them (``release``) or only stops
+    renewing them (the next task of the same Airflow run takes them over). The entered stack has ``check()``.
+
+    Raises:
+        jobs.lease.LeaseHeld: another run holds one of them after ``wait_s`` (default ``GOVLAKE_LEASE_WAIT_S``).
+    """
+    from contextlib import ExitStack
+
+    from jobs.lease import CUMULATIVE, Holder, Lease, settings_from_env
+
+    env_wait, ttl = settings_from_env()
+    holder = holder or Holder.current()
+    wait = env_wait if wait_s is None else wait_s
+    scopes = [f"date={logical_date.isoformat()}"] + ([CUMULATIVE] if cumulative else [])
+    stack = ExitStack()
+    leases = [Lease(spark, settings, scope, holder, wait, ttl, release_on_exit=release) for scope in scopes]
+
+    def check():
+        for lease in leases:
+            lease.check()
+
+    stack.check = check  # type: ignore[attr-defined]
+    stack.holder = holder  # type: ignore[attr-defined]
+    try:
+        for lease in leases:
+            stack.enter_context(lease)
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = None, spark=None, holder=None,
+              wait_s: float | None = None, release: bool = True, **kwargs):
+    """Run one stage for ``logical_date`` under the run's leases (:func:`run_leases`; the Airflow tasks' entry
+    point, and ``run --stage``).
+
+    Args:
+        holder: the run (:class:`jobs.lease.Holder`; default this process as a one-process run).
+        wait_s: how long to wait for another run's lease (default ``GOVLAKE_LEASE_WAIT_S``).
+        release: release the leases after the stage (False: keep them for the run's next task).
+        kwargs: the stage function's own arguments.
 
     Raises:
         ValueError: unknown stage.
+        jobs.lease.LeaseHeld: another run of the date (or, for unify, marts and analysis, of the cumulative
+            layers) is under way.
     """
     from jobs.spark import get_spark
 
@@ -749,7 +883,10 @@ def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = Non
     spark = spark or get_spark(settings, app_name=f"govlake-{stage}")
     fn = {"extract": run_extract, "validate": run_validate, "unify": run_unify, "marts": run_marts,
           "analysis": run_analysis}[stage]
-    return fn(spark, settings, logical_date, **kwargs)
+    with run_leases(spark, settings, logical_date, stage in CUMULATIVE_STAGES, holder, wait_s, release) as leases:
+        if stage in ("unify", "marts"):
+            kwargs.setdefault("run_id", leases.holder.run_id)
+        return fn(spark, settings, logical_date, **kwargs)
 
 
 def ensure_sample_sources(settings: Settings, logical_date: dt.date, residents: int, seed: int) -> dict:
@@ -786,8 +923,10 @@ def generator_fingerprint() -> str:
 
 
 def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
-            generate_sample: bool = True, spark=None, data_docs: bool | None = None) -> dict:
-    """The whole pipeline for one logical date in one SparkSession; returns the run summary.
+            generate_sample: bool = True, spark=None, data_docs: bool | None = None,
+            wait_s: float | None = None) -> dict:
+    """The whole pipeline for one logical date in one SparkSession, under the date's and the cumulative layers'
+    leases (:func:`run_leases`; ``wait_s`` as there); returns the run summary.
 
     The summary (also written to ``<reports>/summary-<date>.json``) holds rows per table per layer,
     quarantined rows per rule, MERGE statistics, wall seconds per stage (``stage_seconds``) and headline findings.
@@ -799,15 +938,19 @@ def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_
     spark = spark or get_spark(settings, app_name="govlake-main")
     summary = {"logical_date": logical_date.isoformat(), "lakehouse": settings.lakehouse}
     timings: dict[str, float] = {}
-    steps = (("extract", lambda: run_extract(spark, settings, logical_date)),
-             ("validate", lambda: run_validate(spark, settings, logical_date, data_docs=data_docs)),
-             ("unify", lambda: run_unify(spark, settings, logical_date, data_docs=data_docs)),
-             ("marts", lambda: run_marts(spark, settings, logical_date)),
-             ("analysis", lambda: run_analysis(spark, settings, logical_date)))
-    for name, step in steps:
-        started = time.monotonic()
-        summary[name] = step()
-        timings[name] = round(time.monotonic() - started, 1)
+    with run_leases(spark, settings, logical_date, cumulative=True, wait_s=wait_s) as leases:
+        run_id = leases.holder.run_id
+        summary["run_id"] = run_id
+        steps = (("extract", lambda: run_extract(spark, settings, logical_date)),
+                 ("validate", lambda: run_validate(spark, settings, logical_date, data_docs=data_docs)),
+                 ("unify", lambda: run_unify(spark, settings, logical_date, data_docs=data_docs, run_id=run_id)),
+                 ("marts", lambda: run_marts(spark, settings, logical_date, run_id=run_id)),
+                 ("analysis", lambda: run_analysis(spark, settings, logical_date)))
+        for name, step in steps:
+            leases.check()
+            started = time.monotonic()
+            summary[name] = step()
+            timings[name] = round(time.monotonic() - started, 1)
     summary["stage_seconds"] = timings
     summary["tables"] = table_counts(spark, settings, logical_date)
     summary["findings"] = findings(spark, settings, logical_date)
@@ -882,6 +1025,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--stage", default="all", choices=("all",) + STAGES)
     run.add_argument("--residents", type=int, default=DEFAULT_RESIDENTS, help="size of the sample municipality")
     run.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    run.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                     help="wait this long for another run of the date to finish (default GOVLAKE_LEASE_WAIT_S, 0: "
+                          "refuse at once)")
     sql = sub.add_parser("sql", help="run a Spark SQL query against the lakehouse tables and print the result")
     sql.add_argument("query")
     sql.add_argument("--limit", type=int, default=50)
@@ -894,11 +1040,17 @@ def main(argv: list[str] | None = None) -> int:
         lake.register_tables(spark, settings)
         spark.sql(args.query).show(args.limit, truncate=False)
         return 0
-    if args.stage == "all":
-        print_summary(run_all(settings, args.date, args.residents, args.seed))
-    else:
-        result = run_stage(args.stage, args.date, settings)
-        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    from jobs.lease import LeaseHeld
+
+    try:
+        if args.stage == "all":
+            print_summary(run_all(settings, args.date, args.residents, args.seed, wait_s=args.wait))
+        else:
+            result = run_stage(args.stage, args.date, settings, wait_s=args.wait)
+            print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    except LeaseHeld as exc:
+        print(f"govlake: {exc}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
     return 0
 
 

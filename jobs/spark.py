@@ -78,6 +78,9 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.sql.ansi.enabled": "false",
+        # FAIR between pools: the run lease's renewals (pool jobs.lease.POOL) get a core while a long job runs;
+        # every other job stays in the default pool, FIFO as before
+        "spark.scheduler.mode": "FAIR",
         # HotSpot does not JIT-compile a method over 8000 bytes of bytecode: a whole-stage-codegen method of the
         # quality gate (dozens of rules in one projection) ran interpreted. 8000 = OpenJDK's HugeMethodLimit, as
         # Spark's configuration docs advise on HotSpot: such a subtree falls back to per-expression code, which is

@@ -1189,7 +1189,8 @@ PARTITIONED_TABLES = {
 }
 
 
-def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | None = None) -> dict[str, bool]:
+def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | None = None,
+               historical: bool = False) -> dict[str, bool]:
     """Build and write every theme table for ``logical_date``, then register all tables for Spark SQL.
 
     Reads ``unified.person``, ``unified.event`` and, when present, ``staging.wangge_events`` (all
@@ -1198,7 +1199,9 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
     ``schemas/reference/boundaries/districts_130100.geojson``. Idempotent: snapshot / period tables
     (:data:`PARTITIONED_TABLES`) replace their ``snapshot_date`` / ``period_end`` partition of the logical
     date only when its content differs (other dates are kept); the others use
-    :func:`jobs.lake.overwrite_if_changed` — a rerun of a day writes nothing.
+    :func:`jobs.lake.overwrite_if_changed` — a rerun of a day writes nothing. The unified tables are read as
+    published for ``logical_date`` (:func:`jobs.lake.read_published`). ``historical`` (a rerun of a past day):
+    only the snapshot / period tables are written; the whole tables hold the latest state and are left as they are.
 
     Returns:
         ``layer.table`` → True when the table was (re)written.
@@ -1208,9 +1211,10 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
     from jobs import lake
     from jobs.config import REFERENCE_DIR
 
+    from jobs.failpoints import failpoint
+
     def load(layer, name):
-        path = settings.table_path(layer, name)
-        return spark.read.format("delta").load(path) if lake.exists(spark, path) else None
+        return lake.read_published(spark, settings, layer, name, logical_date)
 
     inputs = {"unified.person": load("unified", "person"), "unified.event": load("unified", "event")}
     wangge = load("staging", "wangge_events")
@@ -1235,8 +1239,11 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
                 if set(have) == set(df.columns):
                     df = df.select(*have)
             written[name] = lake.replace_partition_if_changed(spark, df, path, PARTITIONED_TABLES[name], logical_date)
+        elif historical:
+            continue
         else:
             written[name] = lake.overwrite_if_changed(spark, df, path, list(df.columns))
+        failpoint("marts.after_table")
     lake.register_tables(spark, settings)
     return written
 
