@@ -465,6 +465,7 @@ def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool 
                 if obj.unified.get("entity") == "person":
                     rules = dict(obj.unified)
                     rules.setdefault("record_key", list(obj.business_key))
+                    rules.setdefault("watermark", obj.watermark)  # the department's update time of each record
                     frame = staging(f"{name}_{obj.name}")
                     candidates.append(unified.person_candidates(frame, name, rules))
                     if rules.get("relationships"):
