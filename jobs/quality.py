@@ -47,9 +47,9 @@ Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
   :func:`jobs.unified.source_timestamp_col` (NULL or unparsable last); then fewest failed quarantine/fail rules of
   the other (non-uniqueness) rules, then fewest failed warn rules, then the row's content: its columns in
   table order, each ascending with NULL first; copies that are identical in every column are interchangeable, and one of them is
-  kept (the same one by every uniqueness rule of the suite). So the newest version of a duplicated key (of equally
-  new ones, the best copy) stands, its other copies are quarantined (with a reason) and no row is lost. Rows whose key is
-  NULL (all key columns NULL for a compound key) are ignored. GX itself counts *every* row of a duplicated key as unexpected, so the checkpoint's
+  kept (the same one by every uniqueness rule of the suite). So the newest version of a duplicated key (of
+  equally new ones, the best copy) stands, its other copies are quarantined (with a reason) and no row is lost.
+  Rows whose key is NULL (all key columns NULL for a compound key) are ignored. GX itself counts *every* row of a duplicated key as unexpected, so the checkpoint's
   ``unexpected_count`` for these rules is higher than :func:`rule_counts` ``failed`` by one per
   duplicated key; both agree on pass/fail.
 * ``expect_column_values_to_be_valid_gb11643_id`` (code-pack type, GB 11643-1999 citizen ID):
@@ -711,9 +711,10 @@ def evaluate(df: DataFrame, suite: Suite, rank_duplicates: bool = True,
             and an older one is clean, the newer copy is the one that stands for the key, so it is quarantined with
             its own reasons and the older copy fails the uniqueness rule (quarantined by the raw suites): the key
             has no row in staging for the batch (the unified layer keeps what it had) until the department's
-            correction is released (``python -m jobs.audit release``). Ranking failures first would publish the older copy, a version the
-            department has already replaced, as current: the stale value this ordering exists to keep out of
-            ``unified``. It changes which copy stands, not the rule counts (:func:`count_rules`, :func:`tally`).
+            correction is released (``python -m jobs.audit release``). Ranking failures first would publish the
+            older copy, a version the department has already replaced, as current: the stale value this ordering
+            exists to keep out of ``unified``. It changes which copy stands, not the rule counts
+            (:func:`count_rules`, :func:`tally`).
 
     Returns:
         ``df``'s columns plus ``_failed_rules: array<string>`` (not NULL): ids of the rules the

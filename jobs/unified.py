@@ -542,8 +542,9 @@ def relationship_statements(df, source: str, rules: dict[str, Any]):
         <relationship>:<from>-<to>``), source, source_object, business_key, relationship, record_key_1 /
         record_key_2 STRING (the two roles' person records, ``<source>:<object>:<business key>#<role>`` as in
         ``unified.person_link``), basis STRING, valid_from DATE, valid_to DATE, updated_at TIMESTAMP (the row's
-        watermark, :func:`source_timestamp_col`; NULL when the frame lacks it), batch_id STRING, batch_date DATE — one row per configured relationship per row in which both roles are present
-        and the business key is not NULL (a NULL-keyed row's persons are quarantined by the unify stage).
+        watermark, :func:`source_timestamp_col`; NULL when the frame lacks it), batch_id STRING, batch_date DATE —
+        one row per configured relationship per row in which both roles are present and the business key is not
+        NULL (a NULL-keyed row's persons are quarantined by the unify stage).
         Empty (no rows) when the object configures no relationships.
 
     Raises:
