@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from jobs import lake, quality
     from jobs.config import Settings
+    from jobs.pipeline import raw_watermark
     from jobs.raw import RAW_STATS_COLUMNS
     from jobs.spark import get_spark
 
@@ -98,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         rules while it writes the quarantined rows (Spark ``observe``), and no staging copy of the accepted rows."""
         from pyspark.sql import Observation
 
+        newest_first = raw_watermark(table)  # copies of a key ranked newest first, as validate_table ranks them
+
         def gate():
-            evaluated = quality.evaluate(batch, suite).cache()
+            evaluated = quality.evaluate(batch, suite, newest_first=newest_first).cache()
             measure("suite, ranked, cached, counted (the gate)", lambda: quality.count_rules(evaluated, suite))
             accepted, quarantined = quality.split(evaluated, suite)
             # the writes as jobs.pipeline.validate_table makes them (file statistics on the same columns)
@@ -113,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def zero_copy():
             obs = Observation(f"zero_copy_{table}")  # the gate's own aggregation, computed during the write
-            _, held = quality.split(quality.evaluate(batch, suite).observe(obs, *quality._rule_aggregates(suite)),
-                                    suite)
+            _, held = quality.split(quality.evaluate(batch, suite, newest_first=newest_first)
+                                    .observe(obs, *quality._rule_aggregates(suite)), suite)
             n_quar = lake.replace_partition_counted(spark, held, str(scratch / "zero_copy_quarantine" / table),
                                                     "_logical_date", day,
                                                     stats_columns=f"_source_key,{RAW_STATS_COLUMNS}")

@@ -60,7 +60,7 @@ def release_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
-def corrected_rows(corrections, quarantine, raw_schema, suite):
+def corrected_rows(corrections, quarantine, raw_schema, suite, newest_first: str | None = None):
     """Build the corrected rows of a release (pure transform, lazy).
 
     Args:
@@ -69,11 +69,15 @@ def corrected_rows(corrections, quarantine, raw_schema, suite):
             ``_released``); released rows are ignored.
         raw_schema: StructType of ``raw.<table>`` (data columns, then lineage columns starting with ``_``).
         suite: the table's :class:`jobs.quality.Suite`.
+        newest_first: the table's watermark column (``jobs.pipeline.raw_watermark``), or None.
 
     Returns:
         DataFrame with ``raw_schema``'s columns: data columns from the correction when the file has the column,
-        else from the quarantined ``_row``; lineage columns from the quarantined row (the one with the lowest
-        ``_row_number`` when several share a key), ``_row_hash`` recomputed over the corrected data columns as in
+        else from the quarantined ``_row``; lineage columns from the quarantined row. When several quarantined
+        rows share a key (copies of a record), the one corrected is the newest by ``newest_first`` (read as
+        :func:`jobs.quality.evaluate` ranks copies: :func:`jobs.unified.source_timestamp_col`, NULL or unparsable
+        last; the copy that stood for the key at validation), then the one with the lowest ``_row_number``.
+        ``_row_hash`` recomputed over the corrected data columns as in
         :func:`jobs.raw.add_lineage`. Corrections whose key has no unreleased quarantine row are dropped
         (see :func:`unmatched_keys`).
 
@@ -97,10 +101,14 @@ def corrected_rows(corrections, quarantine, raw_schema, suite):
     if unknown:
         raise ValueError(f"corrections for {suite.table}: {unknown} are not columns of the table")
     open_rows = quarantine.where(~F.coalesce(F.col("_released"), F.lit(False)))
-    base = (open_rows.select("*", F.row_number().over(
-        Window.partitionBy("_source_key").orderBy(F.col("_row_number").asc_nulls_last(), F.col("_row"))).alias("_n"))
-        .where("_n = 1")
-        .select("_source_key", F.from_json("_row", StructType(data_fields)).alias("_orig"), *lineage))
+    order = [F.col("_row_number").asc_nulls_last(), F.col("_row")]
+    if newest_first is not None:
+        from jobs.unified import source_timestamp_col  # lazy: the reading of delivered times the gate ranks by
+
+        order.insert(0, source_timestamp_col(F.get_json_object("_row", f"$.{newest_first}")).desc_nulls_last())
+    base = (open_rows.select("*", F.row_number().over(Window.partitionBy("_source_key").orderBy(*order)).alias("_n"))
+            .where("_n = 1")
+            .select("_source_key", F.from_json("_row", StructType(data_fields)).alias("_orig"), *lineage))
     corr = corrections.select(source_key(suite.key_columns).alias("_source_key"),
                               *[F.col(f"`{c}`").alias(f"_c_{c}") for c in corrections.columns])
     joined = base.join(corr, "_source_key", "inner")
@@ -151,6 +159,7 @@ def release(spark, settings: Settings, table: str, logical_date: dt.date, correc
     from pyspark.sql import functions as F
 
     from jobs import quality
+    from jobs.pipeline import raw_watermark
 
     suite = quality.load_suite(f"raw.{table}", suites_dir)
     qpath = settings.table_path("quarantine", table)
@@ -162,7 +171,8 @@ def release(spark, settings: Settings, table: str, logical_date: dt.date, correc
     raw_schema = spark.read.format("delta").load(settings.table_path("raw", table)).schema
     # before the quarantine rows are marked (the read is lazy)
     unmatched = sorted(r["_source_key"] for r in unmatched_keys(corrections, quarantine, suite).collect())
-    fixed = corrected_rows(corrections, quarantine, raw_schema, suite)
+    # the quarantined copy corrected is the newest by the object's watermark, as the validate stage ranks copies
+    fixed = corrected_rows(corrections, quarantine, raw_schema, suite, raw_watermark(table))
     evaluated = quality.evaluate(fixed, suite).cache()
     try:
         counts = quality.rule_counts(evaluated, suite)

@@ -91,6 +91,20 @@ def raw_tables(sources: list[str] | None = None) -> list[str]:
             for obj in spec.objects]
 
 
+def raw_watermark(table: str) -> str | None:
+    """The watermark column (``schemas/sources/<source>.yaml`` ``watermark:``, e.g. ``updated_at``) of the object
+    whose raw table is ``table`` (``<source>_<object>``, as :func:`raw_tables`): what orders the versions of a
+    record, so the validate stage keeps the newest copy of a key (:func:`jobs.quality.evaluate` ``newest_first``).
+    None when the object has no watermark or ``table`` is not a registered object (a test's own table)."""
+    from jobs.sources import load_registry
+
+    for name, spec in load_registry().items():
+        for obj in spec.objects.values():
+            if f"{name}_{obj.name}" == table:
+                return obj.watermark
+    return None
+
+
 # --- stage: validate ---------------------------------------------------------------------------------
 
 def _partition(spark, settings: Settings, layer: str, table: str, logical_date: dt.date):
@@ -103,7 +117,8 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     """Validate one raw batch and publish it (write-audit-publish).
 
     Reads ``raw.<table>`` for ``logical_date``, evaluates ``expectations/raw.<table>.json`` in one
-    pass, stops before publishing when a ``fail`` rule failed, then replaces the logical date's
+    pass (of the copies of a key the newest by the object's registry watermark stands, :func:`raw_watermark`),
+    stops before publishing when a ``fail`` rule failed, then replaces the logical date's
     partitions of ``staging.<table>`` (accepted rows) and ``quarantine.<table>`` (rejected rows
     with ``_rule_ids`` and ``_messages``, plus ``_released`` FALSE, ``_release_id`` and ``_released_row`` NULL,
     set later by ``python -m jobs.audit release``), and of ``ops.validation_results`` (one row per rule:
@@ -127,6 +142,7 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     Raises:
         jobs.quality.FailRuleViolated: a fail rule failed (nothing of the batch is published).
         RuntimeError: raw != accepted + quarantined (a row would be lost or doubled).
+        ValueError: the batch lacks a column of the suite or the registry's watermark column.
     """
     from pyspark.sql import functions as F
 
@@ -137,12 +153,13 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     suite = quality.load_suite(f"raw.{table}", suites_dir) if suites_dir else quality.load_suite(f"raw.{table}")
     batch_id = f"{table.split('_', 1)[0]}.{table.split('_', 1)[1]}:{logical_date.isoformat()}"
     batch = _partition(spark, settings, "raw", table, logical_date)
+    newest_first = raw_watermark(table)
     engine = quality.gx_engine()
     if data_docs and engine == "spark":  # GX's own checkpoint reads the derived columns too
-        frame = quality.evaluate_with_derived(batch, suite).cache()
+        frame = quality.evaluate_with_derived(batch, suite, newest_first=newest_first).cache()
         evaluated = frame.drop(*quality.derived_column_names(suite).values())
     else:
-        frame = evaluated = quality.evaluate(batch, suite).cache()
+        frame = evaluated = quality.evaluate(batch, suite, newest_first=newest_first).cache()
     docs = None
     try:
         tally = quality.count_rules(evaluated, suite)
@@ -501,6 +518,7 @@ def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool 
                 if obj.unified.get("entity") == "person":
                     rules = dict(obj.unified)
                     rules.setdefault("record_key", list(obj.business_key))
+                    rules.setdefault("watermark", obj.watermark)  # the department's update time of each record
                     frame = staging(f"{name}_{obj.name}")
                     candidates.append(unified.person_candidates(frame, name, rules))
                     if rules.get("relationships"):

@@ -42,12 +42,14 @@ Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
   Supported directives: ``%Y %m %d %H %M %S %%``.
 * ``expect_column_values_to_be_unique`` / ``expect_compound_columns_to_be_unique`` (within the
   batch): in every group of rows sharing a key, the FIRST row is kept and every other row of the
-  group fails. First = deterministic order: fewest failed quarantine/fail rules of the other
-  (non-uniqueness) rules, then fewest failed warn rules, then the row's content: its columns in
+  group fails. First = deterministic order: with a watermark (:func:`evaluate` ``newest_first``: the raw
+  object's registry ``watermark``, e.g. ``updated_at``), the latest watermark first, read as a time by
+  :func:`jobs.unified.source_timestamp_col` (NULL or unparsable last); then fewest failed quarantine/fail rules of
+  the other (non-uniqueness) rules, then fewest failed warn rules, then the row's content: its columns in
   table order, each ascending with NULL first; copies that are identical in every column are interchangeable, and one of them is
-  kept (the same one by every uniqueness rule of the suite). So the best copy of a duplicated key
-  stays, its other copies are quarantined (with a reason) and no row is lost. Rows whose key is
-  NULL (all key columns NULL for a compound key) are ignored. GX itself counts *every* row of a duplicated key as unexpected, so the checkpoint's
+  kept (the same one by every uniqueness rule of the suite). So the newest version of a duplicated key (of
+  equally new ones, the best copy) stands, its other copies are quarantined (with a reason) and no row is lost.
+  Rows whose key is NULL (all key columns NULL for a compound key) are ignored. GX itself counts *every* row of a duplicated key as unexpected, so the checkpoint's
   ``unexpected_count`` for these rules is higher than :func:`rule_counts` ``failed`` by one per
   duplicated key; both agree on pass/fail.
 * ``expect_column_values_to_be_valid_gb11643_id`` (code-pack type, GB 11643-1999 citizen ID):
@@ -197,6 +199,7 @@ _DERIVED_SUFFIX = {
 NULL_MARK = "∅"
 FAILED_RULES_COL = "_failed_rules"
 _DUP_IX = "__govlake_dup_ix"
+_WATERMARK = "__govlake_watermark"
 _ID_NORM = "__govlake_id_norm__"
 _ID_VALID = "__govlake_id_valid__"
 
@@ -610,21 +613,28 @@ def _with_normalized_ids(df: DataFrame, suite: Suite) -> DataFrame:
 _FLAG = "__govlake_failed_"
 
 
-def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str],
-                       rank_duplicates: bool = True) -> tuple[DataFrame, list[Column]]:
+def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str], rank_duplicates: bool = True,
+                       newest_first: str | None = None) -> tuple[DataFrame, list[Column]]:
     """``(df with one hidden flag column per non-uniqueness rule, one boolean per rule of the suite)``, in suite
     order, never NULL: TRUE when the row fails. ``columns``: the input's own columns (the row content that orders
-    duplicates).
+    duplicates); ``newest_first``: the watermark column that orders them first (:func:`evaluate`).
 
     The non-uniqueness rules are projected ONCE as flag columns before the uniqueness windows: the windows order
     duplicates by those rules' failures, and the ``_failed_rules`` array reads the same flags (computing the
-    conditions inline in both places evaluated every rule twice in a suite with a uniqueness rule)."""
+    conditions inline in both places evaluated every rule twice in a suite with a uniqueness rule); the watermark's
+    time is projected once with them."""
     flags: dict[str, str] = {}
     plain = []
     for i, rule in enumerate(suite.rules):
         if rule.expectation_type not in _UNIQUE_TYPES:
             flags[rule.rule_id] = f"{_FLAG}{i}"
             plain.append(F.coalesce(_applies(rule) & _value_check(rule), F.lit(False)).alias(flags[rule.rule_id]))
+    newest = rank_duplicates and newest_first is not None and any(r.expectation_type in _UNIQUE_TYPES
+                                                                  for r in suite.rules)
+    if newest:
+        from jobs.unified import source_timestamp_col  # lazy: the unified layer's reading of delivered times
+
+        plain.append(source_timestamp_col(_as_string(newest_first)).alias(_WATERMARK))
     if plain:
         df = df.select("*", *plain)
 
@@ -634,7 +644,8 @@ def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str],
         return sum(counted[1:], counted[0]) if counted else F.lit(0)
 
     if rank_duplicates:
-        order = [n_failed(("quarantine", "fail")).asc(), n_failed(("warn",)).asc(),
+        order = [*([F.col(_WATERMARK).desc_nulls_last()] if newest else []),
+                 n_failed(("quarantine", "fail")).asc(), n_failed(("warn",)).asc(),
                  *[c.asc_nulls_first() for c in _row_content(df, columns)]]
         if _DUP_IX in df.columns:
             order.append(F.col(_DUP_IX).asc())
@@ -674,7 +685,8 @@ def _empty_string_array() -> Column:
     return F.array().cast("array<string>")
 
 
-def evaluate(df: DataFrame, suite: Suite, rank_duplicates: bool = True) -> DataFrame:
+def evaluate(df: DataFrame, suite: Suite, rank_duplicates: bool = True,
+             newest_first: str | None = None) -> DataFrame:
     """Evaluate every rule of ``suite`` on every row of ``df`` (lazy: no Spark action).
 
     Args:
@@ -687,6 +699,22 @@ def evaluate(df: DataFrame, suite: Suite, rank_duplicates: bool = True) -> DataF
             only count (:func:`count_rules` gives the same counts; a suite without ``quarantine`` rules, e.g. the
             unified gate): each uniqueness window then only partitions by its key, with no sort by the rows'
             other failures and content.
+        newest_first: the watermark column of the batch's object (the registry's ``watermark``, e.g.
+            ``updated_at``: ``jobs.pipeline.raw_watermark``), or None. Of the rows sharing a key, the one with the
+            latest watermark is kept and the older ones fail the uniqueness rule: a department delivering two
+            versions of one record in one batch means the newer. The values are the delivered text, read as times
+            by :func:`jobs.unified.source_timestamp_col` as the unified layer reads them (SQL text in Asia/Shanghai
+            wall time, a MongoDB date as relaxed Extended JSON); NULL or unparsable ranks after any time. Copies
+            with the same watermark are then ranked as without one (failures, then content).
+
+            Recency comes BEFORE the fewest failures: when the newer copy fails a quarantine rule (a broken ID)
+            and an older one is clean, the newer copy is the one that stands for the key, so it is quarantined with
+            its own reasons and the older copy fails the uniqueness rule (quarantined by the raw suites): the key
+            has no row in staging for the batch (the unified layer keeps what it had) until the department's
+            correction is released (``python -m jobs.audit release``). Ranking failures first would publish the
+            older copy, a version the department has already replaced, as current: the stale value this ordering
+            exists to keep out of ``unified``. It changes which copy stands, not the rule counts
+            (:func:`count_rules`, :func:`tally`).
 
     Returns:
         ``df``'s columns plus ``_failed_rules: array<string>`` (not NULL): ids of the rules the
@@ -696,13 +724,15 @@ def evaluate(df: DataFrame, suite: Suite, rank_duplicates: bool = True) -> DataF
         partitioned by all its columns) so that all its uniqueness rules keep the same copy.
 
     Raises:
-        ValueError: a rule's column or a key column is not in ``df``.
+        ValueError: a rule's column, a key column or the ``newest_first`` column is not in ``df``.
         ImportError: the suite has a GB 11643 rule and ``jobs.codes`` lacks
             ``id_normalize_col``/``id_is_valid_col``.
     """
     if FAILED_RULES_COL in df.columns:
         df = df.drop(FAILED_RULES_COL)
     _check_columns(df, suite)
+    if newest_first is not None and newest_first not in df.columns:
+        raise ValueError(f"suite {suite.name}: watermark column {newest_first!r} is not in the DataFrame")
     columns = df.columns
     if rank_duplicates and sum(r.expectation_type in _UNIQUE_TYPES for r in suite.rules) > 1:
         # Number the copies of fully identical rows once, so that every uniqueness rule keeps
@@ -710,7 +740,7 @@ def evaluate(df: DataFrame, suite: Suite, rank_duplicates: bool = True) -> DataF
         df = df.select("*", F.row_number().over(
             Window.partitionBy(*_row_content(df, columns)).orderBy(F.lit(0))).alias(_DUP_IX))
     df = _with_normalized_ids(df, suite)
-    df, conds = _failed_conditions(df, suite, columns, rank_duplicates)
+    df, conds = _failed_conditions(df, suite, columns, rank_duplicates, newest_first)
     if conds:
         arr = F.filter(F.array(*[F.when(c, F.lit(r.rule_id)) for c, r in zip(conds, suite.rules)]),
                        lambda x: x.isNotNull())
@@ -1007,17 +1037,17 @@ def derived_column_names(suite: Suite) -> dict[str, str]:
     return names
 
 
-def _gx_frame(df: DataFrame, suite: Suite) -> DataFrame:
+def _gx_frame(df: DataFrame, suite: Suite, newest_first: str | None = None) -> DataFrame:
     """``df`` plus one boolean column per derived rule: NULL when the rule does not judge the row (a NULL value,
     ignored by GX like every non-not-null rule; for a column-pair date rule either date NULL or unparseable),
     TRUE when it passes, FALSE when it fails. A rule with a ``row_condition`` takes its row-level result from
-    :func:`evaluate` (NULL where the rule does not apply), so conditional uniqueness means the same in GX as in
-    the gate."""
+    :func:`evaluate` (NULL where the rule does not apply; ``newest_first`` as there), so conditional uniqueness
+    means the same in GX as in the gate."""
     derived = derived_column_names(suite)
     columns = df.columns
     conditional = [r for r in suite.rules if ROW_CONDITION in r.kwargs]
     if conditional:
-        df = evaluate(df, suite)
+        df = evaluate(df, suite, newest_first=newest_first)
     df = _with_normalized_ids(df, suite)
     extra = []
     for rule in suite.rules:
@@ -1031,20 +1061,20 @@ def _gx_frame(df: DataFrame, suite: Suite) -> DataFrame:
     return df.select(*[F.col(c) for c in columns], *extra)
 
 
-def evaluate_with_derived(df: DataFrame, suite: Suite) -> DataFrame:
+def evaluate_with_derived(df: DataFrame, suite: Suite, newest_first: str | None = None) -> DataFrame:
     """:func:`evaluate` plus the GX derived boolean columns of :func:`derived_column_names` (lazy: no
-    Spark action), so that ONE cached frame serves the row-level gate (:func:`rule_counts`,
-    :func:`split`, after dropping the derived columns) and the GX checkpoint (:func:`run_checkpoint`
-    accepts it as it is): the batch is read and every rule evaluated once.
+    Spark action; ``newest_first`` as :func:`evaluate`'s), so that ONE cached frame serves the row-level gate
+    (:func:`rule_counts`, :func:`split`, after dropping the derived columns) and the GX checkpoint
+    (:func:`run_checkpoint` accepts it as it is): the batch is read and every rule evaluated once.
 
     Returns:
         ``df``'s columns, ``_failed_rules: array<string>`` (see :func:`evaluate`), then one ``boolean``
         column per derived rule (NULL when the value is NULL, TRUE when it passes, FALSE when it fails).
 
     Raises:
-        ValueError: a rule's column or a key column is not in ``df``.
+        ValueError: a rule's column, a key column or the ``newest_first`` column is not in ``df``.
     """
-    return _gx_frame(evaluate(df, suite), suite)
+    return _gx_frame(evaluate(df, suite, newest_first=newest_first), suite, newest_first)
 
 
 def _gx_expectation_configs(suite: Suite) -> list[dict]:

@@ -147,7 +147,9 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
             ``record_key`` (business key columns naming the record; default ``_row_number``),
             ``columns`` (role -> delivered column; roles id_no, name, sex, birth_date, ethnic,
             household_no, relation, community_code, address, phone, marital_status, death_date, education,
-            registration_type), ``sex_map``, ``marital_map`` (department value -> GB/T 2261.2),
+            registration_type), ``watermark`` (the delivered column holding the department's update time: the
+            object's registry ``watermark``; default ``updated_at``; None: the object has none, updated_at NULL),
+            ``sex_map``, ``marital_map`` (department value -> GB/T 2261.2),
             ``education_map`` (department value -> GB/T 4658-2006), ``registration_map`` (department value ->
             one of :data:`REGISTRATION_TYPES`), ``date_formats``. Without a map a value is kept only when it is
             already a national code (education: in the GB/T 4658-2006 list after
@@ -157,7 +159,8 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
     Returns:
         DataFrame: :data:`RECORD_LINEAGE` (record_key STRING ``<source>:<object>:<business key>``, NULL
         when a business key column is NULL; source, source_object, business_key STRING; priority INT;
-        updated_at TIMESTAMP; batch_id STRING; batch_date DATE), id_valid BOOLEAN, and the
+        updated_at TIMESTAMP (the watermark read by :func:`source_timestamp_col`: SQL text or a MongoDB date; NULL
+        when it does not parse); batch_id STRING; batch_date DATE), id_valid BOOLEAN, and the
         :data:`PERSON_ATTRIBUTES` standardised (birth_date, death_date DATE, the rest STRING; phone in canonical
         form, :func:`jobs.codes.normalize_phone_col`: full-width digits folded, separators and a +86 prefix removed; a
         role the department lacks is NULL).
@@ -204,6 +207,7 @@ def _role_candidates(df, source: str, rules: dict[str, Any], cols: dict[str, str
         df = df.where(_role_present(cols))
     community = F.trim(role("community_code"))
     formats = rules.get("date_formats", codes.DATE_FORMATS)
+    watermark = rules.get("watermark", "updated_at")
     marital = role("marital_status")
     if "marital_map" in rules:
         marital = _map_col(F.trim(marital), rules["marital_map"])
@@ -221,7 +225,7 @@ def _role_candidates(df, source: str, rules: dict[str, Any], cols: dict[str, str
         F.col("_source_table").alias("source_object"),
         F.when(key_ok, business_key).alias("business_key"),
         F.lit(int(rules.get("priority", 9))).alias("priority"),
-        F.to_timestamp(F.col("updated_at")).alias("updated_at"),
+        (source_timestamp_col(F.col(watermark)) if watermark else F.lit(None).cast("timestamp")).alias("updated_at"),
         (F.col("_batch_id") if has("_batch_id") else null).alias("batch_id"),
         (F.col("_logical_date") if has("_logical_date") else F.lit(None)).cast("date").alias("batch_date"),
         codes.id_normalize_col(role("id_no")).alias("id_no"),
@@ -530,15 +534,17 @@ def relationship_statements(df, source: str, rules: dict[str, Any]):
         rules: the object's ``unified`` block with ``roles`` (see :func:`person_candidates`) and
             ``relationships``: a list of ``{relationship: spouse | parent_child, from: <role>, to: <role>,
             basis: <text>, valid_from: <column>, valid_to: <column>}`` (``from`` is the parent for
-            'parent_child'; ``valid_from`` / ``valid_to`` optional, parsed with the object's ``date_formats``).
+            'parent_child'; ``valid_from`` / ``valid_to`` optional, parsed with the object's ``date_formats``);
+            ``watermark`` as in :func:`person_candidates`.
 
     Returns:
         DataFrame :data:`STATEMENT_COLUMNS`: statement_key STRING (``<source>:<object>:<business key>:
         <relationship>:<from>-<to>``), source, source_object, business_key, relationship, record_key_1 /
         record_key_2 STRING (the two roles' person records, ``<source>:<object>:<business key>#<role>`` as in
-        ``unified.person_link``), basis STRING, valid_from DATE, valid_to DATE, updated_at TIMESTAMP, batch_id
-        STRING, batch_date DATE — one row per configured relationship per row in which both roles are present
-        and the business key is not NULL (a NULL-keyed row's persons are quarantined by the unify stage).
+        ``unified.person_link``), basis STRING, valid_from DATE, valid_to DATE, updated_at TIMESTAMP (the row's
+        watermark, :func:`source_timestamp_col`; NULL when the frame lacks it), batch_id STRING, batch_date DATE —
+        one row per configured relationship per row in which both roles are present and the business key is not
+        NULL (a NULL-keyed row's persons are quarantined by the unify stage).
         Empty (no rows) when the object configures no relationships.
 
     Raises:
@@ -552,6 +558,7 @@ def relationship_statements(df, source: str, rules: dict[str, Any]):
     roles = rules.get("roles") or {}
     key_cols = list(rules.get("record_key") or ["_row_number"])
     formats = rules.get("date_formats", codes.DATE_FORMATS)
+    watermark = rules.get("watermark", "updated_at")
     has = lambda c: c in df.columns  # noqa: E731
     business_key = F.concat_ws("|", *[F.col(k).cast("string") for k in key_cols])
     key_ok = F.lit(True)
@@ -581,7 +588,7 @@ def relationship_statements(df, source: str, rules: dict[str, Any]):
             F.concat(row_key, F.lit(f"#{b}")).alias("record_key_2"),
             F.lit(spec.get("basis")).cast("string").alias("basis"),
             date_of(spec.get("valid_from")).alias("valid_from"), date_of(spec.get("valid_to")).alias("valid_to"),
-            F.to_timestamp(F.col("updated_at")).alias("updated_at") if has("updated_at")
+            source_timestamp_col(F.col(watermark)).alias("updated_at") if watermark and has(watermark)
             else F.lit(None).cast("timestamp").alias("updated_at"),
             (F.col("_batch_id") if has("_batch_id") else F.lit(None)).cast("string").alias("batch_id"),
             (F.col("_logical_date") if has("_logical_date") else F.lit(None)).cast("date").alias("batch_date")))
@@ -811,12 +818,22 @@ def ensure_cdf_table(spark, df, path: str) -> None:
 _ISO_DATE = r'"\$date"\s*:\s*"([^"]+)"'
 
 
-def _bson_date_col(c):
-    """Instant of a relaxed Extended JSON date (``{"$date": "2025-06-01T02:03:04Z"}``) or ISO text."""
+def source_timestamp_col(c):
+    """A department's time value as delivered in raw (STRING) → TIMESTAMP (Asia/Shanghai wall time, the session
+    time zone), the one reading of delivered times (watermarks such as ``updated_at``, event times) in GovLake:
+
+    * a MongoDB date as the raw projection holds it, relaxed Extended JSON ``{"$date": "2025-06-30T01:15:30Z"}``
+      (an instant: UTC, shown as 09:15:30 in Asia/Shanghai);
+    * ISO 8601 / SQL text: ``2025-06-30 09:15:30`` (SQLite and PostgreSQL ``timestamp`` text, wall time in
+      Asia/Shanghai), with fractions of a second, a ``T``, or an offset (``+08``, ``+08:00``, ``Z``: an instant).
+
+    Anything else (another layout, an empty string) is NULL, never an error (``try_to_timestamp``, whatever
+    ``spark.sql.ansi.enabled`` is). Used by the unified layer and by the raw gate's ranking of duplicate copies
+    (:func:`jobs.quality.evaluate` ``newest_first``)."""
     from pyspark.sql import functions as F
 
     text = F.when(c.startswith("{"), F.regexp_extract(c, _ISO_DATE, 1)).otherwise(c)
-    return F.to_timestamp(F.when(F.length(text) > 0, text))
+    return F.try_to_timestamp(F.when(F.length(text) > 0, text))
 
 
 def grid_events(df):
@@ -826,14 +843,16 @@ def grid_events(df):
     string ``"l1/l2/l3"``; ``grid_code`` as string or integer (kept as its digits).
 
     Returns:
-        the ``unified.event`` columns except ``first_seen_date`` and ``_content_hash``.
+        the ``unified.event`` columns except ``first_seen_date`` and ``_content_hash``, then ``updated_at``
+        TIMESTAMP (the document's watermark, :func:`source_timestamp_col`; NULL when the frame lacks it): it orders
+        the copies of an event in :func:`finalize_events`, which drops it.
     """
     from pyspark.sql import functions as F
 
     cat = F.col("category")
     is_obj = cat.startswith("{")
     parts = F.split(cat, "/")
-    reported = _bson_date_col(F.col("reported_at"))
+    reported = source_timestamp_col(F.col("reported_at"))
     community = F.trim(F.col("community_code"))
     return df.select(
         F.concat(F.lit("grid:"), F.col("event_no")).alias("event_id"),
@@ -848,9 +867,11 @@ def grid_events(df):
         F.when(is_obj, F.get_json_object(cat, "$.l3")).otherwise(F.element_at(parts, 3)).alias("category_l3"),
         F.col("description").alias("text"),
         F.col("status"),
-        _bson_date_col(F.col("closed_at")).alias("closed_at"),
+        source_timestamp_col(F.col("closed_at")).alias("closed_at"),
         F.col("lng").cast("double").alias("lng"),
         F.col("lat").cast("double").alias("lat"),
+        (source_timestamp_col(F.col("updated_at")) if "updated_at" in df.columns
+         else F.lit(None).cast("timestamp")).alias("updated_at"),
     )
 
 
@@ -867,7 +888,8 @@ def hotline_events(df, labels=None):
     labelled sample (``labels``: message_id STRING, category_l1 STRING) when the message is in it.
 
     Returns:
-        the ``unified.event`` columns except ``first_seen_date`` and ``_content_hash``.
+        the ``unified.event`` columns except ``first_seen_date`` and ``_content_hash``, then ``updated_at``
+        TIMESTAMP, NULL (the message board delivers no update time: the object has no watermark).
     """
     from pyspark.sql import functions as F
 
@@ -894,16 +916,23 @@ def hotline_events(df, labels=None):
         null.cast("timestamp").alias("closed_at"),
         null.cast("double").alias("lng"),
         null.cast("double").alias("lat"),
+        null.cast("timestamp").alias("updated_at"),
     )
 
 
 def finalize_events(events, logical_date: dt.date):
-    """Dedupe events on ``event_id`` (deterministic: latest ``reported_at``, then text) and add
-    ``first_seen_date`` and ``_content_hash``; ready for MERGE into ``unified.event``."""
+    """Dedupe events on ``event_id`` and add ``first_seen_date`` and ``_content_hash``; ready for MERGE into
+    ``unified.event``.
+
+    Of the copies of an event the newest version stands: the latest ``updated_at`` (the source's watermark, when
+    ``events`` carry it: :func:`grid_events`; NULLs last), then the latest ``reported_at``, then ``text``
+    (deterministic). ``updated_at`` is not a column of ``unified.event`` and is dropped."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    order = Window.partitionBy("event_id").orderBy(F.col("reported_at").desc_nulls_last(), F.col("text"))
-    deduped = events.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
+    newest = [F.col("updated_at").desc_nulls_last()] if "updated_at" in events.columns else []
+    order = Window.partitionBy("event_id").orderBy(*newest, F.col("reported_at").desc_nulls_last(), F.col("text"))
+    deduped = (events.withColumn("_rank", F.row_number().over(order)).where("_rank = 1")
+               .drop("_rank", *(["updated_at"] if newest else [])))
     out = deduped.withColumn("first_seen_date", F.lit(logical_date).cast("date"))
     return with_content_hash(out, exclude=("first_seen_date",))

@@ -147,6 +147,36 @@ def test_release_corrected_rows(spark, lakehouse):
     assert staging.count() == 5
 
 
+def test_release_corrects_the_newest_copy_of_a_record(spark, tmp_path):
+    """Two versions of one record in one batch, the newer with a broken ID: validation quarantines both (the newer
+    stands for the key and fails its ID rule, the older is the duplicate); correcting the ID releases the newer
+    version (its name and update time), even though the older copy came first in the batch."""
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path / "home")})
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    # a registered object (hukou.persons: watermark updated_at), with a suite of the test's own over 4 columns
+    suite = {"name": "raw.hukou_persons", "meta": {"table": "raw.hukou_persons", "key_columns": ["person_no"]},
+             "expectations": [
+                 {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "person_no"},
+                  "meta": {"rule_id": "p.person_no.unique", "action": "quarantine"}},
+                 {"type": "expect_column_values_to_be_valid_gb11643_id", "kwargs": {"column": "id_no"},
+                  "meta": {"rule_id": "p.id.gb11643", "action": "quarantine"}}]}
+    (suites / "raw.hukou_persons.json").write_text(json.dumps(suite, ensure_ascii=False), encoding="utf-8")
+    rows = [("HK1", GOOD, "张三", "2025-06-29 08:00:00"), ("HK1", "11010519491231007X", "张珊", "2025-06-30 09:00:00")]
+    raw = spark.createDataFrame([(*r, i + 1, "hukou.persons:2025-06-30", D, f"h{i}") for i, r in enumerate(rows)],
+                                "person_no string, id_no string, name string, updated_at string, _row_number long, "
+                                "_batch_id string, _logical_date date, _row_hash string")
+    lake.replace_partition(raw, settings.table_path("raw", "hukou_persons"), "_logical_date", D)
+    out = validate_table(spark, settings, "hukou_persons", D, data_docs=False, suites_dir=suites)
+    assert (out["raw"], out["accepted"], out["quarantined"]) == (2, 0, 2)
+    corrections = spark.createDataFrame([("HK1", GOOD)], "person_no string, id_no string")
+    got = release(spark, settings, "hukou_persons", D, corrections, "r1", suites_dir=suites)
+    assert (got["released"], got["still_quarantined"], got["staging"]) == (1, [], {"inserted": 1, "updated": 0})
+    staged = spark.read.format("delta").load(settings.table_path("staging", "hukou_persons")).collect()
+    assert [(r.person_no, r.id_no, r.name, r.updated_at, r._row_number) for r in staged] == [
+        ("HK1", GOOD, "张珊", "2025-06-30 09:00:00", 2)]
+
+
 def test_crosscheck_of_the_stored_validation_result_with_gx(spark, tmp_path):
     """The validate stage stores the GX result built from its one-pass counts; GX's own checkpoint on the same raw
     batch finds the same figures for every rule, and a stored figure that differs is reported."""

@@ -197,6 +197,62 @@ def test_fail_rule_stops_the_batch(spark):
         enforce_fail_rules(counts, suite)
 
 
+#: Two or more copies of one key in one batch, delivered by a department (k, name, id_no, updated_at): the older copy
+#: first in content order (its name sorts first), the newer one second.
+WATERMARK_SUITE = Suite(name="raw.t_wm", table="raw.t_wm", key_columns=("k",), version="0" * 12, rules=(
+    Rule("t.k.not_null", "expect_column_values_to_not_be_null", {"column": "k"}, "quarantine"),
+    Rule("t.k.unique", "expect_column_values_to_be_unique", {"column": "k"}, "quarantine"),
+    Rule("t.id.gb11643", "expect_column_values_to_be_valid_gb11643_id", {"column": "id_no"}, "quarantine"),
+))
+_GOOD, _BAD = "11010519491231002X", "11010519491231007X"
+WATERMARK_ROWS = [
+    ("K1", "张三", _GOOD, "2025-06-29 08:00:00"), ("K1", "张珊", _GOOD, "2025-06-30 09:00:00"),
+    # a BSON date (UTC) against local text: 01:00Z is 09:00 in Asia/Shanghai, before 10:15 (as text it sorts last)
+    ("K2", "李四", _GOOD, '{"$date":"2025-06-30T01:00:00Z"}'), ("K2", "李斯", _GOOD, "2025-06-30 10:15:00"),
+    # ... and after 08:30 (read as local wall time it would be 01:00, before it)
+    ("K3", "王五", _GOOD, "2025-06-30 08:30:00"), ("K3", "王伍", _GOOD, '{"$date":"2025-06-30T01:00:00Z"}'),
+    # NULL and unparsable watermarks rank after any time
+    ("K4", "赵", _GOOD, None), ("K4", "赵六", _GOOD, "not a time"), ("K4", "赵陆", _GOOD, "2025-06-01 00:00:00"),
+    # the newer copy has a broken ID: recency first, so it is the copy that stands (and fails its ID rule)
+    ("K5", "孙七", _GOOD, "2025-06-29 10:00:00"), ("K5", "孙柒", _BAD, "2025-06-30 10:00:00"),
+    # the same watermark: the copy with fewer failures stands, whatever the content order
+    ("K6", "周八", _BAD, "2025-06-30 10:00:00"), ("K6", "周捌", _GOOD, "2025-06-30 10:00:00"),
+]
+
+
+def test_duplicates_keep_the_newest_copy_by_the_watermark(spark):
+    from jobs.quality import count_rules, tally
+
+    suite = WATERMARK_SUITE
+    df = spark.createDataFrame([(*r, "b1") for r in WATERMARK_ROWS],
+                               "k string, name string, id_no string, updated_at string, _batch_id string")
+    evaluated = evaluate(df, suite, newest_first="updated_at")
+    assert sorted((r.k, r.name, tuple(r._failed_rules)) for r in evaluated.collect()) == [
+        ("K1", "张三", ("t.k.unique",)), ("K1", "张珊", ()),
+        ("K2", "李四", ("t.k.unique",)), ("K2", "李斯", ()),
+        ("K3", "王五", ("t.k.unique",)), ("K3", "王伍", ()),
+        ("K4", "赵", ("t.k.unique",)), ("K4", "赵六", ("t.k.unique",)), ("K4", "赵陆", ()),
+        ("K5", "孙七", ("t.k.unique",)), ("K5", "孙柒", ("t.id.gb11643",)),
+        ("K6", "周八", ("t.k.unique", "t.id.gb11643")), ("K6", "周捌", ()),
+    ]
+    accepted, quarantined = split(evaluated, suite)
+    assert sorted(r.name for r in accepted.collect()) == sorted(["张珊", "李斯", "王伍", "赵陆", "周捌"])
+    held = sorted((r._source_key, json.loads(r._row)["name"], list(r._rule_ids)) for r in quarantined.collect())
+    assert held[:2] == [("K1", "张三", ["t.k.unique"]), ("K2", "李四", ["t.k.unique"])]
+    assert [h for h in held if h[0] == "K5"] == [("K5", "孙七", ["t.k.unique"]), ("K5", "孙柒", ["t.id.gb11643"])]
+    # the counts do not depend on which copy stands
+    counts = count_rules(evaluated, suite)
+    assert [(c["rule_id"], c["evaluated"], c["failed"]) for c in counts.rules] == [
+        ("t.k.not_null", 13, 0), ("t.k.unique", 13, 7), ("t.id.gb11643", 13, 2)]
+    assert count_rules(evaluate(df, suite), suite) == counts == tally(df, suite)
+    assert count_rules(evaluate(df, suite, rank_duplicates=False), suite) == counts
+    # without a watermark the copies are ranked by failures, then content: the older K1 (first in content) stays
+    no_wm = {(r.k, r.name): list(r._failed_rules) for r in evaluate(df, suite).collect()}
+    assert (no_wm[("K1", "张三")], no_wm[("K5", "孙七")]) == ([], [])
+    with pytest.raises(ValueError, match=r"raw\.t_wm.*watermark column 'changed_at'"):
+        evaluate(df, suite, newest_first="changed_at")
+
+
 def _id(body17: str) -> str:
     return body17 + id_check_char(body17)
 

@@ -448,3 +448,46 @@ def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(s
         ("unified.person", "person.sex_code.gbt2261_1"): ("fail", 2, 1),
         ("unified.person_residence", "person_residence.person_id.one_current"): ("fail", 3, 1)}
     assert len(results(DAY)) == 38  # the earlier day's results are untouched
+
+
+def test_every_person_source_carries_its_updated_at(spark):
+    """Every object feeding unified.person carries the department's update time (its registry watermark) into its
+    candidates and relationship statements, whatever form the source delivers it in: SQL text in Asia/Shanghai
+    wall time, or a MongoDB date (relaxed Extended JSON, UTC)."""
+    local = dt.datetime(2025, 6, 30, 9, 15, 30)
+    checked = []
+    for source, spec in load_registry().items():
+        for obj in spec.objects.values():
+            if obj.unified.get("entity") != "person":
+                continue
+            mongo = (obj.kind or spec.kind) == "mongo"
+            columns = list(obj.projection) if mongo else list(obj.columns)
+            wm = '{"$date": "2025-06-30T01:15:30Z"}' if mongo else "2025-06-30 09:15:30"
+            row = tuple(wm if c == obj.watermark else "1" for c in columns) + (obj.name, 1)
+            frame = spark.createDataFrame([row], ", ".join(f"{c} string" for c in columns) + ", " + LINEAGE)
+            rules = {**_rules(source, obj.name), "watermark": obj.watermark}
+            got = {r.updated_at for r in unified.person_candidates(frame, source, rules).collect()}
+            if rules.get("relationships"):
+                got |= {r.updated_at for r in unified.relationship_statements(frame, source, rules).collect()}
+            checked.append((source, obj.name, got))
+    assert ("zhengwu", "applications", {local}) in checked  # the MongoDB source
+    assert checked and all(got == {local} for _, _, got in checked), checked
+
+
+def test_grid_event_copies_keep_the_latest_update(spark):
+    """Two versions of one grid event (same event_no and report time; the status changed): the latest update
+    stands, although the older text sorts first."""
+    rows = [("GE1", '{"$date":"2025-06-29T02:30:00Z"}', "处理中", "文本1", '{"$date":"2025-06-29T03:00:00Z"}'),
+            ("GE1", '{"$date":"2025-06-29T02:30:00Z"}', "已结案", "文本2", '{"$date":"2025-06-30T01:00:00Z"}'),
+            ("GE2", '{"$date":"2025-06-29T02:30:00Z"}', "处理中", "x", None)]
+    cols = "event_no string, reported_at string, status string, description string, updated_at string"
+    docs = spark.createDataFrame(rows, cols)
+    for c in ("community_code", "grid_code", "category", "closed_at", "lng", "lat"):
+        docs = docs.withColumn(c, F.lit(None).cast("string"))
+    events = unified.grid_events(docs)
+    out = unified.finalize_events(events.unionByName(unified.hotline_events(spark.createDataFrame(
+        [("1", "主题", "2019/2/8 9:05:00", "详情")], "message_id string, subject string, message_time string, "
+        "detail string"))), DAY).orderBy("event_id").collect()
+    assert [(e.event_id, e.status, e.text) for e in out] == [
+        ("grid:GE1", "已结案", "文本2"), ("grid:GE2", "处理中", "x"), ("hotline:1", None, "主题\n详情")]
+    assert "updated_at" not in out[0].asDict()  # the source's update time orders the copies; unified.event lacks it

@@ -93,3 +93,38 @@ def test_validate_threads_from_the_environment():
     for bad in ("0", "two", "-1", ""):
         with pytest.raises(ValueError, match="GOVLAKE_VALIDATE_THREADS must be a positive integer"):
             validate_threads({"GOVLAKE_VALIDATE_THREADS": bad})
+
+
+def test_two_versions_of_a_record_in_one_batch_the_newest_reaches_staging_and_unified_person(spark, tmp_path):
+    """A department delivers two versions of one person in one batch (same person_no, different updated_at), the
+    newer one second in content order: the validate stage keeps the newer in staging (the watermark of
+    schemas/sources/hukou.yaml orders the copies), quarantines the older as the duplicate, and the golden record
+    carries the newer name."""
+    from jobs import unified
+    from jobs.pipeline import validate_table
+    from jobs.sources import load_registry
+
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    obj = load_registry()["hukou"].objects["persons"]
+    base = {"person_no": "HK1", "id_no": "130102199001011237", "name": "张三", "sex_code": "1", "birth_date": "19900101",
+            "ethnic_code": "01", "household_no": "H1", "relation_code": "02", "community_code": "130102001001",
+            "address": "长安区1号", "phone": "13800000000", "updated_at": "2025-06-29 08:00:00", "education": "80",
+            "marital_status": "20", "registration_type": "户籍"}
+    rows = [base, {**base, "name": "张珊", "updated_at": "2025-06-30 09:00:00"}]  # 张三 sorts before 张珊
+    schema = (", ".join(f"{c} string" for c in obj.columns) + ", _row_number long, _source string, "
+              "_source_table string, _batch_id string, _logical_date date")
+    raw = spark.createDataFrame([(*(r[c] for c in obj.columns), i + 1, "hukou", "persons", "hukou.persons:2025-06-30",
+                                  D) for i, r in enumerate(rows)], schema)
+    lake.replace_partition(raw, settings.table_path("raw", "hukou_persons"), "_logical_date", D)
+
+    out = validate_table(spark, settings, "hukou_persons", D, data_docs=False)
+    assert (out["raw"], out["accepted"], out["quarantined"]) == (2, 1, 1)
+    staged = spark.read.format("delta").load(settings.table_path("staging", "hukou_persons"))
+    assert [(r.person_no, r.name, r.updated_at) for r in staged.collect()] == [("HK1", "张珊", "2025-06-30 09:00:00")]
+    (held,) = spark.read.format("delta").load(settings.table_path("quarantine", "hukou_persons")).collect()
+    assert (held._source_key, list(held._rule_ids), json.loads(held._row)["name"]) == (
+        "HK1", ["hukou_persons.person_no.unique"], "张三")
+
+    rules = {**obj.unified, "record_key": list(obj.business_key), "watermark": obj.watermark}
+    (person,) = unified.resolve_persons(unified.person_candidates(staged, "hukou", rules), D).collect()
+    assert (person.person_id, person.name) == ("130102199001011237", "张珊")
