@@ -24,45 +24,70 @@ VOLATILE_COLUMNS = frozenset({"_extracted_at", "extracted_at", "duration_s", "pu
 VOLATILE_BY_TABLE = {"ops.publications": frozenset({"version"})}
 
 
-def table_digest(df, exclude: frozenset[str] = frozenset()) -> dict:
-    """Order-independent digest of a table's rows, in one aggregation.
-
-    Args:
-        df: the table.
-        exclude: columns left out.
-
-    Returns:
-        ``{"rows": n, "columns": [[name, type], ...] (sorted by name), "digest": "<sum1>:<sum2>"}``: two sums of
-        independent 64-bit hashes (xxhash64 with two seeds' worth of prefixes) of each row's JSON text over the
-        kept columns in name order; equal multisets of rows give equal digests.
-    """
+def _row_hashes(df, exclude: frozenset[str], name: str):
+    """``(name, a, b)`` per row of ``df``: two independent 64-bit hashes of the row's JSON text over its columns
+    in name order, ``exclude`` left out."""
     from pyspark.sql import functions as F
 
     cols = sorted(c for c in df.columns if c not in exclude)
-    types = dict(df.dtypes)
     text = F.to_json(F.struct(*[F.col(f"`{c}`") for c in cols]), {"ignoreNullFields": "false"})
-    row = df.agg(F.count(F.lit(1)).alias("n"),
-                 F.sum(F.xxhash64(F.lit("a"), text).cast("decimal(38,0)")).alias("a"),
-                 F.sum(F.xxhash64(F.lit("b"), text).cast("decimal(38,0)")).alias("b")).collect()[0]
-    return {"rows": int(row["n"]), "columns": [[c, types[c]] for c in cols], "digest": f"{row['a'] or 0}:{row['b'] or 0}"}
+    return df.select(F.lit(name).alias("table"), F.xxhash64(F.lit("a"), text).cast("decimal(38,0)").alias("a"),
+                     F.xxhash64(F.lit("b"), text).cast("decimal(38,0)").alias("b"))
+
+
+def digests_of(frames: dict[str, object], exclude: dict[str, frozenset[str]] | None = None) -> dict[str, dict]:
+    """Order-independent digests of several tables in ONE Spark job.
+
+    Args:
+        frames: name -> DataFrame.
+        exclude: name -> columns left out (default: none).
+
+    Returns:
+        name -> ``{"rows": n, "columns": [[name, type], ...] (sorted by name), "digest": "<sum a>:<sum b>"}``:
+        equal multisets of rows (over the kept columns) give equal digests.
+    """
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    exclude = exclude or {}
+    if not frames:
+        return {}
+    hashes = reduce(lambda x, y: x.unionByName(y),
+                    [_row_hashes(df, exclude.get(n, frozenset()), n) for n, df in frames.items()])
+    sums = {r["table"]: r for r in hashes.groupBy("table").agg(
+        F.count(F.lit(1)).alias("n"), F.sum("a").alias("a"), F.sum("b").alias("b")).collect()}
+    out = {}
+    for name, df in frames.items():
+        types = dict(df.dtypes)
+        row = sums.get(name)
+        out[name] = {"rows": int(row["n"]) if row else 0,
+                     "columns": [[c, types[c]] for c in sorted(types) if c not in exclude.get(name, frozenset())],
+                     "digest": f"{row['a'] or 0}:{row['b'] or 0}" if row else "0:0"}
+    return out
+
+
+def table_digest(df, exclude: frozenset[str] = frozenset()) -> dict:
+    """:func:`digests_of` of one table."""
+    return digests_of({"t": df}, {"t": exclude})["t"]
 
 
 def lakehouse_digests(spark, lakehouse: str, layers: tuple[str, ...] | None = None) -> dict[str, dict]:
-    """:func:`table_digest` of every Delta table ``<lakehouse>/<layer>/<table>`` (``layers``: default every layer of
+    """:func:`digests_of` every Delta table ``<lakehouse>/<layer>/<table>`` (``layers``: default every layer of
     :data:`jobs.lake.LAYERS`), volatile columns left out; ``layer.table`` -> digest, sorted."""
     from jobs import lake
 
     root = Path(lakehouse[5:] if lakehouse.startswith("file:") else lakehouse)
-    out = {}
+    frames, exclude = {}, {}
     for layer in layers or lake.LAYERS:
         folder = root / layer
         if not folder.is_dir():
             continue
         for table in sorted(p for p in folder.iterdir() if lake.exists(spark, str(p))):
             name = f"{layer}.{table.name}"
-            df = spark.read.format("delta").load(str(table))
-            out[name] = table_digest(df, VOLATILE_COLUMNS | VOLATILE_BY_TABLE.get(name, frozenset()))
-    return out
+            frames[name] = spark.read.format("delta").load(str(table))
+            exclude[name] = VOLATILE_COLUMNS | VOLATILE_BY_TABLE.get(name, frozenset())
+    return dict(sorted(digests_of(frames, exclude).items()))
 
 
 def differences(a: dict[str, dict], b: dict[str, dict]) -> list[str]:

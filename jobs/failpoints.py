@@ -42,6 +42,9 @@ class InjectedFault(RuntimeError):
 
 _hits: dict[str, int] = {}
 _lock = threading.Lock()
+#: How many times each failpoint was reached in this process (counted whether or not any is armed): the soak
+#: command draws its kill points among the hits an uninterrupted run made.
+reached: dict[str, int] = {}
 
 
 def parse(spec: str) -> dict[str, tuple[int, str]]:
@@ -85,6 +88,7 @@ def failpoint(name: str) -> None:
         InjectedFault: the action is ``raise``.
         ValueError: ``GOVLAKE_FAILPOINTS`` is malformed (see :func:`parse`).
     """
+    reached[name] = reached.get(name, 0) + 1
     spec = os.environ.get(ENV)
     if not spec:
         return

@@ -10,8 +10,8 @@ entry point (:func:`jobs.pipeline.run_all`, :func:`jobs.pipeline.run_stage`) hol
 * scope ``cumulative`` while it runs ``unify``, ``marts`` or ``analysis`` (tables of every date: MERGEd state,
   whole-table marts), whatever its date.
 
-A lease is a row of the Delta table ``<lakehouse>/_system/run_leases`` (outside the analysts' layers), changed
-only by MERGEs that compare the row's ``token`` (compare-and-swap); Delta's optimistic concurrency control fails
+A lease is a row of the Delta table ``<lakehouse>/_system/run_leases`` (outside the analysts' layers, partitioned
+by scope), changed only by MERGEs that compare the row's ``token`` (compare-and-swap); Delta's optimistic concurrency control fails
 the second of two racing MERGEs (``ConcurrentAppendException`` / ``ConcurrentDeleteReadException``), which then
 reads the winner's row. So the lease is exactly as strong as Delta's own commit protocol on the lakehouse's
 storage: local disk and HDFS as they are, object storage with the LogStore Delta requires for several writers.
@@ -185,12 +185,13 @@ class Lease:
         try:
             if not DeltaTable.isDeltaTable(self.spark, self.path):
                 if expected is None:
-                    source.write.format("delta").mode("errorifexists").save(self.path)
+                    source.write.format("delta").mode("errorifexists").partitionBy("scope").save(self.path)
             else:
                 cond = "t.token = s.expected" if expected is not None else "FALSE"
                 literal = "CAST(NULL AS STRING)" if expected is None else f"'{expected}'"
                 (DeltaTable.forPath(self.spark, self.path).alias("t")
-                 .merge(source.selectExpr("*", f"{literal} AS expected").alias("s"), "t.scope = s.scope")
+                 .merge(source.selectExpr("*", f"{literal} AS expected").alias("s"),
+                        f"t.scope = '{self.scope}' AND t.scope = s.scope")  # one partition: scopes never conflict
                  .whenMatchedUpdate(condition=cond, set={c: f"s.{c}" for c in source.columns})
                  .whenNotMatchedInsert(values={c: f"s.{c}" for c in source.columns})
                  .execute())

@@ -148,6 +148,7 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
 
     from jobs import quality
     from jobs.audit import RELEASE_COLUMNS  # an older quarantine table gets them from replace_partition_counted
+    from jobs.failpoints import failpoint
     from jobs.raw import RAW_STATS_COLUMNS
 
     suite = quality.load_suite(f"raw.{table}", suites_dir) if suites_dir else quality.load_suite(f"raw.{table}")
@@ -173,9 +174,11 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
         # and version; quarantine rows are looked up by source key (jobs.audit release)
         n_acc = lake.replace_partition_counted(spark, accepted, settings.table_path("staging", table),
                                                "_logical_date", logical_date, stats_columns=RAW_STATS_COLUMNS)
+        failpoint("validate.after_staging")
         n_quar = lake.replace_partition_counted(spark, quarantined, settings.table_path("quarantine", table),
                                                 "_logical_date", logical_date,
                                                 stats_columns=f"_source_key,{RAW_STATS_COLUMNS}")
+        failpoint("validate.after_table")
         n_raw = tally.rows
         if n_raw != n_acc + n_quar:
             raise RuntimeError(f"validate raw.{table} {logical_date}: {n_raw} raw rows != {n_acc} accepted + {n_quar} quarantined")

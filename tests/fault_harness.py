@@ -83,8 +83,10 @@ class Reference:
         return STAGES.index(stage)
 
 
-def build_reference(spark, home: Path, day: dt.date, residents: int, seed: int) -> Reference:
-    """Generate the sample in ``home/sources`` and run every stage once, keeping the lakehouse after each."""
+def build_reference(spark, home: Path, day: dt.date, residents: int, seed: int,
+                    after_stage=None) -> Reference:
+    """Generate the sample in ``home/sources`` and run every stage once, keeping the lakehouse after each
+    (``after_stage(stage)`` is called after each stage, e.g. to count the failpoints it reached)."""
     ref = Reference(home, day)
     settings = ref.settings
     ensure_sample_sources(settings, day, residents, seed)
@@ -95,6 +97,8 @@ def build_reference(spark, home: Path, day: dt.date, residents: int, seed: int) 
             started = time.monotonic()
             run_stage(stage, day, settings, spark)
             ref.seconds[stage] = round(time.monotonic() - started, 1)
+            if after_stage:
+                after_stage(stage)
         snap = home / "snapshots" / f"{i}_{stage}"
         copy_tree(lakehouse, snap)
         ref.snapshots.append(snap)

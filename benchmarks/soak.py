@@ -1,0 +1,97 @@
+"""Soak: random kill points over many trials, each rerun and compared with an uninterrupted run.
+
+Builds an uninterrupted reference run at N residents (embedded sources, every stage in this process, the lakehouse
+kept after each stage), counting how often each failpoint is reached per stage. Then each trial draws (seeded) a
+stage, one of its failpoints, the hit at which to fire (among the hits the reference made) and, for ``unify.merge``,
+a delay that lands the kill inside the MERGE; runs the stage in a child process killed there; reruns the stage here;
+and compares every table with the reference after that stage (tests/fault_harness.py). Prints one line per trial
+and the tally; writes the same to ``benchmarks/results/soak_<N>.txt``.
+
+    .venv/bin/python benchmarks/soak.py --residents 20000 --trials 20 [--seed 7] [--home DIR]
+
+Exit code 1 when a trial was killed and its rerun differs (or left an unreadable report file).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobs import failpoints  # noqa: E402
+from jobs.config import Settings  # noqa: E402
+from jobs.pipeline import DEFAULT_SEED, STAGES  # noqa: E402
+from jobs.spark import get_spark  # noqa: E402
+from tests import fault_harness  # noqa: E402
+
+DAY = dt.date(2025, 6, 30)
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def stage_failpoints(ref_hits: dict[str, dict[str, int]]) -> list[tuple[str, str, int]]:
+    """``(stage, failpoint, hits)`` for every failpoint an uninterrupted stage reached."""
+    return [(stage, name, n) for stage in STAGES for name, n in sorted(ref_hits.get(stage, {}).items()) if n]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--residents", type=int, default=20000)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=7, help="seed of the kill points drawn")
+    parser.add_argument("--home", type=Path, default=Path("/tmp/govlake-soak"))
+    args = parser.parse_args(argv)
+    if args.home.exists():
+        shutil.rmtree(args.home)
+    args.home.mkdir(parents=True)
+    settings = Settings.from_env({**os.environ, "GOVLAKE_HOME": str(args.home / "reference")})
+    spark = get_spark(settings, app_name="govlake-soak")
+    lines = [f"soak: {args.trials} trials at {args.residents} residents, kill points seeded {args.seed}, "
+             f"logical date {DAY}, {time.strftime('%Y-%m-%d %H:%M')}, load {os.getloadavg()[0]:.1f}"]
+    print(lines[0], flush=True)
+
+    hits: dict[str, dict[str, int]] = {}
+    stage_hits_before: dict[str, int] = {}
+
+    def record(stage: str) -> None:
+        now = dict(failpoints.reached)
+        hits[stage] = {k: v - stage_hits_before.get(k, 0) for k, v in now.items() if v - stage_hits_before.get(k, 0)}
+        stage_hits_before.update(now)
+
+    started = time.monotonic()
+    ref = fault_harness.build_reference(spark, args.home / "reference", DAY, args.residents, DEFAULT_SEED,
+                                        after_stage=record)
+    lines.append(f"reference run: {time.monotonic() - started:.0f} s, stages {ref.seconds}")
+    lines.append("failpoints reached per stage: " + "; ".join(
+        f"{s}: " + ", ".join(f"{k} x{v}" for k, v in sorted(h.items())) for s, h in hits.items()))
+    print("\n".join(lines[1:]), flush=True)
+
+    rng = random.Random(args.seed)
+    choices = stage_failpoints(hits)
+    trials = []
+    for i in range(args.trials):
+        stage, name, n = rng.choice(choices)
+        hit = rng.randint(1, n)
+        spec = f"{name}@{hit}" + (f"=kill-after:{rng.uniform(0.2, 3.0):.1f}" if name == "unify.merge" else "")
+        trial = fault_harness.run_trial(spark, ref, stage, spec, args.home / f"trial{i:02d}")
+        trials.append(trial)
+        lines.append(f"{i + 1:2d}. {trial.line()}")
+        print(lines[-1], flush=True)
+        shutil.rmtree(args.home / f"trial{i:02d}", ignore_errors=True)
+    killed = [t for t in trials if t.killed]
+    passed = [t for t in killed if t.passed]
+    lines.append(f"trials {len(trials)}, killed {len(killed)}, content-equal after rerun {len(passed)} of "
+                 f"{len(killed)}; load {os.getloadavg()[0]:.1f}")
+    print(lines[-1])
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"soak_{args.residents}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return 0 if len(passed) == len(killed) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
