@@ -803,6 +803,26 @@ def _drop_entry(manifest: dict, obj: ObjectSpec) -> dict | None:
                           and Path(str(f.get("name"))).suffix in DROP_FORMATS), None)
 
 
+def _confine(where: str, manifest_path: Path, manifest: dict) -> None:
+    """Every file the manifest names must resolve inside the drop folder (``..``, an absolute path or a
+    symlink pointing elsewhere would load a file the department did not drop).
+
+    Raises:
+        ManifestMismatch: names the manifest and the offending name.
+    """
+    drop = manifest_path.parent
+    inside = drop.resolve()
+    for entry in manifest.get("files", []):
+        name = entry.get("name") if isinstance(entry, dict) else entry
+        try:
+            confined = (drop / str(name)).resolve().is_relative_to(inside)
+        except (OSError, RuntimeError):  # a symlink loop
+            confined = False
+        if not confined:
+            raise ManifestMismatch(f"{where}: manifest {manifest_path} names {name!r}, which resolves outside "
+                                   f"the drop folder {drop}: rejected")
+
+
 def read_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
     """Read one file of a drop; see :func:`extract_file_drop` (returns its ``frame``)."""
     return extract_file_drop(spark, settings, spec, obj, window).frame
@@ -819,7 +839,8 @@ def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
     The registry's ``file`` names the file; a file with the same stem and another known suffix
     (``.csv``, ``.jsonl``, ``.xlsx``) is accepted, its format taken from the manifest's ``format``
     (``csv``, ``csv-gbk``, ``jsonl``, ``xlsx``) or the suffix. The SHA-256 and the data-row count must
-    match the manifest. Text files are decoded by :func:`detect_encoding` (strict; the detected
+    match the manifest, and every name the manifest lists must resolve inside the drop folder (``..``,
+    absolute paths and symlinks followed). Text files are decoded by :func:`detect_encoding` (strict; the detected
     encoding is recorded); a manifest declaring UTF-8 for bytes that are not UTF-8 is a mismatch.
     A CSV or JSON-lines file must end with a line end (else it is truncated). Every value is text
     exactly as delivered: CSV empty field -> NULL; JSON numbers keep their literal text; Excel
@@ -834,7 +855,8 @@ def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
 
     Raises:
         SourceUnavailable: the drop or manifest is missing.
-        ManifestMismatch: checksum, row count, encoding, truncation (file rejected whole).
+        ManifestMismatch: checksum, row count, encoding, truncation, a file name resolving outside the
+            drop folder (file rejected whole).
         SchemaDrift: the header / keys differ from the registry.
     """
     drop = settings.sources_dir / (spec.inbox or f"inbox/{spec.source}") / window.logical_date.isoformat()
@@ -843,6 +865,7 @@ def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
     if not manifest_path.is_file():
         raise SourceUnavailable(f"{where}: no file drop for {window.logical_date} ({manifest_path} missing)")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    _confine(where, manifest_path, manifest)
     entry = _drop_entry(manifest, obj)
     if entry is None:
         raise ManifestMismatch(f"{where}: {obj.file or obj.name} is not listed in {manifest_path}")

@@ -458,3 +458,48 @@ def test_projection_paths_tried_in_order_and_the_renamed_field_flagged(spark):
     assert counts[rule] == 2
     with pytest.raises(ValueError, match="must be a JSON path"):
         sources.projection_paths(["$.a", "b"])
+
+
+# --- drop confinement, registry column types, nested JSON -------------------------------------------------
+
+def _outside_drop(settings, tmp_path, case):
+    """A valid messages.csv outside zhengwu's drop folder, and a manifest naming it (``case``: a relative
+    ``../`` path, an absolute path, or a symlink in the drop pointing at it); returns the name in the manifest."""
+    body = (HEADER + "1,A1,主题,2019/2/28 11:25:05,详情,0,1\n").encode("utf-8")
+    outside = tmp_path / "elsewhere" / "messages.csv"
+    outside.parent.mkdir()
+    outside.write_bytes(body)
+    drop = settings.sources_dir / "inbox" / "zhengwu" / DAY.isoformat()
+    drop.mkdir(parents=True)
+    name = {"relative": "../../../../../elsewhere/messages.csv", "absolute": str(outside), "symlink": "messages.csv"}[case]
+    if case == "symlink":
+        (drop / "messages.csv").symlink_to(outside)
+    assert (drop / name).resolve() == outside  # the manifest really reaches the outside file
+    entry = {"name": name, "sha256": hashlib.sha256(body).hexdigest(), "rows": 1, "encoding": "utf-8"}
+    (drop / "manifest.json").write_text(json.dumps({"files": [entry]}), encoding="utf-8")
+    return name, drop / "manifest.json"
+
+
+@pytest.mark.parametrize("case", ["relative", "absolute", "symlink"])
+def test_file_drop_names_outside_the_drop_folder_are_rejected_whole(spark, tmp_path, case):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path / "home")})
+    name, manifest = _outside_drop(settings, tmp_path, case)
+    spec = load_registry()["zhengwu"]
+    with pytest.raises(ManifestMismatch) as err:
+        extract_object(spark, settings, spec, spec.objects["messages"], Window.for_date(DAY))
+    assert str(err.value) == (f"source zhengwu.messages: manifest {manifest} names {name!r}, which resolves outside "
+                              f"the drop folder {manifest.parent}: rejected")
+
+
+def test_file_drop_may_use_a_subfolder_or_a_symlink_within_the_drop(spark, tmp_path):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    body = (HEADER + "1,A1,主题,2019/2/28 11:25:05,详情,0,1\n").encode("utf-8")
+    drop = settings.sources_dir / "inbox" / "zhengwu" / DAY.isoformat()
+    (drop / "files").mkdir(parents=True)
+    (drop / "files" / "messages.csv").write_bytes(body)
+    (drop / "messages.csv").symlink_to(drop / "files" / "messages.csv")
+    entry = {"name": "messages.csv", "sha256": hashlib.sha256(body).hexdigest(), "rows": 1, "encoding": "utf-8"}
+    (drop / "manifest.json").write_text(json.dumps({"files": [entry]}), encoding="utf-8")
+    spec = load_registry()["zhengwu"]
+    got = extract_object(spark, settings, spec, spec.objects["messages"], Window.for_date(DAY))
+    assert [r.message_id for r in got.frame.collect()] == ["1"]
