@@ -862,13 +862,14 @@ def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
     absolute paths and symlinks followed). Text files are decoded by :func:`detect_encoding` (strict; the detected
     encoding is recorded); a manifest declaring UTF-8 for bytes that are not UTF-8 is a mismatch.
     A CSV or JSON-lines file must end with a line end (else it is truncated). Every value is text
-    exactly as delivered: CSV empty field -> NULL; JSON numbers keep their literal text; Excel
-    cells are read as text, and a cell the column's registry type (:meth:`ObjectSpec.column_type`)
-    does not take rejects that row at parse with a reason naming the column: a *number* cell outside
-    an ``integer`` / ``decimal`` column (Excel may have lost leading zeros or digits beyond 15), a
-    *date* cell outside a ``date`` / ``timestamp`` column. Date cells are written ``YYYY-MM-DD
-    HH:MM:SS`` (``YYYY-MM-DD`` in a ``date`` column when the time is midnight). Headers (JSON keys)
-    are renamed by the registry's ``columns`` map; a header that differs from the registry rejects the file.
+    exactly as delivered: CSV empty field -> NULL; JSON numbers keep their literal text, and a nested
+    JSON object or array its delivered JSON text; Excel cells are read as text, and a cell the
+    column's registry type (:meth:`ObjectSpec.column_type`) does not take rejects that row at parse
+    with a reason naming the column: a *number* cell outside an ``integer`` / ``decimal`` column (Excel
+    may have lost leading zeros or digits beyond 15), a *date* cell outside a ``date`` / ``timestamp``
+    column. Date cells are written ``YYYY-MM-DD HH:MM:SS`` (``YYYY-MM-DD`` in a ``date`` column when the
+    time is midnight). Headers (JSON keys) are renamed by the registry's ``columns`` map; a header that
+    differs from the registry rejects the file.
 
     Returns:
         :class:`Extracted`: raw columns as STRING + ``_row_number`` (data row number in the file);
@@ -954,12 +955,34 @@ def _json_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: Numbers (and NaN / Infinity) keep their literal text.
+_LITERAL_JSON = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _delivered_members(line: str) -> dict[str, Any]:
+    """The members of a JSON object ``line`` (already known to be valid): scalars decoded (numbers as
+    their literal text), nested objects and arrays as the exact delivered JSON substring."""
+    from json.decoder import scanstring
+
+    members = {}
+    i = _JSON_SPACE.match(line, _JSON_SPACE.match(line).end() + 1).end()  # after '{'
+    while line[i] == '"':
+        key, i = scanstring(line, i + 1)
+        i = _JSON_SPACE.match(line, _JSON_SPACE.match(line, i).end() + 1).end()  # after ':'
+        value, end = _LITERAL_JSON.raw_decode(line, i)
+        members[key] = line[i:end] if isinstance(value, (dict, list)) else value  # the last of a repeated key wins
+        i = _JSON_SPACE.match(line, end).end()
+        i = _JSON_SPACE.match(line, i + 1).end() if line[i] == "," else i
+    return members
+
+
 def _parse_jsonl(spec, obj, where, path, text, expected):
     rows = []
     known = set(expected)
     for number, line in enumerate(text.splitlines(), start=1):
         try:
-            doc = json.loads(line, parse_float=str, parse_int=str)  # numbers keep their literal text
+            doc = _LITERAL_JSON.decode(line)
         except ValueError as exc:
             raise ManifestMismatch(f"{where}: {path} line {number} is not JSON: {exc}") from exc
         if not isinstance(doc, dict):
@@ -967,6 +990,8 @@ def _parse_jsonl(spec, obj, where, path, text, expected):
         unknown = [k for k in doc if k not in known]
         if unknown:
             raise SchemaDrift(f"{where}: {path} line {number} has key(s) {unknown} not in the registry {expected}")
+        if any(isinstance(v, (dict, list)) for v in doc.values()):
+            doc = _delivered_members(line)  # nested values as delivered, not re-serialised
         rows.append((*(_json_text(doc.get(h)) for h in expected), number))
     return rows, []
 

@@ -597,3 +597,30 @@ def test_xlsx_rejections_reconcile_in_the_batch_and_the_ledger(spark, tmp_path):
     raw = spark.read.format("delta").load(settings.table_path("raw", "dept_residents"))
     assert sorted((r.resident_no, r.postcode, r._row_number) for r in raw.collect()) == [
         ("R1", "010010", 1), ("R3", "010030", 3)]
+
+
+def test_jsonl_drop_keeps_nested_values_as_delivered(spark, tmp_path):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    lines = ['{"办件编号": "ZW1", "评价等级": 5, "评价渠道": ["网上", 2], "评价时间": 1.50, '
+             '"评价内容": {"score": 5.10, "big": 12345678901234567890, "tags": [1, "a", {"x": null}], "ok": true}}',
+             '{"办件编号":"ZW2","评价等级":{},"评价渠道":[],"评价时间":"x","评价内容":{ "s" :1e3 }}']
+    _eval_drop(settings, "evaluations.jsonl", ("\n".join(lines) + "\n").encode(), 2, fmt="jsonl")
+    spec = load_registry()["zhengwu"]
+    rows = read_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY)).collect()
+    assert [(r.app_no, r.level, r.channel, r.evaluated_at, r.content) for r in rows] == [
+        ("ZW1", "5", '["网上", 2]', "1.50",
+         '{"score": 5.10, "big": 12345678901234567890, "tags": [1, "a", {"x": null}], "ok": true}'),
+        ("ZW2", "{}", "[]", "x", '{ "s" :1e3 }')]
+
+
+def test_mongo_nested_values_keep_numbers_as_numbers(spark):
+    from bson import Decimal128, json_util
+
+    obj = ObjectSpec(name="events", business_key=("event_no",),
+                     projection={"event_no": "$.event_no", "score": "$.score", "tags": "$.tags"})
+    line = '{"_id": "e1", "event_no": "E1", "score": {"n": 5, "w": 5.25, "d": {"$numberDecimal": "5.10"}}, "tags": [1, "a"]}'
+    frame = sources.documents_to_frame(spark, obj, [json_util.loads(line)])
+    row = frame.collect()[0]
+    assert (row.score, row.tags) == ('{"n":5,"w":5.25,"d":{"$numberDecimal":"5.10"}}', '[1,"a"]')
+    assert json.loads(row.document)["score"] == {"n": 5, "w": 5.25, "d": {"$numberDecimal": "5.10"}}
+    assert isinstance(json_util.loads(row.document)["score"]["d"], Decimal128)
