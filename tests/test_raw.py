@@ -177,3 +177,63 @@ def test_failed_source_leaves_no_partial_batch(spark, tmp_path):
         extract_batch(spark, settings, spec, obj, Window.for_date(DAY + dt.timedelta(days=1)))
     raw = spark.read.format("delta").load(settings.table_path("raw", "dept_persons"))
     assert [(str(r._logical_date), r.person_no) for r in raw.collect()] == [("2025-06-30", "P1")]
+
+
+def _ledger_rows(spark, settings):
+    return [r.asDict() for r in spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger"))
+            .orderBy("batch_id").collect()]
+
+
+def test_failed_attempts_are_recorded_and_never_replace_a_delivered_batch(spark, tmp_path):
+    from jobs.raw import failed_batch
+
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    spec = _source(settings, [("P1", "张三", "2025-06-29 10:00:00"), ("P2", "李四", "2025-06-30 10:00:00")])
+    obj = spec.objects["persons"]
+    (settings.sources_dir / "dept.sqlite").rename(settings.sources_dir / "away.sqlite")  # an outage on day N
+    started = dt.datetime.now(dt.timezone.utc)
+    with pytest.raises(SourceUnavailable) as err:
+        extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), err.value, started)])
+    (failed,) = _ledger_rows(spark, settings)
+    assert {k: failed[k] for k in ("batch_id", "status", "mode", "rows_read", "rows_written", "fingerprint",
+                                   "rows_source", "rows_rejected")} == {
+        "batch_id": "dept.persons:2025-06-30", "status": "failed", "mode": None, "rows_read": None,
+        "rows_written": None, "fingerprint": None, "rows_source": None, "rows_rejected": None}
+    assert failed["error"].startswith("SourceUnavailable: source dept.persons: embedded database ")
+    assert (failed["window_start"], failed["window_end"]) == (dt.datetime(2025, 6, 30), dt.datetime(2025, 7, 1))
+
+    # the outage ends; day N+1 runs first: the failed day N is no earlier batch, so N+1 is a first (full) run
+    (settings.sources_dir / "away.sqlite").rename(settings.sources_dir / "dept.sqlite")
+    nxt = extract_batch(spark, settings, spec, obj, Window.for_date(DAY + dt.timedelta(days=1)))
+    assert (nxt.mode, nxt.rows_read) == ("full", 2)
+    # the rerun of day N is a first run too (full), and its success replaces the failed row
+    day = extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    assert (day.mode, day.status, day.rows_read) == ("full", "written", 2)
+    record_batches(spark, settings, [day, nxt])
+    rows = _ledger_rows(spark, settings)
+    assert [(r["batch_id"], r["status"], r["rows_written"], r["error"]) for r in rows] == [
+        ("dept.persons:2025-06-30", "written", 2, None), ("dept.persons:2025-07-01", "written", 2, None)]
+
+    # a later failed attempt of a delivered date leaves the delivered row as it was
+    (settings.sources_dir / "dept.sqlite").unlink()
+    with pytest.raises(SourceUnavailable) as err:
+        extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), err.value, started)])
+    assert _ledger_rows(spark, settings) == rows
+
+
+def test_failed_row_is_refreshed_and_older_ledgers_get_the_error_column(spark, tmp_path):
+    from jobs.raw import failed_batch, ledger_schema
+
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    spec = _source(settings, [("P1", "张三", "2025-06-30 10:00:00")])
+    obj = spec.objects["persons"]
+    old = [f for f in ledger_schema().fields if f.name != "error"]  # a ledger written before the error column
+    from pyspark.sql.types import StructType
+    spark.createDataFrame([], StructType(old)).selectExpr("*", "CAST(NULL AS STRING) AS _content_hash") \
+        .write.format("delta").save(settings.table_path("ops", "exchange_ledger"))
+    started = dt.datetime.now(dt.timezone.utc)
+    record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), RuntimeError("first"), started)])
+    record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), RuntimeError("second\nmore"), started)])
+    assert [(r["status"], r["error"]) for r in _ledger_rows(spark, settings)] == [("failed", "RuntimeError: second")]
