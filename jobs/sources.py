@@ -85,6 +85,23 @@ class SchemaDrift(SourceError):
     header or JSON key): the batch is rejected whole; the message names source, object and columns."""
 
 
+class ExtractionFailed(SourceError):
+    """Some objects of an extraction run failed; the others were extracted (see
+    :func:`jobs.pipeline.run_extract`). The message names every failed ``source.object`` with its reason;
+    ``failures`` maps ``source.object`` -> reason (as recorded in the exchange ledger's ``error``)."""
+
+    def __init__(self, message: str, failures: dict[str, str] | None = None):
+        super().__init__(message)
+        self.failures = dict(failures or {})
+
+    @classmethod
+    def of(cls, logical_date: date, failures: dict[str, str], attempted: int) -> "ExtractionFailed":
+        """The error of a run for ``logical_date`` in which ``failures`` of ``attempted`` objects failed."""
+        listed = "; ".join(f"{name} ({reason})" for name, reason in failures.items())
+        return cls(f"extraction of {logical_date.isoformat()} failed for {len(failures)} of {attempted} objects: "
+                   f"{listed}", failures)
+
+
 def check_identifier(value: str, what: str) -> str:
     """Return ``value`` if it is a safe SQL identifier (``[a-z_][a-z0-9_]*``, ≤ 63 chars).
 
