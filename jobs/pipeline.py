@@ -48,18 +48,22 @@ def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[
     ``GOVLAKE_EXTRACT_MODE=snapshot`` does so on every run (the embedded demo's former behaviour:
     each partition is the snapshot as of the window end). See :func:`jobs.raw.resolve_window`.
 
+    An object whose extraction fails (its source unreachable, its drop rejected, its reconciliation
+    failed, ...) fails alone: the other objects are still extracted, and every batch, failed ones included
+    (status ``failed`` with its reason, :func:`jobs.raw.failed_batch`), is recorded in the exchange ledger.
+
     Returns:
         one dict per batch (:class:`jobs.raw.BatchResult` fields).
 
     Raises:
-        jobs.sources.SourceError: a source cannot be read; names source, object and address.
-        jobs.raw.ReconciliationError: rows at the source != rows in raw + rows rejected.
+        jobs.sources.ExtractionFailed: after every object was attempted, when any failed; names each failed
+            ``source.object`` with its reason (chained to the first failure).
         ValueError: unknown ``GOVLAKE_EXTRACT_MODE`` (incremental, backfill, snapshot).
     """
     import os
 
-    from jobs.raw import extract_batch, record_batches
-    from jobs.sources import Window, load_registry
+    from jobs.raw import extract_batch, failed_batch, record_batches
+    from jobs.sources import ExtractionFailed, Window, load_registry
 
     mode = os.environ.get("GOVLAKE_EXTRACT_MODE", "incremental")
     if mode not in ("incremental", "backfill", "snapshot"):
@@ -71,15 +75,23 @@ def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[
             raise ValueError(f"data interval {data_interval} does not start on business day {logical_date}")
     else:
         window = Window.for_date(logical_date, full=full)
-    results = []
+    results, errors = [], []
     try:
         for name, spec in load_registry().items():
             if sources and name not in sources:
                 continue
             for obj in spec.objects.values():
-                results.append(extract_batch(spark, settings, spec, obj, window))
+                started = dt.datetime.now(dt.timezone.utc)
+                try:
+                    results.append(extract_batch(spark, settings, spec, obj, window))
+                except Exception as exc:  # one object's failure must not stop the others
+                    results.append(failed_batch(spec, obj, window, exc, started))
+                    errors.append(exc)
     finally:
-        record_batches(spark, settings, results)  # what was extracted is recorded even if a later source fails
+        record_batches(spark, settings, results)  # what was attempted is recorded even if the loop was interrupted
+    if errors:
+        failures = {f"{r.source}.{r.object}": r.error for r in results if r.status == "failed"}
+        raise ExtractionFailed.of(window.logical_date, failures, len(results)) from errors[0]
     return [asdict(r) for r in results]
 
 

@@ -20,7 +20,8 @@ fingerprint equals the ledger's leaves the partition (and ``_extracted_at``) unt
 delivery replaces the partition whole (``replaceWhere``), never adding to it. A batch is read from
 its source once: lineage, row count and fingerprint are computed while the partition is written, and
 rows in raw are taken from the Delta commit (see :func:`extract_batch`). The exchange ledger
-``ops.exchange_ledger`` has one row per batch.
+``ops.exchange_ledger`` has one row per batch, also for a batch whose extraction failed (status ``failed``
+until a later attempt delivers it; see :func:`record_batches`).
 """
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ class ReconciliationError(RuntimeError):
 
 @dataclass(frozen=True)
 class BatchResult:
-    """Outcome of one raw batch: what the exchange ledger records (see :func:`ledger_schema`)."""
+    """Outcome of one raw batch: what the exchange ledger records (see :func:`ledger_schema`); a failed
+    attempt (:func:`failed_batch`) has status ``failed``, its ``error``, and None where nothing is known."""
 
     batch_id: str
     source: str
@@ -91,16 +93,38 @@ class BatchResult:
     logical_date: dt.date
     window_start: dt.datetime
     window_end: dt.datetime
-    rows_read: int
-    rows_written: int
-    fingerprint: str
-    status: str  # 'written' | 'unchanged'
+    rows_read: int | None
+    rows_written: int | None
+    fingerprint: str | None
+    status: str  # 'written' | 'unchanged' | 'failed'
     extracted_at: dt.datetime
     duration_s: float
-    mode: str = "full"  # 'full' | 'incremental' | 'drop'
+    mode: str | None = "full"  # 'full' | 'incremental' | 'drop'
     rows_source: int | None = None
-    rows_rejected: int = 0
-    details: str = "{}"
+    rows_rejected: int | None = 0
+    details: str | None = "{}"
+    error: str | None = None
+
+
+def error_text(error: BaseException) -> str:
+    """``<exception class>: <first line of its message>`` (at most 1,000 characters): the reason a batch
+    failed, as the ledger records it. A Py4J error's first line names only the JVM call, so its second is kept."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = " ".join(lines[:2] if lines and lines[0].startswith("An error occurred while calling") else lines[:1])
+    return f"{type(error).__name__}: {text}"[:1000]
+
+
+def failed_batch(spec: SourceSpec, obj: ObjectSpec, window: Window, error: BaseException,
+                 started_at: dt.datetime) -> BatchResult:
+    """The ledger record of a failed extraction attempt of ``obj`` for ``window`` (started at ``started_at``,
+    timezone-aware): status ``failed``, ``error`` = :func:`error_text`, the requested data interval; rows,
+    fingerprint, mode and details NULL (unknown). Record it with :func:`record_batches`."""
+    now = dt.datetime.now(dt.timezone.utc)
+    table = f"{spec.source}_{obj.name}"
+    return BatchResult(f"{spec.source}.{obj.name}:{window.logical_date.isoformat()}", spec.source, obj.name,
+                       f"raw.{table}", window.logical_date, window.start, window.end, None, None, None, "failed",
+                       started_at, round((now - started_at).total_seconds(), 3), None, None, None, None,
+                       error_text(error))
 
 
 def ledger_schema():
@@ -109,11 +133,13 @@ def ledger_schema():
     batch_id STRING, source STRING, object STRING, raw_table STRING, logical_date DATE,
     window_start / window_end TIMESTAMP (the data interval; a ``full`` read takes every row before
     window_end), rows_read LONG (rows delivered to raw), rows_written LONG (rows in the raw
-    partition), fingerprint STRING, status STRING (written|unchanged), extracted_at TIMESTAMP,
-    duration_s DOUBLE (seconds), mode STRING (full|incremental|drop), rows_source LONG (rows the
-    source counted for the window, or manifest rows), rows_rejected LONG (refused at parse),
-    details STRING (JSON: files with sha256/encoding/format, parse rejections with reasons, JDBC
-    partitions).
+    partition), fingerprint STRING, status STRING (written|unchanged|failed), extracted_at TIMESTAMP
+    (for a failed batch: when the attempt started), duration_s DOUBLE (seconds), mode STRING
+    (full|incremental|drop), rows_source LONG (rows the source counted for the window, or manifest
+    rows), rows_rejected LONG (refused at parse), details STRING (JSON: files with
+    sha256/encoding/format, parse rejections with reasons, JDBC partitions), error STRING (a failed
+    batch's reason, ``<exception class>: <message>``; NULL otherwise). A failed batch has rows_read,
+    rows_written, fingerprint, mode, rows_source, rows_rejected and details NULL.
     """
     from pyspark.sql.types import (DateType, DoubleType, LongType, StringType, StructField, StructType,
                                    TimestampType)
@@ -127,7 +153,7 @@ def ledger_schema():
         StructField("status", StringType()), StructField("extracted_at", TimestampType()),
         StructField("duration_s", DoubleType()), StructField("mode", StringType()),
         StructField("rows_source", LongType()), StructField("rows_rejected", LongType()),
-        StructField("details", StringType()),
+        StructField("details", StringType()), StructField("error", StringType()),
     ])
 
 
@@ -142,7 +168,8 @@ def resolve_window(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
     Full when ``window.full`` (backfill / snapshot mode), when the object has no watermark, when
     the ledger holds no batch of the object before this logical date (first run), or when this
     logical date's batch was first extracted full (a rerun repeats what the first run read, so a
-    rerun of the first day never shrinks it). Otherwise the window ``[start, end)``.
+    rerun of the first day never shrinks it). Otherwise the window ``[start, end)``. Failed
+    attempts (status ``failed``) delivered nothing and are not batches here.
     """
     if (obj.kind or spec.kind) == "file_drop":
         return window
@@ -153,7 +180,7 @@ def resolve_window(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
         return window.whole()
     has_mode = "mode" in ledger.columns
     rows = (ledger.where((F_col("source") == spec.source) & (F_col("object") == obj.name)
-                         & (F_col("logical_date") <= window.logical_date))
+                         & (F_col("logical_date") <= window.logical_date) & _delivered())
             .select("logical_date", "mode" if has_mode else "status").collect())
     same = [r for r in rows if r[0] == window.logical_date]
     if same:
@@ -167,11 +194,16 @@ def F_col(name):  # noqa: N802 (a tiny lazy import helper)
     return F.col(name)
 
 
+def _delivered():
+    """Ledger rows of delivered batches (not failed attempts)."""
+    return ~F_col("status").eqNullSafe("failed")
+
+
 def _ledger_fingerprint(spark, settings: Settings, batch_id: str) -> str | None:
     ledger = _ledger(spark, settings)
     if ledger is None:
         return None
-    rows = ledger.where(F_col("batch_id") == batch_id).select("fingerprint").collect()
+    rows = ledger.where((F_col("batch_id") == batch_id) & _delivered()).select("fingerprint").collect()
     return rows[0][0] if rows else None
 
 
@@ -332,19 +364,44 @@ def record_batches(spark, settings: Settings, results: list[BatchResult]) -> Non
     """MERGE batch results into ``ops.exchange_ledger`` (one row per batch_id) in one commit.
 
     A batch whose fingerprint is unchanged keeps its ledger row as it was (first extraction time,
-    status ``written``), so rerunning a logical date leaves the ledger unchanged. A ledger written
-    by an older version (without mode, rows_source, rows_rejected, details) gets those columns added.
+    status ``written``), so rerunning a logical date leaves the ledger unchanged. A failed attempt
+    (:func:`failed_batch`) is recorded when the batch has no row or a ``failed`` one (the latest
+    attempt's reason), never over a delivered batch (``written`` / ``unchanged``); a later success
+    replaces a ``failed`` row. A ledger written by an older version (without mode, rows_source,
+    rows_rejected, details, error) gets those columns added.
+
+    Raises:
+        ValueError: two results of the same batch_id.
     """
+    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
 
     if not results:
         return
+    ids = [r.batch_id for r in results]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"ops.exchange_ledger: batch {next(i for i in ids if ids.count(i) > 1)} recorded twice")
+    # the MERGE updates a row only when this hash changes: the fingerprint, or each failed attempt
     rows = [(r.batch_id, r.source, r.object, r.table, r.logical_date, r.window_start, r.window_end, r.rows_read,
              r.rows_written, r.fingerprint, r.status, r.extracted_at, r.duration_s, r.mode, r.rows_source,
-             r.rows_rejected, r.details) for r in results]
-    df = spark.createDataFrame(rows, ledger_schema()).withColumn("_content_hash", F.col("fingerprint"))
+             r.rows_rejected, r.details, r.error,
+             r.fingerprint if r.status != "failed" else f"failed:{r.extracted_at.isoformat()}:{r.error}")
+            for r in results]
+    schema = StructType(ledger_schema().fields + [StructField("_content_hash", StringType())])
+    df = spark.createDataFrame(rows, schema)
     path = settings.table_path("ops", "exchange_ledger")
     if lake.exists(spark, path):
         lake.add_missing_columns(spark, path, [(f.name, f.dataType.simpleString()) for f in ledger_schema().fields])
-    lake.retry_on_conflict(lambda: lake.merge_by_key(spark, df, path, ["batch_id"]),  # parallel extract tasks
-                           "ops.exchange_ledger")
+
+    def merge():
+        if not lake.exists(spark, path):
+            return lake.merge_by_key(spark, df, path, ["batch_id"])
+        (DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), "t.batch_id = s.batch_id")
+            .whenMatchedUpdate(condition="NOT (t._content_hash <=> s._content_hash) "
+                                         "AND (s.status <> 'failed' OR t.status <=> 'failed')",
+                               set={c: F.col(f"s.`{c}`") for c in df.columns})
+            .whenNotMatchedInsertAll()
+            .execute())
+
+    lake.retry_on_conflict(merge, "ops.exchange_ledger")  # parallel extract tasks

@@ -54,6 +54,12 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SHARING_TYPES = ("unconditional", "conditional", "none")
 #: 更新周期 of a resource (GB/T 21063.3-2007 政务信息资源目录体系 核心元数据, update frequency).
 UPDATE_CYCLES = ("realtime", "daily", "weekly", "monthly", "quarterly", "half_yearly", "yearly")
+#: What a delivered column holds (registry ``types``; undeclared columns are ``text``). Raw keeps every value
+#: as text whatever its type; the type decides which Excel cells are accepted (see :func:`extract_file_drop`).
+COLUMN_TYPES = ("text", "code", "integer", "decimal", "date", "timestamp")
+#: Column types that take an Excel number cell / an Excel date or time cell.
+NUMBER_TYPES = ("integer", "decimal")
+DATE_TYPES = ("date", "timestamp")
 
 
 def _one_of(value: Any, allowed: tuple[str, ...], what: str) -> str:
@@ -77,6 +83,23 @@ class ManifestMismatch(SourceError):
 class SchemaDrift(SourceError):
     """The delivered columns differ from the registry (a column renamed or missing, an unknown
     header or JSON key): the batch is rejected whole; the message names source, object and columns."""
+
+
+class ExtractionFailed(SourceError):
+    """Some objects of an extraction run failed; the others were extracted (see
+    :func:`jobs.pipeline.run_extract`). The message names every failed ``source.object`` with its reason;
+    ``failures`` maps ``source.object`` -> reason (as recorded in the exchange ledger's ``error``)."""
+
+    def __init__(self, message: str, failures: dict[str, str] | None = None):
+        super().__init__(message)
+        self.failures = dict(failures or {})
+
+    @classmethod
+    def of(cls, logical_date: date, failures: dict[str, str], attempted: int) -> "ExtractionFailed":
+        """The error of a run for ``logical_date`` in which ``failures`` of ``attempted`` objects failed."""
+        listed = "; ".join(f"{name} ({reason})" for name, reason in failures.items())
+        return cls(f"extraction of {logical_date.isoformat()} failed for {len(failures)} of {attempted} objects: "
+                   f"{listed}", failures)
 
 
 def check_identifier(value: str, what: str) -> str:
@@ -106,7 +129,9 @@ class ObjectSpec:
             ``applicant.idcard``; the raw ``document`` keeps what was delivered, and a suite rule can flag it).
         file: file drops only: the file name in the drop.
         title: Chinese title for the resource catalog.
-        text_columns: further ID/code columns never read from a number cell (see :meth:`id_columns`).
+        types: raw column -> one of :data:`COLUMN_TYPES` (undeclared columns are ``text``). Values stay
+            text in raw; an Excel number cell is accepted only in an ``integer`` / ``decimal`` column and a
+            date cell only in a ``date`` / ``timestamp`` column (see :func:`extract_file_drop`).
         kind, connection_id, database, embedded: per-object overrides of the source's (a department
             delivering both a file drop and a MongoDB collection).
         unified: how the object feeds the unified layer (entity, priority, column roles, code
@@ -125,7 +150,7 @@ class ObjectSpec:
     file: str | None = None
     title: str = ""
     unified: dict[str, Any] = field(default_factory=dict)
-    text_columns: tuple[str, ...] = ()
+    types: dict[str, str] = field(default_factory=dict)
     kind: str | None = None
     connection_id: str | None = None
     database: str | None = None
@@ -133,11 +158,9 @@ class ObjectSpec:
     sharing_type: str | None = None
     update_cycle: str | None = None
 
-    def id_columns(self) -> tuple[str, ...]:
-        """Raw columns that hold identifiers or codes: the business key, ``text_columns`` and every
-        column named ``*_no``, ``*_id``, ``*_code`` or ``id_no`` (never taken from a number cell)."""
-        named = tuple(c for c in self.columns if re.search(r"(^id_no$|_no$|_id$|_code$)", c))
-        return tuple(dict.fromkeys(self.business_key + self.text_columns + named))
+    def column_type(self, column: str) -> str:
+        """The registry type of raw ``column`` (one of :data:`COLUMN_TYPES`; ``text`` when undeclared)."""
+        return self.types.get(column, "text")
 
 
 @dataclass(frozen=True)
@@ -238,8 +261,8 @@ def _parse_source(raw: dict[str, Any]) -> SourceSpec:
             name=name, business_key=key, watermark=obj.get("watermark"), columns=tuple(columns),
             header_map=header_map, projection=dict(obj.get("projection") or {}), file=obj.get("file"),
             title=obj.get("title", ""), unified=dict(obj.get("unified") or {}),
-            text_columns=tuple(check_identifier(c, f"text column of {raw['source']}.{name}")
-                               for c in obj.get("text_columns") or ()),
+            types=_parse_types(f"{raw['source']}.{name}", obj.get("types"),
+                               tuple(columns) + tuple(obj.get("projection") or ())),
             kind=obj.get("kind"), connection_id=obj.get("connection_id"), database=obj.get("database"),
             embedded=obj.get("embedded"),
             sharing_type=_one_of(obj.get("sharing_type", sharing), SHARING_TYPES, f"sharing_type of {name}"),
@@ -260,6 +283,19 @@ def _parse_source(raw: dict[str, Any]) -> SourceSpec:
         conventions=raw.get("conventions", ""),
         subscriptions=tuple(_parse_subscription(raw["source"], s) for s in raw.get("subscriptions") or ()),
     )
+
+
+def _parse_types(where: str, types: Any, columns: tuple[str, ...]) -> dict[str, str]:
+    """An object's ``types`` map (raw column -> one of :data:`COLUMN_TYPES`), each column a registered one."""
+    if types is None:
+        return {}
+    if not isinstance(types, dict):
+        raise ValueError(f"types of {where} must be a map of column: type, not {types!r}")
+    for column, kind in types.items():
+        if column not in columns:
+            raise ValueError(f"types of {where} name {column!r}, not a column of {where} ({', '.join(columns)})")
+        _one_of(kind, COLUMN_TYPES, f"type of {where}.{column}")
+    return dict(types)
 
 
 def _parse_subscription(source: str, raw: dict[str, Any]) -> Subscription:
@@ -803,6 +839,26 @@ def _drop_entry(manifest: dict, obj: ObjectSpec) -> dict | None:
                           and Path(str(f.get("name"))).suffix in DROP_FORMATS), None)
 
 
+def _confine(where: str, manifest_path: Path, manifest: dict) -> None:
+    """Every file the manifest names must resolve inside the drop folder (``..``, an absolute path or a
+    symlink pointing elsewhere would load a file the department did not drop).
+
+    Raises:
+        ManifestMismatch: names the manifest and the offending name.
+    """
+    drop = manifest_path.parent
+    inside = drop.resolve()
+    for entry in manifest.get("files", []):
+        name = entry.get("name") if isinstance(entry, dict) else entry
+        try:
+            confined = (drop / str(name)).resolve().is_relative_to(inside)
+        except (OSError, RuntimeError):  # a symlink loop
+            confined = False
+        if not confined:
+            raise ManifestMismatch(f"{where}: manifest {manifest_path} names {name!r}, which resolves outside "
+                                   f"the drop folder {drop}: rejected")
+
+
 def read_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
     """Read one file of a drop; see :func:`extract_file_drop` (returns its ``frame``)."""
     return extract_file_drop(spark, settings, spec, obj, window).frame
@@ -819,14 +875,18 @@ def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
     The registry's ``file`` names the file; a file with the same stem and another known suffix
     (``.csv``, ``.jsonl``, ``.xlsx``) is accepted, its format taken from the manifest's ``format``
     (``csv``, ``csv-gbk``, ``jsonl``, ``xlsx``) or the suffix. The SHA-256 and the data-row count must
-    match the manifest. Text files are decoded by :func:`detect_encoding` (strict; the detected
+    match the manifest, and every name the manifest lists must resolve inside the drop folder (``..``,
+    absolute paths and symlinks followed). Text files are decoded by :func:`detect_encoding` (strict; the detected
     encoding is recorded); a manifest declaring UTF-8 for bytes that are not UTF-8 is a mismatch.
     A CSV or JSON-lines file must end with a line end (else it is truncated). Every value is text
-    exactly as delivered: CSV empty field -> NULL; JSON numbers keep their literal text; Excel
-    cells are read as text, and a *number* cell in an ID or code column (see
-    :meth:`ObjectSpec.id_columns`) rejects that row at parse with a reason (Excel may have lost
-    leading zeros or digits beyond 15). Headers (JSON keys) are renamed by the registry's
-    ``columns`` map; a header that differs from the registry rejects the file.
+    exactly as delivered: CSV empty field -> NULL; JSON numbers keep their literal text, and a nested
+    JSON object or array its delivered JSON text; Excel cells are read as text, and a cell the
+    column's registry type (:meth:`ObjectSpec.column_type`) does not take rejects that row at parse
+    with a reason naming the column: a *number* cell outside an ``integer`` / ``decimal`` column (Excel
+    may have lost leading zeros or digits beyond 15), a *date* cell outside a ``date`` / ``timestamp``
+    column. Date cells are written ``YYYY-MM-DD HH:MM:SS`` (``YYYY-MM-DD`` in a ``date`` column when the
+    time is midnight). Headers (JSON keys) are renamed by the registry's ``columns`` map; a header that
+    differs from the registry rejects the file.
 
     Returns:
         :class:`Extracted`: raw columns as STRING + ``_row_number`` (data row number in the file);
@@ -834,7 +894,8 @@ def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
 
     Raises:
         SourceUnavailable: the drop or manifest is missing.
-        ManifestMismatch: checksum, row count, encoding, truncation (file rejected whole).
+        ManifestMismatch: checksum, row count, encoding, truncation, a file name resolving outside the
+            drop folder (file rejected whole).
         SchemaDrift: the header / keys differ from the registry.
     """
     drop = settings.sources_dir / (spec.inbox or f"inbox/{spec.source}") / window.logical_date.isoformat()
@@ -843,6 +904,7 @@ def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
     if not manifest_path.is_file():
         raise SourceUnavailable(f"{where}: no file drop for {window.logical_date} ({manifest_path} missing)")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    _confine(where, manifest_path, manifest)
     entry = _drop_entry(manifest, obj)
     if entry is None:
         raise ManifestMismatch(f"{where}: {obj.file or obj.name} is not listed in {manifest_path}")
@@ -910,12 +972,34 @@ def _json_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: Numbers (and NaN / Infinity) keep their literal text.
+_LITERAL_JSON = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _delivered_members(line: str) -> dict[str, Any]:
+    """The members of a JSON object ``line`` (already known to be valid): scalars decoded (numbers as
+    their literal text), nested objects and arrays as the exact delivered JSON substring."""
+    from json.decoder import scanstring
+
+    members = {}
+    i = _JSON_SPACE.match(line, _JSON_SPACE.match(line).end() + 1).end()  # after '{'
+    while line[i] == '"':
+        key, i = scanstring(line, i + 1)
+        i = _JSON_SPACE.match(line, _JSON_SPACE.match(line, i).end() + 1).end()  # after ':'
+        value, end = _LITERAL_JSON.raw_decode(line, i)
+        members[key] = line[i:end] if isinstance(value, (dict, list)) else value  # the last of a repeated key wins
+        i = _JSON_SPACE.match(line, end).end()
+        i = _JSON_SPACE.match(line, i + 1).end() if line[i] == "," else i
+    return members
+
+
 def _parse_jsonl(spec, obj, where, path, text, expected):
     rows = []
     known = set(expected)
     for number, line in enumerate(text.splitlines(), start=1):
         try:
-            doc = json.loads(line, parse_float=str, parse_int=str)  # numbers keep their literal text
+            doc = _LITERAL_JSON.decode(line)
         except ValueError as exc:
             raise ManifestMismatch(f"{where}: {path} line {number} is not JSON: {exc}") from exc
         if not isinstance(doc, dict):
@@ -923,6 +1007,8 @@ def _parse_jsonl(spec, obj, where, path, text, expected):
         unknown = [k for k in doc if k not in known]
         if unknown:
             raise SchemaDrift(f"{where}: {path} line {number} has key(s) {unknown} not in the registry {expected}")
+        if any(isinstance(v, (dict, list)) for v in doc.values()):
+            doc = _delivered_members(line)  # nested values as delivered, not re-serialised
         rows.append((*(_json_text(doc.get(h)) for h in expected), number))
     return rows, []
 
@@ -944,7 +1030,8 @@ def _parse_xlsx(where, path, data, expected, obj):
             header.pop()
         if header != expected:
             raise SchemaDrift(f"{where}: {path} header {header} != registered {expected}")
-        ids = {i for i, h in enumerate(expected) if obj.header_map.get(h, h) in obj.id_columns()}
+        columns = [obj.header_map.get(h, h) for h in expected]
+        types = [obj.column_type(c) for c in columns]
         rows, rejected = [], []
         number = 0
         for cells in values:
@@ -952,22 +1039,40 @@ def _parse_xlsx(where, path, data, expected, obj):
             if all(c is None or c == "" for c in cells):
                 continue  # openpyxl reports formatted but empty rows
             number += 1
-            bad = [expected[i] for i in ids if isinstance(cells[i], (int, float)) and not isinstance(cells[i], bool)]
+            bad = [_cell_refused(c, h, col, t) for c, h, col, t in zip(cells, expected, columns, types)]
+            bad = [b for b in bad if b]
             if bad:
-                rejected.append((number, f"number cell in ID/code column(s) {bad}: leading zeros or digits may be lost"))
+                rejected.append((number, "; ".join(bad)))
                 continue
-            rows.append((*(_cell_text(c) for c in cells), number))
+            rows.append((*(_cell_text(c, t) for c, t in zip(cells, types)), number))
     finally:
         wb.close()
     return rows, rejected
 
 
-def _cell_text(value: Any) -> str | None:
+def _cell_refused(value: Any, header: str, column: str, column_type: str) -> str | None:
+    """Why an Excel cell cannot be taken as delivered text in a column of ``column_type``, or None: a number
+    cell outside a numeric column (Excel drops leading zeros and digits beyond 15), a date cell outside a
+    date column (Excel keeps a serial number, not the text that was typed)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    named = f"{header} ({column}, registry type {column_type})" if header != column else \
+        f"{header} (registry type {column_type})"
+    if isinstance(value, (int, float)) and column_type not in NUMBER_TYPES:
+        return f"number cell in {named}: leading zeros or digits may be lost"
+    if isinstance(value, (date, time, timedelta)) and column_type not in DATE_TYPES:
+        return f"date cell in {named}: the delivered text is lost"
+    return None
+
+
+def _cell_text(value: Any, column_type: str = "text") -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
+        if column_type == "date" and value.time() == time(0):
+            return value.date().isoformat()
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, date):
         return value.isoformat()

@@ -177,3 +177,102 @@ def test_failed_source_leaves_no_partial_batch(spark, tmp_path):
         extract_batch(spark, settings, spec, obj, Window.for_date(DAY + dt.timedelta(days=1)))
     raw = spark.read.format("delta").load(settings.table_path("raw", "dept_persons"))
     assert [(str(r._logical_date), r.person_no) for r in raw.collect()] == [("2025-06-30", "P1")]
+
+
+def _ledger_rows(spark, settings):
+    return [r.asDict() for r in spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger"))
+            .orderBy("batch_id").collect()]
+
+
+def test_failed_attempts_are_recorded_and_never_replace_a_delivered_batch(spark, tmp_path):
+    from jobs.raw import failed_batch
+
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    spec = _source(settings, [("P1", "张三", "2025-06-29 10:00:00"), ("P2", "李四", "2025-06-30 10:00:00")])
+    obj = spec.objects["persons"]
+    (settings.sources_dir / "dept.sqlite").rename(settings.sources_dir / "away.sqlite")  # an outage on day N
+    started = dt.datetime.now(dt.timezone.utc)
+    with pytest.raises(SourceUnavailable) as err:
+        extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), err.value, started)])
+    (failed,) = _ledger_rows(spark, settings)
+    assert {k: failed[k] for k in ("batch_id", "status", "mode", "rows_read", "rows_written", "fingerprint",
+                                   "rows_source", "rows_rejected")} == {
+        "batch_id": "dept.persons:2025-06-30", "status": "failed", "mode": None, "rows_read": None,
+        "rows_written": None, "fingerprint": None, "rows_source": None, "rows_rejected": None}
+    assert failed["error"].startswith("SourceUnavailable: source dept.persons: embedded database ")
+    assert (failed["window_start"], failed["window_end"]) == (dt.datetime(2025, 6, 30), dt.datetime(2025, 7, 1))
+
+    # the outage ends; day N+1 runs first: the failed day N is no earlier batch, so N+1 is a first (full) run
+    (settings.sources_dir / "away.sqlite").rename(settings.sources_dir / "dept.sqlite")
+    nxt = extract_batch(spark, settings, spec, obj, Window.for_date(DAY + dt.timedelta(days=1)))
+    assert (nxt.mode, nxt.rows_read) == ("full", 2)
+    # the rerun of day N is a first run too (full), and its success replaces the failed row
+    day = extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    assert (day.mode, day.status, day.rows_read) == ("full", "written", 2)
+    record_batches(spark, settings, [day, nxt])
+    rows = _ledger_rows(spark, settings)
+    assert [(r["batch_id"], r["status"], r["rows_written"], r["error"]) for r in rows] == [
+        ("dept.persons:2025-06-30", "written", 2, None), ("dept.persons:2025-07-01", "written", 2, None)]
+
+    # a later failed attempt of a delivered date leaves the delivered row as it was
+    (settings.sources_dir / "dept.sqlite").unlink()
+    with pytest.raises(SourceUnavailable) as err:
+        extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), err.value, started)])
+    assert _ledger_rows(spark, settings) == rows
+
+
+def test_failed_row_is_refreshed_and_older_ledgers_get_the_error_column(spark, tmp_path):
+    from jobs.raw import failed_batch, ledger_schema
+
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    spec = _source(settings, [("P1", "张三", "2025-06-30 10:00:00")])
+    obj = spec.objects["persons"]
+    old = [f for f in ledger_schema().fields if f.name != "error"]  # a ledger written before the error column
+    from pyspark.sql.types import StructType
+    spark.createDataFrame([], StructType(old)).selectExpr("*", "CAST(NULL AS STRING) AS _content_hash") \
+        .write.format("delta").save(settings.table_path("ops", "exchange_ledger"))
+    started = dt.datetime.now(dt.timezone.utc)
+    record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), RuntimeError("first"), started)])
+    record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), RuntimeError("second\nmore"), started)])
+    assert [(r["status"], r["error"]) for r in _ledger_rows(spark, settings)] == [("failed", "RuntimeError: second")]
+
+
+def test_run_extract_extracts_every_object_despite_failures_and_names_them_all(spark, tmp_path):
+    """zhengwu: messages (file drop, bad checksum) fails, evaluations (file drop) is extracted, applications
+    (embedded MongoDB export, missing) fails; the run raises one error naming both failures."""
+    import hashlib
+
+    from jobs.pipeline import run_extract
+    from jobs.sources import SourceError
+
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    drop = settings.sources_dir / "inbox" / "zhengwu" / DAY.isoformat()
+    drop.mkdir(parents=True)
+    messages = "留言编号,留言用户,留言主题,留言时间,留言详情,反对数,点赞数\n1,A1,主题,2019/2/28 11:25:05,详情,0,1\n".encode()
+    evaluations = "办件编号,评价等级,评价渠道,评价时间,评价内容\nZW1,满意,窗口,2025/6/3 9:05:00,好\nZW2,满意,网上,x,\n".encode()
+    (drop / "messages.csv").write_bytes(messages)
+    (drop / "evaluations.csv").write_bytes(evaluations)
+    (drop / "manifest.json").write_text(json.dumps({"files": [
+        {"name": "messages.csv", "sha256": "0" * 64, "rows": 1, "encoding": "utf-8"},
+        {"name": "evaluations.csv", "sha256": hashlib.sha256(evaluations).hexdigest(), "rows": 2, "encoding": "utf-8"}]}),
+        encoding="utf-8")
+    with pytest.raises(SourceError) as err:
+        run_extract(spark, settings, DAY, sources=["zhengwu"])
+    message = str(err.value)
+    assert type(err.value).__name__ == "ExtractionFailed", message
+    assert message.startswith("extraction of 2025-06-30 failed for 2 of 3 objects: zhengwu.messages (ManifestMismatch: "
+                              "source zhengwu.messages: ")
+    assert "SHA-256" in message and "zhengwu.applications (SourceUnavailable: source zhengwu.applications: embedded " \
+                                     "export " in message
+    assert sorted(err.value.failures) == ["zhengwu.applications", "zhengwu.messages"]
+    rows = _ledger_rows(spark, settings)
+    assert [(r["batch_id"], r["status"], r["rows_source"], r["rows_read"], r["rows_rejected"]) for r in rows] == [
+        ("zhengwu.applications:2025-06-30", "failed", None, None, None),
+        ("zhengwu.evaluations:2025-06-30", "written", 2, 2, 0),
+        ("zhengwu.messages:2025-06-30", "failed", None, None, None)]
+    assert [r["error"] for r in rows] == [err.value.failures["zhengwu.applications"], None,
+                                          err.value.failures["zhengwu.messages"]]
+    raw = spark.read.format("delta").load(settings.table_path("raw", "zhengwu_evaluations"))
+    assert sorted(r.app_no for r in raw.collect()) == ["ZW1", "ZW2"]

@@ -309,7 +309,7 @@ def test_xlsx_drop_reads_text_and_rejects_number_ids_with_reason(spark, tmp_path
     got = extract_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY))
     assert [(r.app_no, r.evaluated_at, r.content, r._row_number) for r in got.frame.collect()] == [
         ("ZW202506010001", "2025/6/3 9:05:00", None, 1), ("ZW202506010003", "2025-06-03 09:07:00", "等待时间较长", 3)]
-    assert got.rejected == [(2, "number cell in ID/code column(s) ['办件编号']: leading zeros or digits may be lost")]
+    assert got.rejected == [(2, "number cell in 办件编号 (app_no, registry type text): leading zeros or digits may be lost")]
     _eval_drop(settings, "evaluations.xlsx", buf.getvalue()[:200], 3, fmt="xlsx", encoding=None)
     with pytest.raises(ManifestMismatch, match=r"source zhengwu\.evaluations: .*evaluations\.xlsx is not a readable \.xlsx"):
         read_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY))
@@ -458,3 +458,169 @@ def test_projection_paths_tried_in_order_and_the_renamed_field_flagged(spark):
     assert counts[rule] == 2
     with pytest.raises(ValueError, match="must be a JSON path"):
         sources.projection_paths(["$.a", "b"])
+
+
+# --- drop confinement, registry column types, nested JSON -------------------------------------------------
+
+def _outside_drop(settings, tmp_path, case):
+    """A valid messages.csv outside zhengwu's drop folder, and a manifest naming it (``case``: a relative
+    ``../`` path, an absolute path, or a symlink in the drop pointing at it); returns the name in the manifest."""
+    body = (HEADER + "1,A1,主题,2019/2/28 11:25:05,详情,0,1\n").encode("utf-8")
+    outside = tmp_path / "elsewhere" / "messages.csv"
+    outside.parent.mkdir()
+    outside.write_bytes(body)
+    drop = settings.sources_dir / "inbox" / "zhengwu" / DAY.isoformat()
+    drop.mkdir(parents=True)
+    name = {"relative": "../../../../../elsewhere/messages.csv", "absolute": str(outside), "symlink": "messages.csv"}[case]
+    if case == "symlink":
+        (drop / "messages.csv").symlink_to(outside)
+    assert (drop / name).resolve() == outside  # the manifest really reaches the outside file
+    entry = {"name": name, "sha256": hashlib.sha256(body).hexdigest(), "rows": 1, "encoding": "utf-8"}
+    (drop / "manifest.json").write_text(json.dumps({"files": [entry]}), encoding="utf-8")
+    return name, drop / "manifest.json"
+
+
+@pytest.mark.parametrize("case", ["relative", "absolute", "symlink"])
+def test_file_drop_names_outside_the_drop_folder_are_rejected_whole(spark, tmp_path, case):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path / "home")})
+    name, manifest = _outside_drop(settings, tmp_path, case)
+    spec = load_registry()["zhengwu"]
+    with pytest.raises(ManifestMismatch) as err:
+        extract_object(spark, settings, spec, spec.objects["messages"], Window.for_date(DAY))
+    assert str(err.value) == (f"source zhengwu.messages: manifest {manifest} names {name!r}, which resolves outside "
+                              f"the drop folder {manifest.parent}: rejected")
+
+
+def test_file_drop_may_use_a_subfolder_or_a_symlink_within_the_drop(spark, tmp_path):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    body = (HEADER + "1,A1,主题,2019/2/28 11:25:05,详情,0,1\n").encode("utf-8")
+    drop = settings.sources_dir / "inbox" / "zhengwu" / DAY.isoformat()
+    (drop / "files").mkdir(parents=True)
+    (drop / "files" / "messages.csv").write_bytes(body)
+    (drop / "messages.csv").symlink_to(drop / "files" / "messages.csv")
+    entry = {"name": "messages.csv", "sha256": hashlib.sha256(body).hexdigest(), "rows": 1, "encoding": "utf-8"}
+    (drop / "manifest.json").write_text(json.dumps({"files": [entry]}), encoding="utf-8")
+    spec = load_registry()["zhengwu"]
+    got = extract_object(spark, settings, spec, spec.objects["messages"], Window.for_date(DAY))
+    assert [r.message_id for r in got.frame.collect()] == ["1"]
+
+
+def test_registry_column_types_are_checked(tmp_path):
+    base = "source: x\ndepartment: d\nkind: file_drop\nobjects:\n  t:\n    business_key: [k]\n    columns: [k, n]\n"
+    (tmp_path / "x.yaml").write_text(base + "    types: {n: integer, k: code}\n", encoding="utf-8")
+    assert load_registry(tmp_path)["x"].objects["t"].types == {"n": "integer", "k": "code"}
+    (tmp_path / "x.yaml").write_text(base + "    types: {n: int}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"^source registry file x\.yaml: type of x\.t\.n must be one of text, code, "
+                                         r"integer, decimal, date, timestamp, not 'int'$"):
+        load_registry(tmp_path)
+    (tmp_path / "x.yaml").write_text(base + "    types: {amount: decimal}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"^source registry file x\.yaml: types of x\.t name 'amount', "
+                                         r"not a column of x\.t \(k, n\)$"):
+        load_registry(tmp_path)
+    (tmp_path / "x.yaml").write_text(base + "    types: [n]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"^source registry file x\.yaml: types of x\.t must be a map"):
+        load_registry(tmp_path)
+    registry = load_registry()
+    assert registry["zhengwu"].objects["messages"].types == {"votes_against": "integer", "votes_for": "integer",
+                                                             "message_time": "timestamp"}
+
+
+RESIDENT_HEADER = ["resident_no", "postcode", "age", "income", "born", "note"]
+
+
+def _residents_drop(settings, cells: list[list]):
+    """A file-drop source ``dept.residents`` (registered in its own registry folder) delivered as .xlsx (no
+    header map: header = raw columns), typed age integer, income decimal, born date; postcode and note are
+    text (undeclared)."""
+    import io
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(RESIDENT_HEADER)
+    for row in cells:
+        ws.append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    data = buf.getvalue()
+    drop = settings.sources_dir / "inbox" / "dept" / DAY.isoformat()
+    drop.mkdir(parents=True, exist_ok=True)
+    (drop / "residents.xlsx").write_bytes(data)
+    entry = {"name": "residents.xlsx", "sha256": hashlib.sha256(data).hexdigest(), "rows": len(cells),
+             "encoding": None, "format": "xlsx"}
+    (drop / "manifest.json").write_text(json.dumps({"files": [entry]}), encoding="utf-8")
+    registry = settings.sources_dir.parent / "registry"
+    registry.mkdir(exist_ok=True)
+    (registry / "dept.yaml").write_text(
+        "source: dept\ndepartment: d\nkind: file_drop\ninbox: inbox/dept\nobjects:\n  residents:\n"
+        f"    file: residents.xlsx\n    business_key: [resident_no]\n    columns: [{', '.join(RESIDENT_HEADER)}]\n"
+        "    types: {age: integer, income: decimal, born: date}\n", encoding="utf-8")
+    return load_registry(registry)["dept"]
+
+
+def test_xlsx_number_cells_are_accepted_by_column_type_not_by_name(spark, tmp_path):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    spec = _residents_drop(settings, [
+        ["R1", "010010", 42, 1234.5, dt.datetime(1983, 1, 2), "x"],
+        ["R2", 10010, 42, 1234.5, dt.datetime(1983, 1, 2), None],    # a postcode typed as a number: lost its zero
+        ["R3", "010020", "41", None, "1984-02-03", 7],                # a number cell in the free-text note
+        ["R4", "010030", 40, 10, dt.datetime(1985, 3, 4, 5, 6), "y"],
+        ["R5", "010040", dt.datetime(2025, 1, 1), 1, 12345, "z"],    # a date cell in age, a number in born
+    ])
+    got = extract_object(spark, settings, spec, spec.objects["residents"], Window.for_date(DAY))
+    assert [tuple(r) for r in got.frame.collect()] == [
+        ("R1", "010010", "42", "1234.5", "1983-01-02", "x", 1),
+        ("R4", "010030", "40", "10", "1985-03-04 05:06:00", "y", 4)]
+    assert got.rejected == [
+        (2, "number cell in postcode (registry type text): leading zeros or digits may be lost"),
+        (3, "number cell in note (registry type text): leading zeros or digits may be lost"),
+        (5, "date cell in age (registry type integer): the delivered text is lost; "
+            "number cell in born (registry type date): leading zeros or digits may be lost")]
+    assert got.rows_source == 5 == 2 + len(got.rejected)
+
+
+def test_xlsx_rejections_reconcile_in_the_batch_and_the_ledger(spark, tmp_path):
+    from jobs.raw import extract_batch, record_batches
+
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    spec = _residents_drop(settings, [["R1", "010010", 42, None, None, None], ["R2", 10010, 42, None, None, None],
+                                      ["R3", "010030", 40, None, None, None]])
+    result = extract_batch(spark, settings, spec, spec.objects["residents"], Window.for_date(DAY))
+    record_batches(spark, settings, [result])
+    ledger = spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).collect()
+    assert [(r.status, r.rows_source, r.rows_read, r.rows_written, r.rows_rejected) for r in ledger] == [
+        ("written", 3, 2, 2, 1)]
+    assert ledger[0].rows_source == ledger[0].rows_read + ledger[0].rows_rejected
+    assert json.loads(ledger[0].details)["rejected"] == [
+        {"row": 2, "reason": "number cell in postcode (registry type text): leading zeros or digits may be lost"}]
+    raw = spark.read.format("delta").load(settings.table_path("raw", "dept_residents"))
+    assert sorted((r.resident_no, r.postcode, r._row_number) for r in raw.collect()) == [
+        ("R1", "010010", 1), ("R3", "010030", 3)]
+
+
+def test_jsonl_drop_keeps_nested_values_as_delivered(spark, tmp_path):
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    lines = ['{"办件编号": "ZW1", "评价等级": 5, "评价渠道": ["网上", 2], "评价时间": 1.50, '
+             '"评价内容": {"score": 5.10, "big": 12345678901234567890, "tags": [1, "a", {"x": null}], "ok": true}}',
+             '{"办件编号":"ZW2","评价等级":{},"评价渠道":[],"评价时间":"x","评价内容":{ "s" :1e3 }}']
+    _eval_drop(settings, "evaluations.jsonl", ("\n".join(lines) + "\n").encode(), 2, fmt="jsonl")
+    spec = load_registry()["zhengwu"]
+    rows = read_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY)).collect()
+    assert [(r.app_no, r.level, r.channel, r.evaluated_at, r.content) for r in rows] == [
+        ("ZW1", "5", '["网上", 2]', "1.50",
+         '{"score": 5.10, "big": 12345678901234567890, "tags": [1, "a", {"x": null}], "ok": true}'),
+        ("ZW2", "{}", "[]", "x", '{ "s" :1e3 }')]
+
+
+def test_mongo_nested_values_keep_numbers_as_numbers(spark):
+    from bson import Decimal128, json_util
+
+    obj = ObjectSpec(name="events", business_key=("event_no",),
+                     projection={"event_no": "$.event_no", "score": "$.score", "tags": "$.tags"})
+    line = '{"_id": "e1", "event_no": "E1", "score": {"n": 5, "w": 5.25, "d": {"$numberDecimal": "5.10"}}, "tags": [1, "a"]}'
+    frame = sources.documents_to_frame(spark, obj, [json_util.loads(line)])
+    row = frame.collect()[0]
+    assert (row.score, row.tags) == ('{"n":5,"w":5.25,"d":{"$numberDecimal":"5.10"}}', '[1,"a"]')
+    assert json.loads(row.document)["score"] == {"n": 5, "w": 5.25, "d": {"$numberDecimal": "5.10"}}
+    assert isinstance(json_util.loads(row.document)["score"]["d"], Decimal128)
