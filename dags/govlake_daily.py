@@ -6,7 +6,8 @@ the data interval's start (the schedule closes each business day at 00:00 Asia/S
 for 2025-06-30 starts just after 2025-07-01 00:00).
 
 Backfill from the UI: trigger with the ``backfill`` param checked (or ``{"backfill": true}`` as the run's conf)
-and the extract tasks read everything before the window end instead of the window alone.
+and the extract tasks read everything before the window end instead of the window alone. A rerun of a date keeps
+the batches already delivered; ``redeliver`` reads the departments again.
 """
 from __future__ import annotations
 
@@ -35,7 +36,11 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
     params={"backfill": Param(False, type="boolean", title="Backfill",
                               description="Extract everything before the window end, not only the run's window "
-                                          "(jobs.pipeline.run_extract backfill=True).")},
+                                          "(jobs.pipeline.run_extract backfill=True)."),
+            "redeliver": Param(False, type="boolean", title="Redelivery",
+                               description="The departments deliver this date again: read every source again "
+                                           "instead of keeping the batches already delivered "
+                                           "(jobs.pipeline.run_extract redeliver=True).")},
 )
 def govlake_daily():
     @task(task_id="extract")

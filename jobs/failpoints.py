@@ -13,16 +13,20 @@ an uninterrupted run.
 * ``hit``: fire on the hit-th time the point is reached in this process (default 1);
 * ``action``: ``kill`` (default: SIGKILL to the whole process group, the Spark JVM included, as a power cut
   would), ``kill-after:<seconds>`` (arm a timer and go on: the kill lands inside the work that follows, e.g. a
-  MERGE), or ``raise`` (raise :class:`InjectedFault`, for in-process tests of error paths).
+  MERGE), ``pause:<seconds>`` (sleep: a test stops a server or truncates a file meanwhile), or ``raise`` (raise
+  :class:`InjectedFault`, for in-process tests of error paths).
 """
 from __future__ import annotations
 
 import os
 import signal
 import threading
+import time
 
 #: Every failpoint: name -> where it is.
 FAILPOINTS = {
+    "extract.reading": "a source is being read: its window counted (PostgreSQL), its first document read "
+                       "(MongoDB), its manifest read (file drop)",
     "extract.after_raw_write": "a raw batch is committed to Delta, its ledger row is not written yet",
     "extract.after_ledger": "the ledger rows of the run's batches are written",
     "validate.after_staging": "a table's staging partition is committed, its quarantine partition is not",
@@ -62,9 +66,11 @@ def parse(spec: str) -> dict[str, tuple[int, str]]:
         if hit and (not hit.isdigit() or int(hit) < 1):
             raise ValueError(f"{ENV}: hit of {name} must be a positive integer, not {hit!r}")
         action = action or "kill"
-        if not (action in ("kill", "raise") or (action.startswith("kill-after:")
-                                                 and action.split(":", 1)[1].replace(".", "", 1).isdigit())):
-            raise ValueError(f"{ENV}: action of {name} must be kill, kill-after:<seconds> or raise, not {action!r}")
+        timed = action.split(":", 1)
+        if not (action in ("kill", "raise") or (timed[0] in ("kill-after", "pause") and len(timed) == 2
+                                                 and timed[1].replace(".", "", 1).isdigit())):
+            raise ValueError(f"{ENV}: action of {name} must be kill, kill-after:<seconds>, pause:<seconds> or raise, "
+                             f"not {action!r}")
         out[name] = (int(hit or 1), action)
     return out
 
@@ -79,6 +85,12 @@ def kill_process_group() -> None:
     for child in psutil.Process().children(recursive=True):
         child.kill()
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def reset() -> None:
+    """Forget the hits counted so far (an in-process test that arms a failpoint again starts from hit 1)."""
+    with _lock:
+        _hits.clear()
 
 
 def failpoint(name: str) -> None:
@@ -105,6 +117,9 @@ def failpoint(name: str) -> None:
     if action == "kill":
         kill_process_group()
     delay = float(action.split(":", 1)[1])
+    if action.startswith("pause:"):
+        time.sleep(delay)
+        return
     timer = threading.Timer(delay, kill_process_group)
     timer.daemon = True
     timer.start()

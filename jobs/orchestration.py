@@ -43,26 +43,31 @@ def extract_options(params=None, conf=None) -> dict:
     """Keyword arguments of :func:`jobs.pipeline.run_extract` chosen when the run was triggered.
 
     Args:
-        params: the run's params (the DAG's ``backfill`` Param, default False, as the task sees it: Airflow
-            already lets ``dag_run.conf`` override params when ``[core] dag_run_conf_overrides_params`` is on).
-        conf: the run's ``dag_run.conf``; its ``backfill`` wins over ``params`` (read here too, so the flag
-            works whatever that option says).
+        params: the run's params (the DAG's ``backfill`` and ``redeliver`` Params, default False, as the task sees
+            them: Airflow already lets ``dag_run.conf`` override params when ``[core] dag_run_conf_overrides_params``
+            is on).
+        conf: the run's ``dag_run.conf``; its values win over ``params`` (read here too, so the flags work whatever
+            that option says).
 
     Returns:
-        ``{"backfill": bool}``: True reads everything before the window end (see :func:`jobs.raw.resolve_window`).
+        ``{"backfill": bool, "redeliver": bool}``: backfill reads everything before the window end; redeliver reads
+        a date already delivered again (see :func:`jobs.raw.extract_batch`).
 
     Raises:
-        ValueError: ``backfill`` is neither a boolean nor the text ``true`` / ``false`` (any case).
+        ValueError: a flag is neither a boolean nor the text ``true`` / ``false`` (any case).
     """
-    value = False
-    for given in (params, conf):
-        if given and given.get("backfill") is not None:
-            value = given.get("backfill")
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        value = value.strip().lower() == "true"
-    if not isinstance(value, bool):
-        raise ValueError(f"backfill must be true or false, not {value!r}")
-    return {"backfill": value}
+    out = {}
+    for flag in ("backfill", "redeliver"):
+        value = False
+        for given in (params, conf):
+            if given and given.get(flag) is not None:
+                value = given.get(flag)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            value = value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag} must be true or false, not {value!r}")
+        out[flag] = value
+    return out
 
 
 def tables_of(source: str) -> list[str]:

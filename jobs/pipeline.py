@@ -39,7 +39,8 @@ DEFAULT_RESIDENTS = 2000
 # --- stage: extract ----------------------------------------------------------------------------------
 
 def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[str] | None = None,
-                data_interval: tuple[dt.datetime, dt.datetime] | None = None, backfill: bool = False) -> list[dict]:
+                data_interval: tuple[dt.datetime, dt.datetime] | None = None, backfill: bool = False,
+                redeliver: bool = False) -> list[dict]:
     """Extract every registered object (or those of ``sources``) for ``logical_date`` into raw.
 
     Each batch reads its window ``data_interval`` (default: the business day ``logical_date`` in
@@ -47,6 +48,11 @@ def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[
     ``GOVLAKE_EXTRACT_MODE=backfill`` read everything before the window end, and
     ``GOVLAKE_EXTRACT_MODE=snapshot`` does so on every run (the embedded demo's former behaviour:
     each partition is the snapshot as of the window end). See :func:`jobs.raw.resolve_window`.
+
+    A batch already delivered for the date stays as delivered (status ``kept``, the source is not read): a rerun
+    of a past date reproduces it. ``redeliver`` (the department delivers the date again) or ``backfill`` read
+    every object again and replace its batch when it changed; a file drop whose manifest lists another file is
+    read again anyway (:func:`jobs.raw.extract_batch`).
 
     An object whose extraction fails (its source unreachable, its drop rejected, its reconciliation
     failed, ...) fails alone: the other objects are still extracted, and every batch, failed ones included
@@ -62,6 +68,7 @@ def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[
     """
     import os
 
+    from jobs.failpoints import failpoint
     from jobs.raw import extract_batch, failed_batch, record_batches
     from jobs.sources import ExtractionFailed, Window, load_registry
 
@@ -83,12 +90,13 @@ def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[
             for obj in spec.objects.values():
                 started = dt.datetime.now(dt.timezone.utc)
                 try:
-                    results.append(extract_batch(spark, settings, spec, obj, window))
+                    results.append(extract_batch(spark, settings, spec, obj, window, redeliver or backfill))
                 except Exception as exc:  # one object's failure must not stop the others
                     results.append(failed_batch(spec, obj, window, exc, started))
                     errors.append(exc)
     finally:
         record_batches(spark, settings, results)  # what was attempted is recorded even if the loop was interrupted
+    failpoint("extract.after_ledger")
     if errors:
         failures = {f"{r.source}.{r.object}": r.error for r in results if r.status == "failed"}
         raise ExtractionFailed.of(window.logical_date, failures, len(results)) from errors[0]
@@ -957,7 +965,7 @@ def generator_fingerprint() -> str:
 
 def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
             generate_sample: bool = True, spark=None, data_docs: bool | None = None,
-            wait_s: float | None = None) -> dict:
+            wait_s: float | None = None, redeliver: bool = False) -> dict:
     """The whole pipeline for one logical date in one SparkSession, under the date's and the cumulative layers'
     leases (:func:`run_leases`; ``wait_s`` as there); returns the run summary.
 
@@ -974,7 +982,7 @@ def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_
     with run_leases(spark, settings, logical_date, cumulative=True, wait_s=wait_s) as leases:
         run_id = leases.holder.run_id
         summary["run_id"] = run_id
-        steps = (("extract", lambda: run_extract(spark, settings, logical_date)),
+        steps = (("extract", lambda: run_extract(spark, settings, logical_date, redeliver=redeliver)),
                  ("validate", lambda: run_validate(spark, settings, logical_date, data_docs=data_docs)),
                  ("unify", lambda: run_unify(spark, settings, logical_date, data_docs=data_docs, run_id=run_id)),
                  ("marts", lambda: run_marts(spark, settings, logical_date, run_id=run_id)),
@@ -1058,6 +1066,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--stage", default="all", choices=("all",) + STAGES)
     run.add_argument("--residents", type=int, default=DEFAULT_RESIDENTS, help="size of the sample municipality")
     run.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    run.add_argument("--redeliver", action="store_true",
+                     help="extract: read every object again, replacing a delivered batch that changed (the "
+                          "department's redelivery); without it a delivered batch is kept as delivered")
     run.add_argument("--wait", type=float, default=None, metavar="SECONDS",
                      help="wait this long for another run of the date to finish (default GOVLAKE_LEASE_WAIT_S, 0: "
                           "refuse at once)")
@@ -1077,9 +1088,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.stage == "all":
-            print_summary(run_all(settings, args.date, args.residents, args.seed, wait_s=args.wait))
+            print_summary(run_all(settings, args.date, args.residents, args.seed, wait_s=args.wait,
+                                  redeliver=args.redeliver))
         else:
-            result = run_stage(args.stage, args.date, settings, wait_s=args.wait)
+            extra = {"redeliver": True} if args.redeliver and args.stage == "extract" else {}
+            result = run_stage(args.stage, args.date, settings, wait_s=args.wait, **extra)
             print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
     except LeaseHeld as exc:
         print(f"govlake: {exc}", file=sys.stderr)

@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from dataclasses import dataclass
 
 from jobs import lake
 from jobs.config import Settings
-from jobs.sources import OVER_DELIVERY, ObjectSpec, SourceSpec, Window, extract_object
+from jobs.failpoints import failpoint
+from jobs.sources import OVER_DELIVERY, ObjectSpec, SourceSpec, Window, drop_listing, extract_object
+
+LOG = logging.getLogger("jobs.raw")
 
 _NULL = "\u2400"  # ␀ marks NULL in the row hash so NULL and '' differ
 
@@ -96,7 +100,7 @@ class BatchResult:
     rows_read: int | None
     rows_written: int | None
     fingerprint: str | None
-    status: str  # 'written' | 'unchanged' | 'failed'
+    status: str  # 'written' | 'unchanged' | 'kept' (delivered before, not read again) | 'failed'
     extracted_at: dt.datetime
     duration_s: float
     mode: str | None = "full"  # 'full' | 'incremental' | 'drop'
@@ -277,8 +281,49 @@ def _undo_write(spark, path: str, before: int | None) -> None:
         table.restoreToVersion(before)
 
 
-def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> BatchResult:
+def _recorded_batch(spark, settings: Settings, batch_id: str):
+    """The ledger row of a delivered batch (None when the batch was never delivered)."""
+    ledger = _ledger(spark, settings)
+    if ledger is None:
+        return None
+    rows = ledger.where((F_col("batch_id") == batch_id) & _delivered()).collect()
+    return rows[0] if rows else None
+
+
+def _kept_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window, path: str,
+                recorded) -> BatchResult | None:
+    """The recorded batch, kept as delivered (no source read), when the raw partition still is what the ledger
+    recorded (same fingerprint) and, for a file drop, the drop's manifest still lists the same file (same
+    SHA-256); None when the batch must be read again (a redelivered drop, or a partition that is not the recorded
+    delivery, e.g. written by a run killed before its ledger write)."""
+    if (obj.kind or spec.kind) == "file_drop":
+        entry = drop_listing(settings, spec, obj, window.logical_date)
+        files = json.loads(recorded["details"] or "{}").get("files") or [{}]
+        if entry is None or entry.get("sha256") != files[0].get("sha256"):
+            return None
+    if not lake.exists(spark, path):
+        return None
+    partition = spark.read.format("delta").load(path).where(f"_logical_date = DATE'{window.logical_date.isoformat()}'")
+    rows, fp = fingerprint(partition)
+    if fp != recorded["fingerprint"]:
+        LOG.warning("%s: raw partition (%s) differs from the ledger (%s): extracting again", recorded["batch_id"],
+                    fp, recorded["fingerprint"])
+        return None
+    r = recorded
+    return BatchResult(r["batch_id"], r["source"], r["object"], r["raw_table"], r["logical_date"], r["window_start"],
+                       r["window_end"], rows, rows, fp, "kept", r["extracted_at"], r["duration_s"], r["mode"],
+                       r["rows_source"], r["rows_rejected"] or 0, r["details"] or "{}")
+
+
+def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window,
+                  redeliver: bool = False) -> BatchResult:
     """Extract one object for one logical date into ``raw.<source>_<object>`` (entry-point I/O).
+
+    A batch already delivered (a delivered row in the ledger) is kept as it was delivered, without reading the
+    source, and the result has status ``kept`` (the ledger row stays as it is): a rerun of a past date reproduces
+    that date, whatever the source holds now (:func:`_kept_batch`). It is read again only when ``redeliver``
+    (the department's explicit redelivery), when its file drop's manifest lists another file, or when the raw
+    partition is not the recorded delivery.
 
     Resolves the window (:func:`resolve_window`), reads the source (:func:`jobs.sources.extract_object`),
     adds lineage and writes the partition in one Delta commit, in one pass over the source: the row
@@ -304,6 +349,9 @@ def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, 
     path = settings.table_path("raw", table)
     batch_id = f"{spec.source}.{obj.name}:{window.logical_date.isoformat()}"
     extracted_at = dt.datetime.now(dt.timezone.utc)
+    recorded = None if redeliver else _recorded_batch(spark, settings, batch_id)
+    if recorded is not None and (kept := _kept_batch(spark, settings, spec, obj, window, path, recorded)):
+        return kept
     window = resolve_window(spark, settings, spec, obj, window)
     got = extract_object(spark, settings, spec, obj, window)
     unchanged = False
@@ -319,6 +367,7 @@ def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, 
                       .where(f"_logical_date = DATE'{window.logical_date.isoformat()}'").count())
         else:
             rows, fp, in_raw, before = _guarded(batch_id, _write_batch, spark, batch, path, window.logical_date)
+            failpoint("extract.after_raw_write")
             try:
                 _reconcile(batch_id, got, rows)
             except ReconciliationError:
@@ -341,17 +390,32 @@ def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, 
                        json.dumps(details, ensure_ascii=False, sort_keys=True))
 
 
+#: Signs, in a failed Spark job's message, that the source went away while the job read it (JDBC, the driver).
+_UNREACHABLE = ("PSQLException", "Connection refused", "connection refused", "terminating connection",
+                "An I/O error occurred", "Connection reset", "server closed the connection")
+
+
 def _guarded(batch_id: str, action, *args):
-    """Run a Spark action over a batch; the read's own over-delivery guard (a failed Spark task, so
-    nothing was committed) becomes a ReconciliationError naming the batch."""
+    """Run a Spark action over a batch (the lazy source read happens in it). The read's own over-delivery guard
+    (a failed Spark task, so nothing was committed) becomes a ReconciliationError naming the batch; a source that
+    went away during the read becomes a SourceUnavailable naming it (nothing was committed either)."""
+    from jobs.sources import SourceUnavailable
+
     try:
         return action(*args)
     except Exception as exc:
-        if OVER_DELIVERY not in str(exc):
+        text = str(exc)
+        if OVER_DELIVERY in text:
+            line = next(line for line in text.splitlines() if OVER_DELIVERY in line)
+            reason = line[line.find("source "):].split(" SQLSTATE")[0].strip()
+            raise ReconciliationError(f"reconciliation failed for {batch_id}: {reason}") from exc
+        sign = next((s for s in _UNREACHABLE if s in text), None)
+        if sign is None:
             raise
-        line = next(line for line in str(exc).splitlines() if OVER_DELIVERY in line)
-        reason = line[line.find("source "):].split(" SQLSTATE")[0].strip()
-        raise ReconciliationError(f"reconciliation failed for {batch_id}: {reason}") from exc
+        line = next(line for line in text.splitlines() if sign in line).strip()
+        source = batch_id.split(":", 1)[0]
+        raise SourceUnavailable(f"source {source}: the source became unreachable while batch {batch_id} was read "
+                                f"(nothing written): {line[:300]}") from exc
 
 
 def _reconcile(batch_id: str, got, rows: int) -> None:

@@ -45,6 +45,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from jobs.config import SCHEMAS_DIR, TIME_ZONE, Settings
+from jobs.failpoints import failpoint
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -552,6 +553,7 @@ def extract_sql_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectS
         part = part.select(*columns, number)
         frame = part if frame is None else frame.unionAll(part)
         offset += count
+    failpoint("extract.reading")  # counted; the rows are read when the batch is written
     return Extracted(frame, rows_source=offset, details={"jdbc_partitions": plan["counts"], "mode": window.mode})
 
 
@@ -711,6 +713,8 @@ def _stage_documents(spark, obj: ObjectSpec, documents: Iterable[dict], staging:
     for d in documents:
         chunk.append(_document_row(d))
         n += 1
+        if n == 1:
+            failpoint("extract.reading")
         if len(chunk) >= MONGO_CHUNK_DOCS:
             flush()
     if chunk or not written:
@@ -839,6 +843,21 @@ def _drop_entry(manifest: dict, obj: ObjectSpec) -> dict | None:
                           and Path(str(f.get("name"))).suffix in DROP_FORMATS), None)
 
 
+def drop_listing(settings: Settings, spec: SourceSpec, obj: ObjectSpec, logical_date: date) -> dict | None:
+    """The manifest entry of ``obj`` in the department's drop for ``logical_date`` (``{"name", "sha256", ...}``),
+    None when there is no drop or it does not list the object: what a delivery of the file is, without reading it
+    (a changed entry is the department's redelivery)."""
+    spec = effective_spec(spec, obj)
+    manifest_path = (settings.sources_dir / (spec.inbox or f"inbox/{spec.source}") / logical_date.isoformat()
+                     / "manifest.json")
+    if not manifest_path.is_file():
+        return None
+    try:
+        return _drop_entry(json.loads(manifest_path.read_text(encoding="utf-8")), obj)
+    except ValueError:
+        return None
+
+
 def _confine(where: str, manifest_path: Path, manifest: dict) -> None:
     """Every file the manifest names must resolve inside the drop folder (``..``, an absolute path or a
     symlink pointing elsewhere would load a file the department did not drop).
@@ -905,6 +924,7 @@ def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
         raise SourceUnavailable(f"{where}: no file drop for {window.logical_date} ({manifest_path} missing)")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     _confine(where, manifest_path, manifest)
+    failpoint("extract.reading")
     entry = _drop_entry(manifest, obj)
     if entry is None:
         raise ManifestMismatch(f"{where}: {obj.file or obj.name} is not listed in {manifest_path}")

@@ -73,23 +73,27 @@ def test_parsing_imports_no_spark_gx_or_jobs(parsed):
     assert parsed["heavy_imports"] == []
 
 
-def test_backfill_param_defaults_to_false_and_reaches_run_extract(parsed):
+def test_backfill_and_redeliver_params_default_to_false_and_reach_run_extract(parsed):
     import inspect
 
     from jobs.orchestration import extract_options
     from jobs.pipeline import run_extract
 
-    assert parsed["params"] == {"backfill": [False, "boolean"]}
+    assert parsed["params"] == {"backfill": [False, "boolean"], "redeliver": [False, "boolean"]}
     assert {"params", "dag_run"} <= set(parsed["extract_args"])  # the extract task reads both
-    assert extract_options({"backfill": False}, None) == {"backfill": False}  # a scheduled run
-    assert extract_options({"backfill": True}, {}) == {"backfill": True}  # the param checked in the trigger form
-    assert extract_options({"backfill": False}, {"backfill": True}) == {"backfill": True}  # dag_run.conf wins
-    assert extract_options({"backfill": True}, {"backfill": "false"}) == {"backfill": False}
+    off = {"backfill": False, "redeliver": False}
+    assert extract_options({"backfill": False, "redeliver": False}, None) == off  # a scheduled run
+    assert extract_options({"backfill": True}, {}) == {**off, "backfill": True}  # the param checked in the form
+    assert extract_options({"backfill": False}, {"backfill": True}) == {**off, "backfill": True}  # conf wins
+    assert extract_options({"backfill": True}, {"backfill": "false"}) == off
+    assert extract_options(None, {"redeliver": "TRUE"}) == {**off, "redeliver": True}
     with pytest.raises(ValueError, match="backfill must be true or false, not 'yes'"):
         extract_options({"backfill": False}, {"backfill": "yes"})
+    with pytest.raises(ValueError, match="redeliver must be true or false, not 1"):
+        extract_options(None, {"redeliver": 1})
     bound = inspect.signature(run_extract).bind(None, None, None, sources=["hukou"], data_interval=None,
-                                                **extract_options(None, {"backfill": True}))
-    assert bound.arguments["backfill"] is True
+                                                **extract_options(None, {"backfill": True, "redeliver": True}))
+    assert bound.arguments["backfill"] is True and bound.arguments["redeliver"] is True
 
 
 def test_business_date_is_the_shanghai_day_of_the_interval_start():

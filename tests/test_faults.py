@@ -5,15 +5,19 @@ ones."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from jobs import digest
+from jobs.config import REPO_ROOT, Settings
 from jobs.pipeline import raw_tables
-from tests.fault_harness import KILLED, build_reference, run_trial, settings_for, start_child
+from tests.fault_harness import KILLED, build_reference, compare_lakehouses, run_trial, settings_for, start_child
 
 DAY = dt.date(2025, 6, 30)
 RESIDENTS, SEED = 40, 20250630
@@ -101,8 +105,7 @@ def test_two_runs_of_one_date_never_run_at_once(spark, reference, tmp_path):
     assert first.wait(timeout=600) == 0, (home / "first.log").read_text()[-3000:]
     assert waiting.wait(timeout=600) == 0, (home / "waited.log").read_text()[-3000:]
     assert "Concurrent" not in (home / "first.log").read_text() + (home / "waited.log").read_text()
-    got = digest.lakehouse_digests(spark, settings.lakehouse)
-    assert digest.differences(reference.digests[1], got) == []
+    assert compare_lakehouses(spark, reference.snapshots[1], home / "lakehouse", reference.digest_cache) == []
     assert _lease_rows(spark, settings) == []
 
 
@@ -131,7 +134,190 @@ def test_a_full_disk_fails_the_stage_and_a_rerun_with_space_recovers(spark, refe
         from jobs.pipeline import run_stage
 
         run_stage("validate", DAY, settings_for(home), spark)
-        got = digest.lakehouse_digests(spark, settings_for(home).lakehouse)
-        assert digest.differences(reference.digests[2], got) == []
+        assert compare_lakehouses(spark, reference.snapshots[2], home / "lakehouse", reference.digest_cache) == []
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# --- a source that disappears mid-read ---------------------------------------------------------------------------
+
+class PrivateServers:
+    """PostgreSQL and FerretDB of this test alone (docker/services.sh on ports of their own), so stopping one does
+    not touch the servers the rest of the suite shares."""
+
+    def __init__(self):
+        import socket
+
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        self.pg_port, self.mongo_port = ports
+        self.run = Path(f"/tmp/govlake-faults-{self.pg_port}")
+        self.env = {**os.environ, "GOVLAKE_PG_PORT": str(self.pg_port), "GOVLAKE_MONGO_PORT": str(self.mongo_port),
+                    "GOVLAKE_RUN_DIR": str(self.run)}
+        self.pg_url = f"postgresql://govlake@127.0.0.1:{self.pg_port}/departments"
+        self.mongo_url = f"mongodb://127.0.0.1:{self.mongo_port}/"
+
+    def services(self, action: str) -> None:
+        subprocess.run(["bash", str(REPO_ROOT / "docker" / "services.sh"), action], env=self.env, check=True,
+                       capture_output=True)
+
+    def stop_postgres(self) -> None:
+        pgbin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+        subprocess.run(["runuser", "-u", "postgres", "--", str(pgbin / "pg_ctl"), "-D", str(self.run / "pg"),
+                        "-m", "immediate", "-w", "stop"], check=True, capture_output=True)
+
+    def stop_ferretdb(self) -> None:
+        os.kill(int((self.run / "ferretdb.pid").read_text()), signal.SIGKILL)
+        (self.run / "ferretdb.pid").unlink()
+
+
+@pytest.fixture()
+def private_servers():
+    if not sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb")) or not (REPO_ROOT / ".cache/bin/ferretdb").is_file():
+        pytest.skip("PostgreSQL / FerretDB not installed: docker/setup.sh --servers")
+    servers = PrivateServers()
+    servers.services("start")
+    yield servers
+    servers.services("stop")
+    shutil.rmtree(servers.run, ignore_errors=True)
+
+
+def _read_in_background(fn):
+    """Run ``fn`` in a thread; returns (thread, outcome dict with 'result' or 'error')."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["result"] = fn()
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, outcome
+
+
+def _when_reading(then, timeout_s: float = 300) -> None:
+    """Wait until this process reaches the failpoint ``extract.reading``, then call ``then``."""
+    from jobs import failpoints
+
+    before = failpoints.reached.get("extract.reading", 0)
+    deadline = time.monotonic() + timeout_s
+    while failpoints.reached.get("extract.reading", 0) == before:
+        assert time.monotonic() < deadline, "the read never reached extract.reading"
+        time.sleep(0.1)
+    then()
+
+
+def _ledger(spark, settings):
+    return [(r.batch_id, r.status, r.rows_written, r.error) for r in
+            spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).collect()]
+
+
+def _attempt(spark, settings, spec, obj, interrupt, restart):
+    """One extraction interrupted mid-read by ``interrupt`` (the failpoint pauses it 4 s), recorded; then
+    ``restart`` and a second extraction. Returns (the first attempt's error, the second's result)."""
+    from jobs import failpoints
+    from jobs.raw import extract_batch, failed_batch, record_batches
+    from jobs.sources import Window
+
+    failpoints.reset()
+    window = Window.for_date(DAY)
+    started = dt.datetime.now(dt.timezone.utc)
+    thread, outcome = _read_in_background(lambda: extract_batch(spark, settings, spec, obj, window))
+    _when_reading(interrupt)
+    thread.join(timeout=600)
+    error = outcome.get("error")
+    assert error is not None, f"the interrupted read succeeded: {outcome.get('result')}"
+    record_batches(spark, settings, [failed_batch(spec, obj, window, error, started)])
+    restart()
+    os.environ.pop("GOVLAKE_FAILPOINTS", None)
+    again = extract_batch(spark, settings, spec, obj, window)
+    record_batches(spark, settings, [again])
+    return error, again
+
+
+def test_postgresql_stopped_mid_read_fails_the_batch_and_a_rerun_delivers_it(spark, tmp_path, private_servers,
+                                                                            monkeypatch):
+    import sqlalchemy as sa
+
+    from jobs.sources import ObjectSpec, SourceSpec, SourceUnavailable
+
+    engine = sa.create_engine(private_servers.pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA dept; CREATE TABLE dept.persons (person_no text PRIMARY KEY, "
+                             "name text, updated_at timestamp)"))
+        conn.execute(sa.text("INSERT INTO dept.persons SELECT 'P' || g, '人' || g, TIMESTAMP '2025-06-30 08:00' "
+                             "FROM generate_series(1, 5) g"))
+    engine.dispose()
+    monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_DEPT", private_servers.pg_url)
+    monkeypatch.setenv("GOVLAKE_FAILPOINTS", "extract.reading=pause:4")
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
+    obj = ObjectSpec(name="persons", business_key=("person_no",), watermark="updated_at",
+                     columns=("person_no", "name", "updated_at"))
+    spec = SourceSpec(source="dept", department="d", kind="sql", objects={"persons": obj},
+                      connection_id="govlake_test_dept", db_schema="dept")
+    error, again = _attempt(spark, settings, spec, obj, private_servers.stop_postgres,
+                            lambda: private_servers.services("start"))
+    assert isinstance(error, SourceUnavailable) and str(error).startswith("source dept.persons: "), error
+    assert (again.status, again.rows_read, again.rows_written) == ("written", 5, 5)
+    assert _ledger(spark, settings) == [("dept.persons:2025-06-30", "written", 5, None)]
+
+
+def test_ferretdb_stopped_mid_read_fails_the_batch_and_a_rerun_delivers_it(spark, tmp_path, private_servers,
+                                                                          monkeypatch):
+    import pymongo
+
+    from jobs.sources import ObjectSpec, SourceSpec, SourceUnavailable
+
+    client = pymongo.MongoClient(private_servers.mongo_url)
+    day = dt.datetime(2025, 6, 30, 1, 0)  # UTC, within the Asia/Shanghai business day
+    client["dept"]["events"].insert_many([{"_id": f"e{k:04d}", "event_no": f"E{k:04d}", "updated_at": day}
+                                          for k in range(2500)])  # more than one cursor batch
+    client.close()
+    monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_EVENTS", private_servers.mongo_url)
+    monkeypatch.setenv("GOVLAKE_FAILPOINTS", "extract.reading=pause:4")
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
+    obj = ObjectSpec(name="events", business_key=("event_no",), watermark="updated_at",
+                     projection={"event_no": "$.event_no"})
+    spec = SourceSpec(source="dept", department="d", kind="mongo", objects={"events": obj},
+                      connection_id="govlake_test_events", database="dept")
+    error, again = _attempt(spark, settings, spec, obj, private_servers.stop_ferretdb,
+                            lambda: private_servers.services("start"))
+    assert isinstance(error, SourceUnavailable) and str(error).startswith("source dept.events: "), error
+    assert (again.status, again.rows_read, again.rows_written) == ("written", 2500, 2500)
+    assert _ledger(spark, settings) == [("dept.events:2025-06-30", "written", 2500, None)]
+    assert not (Path(settings.lakehouse) / "_staging").exists() or not any((Path(settings.lakehouse) / "_staging").iterdir())
+
+
+def test_a_drop_file_truncated_while_read_is_rejected_whole_and_a_rerun_delivers_it(spark, tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    from jobs.sources import ManifestMismatch, ObjectSpec, SourceSpec
+
+    settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
+    drop = settings.sources_dir / "inbox" / "dept" / DAY.isoformat()
+    drop.mkdir(parents=True)
+    data = "编号,名称\n" + "".join(f"M{k},留言{k}\n" for k in range(20))
+    (drop / "messages.csv").write_text(data, encoding="utf-8")
+    (drop / "manifest.json").write_text(json.dumps({"files": [{
+        "name": "messages.csv", "sha256": hashlib.sha256(data.encode()).hexdigest(), "rows": 20,
+        "encoding": "utf-8", "format": "csv"}]}), encoding="utf-8")
+    obj = ObjectSpec(name="messages", business_key=("message_id",), file="messages.csv",
+                     header_map={"编号": "message_id", "名称": "title"}, columns=("message_id", "title"))
+    spec = SourceSpec(source="dept", department="d", kind="file_drop", objects={"messages": obj}, inbox="inbox/dept")
+    monkeypatch.setenv("GOVLAKE_FAILPOINTS", "extract.reading=pause:2")
+    path = drop / "messages.csv"
+
+    def truncate():
+        with open(path, "r+b") as fh:
+            fh.truncate(len(data.encode()) // 2)
+
+    error, again = _attempt(spark, settings, spec, obj, truncate, lambda: path.write_text(data, encoding="utf-8"))
+    assert isinstance(error, ManifestMismatch) and "SHA-256" in str(error) and "dept.messages" in str(error)
+    assert (again.status, again.rows_read, again.rows_written) == ("written", 20, 20)
+    assert _ledger(spark, settings) == [("dept.messages:2025-06-30", "written", 20, None)]

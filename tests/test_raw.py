@@ -88,7 +88,7 @@ def test_batch_written_once_and_replaced_whole_when_redelivered(spark, tmp_path)
 
     again = extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
     record_batches(spark, settings, [again])
-    assert (again.status, again.rows_written) == ("unchanged", 3)
+    assert (again.status, again.rows_written) == ("kept", 3)  # delivered: not read again
     assert spark.sql(f"DESCRIBE HISTORY delta.`{path}`").agg({"version": "max"}).collect()[0][0] == version
     assert spark.read.format("delta").load(path).select("_extracted_at").distinct().collect() == extracted
 
@@ -97,9 +97,14 @@ def test_batch_written_once_and_replaced_whole_when_redelivered(spark, tmp_path)
     assert [(r.batch_id, r.rows_read, r.rows_written, r.status) for r in ledger] == [
         ("dept.persons:2025-06-30", 3, 3, "written")]
 
-    # the department corrects a record and redelivers: the partition is replaced, not appended to
+    # a redelivery with the same content writes nothing
+    assert extract_batch(spark, settings, spec, obj, Window.for_date(DAY), redeliver=True).status == "unchanged"
+    # the source changes afterwards: a rerun of the date still reproduces the batch as delivered
     spec = _source(settings, rows[:2] + [("P3", "王五", "2025-06-30 12:00:00")])
-    redelivered = extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    rerun = extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+    assert (rerun.status, rerun.rows_written, rerun.fingerprint) == ("kept", 3, first.fingerprint)
+    # the department corrects a record and redelivers explicitly: the partition is replaced, not appended to
+    redelivered = extract_batch(spark, settings, spec, obj, Window.for_date(DAY), redeliver=True)
     record_batches(spark, settings, [redelivered])
     assert (redelivered.status, redelivered.rows_written) == ("written", 3)
     raw = spark.read.format("delta").load(path).orderBy("person_no").collect()
@@ -147,7 +152,7 @@ def test_incremental_batches_from_postgres(spark, tmp_path, pg_engine, pg_url, m
     assert (day1.mode, day1.rows_source, day1.rows_read) == ("full", 2, 2)
     again = run(DAY)  # a second run of the same window adds nothing
     record_batches(spark, settings, [again])
-    assert (again.mode, again.status, again.rows_written) == ("full", "unchanged", 2)
+    assert (again.mode, again.status, again.rows_written) == ("full", "kept", 2)
 
     # day N+1: the department changes P1 and adds P3; only those arrive
     _pg_source(pg_engine, [("P1", "张三丰", "2025-07-01 09:00:00"), ("P2", "李四", "2025-06-30 23:59:59"),
@@ -215,10 +220,11 @@ def test_failed_attempts_are_recorded_and_never_replace_a_delivered_batch(spark,
     assert [(r["batch_id"], r["status"], r["rows_written"], r["error"]) for r in rows] == [
         ("dept.persons:2025-06-30", "written", 2, None), ("dept.persons:2025-07-01", "written", 2, None)]
 
-    # a later failed attempt of a delivered date leaves the delivered row as it was
+    # a later failed attempt of a delivered date (a redelivery during an outage) leaves the delivered row as it was
     (settings.sources_dir / "dept.sqlite").unlink()
+    assert extract_batch(spark, settings, spec, obj, Window.for_date(DAY)).status == "kept"  # no source read
     with pytest.raises(SourceUnavailable) as err:
-        extract_batch(spark, settings, spec, obj, Window.for_date(DAY))
+        extract_batch(spark, settings, spec, obj, Window.for_date(DAY), redeliver=True)
     record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), err.value, started)])
     assert _ledger_rows(spark, settings) == rows
 

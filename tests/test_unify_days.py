@@ -73,3 +73,26 @@ def test_day_n_plus_1_moves_a_person_and_changes_only_the_persons_it_names(spark
     assert movers <= changed <= delivered
     assert len(delivered) < len(set(person_of.values()))  # day N+1 is not a full reload
     assert second["person_residence"]["inserted"] >= len(movers)
+
+    # A rerun of day N after day N+1 reproduces day N (issue #18): raw N kept as delivered (the sources now hold
+    # N+1's state), unify N keeps day N's publication, day N's marts are computed from it, not from N+1's state.
+    from jobs import digest, lake
+    from jobs.pipeline import run_marts
+
+    def partitions(layer, table, column, day):
+        return spark.read.format("delta").load(settings.table_path(layer, table)).where(F.col(column) == F.lit(day))
+
+    raw_n = {t: digest.table_digest(partitions("raw", t, "_logical_date", DAY), digest.VOLATILE_COLUMNS)
+             for t in ("hukou_persons", "health_births", "wangge_events")}
+    marts_n = {t: digest.table_digest(partitions("marts", t, "snapshot_date", DAY))
+               for t in ("population_natural_structure", "population_households", "population_by_district_sex_age")}
+    published_n = lake.published_versions(spark, settings, "unified", DAY)
+    extracted = run_extract(spark, settings, DAY)
+    assert {r["status"] for r in extracted} == {"kept"}
+    run_validate(spark, settings, DAY)
+    assert run_unify(spark, settings, DAY)["historical"] is True
+    run_marts(spark, settings, DAY)
+    assert lake.published_versions(spark, settings, "unified", DAY) == published_n
+    assert {t: digest.table_digest(partitions("raw", t, "_logical_date", DAY), digest.VOLATILE_COLUMNS)
+            for t in raw_n} == raw_n
+    assert {t: digest.table_digest(partitions("marts", t, "snapshot_date", DAY)) for t in marts_n} == marts_n
