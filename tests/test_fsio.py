@@ -137,3 +137,41 @@ def test_file_lock_excludes_other_threads(tmp_path):
     for t in threads:
         t.join()
     assert overlaps == [] and inside == []
+
+
+#: In-place writes allowed in jobs/ (not jobs/sample/, which generates test data), by (file, call), and why.
+IN_PLACE_WRITES = {
+    ("jobs/pipeline.py", "made_by.write_text"): "the sample generator's fingerprint marker under <sources>/truth: "
+                                                 "a half-written one only makes the next run generate the sample again",
+}
+_WRITERS = {"write_text", "write_bytes", "write_html", "write_image", "savefig", "to_csv", "to_json", "to_parquet",
+            "dump"}
+
+
+def test_jobs_write_files_only_through_fsio():
+    """Every file GovLake writes outside Delta goes through jobs.fsio: no in-place write call (pathlib's
+    write_text/write_bytes, open() for writing, json.dump, pandas/plotly/matplotlib file writers) in jobs/."""
+    import ast
+
+    found = []
+    for path in sorted((REPO_ROOT / "jobs").glob("*.py")):
+        rel = path.relative_to(REPO_ROOT).as_posix()
+        if rel == "jobs/fsio.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func, call = node.func, ast.unparse(node.func)
+            if isinstance(func, ast.Attribute) and func.attr in _WRITERS:
+                if call == "F.to_json" or (func.attr == "dump" and call != "json.dump"):
+                    continue  # Spark's to_json builds a column; yaml/other dump calls are checked by their target
+            elif isinstance(func, ast.Name) and func.id == "open" or call.endswith(".open"):
+                modes = [a.value for a in node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
+                         if isinstance(a, ast.Constant)]
+                if not any(set(str(m)) & set("wax+") for m in modes):
+                    continue  # opened for reading
+            else:
+                continue
+            if (rel, call) not in IN_PLACE_WRITES:
+                found.append(f"{rel}:{node.lineno}: {ast.unparse(node)[:120]}")
+    assert found == []
