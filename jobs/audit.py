@@ -42,7 +42,7 @@ import json
 import sys
 from pathlib import Path
 
-from jobs import lake
+from jobs import fsio, lake
 from jobs.config import EXPECTATIONS_DIR, SAMPLE_LOGICAL_DATE, Settings
 
 #: Columns that ``validate_table`` adds to every quarantine table and :func:`release` sets.
@@ -406,13 +406,14 @@ def recall_markdown(report: dict) -> str:
 
 
 def write_recall(report: dict, reports_dir: Path) -> tuple[Path, Path]:
-    """Write ``<reports_dir>/quality/recall_<date>.json`` and ``.md``; returns both paths."""
+    """Write ``<reports_dir>/quality/recall_<date>.json`` and ``.md`` (each atomically, :mod:`jobs.fsio`); returns
+    both paths."""
     out = Path(reports_dir) / "quality"
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"recall_{report['logical_date']}"
     js, md = stem.with_suffix(".json"), stem.with_suffix(".md")
-    js.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    md.write_text(recall_markdown(report), encoding="utf-8")
+    fsio.atomic_write_text(js, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    fsio.atomic_write_text(md, recall_markdown(report))
     return js, md
 
 
@@ -520,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {m['rule_id']}: stored {m['stored']} vs GX {m['gx']} (success, element, missing, unexpected)")
         path = settings.reports_dir / "quality" / f"crosscheck_{args.date.isoformat()}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+        fsio.atomic_write_text(path, json.dumps(report, ensure_ascii=False, indent=2))
         print(f"written: {path}")
         return 1 if any(t["mismatches"] for t in report) else 0
     report = recall(spark, settings, args.date)

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from jobs import fsio
+
 #: Columns whose values record when or by which run something happened, not what the data is.
 VOLATILE_COLUMNS = frozenset({"_extracted_at", "extracted_at", "duration_s", "published_at", "run_id"})
 #: Per table, further columns that legitimately differ between runs with the same outcome: the Delta versions a
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     digests = lakehouse_digests(get_spark(settings, app_name="govlake-digest"), settings.lakehouse)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(digests, ensure_ascii=False, indent=1, sort_keys=True), encoding="utf-8")
+    fsio.atomic_write_text(args.out, json.dumps(digests, ensure_ascii=False, indent=1, sort_keys=True))
     print(f"{len(digests)} tables -> {args.out}")
     return 0
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from jobs import fsio
 from jobs.config import SAMPLE_LOGICAL_DATE, SCHEMAS_DIR, Settings
 
 MODEL_FILE = SCHEMAS_DIR / "unified" / "linkage.yaml"
@@ -486,7 +487,8 @@ def truth_records(truth_dir: Path, multi_person: set[str] | None = None):
 
 
 def report(spark, settings: Settings, logical_date: dt.date) -> dict[str, Any]:
-    """Write the linkage accuracy report of ``logical_date`` to ``<reports>/linkage/<date>.json`` and ``.md``.
+    """Write the linkage accuracy report of ``logical_date`` to ``<reports>/linkage/<date>.json`` and ``.md``
+    (each atomically, :mod:`jobs.fsio`).
 
     Reads ``unified.person_link`` (records with batch_date ≤ ``logical_date``) and the sample truth under
     ``<sources>/truth``.
@@ -515,8 +517,8 @@ def report(spark, settings: Settings, logical_date: dt.date) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     jpath, mpath = out / f"{logical_date.isoformat()}.json", out / f"{logical_date.isoformat()}.md"
     result["paths"] = {"json": str(jpath), "md": str(mpath)}
-    jpath.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    mpath.write_text(_markdown(result), encoding="utf-8")
+    fsio.atomic_write_text(jpath, json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+    fsio.atomic_write_text(mpath, _markdown(result))
     return result
 
 

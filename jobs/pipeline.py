@@ -996,8 +996,10 @@ def run_all(settings: Settings, logical_date: dt.date, residents: int = DEFAULT_
     summary["tables"] = table_counts(spark, settings, logical_date)
     summary["findings"] = findings(spark, settings, logical_date)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    (settings.reports_dir / f"summary-{logical_date.isoformat()}.json").write_text(
-        json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    from jobs.fsio import atomic_write_text  # a reader of the summary never sees half of it
+
+    atomic_write_text(settings.reports_dir / f"summary-{logical_date.isoformat()}.json",
+                      json.dumps(summary, ensure_ascii=False, indent=2, default=str))
     return summary
 
 

@@ -1152,39 +1152,28 @@ def _get_or_add(getter, adder):
 
 @contextmanager
 def gx_project_lock(reports_dir: Path):
-    """Exclusive lock on the GX project at ``<reports_dir>/gx`` (``flock`` on ``<reports_dir>/gx/.govlake.lock``,
-    created if needed) while a validation result is stored or the Data Docs site is built: the Airflow DAG runs the
-    departments' validate tasks, the ``data_docs`` task and unify (its unified results and pages) in parallel
-    processes, and GX writes result JSON and site pages in place (a build could read a result being written, or two
-    builds write one index). Not re-entrant: do not nest. Blocks until the lock is free."""
-    import fcntl
+    """Exclusive lock on the GX project at ``<reports_dir>/gx`` (:func:`jobs.fsio.file_lock` on
+    ``<reports_dir>/gx/.govlake.lock``, created if needed): every read or write of the project (its context, stores,
+    Data Docs site) happens under it. The Airflow DAG runs the departments' validate tasks, the ``data_docs`` task and
+    unify (its unified results and pages) in parallel processes, the validate stage validates tables in parallel
+    threads, and GX is not safe to use from two at once (a build could read a result being written, two builds write
+    one index, and GX's module-level YAML parsers fail when two threads parse at once). ``flock`` excludes other
+    threads of the process too (each holder opens the lock file anew). Not re-entrant: do not nest. Blocks until the
+    lock is free."""
+    from jobs import fsio
 
-    folder = Path(reports_dir).resolve() / "gx"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".govlake.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with fsio.file_lock(Path(reports_dir).resolve() / "gx" / ".govlake.lock"):
+        yield
 
 
 def _gx_context(reports_dir: Path):
-    """The FILE data context at ``<reports_dir>/gx`` (created on first use), with analytics and progress bars off."""
+    """The FILE data context at ``<reports_dir>/gx`` (:func:`jobs.gxproject.open_context`: the project file created
+    on first use, recovered when a crash left it broken; every file written atomically; analytics and progress bars
+    off). Call it, and use the context, under :func:`gx_project_lock`."""
     _quiet_great_expectations()
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from jobs import gxproject
 
-    reports_dir = Path(reports_dir).resolve()
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
-    pb = context.variables.progress_bars
-    bars_on = pb is None or (pb.get("globally", True) if isinstance(pb, dict) else getattr(pb, "globally", True))
-    if context.variables.analytics_enabled is not False or bars_on:
-        context.variables.analytics_enabled = False
-        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        context.variables.save()
-    return context
+    return gxproject.open_context(Path(reports_dir).resolve() / "gx")
 
 
 def _save_gx_suite(context, suite: Suite):
@@ -1318,18 +1307,19 @@ def save_validation_result(suite: Suite, counts: "BatchCounts", batch_id: str, r
         ValueError: ``counts`` are not of ``suite`` (other rule ids).
         FileNotFoundError: the result JSON or (``data_docs``) the Data Docs index was not written.
     """
-    from great_expectations import __version__ as gx_version
-    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-        ValidationResultIdentifier,
-    )
-
     by_id = {c["rule_id"]: c for c in counts.rules}
     if sorted(by_id) != sorted(r.rule_id for r in suite.rules):
         raise ValueError(f"save_validation_result: the counts are not those of suite {suite.name}")
     with gx_project_lock(reports_dir):  # parallel validate tasks, unify and the data_docs task
+        # GX imported under the lock: two threads importing it at once can meet its import cycles half-initialised
+        from great_expectations import __version__ as gx_version
+        from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+            ValidationResultIdentifier,
+        )
+
         context = _gx_context(reports_dir)
         gx_suite = _save_gx_suite(context, suite)
         run_id = RunIdentifier(run_name=batch_id, run_time=run_time)
@@ -1364,9 +1354,9 @@ def save_validation_result(suite: Suite, counts: "BatchCounts", batch_id: str, r
         key = ValidationResultIdentifier(expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
                                          run_id=run_id, batch_identifier=batch_identifier)
         context.validation_results_store.set(key, vr)
-    if data_docs:
-        build_data_docs(reports_dir, [batch_id])
-    return _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
+        if data_docs:
+            _build_data_docs(context, reports_dir, [batch_id])
+        return _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
 
 
 def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_dir: Path,
@@ -1413,11 +1403,6 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
         FileNotFoundError: GX did not write the result JSON or (``data_docs``) the Data Docs index.
     """
     _quiet_great_expectations()
-    from great_expectations.checkpoint import Checkpoint
-    from great_expectations.checkpoint.actions import UpdateDataDocsAction
-    from great_expectations.core import ValidationDefinition
-    from great_expectations.core.run_identifier import RunIdentifier
-
     if FAILED_RULES_COL in df.columns:
         df = df.drop(FAILED_RULES_COL)
     _check_columns(df, suite)
@@ -1425,6 +1410,12 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
     gx_df = df if derived and set(derived) <= set(df.columns) else _gx_frame(df.drop(*derived), suite)
 
     with gx_project_lock(reports_dir):
+        # GX imported under the lock: two threads importing it at once can meet its import cycles half-initialised
+        from great_expectations.checkpoint import Checkpoint
+        from great_expectations.checkpoint.actions import UpdateDataDocsAction
+        from great_expectations.core import ValidationDefinition
+        from great_expectations.core.run_identifier import RunIdentifier
+
         context = _gx_context(reports_dir)
         datasource = _get_or_add(lambda: context.data_sources.get(GX_DATASOURCE),
                                  lambda: context.data_sources.add_spark(GX_DATASOURCE, persist=False))
@@ -1449,7 +1440,7 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
         result = checkpoint.run(batch_parameters={"dataframe": gx_df},
                                 run_id=RunIdentifier(run_name=batch_id, run_time=run_time))
         (key, vr), = result.run_results.items()
-    return _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
+        return _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
 
 
 def _docs_index(context, reports_dir: Path) -> Path:
@@ -1479,25 +1470,29 @@ def build_data_docs(reports_dir: Path, run_names: list[str] | None = None) -> Pa
             write the index.
     """
     _quiet_great_expectations()
-    import great_expectations as gx
-    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
-
     reports_dir = Path(reports_dir).resolve()
+    # only whether it exists (a project file is replaced, never removed): no lock folder for a missing project
     if not (reports_dir / "gx" / "great_expectations.yml").is_file():
         raise FileNotFoundError(f"no Great Expectations project under {reports_dir / 'gx'}: run a checkpoint first")
     with gx_project_lock(reports_dir):
-        context = gx.get_context(mode="file", project_root_dir=str(reports_dir))
-        resources = None
-        if run_names is not None:
-            wanted = set(run_names)
-            keys = [k for k in context.validation_results_store.list_keys() if k.run_id.run_name in wanted]
-            suites = sorted({k.expectation_suite_identifier.name for k in keys})
-            resources = keys + [ExpectationSuiteIdentifier(name=n) for n in suites]
-        index = _docs_index(context, reports_dir)
-        if resources == [] and index.is_file():
-            return index  # no result of these runs (every batch stopped before its checkpoint): the site is as it was
-        # an empty list would make GX render every stored result: None says so explicitly
-        context.build_data_docs(resource_identifiers=resources or None, build_index=True)
-        if not index.is_file():
-            raise FileNotFoundError(f"GX did not write {index}")
-        return index
+        return _build_data_docs(_gx_context(reports_dir), reports_dir, run_names)
+
+
+def _build_data_docs(context, reports_dir: Path, run_names: list[str] | None) -> Path:
+    """:func:`build_data_docs` with the project's open ``context``; call it under :func:`gx_project_lock`."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    resources = None
+    if run_names is not None:
+        wanted = set(run_names)
+        keys = [k for k in context.validation_results_store.list_keys() if k.run_id.run_name in wanted]
+        suites = sorted({k.expectation_suite_identifier.name for k in keys})
+        resources = keys + [ExpectationSuiteIdentifier(name=n) for n in suites]
+    index = _docs_index(context, reports_dir)
+    if resources == [] and index.is_file():
+        return index  # no result of these runs (every batch stopped before its checkpoint): the site is as it was
+    # an empty list would make GX render every stored result: None says so explicitly
+    context.build_data_docs(resource_identifiers=resources or None, build_index=True)
+    if not index.is_file():
+        raise FileNotFoundError(f"GX did not write {index}")
+    return index

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from jobs import fsio
 from jobs.analysis import AGEING_FLAG_ZH
 from jobs.marts import AGE_GROUPS, UNKNOWN_DISTRICT_CODE
 
@@ -469,7 +470,8 @@ def build_report(tables: dict[str, pd.DataFrame], boundaries_geojson: dict, out_
     first-level category, a district table and notes on definitions, exclusions and sources.
 
     The file is self-contained (plotly.js inline, map style ``white-bg`` with no tile server) and
-    deterministic: identical inputs give identical bytes.
+    deterministic: identical inputs give identical bytes. It is written atomically (:mod:`jobs.fsio`): a reader
+    sees the previous page or the new one, never a part of it.
 
     Args:
         tables: pandas DataFrames keyed by table name (module docstring); date columns may hold
@@ -532,5 +534,5 @@ def build_report(tables: dict[str, pd.DataFrame], boundaries_geojson: dict, out_
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    fsio.atomic_write_text(path, "\n".join(parts) + "\n")
     return path
