@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -30,10 +31,20 @@ PUBLISHED_LAYERS = ("unified",)
 
 
 def exists(spark, path: str) -> bool:
-    """True when ``path`` holds a Delta table."""
-    from delta.tables import DeltaTable
+    """True when ``path`` holds a Delta table: its ``_delta_log`` has a commit or a checkpoint (read from the file
+    system, any Hadoop storage, each time: ``DeltaTable.isDeltaTable`` answers from a log cached in the JVM and
+    keeps saying False for a table another process created after this process first looked)."""
+    jvm = spark._jvm
+    log = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
+    fs = log.getFileSystem(spark._jsc.hadoopConfiguration())
+    if not fs.exists(log):
+        return False
+    names = (status.getPath().getName() for status in fs.listStatus(log))
+    return any(_COMMIT_FILE.match(name) for name in names)
 
-    return DeltaTable.isDeltaTable(spark, path)
+
+#: A Delta commit (``<version>.json``) or checkpoint (``<version>.checkpoint[.<part or uuid>].parquet|json``).
+_COMMIT_FILE = re.compile(r"^\d{20}\.(json|checkpoint(\.[^/]+)?\.(parquet|json))$")
 
 
 def replace_partition(df, path: str, date_column: str, value: dt.date, partition_by: str | None = None) -> None:
@@ -273,7 +284,8 @@ def register_tables(spark, settings: Settings) -> list[str]:
         if not layer_dir.is_dir():
             continue
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
-        pinned = published_versions(spark, settings, layer) if layer in PUBLISHED_LAYERS else None
+        published = layer in PUBLISHED_LAYERS
+        pinned = published_versions(spark, settings, layer) if published else None
         for table_dir in sorted(p for p in layer_dir.iterdir() if exists(spark, str(p))):
             name = f"{layer}.{table_dir.name}"
             # re-point a name registered earlier in this session (another lakehouse): the tables are EXTERNAL
@@ -281,13 +293,13 @@ def register_tables(spark, settings: Settings) -> list[str]:
             if spark.catalog.tableExists(name):
                 kind = "VIEW" if spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
                 spark.sql(f"DROP {kind} {name}")
-            if pinned is None:
+            if not published:
                 spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{table_dir}'")
-            elif table_dir.name in pinned[1]:
+            elif pinned is not None and table_dir.name in pinned[1]:
                 spark.sql(f"CREATE VIEW {name} AS SELECT * FROM delta.`{table_dir}` "
                           f"VERSION AS OF {pinned[1][table_dir.name]}")
             else:
-                continue  # never published (e.g. created by a run killed before its publication)
+                continue  # not published (e.g. written by a run killed before its publication)
             names.append(name)
     return sorted(names)
 
@@ -346,7 +358,7 @@ def table_version(spark, path: str) -> int | None:
     """Latest committed version of the Delta table at ``path`` (None when there is no table)."""
     from delta.tables import DeltaTable
 
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not exists(spark, path):
         return None
     return int(DeltaTable.forPath(spark, path).history(1).select("version").collect()[0][0])
 
@@ -402,8 +414,8 @@ def latest_published_date(spark, settings: Settings, layer: str) -> dt.date | No
 
 def read_published(spark, settings: Settings, layer: str, table: str, as_of: dt.date | None = None):
     """``<layer>.<table>`` as published for ``as_of`` (see :func:`published_versions`; time travel to that
-    version), or its latest version when the layer was never published (a lakehouse of an older GovLake); None when
-    the table does not exist or its publication does not include it.
+    version); None when the layer has no publication on or before ``as_of`` or it does not include the table
+    (tables of a run killed before its publication are not read).
 
     Raises:
         RuntimeError: the published version is no longer readable (removed by VACUUM): the message says so.
@@ -411,7 +423,7 @@ def read_published(spark, settings: Settings, layer: str, table: str, as_of: dt.
     path = settings.table_path(layer, table)
     found = published_versions(spark, settings, layer, as_of)
     if found is None:
-        return spark.read.format("delta").load(path) if exists(spark, path) else None
+        return None
     version = found[1].get(table)
     if version is None:
         return None

@@ -157,9 +157,9 @@ class Lease:
         self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", POOL)
 
     def _read(self) -> dict | None:
-        from delta.tables import DeltaTable
+        from jobs.lake import exists
 
-        if not DeltaTable.isDeltaTable(self.spark, self.path):
+        if not exists(self.spark, self.path):
             return None
         rows = (self.spark.read.format("delta").load(self.path).where(f"scope = '{self.scope}'")
                 .collect())
@@ -181,9 +181,11 @@ class Lease:
         none): this run holds the lease when its ``run_id`` is in it, whoever won a race."""
         from delta.tables import DeltaTable
 
+        from jobs.lake import exists
+
         source = self._row(uuid.uuid4().hex, acquired_at)
         try:
-            if not DeltaTable.isDeltaTable(self.spark, self.path):
+            if not exists(self.spark, self.path):
                 if expected is None:
                     source.write.format("delta").mode("errorifexists").partitionBy("scope").save(self.path)
             else:

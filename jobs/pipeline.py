@@ -785,6 +785,9 @@ def run_marts(spark, settings: Settings, logical_date: dt.date, run_id: str | No
 
     Returns:
         ``{"population_rows", "event_mart_rewritten", "theme_tables_rewritten", "historical"}``.
+
+    Raises:
+        RuntimeError: the unified layer was never published on or before ``logical_date``.
     """
     from jobs import marts, themes
     from jobs.failpoints import failpoint
@@ -792,6 +795,9 @@ def run_marts(spark, settings: Settings, logical_date: dt.date, run_id: str | No
     historical = _is_historical(spark, settings, "marts", logical_date)
     person = lake.read_published(spark, settings, "unified", "person", logical_date)
     event = lake.read_published(spark, settings, "unified", "event", logical_date)
+    if person is None or event is None:
+        raise RuntimeError(f"marts {logical_date}: the unified layer has no publication on or before that date "
+                           "(unify has not completed for it): run unify first")
     divisions = divisions_frame(spark)
     pop = marts.population_by_district_sex_age(person, divisions, logical_date)
     lake.replace_partition(pop, settings.table_path("marts", "population_by_district_sex_age"), "snapshot_date", logical_date)

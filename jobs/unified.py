@@ -788,7 +788,7 @@ def table_version(spark, path: str) -> int | None:
     every input of a MERGE at that version, so a concurrent writer cannot change the input mid-stage."""
     from delta.tables import DeltaTable
 
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not lake.exists(spark, path):
         return None
     return int(DeltaTable.forPath(spark, path).history(1).select("version").collect()[0][0])
 
@@ -806,7 +806,7 @@ def ensure_cdf_table(spark, df, path: str) -> None:
     COLUMNS`` (NULL in the old rows; their next MERGE fills them), as schema auto-merge is off."""
     from delta.tables import DeltaTable
 
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not lake.exists(spark, path):
         df.limit(0).write.format("delta").option("delta.enableChangeDataFeed", "true").save(path)
         return
     lake.add_missing_columns(spark, path, [(f.name, f.dataType.simpleString()) for f in df.schema.fields])

@@ -54,33 +54,52 @@ def test_a_stage_killed_at_a_failpoint_and_rerun_equals_an_uninterrupted_run(spa
 
 
 def test_a_unified_layer_killed_between_its_tables_is_invisible_to_readers(spark, reference, tmp_path):
-    """Killed after the first unified tables are committed: readers (publications, the registered views) still see
-    the previous publication, not a mix of two runs."""
+    """Killed after the first unified tables are committed, readers (the marts stage, the registered names) see the
+    last publication, not a mix of two runs; before any publication they see no unified table at all."""
+    from delta.tables import DeltaTable
+
     from jobs import lake
+    from jobs.pipeline import run_stage
     from tests.fault_harness import copy_tree
 
-    home = tmp_path / "half"
+    # the first unify of a lakehouse killed half-way: nothing of it is readable
+    home = tmp_path / "first"
     copy_tree(reference.home / "sources", home / "sources")
-    copy_tree(reference.snapshots[-1], home / "lakehouse")  # published for DAY
+    copy_tree(reference.snapshots[reference.before("unify")], home / "lakehouse")
+    settings = settings_for(home)
+    assert start_child(home, DAY, "unify", "unify.after_table@2", log=home / "killed.log").wait(timeout=900) == KILLED
+    assert lake.table_version(spark, settings.table_path("unified", "person_link")) is not None  # committed ...
+    assert lake.published_versions(spark, settings, "unified") is None                           # ... not published
+    assert not [n for n in lake.register_tables(spark, settings) if n.startswith("unified.")]
+    with pytest.raises(RuntimeError, match="the unified layer has no publication"):
+        run_stage("marts", DAY, settings, spark)
+
+    # a published day, then a changed record and a unify killed between its tables: readers keep the publication
+    home = tmp_path / "later"
+    copy_tree(reference.home / "sources", home / "sources")
+    copy_tree(reference.snapshots[-1], home / "lakehouse")
     settings = settings_for(home)
     published = lake.published_versions(spark, settings, "unified")
-    next_day = DAY + dt.timedelta(days=1)
-    child = start_child(home, next_day, "unify", "unify.after_table@2", log=home / "killed.log")
-    assert child.wait(timeout=900) == KILLED
-    assert lake.published_versions(spark, settings, "unified") == published
-    assert lake.table_version(spark, settings.table_path("unified", "person_link")) > published[1]["person_link"]
+    staging = DeltaTable.forPath(spark, settings.table_path("staging", "hukou_persons"))
+    key = spark.read.format("delta").load(settings.table_path("staging", "hukou_persons")).first()["person_no"]
+    staging.update(f"person_no = '{key}'", {"name": "'改名测试'"})
+    assert start_child(home, DAY, "unify", "unify.after_table@2", log=home / "killed.log").wait(timeout=900) == KILLED
+    link_path = settings.table_path("unified", "person_link")
+    assert lake.table_version(spark, link_path) > published[1]["person_link"]  # the new state is committed ...
+    assert lake.published_versions(spark, settings, "unified") == published     # ... and not published
     lake.register_tables(spark, settings)
-    assert spark.table("unified.person_link").count() == spark.read.format("delta").option(
-        "versionAsOf", published[1]["person_link"]).load(settings.table_path("unified", "person_link")).count()
+    names = {r["name"] for r in spark.sql("SELECT name FROM unified.person_link").collect()}
+    assert "改名测试" not in names
+    assert "改名测试" in {r["name"] for r in spark.read.format("delta").load(link_path).collect()}
+    assert lake.read_published(spark, settings, "unified", "person", DAY).where("name = '改名测试'").count() == 0
 
 
 def _lease_rows(spark, settings):
-    from delta.tables import DeltaTable
-
+    from jobs import lake
     from jobs.lease import lease_path
 
     path = lease_path(settings)
-    return spark.read.format("delta").load(path).collect() if DeltaTable.isDeltaTable(spark, path) else []
+    return spark.read.format("delta").load(path).collect() if lake.exists(spark, path) else []
 
 
 def test_two_runs_of_one_date_never_run_at_once(spark, reference, tmp_path):
@@ -92,7 +111,7 @@ def test_two_runs_of_one_date_never_run_at_once(spark, reference, tmp_path):
     copy_tree(reference.home / "sources", home / "sources")
     copy_tree(reference.snapshots[0], home / "lakehouse")
     settings = settings_for(home)
-    first = start_child(home, DAY, "extract", log=home / "first.log")
+    first = start_child(home, DAY, "extract", "extract.after_ledger=pause:40", log=home / "first.log")
     deadline = time.monotonic() + 300
     while not _lease_rows(spark, settings):
         assert first.poll() is None and time.monotonic() < deadline, (home / "first.log").read_text()[-3000:]

@@ -14,7 +14,7 @@ import yaml
 from pyspark.sql import functions as F
 from scipy.stats import norm
 
-from jobs import services, themes
+from jobs import lake, services, themes
 from jobs.config import REFERENCE_DIR, SCHEMAS_DIR, Settings
 
 D = date.fromisoformat
@@ -533,6 +533,7 @@ def test_run_themes_writes_registers_and_is_idempotent(spark, settings, tmp_path
     own = Settings(**{**settings.__dict__, "lakehouse": str(tmp_path / "lake")})
     _persons(spark).write.format("delta").save(own.table_path("unified", "person"))
     _events(spark).write.format("delta").save(own.table_path("unified", "event"))
+    lake.record_publication(spark, own, "unified", SNAP, ["person", "event"])  # what unify records
     first = themes.run_themes(spark, own, SNAP, themes=["population"])
     assert set(first) == {"marts.population_natural_structure", "marts.population_density",
                           "marts.population_households", "marts.population_education_marital",
