@@ -158,9 +158,10 @@ def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_con
     """MERGE ``df`` into the Delta table at ``path`` on ``keys`` (null-safe equality).
 
     ``df`` must be unique on ``keys`` (dedupe first, deterministically) and carry ``hash_column``,
-    a hash of the attributes that matter. Matched rows are updated only when the hash differs, so
-    a rerun changes nothing; ``insert_only_columns`` (e.g. ``first_seen_date``) keep the value
-    they had when the row was first inserted. The table is created from ``df`` when missing.
+    a hash of the attributes that matter. Only rows whose key is new or whose hash differs are MERGEd (a
+    left anti join on key and hash first), so a rerun that changes nothing commits nothing;
+    ``insert_only_columns`` (e.g. ``first_seen_date``) keep the value they had when the row was first inserted.
+    The table is created from ``df`` when missing.
 
     Returns:
         ``{"inserted": n, "updated": n}`` from Delta's operation metrics (0/0 on a no-op rerun).
@@ -168,6 +169,8 @@ def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_con
     Raises:
         ValueError: ``df`` has duplicate keys (names the table and one duplicated key).
     """
+    from functools import reduce
+
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
@@ -178,9 +181,18 @@ def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_con
         df.write.format("delta").save(path)
         return {"inserted": df.count(), "updated": 0}
     target = DeltaTable.forPath(spark, path)
+    # only the rows that are new or changed reach the MERGE: Delta rewrites every file holding a matched row, even
+    # when the update condition then leaves it as it was, so an unchanged rerun would commit a new version
+    current = target.toDF().select(*[F.col(f"`{k}`").alias(f"__t_{k}") for k in keys],
+                                   F.col(f"`{hash_column}`").alias("__t_hash"))
+    same = [df[f"`{k}`"].eqNullSafe(current[f"__t_{k}"]) for k in keys] + [
+        df[f"`{hash_column}`"].eqNullSafe(current["__t_hash"])]
+    changed = df.join(current, reduce(lambda a, b: a & b, same), "left_anti")
+    if changed.isEmpty():
+        return {"inserted": 0, "updated": 0}  # nothing to change: no commit, the table keeps its version
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     update = {c: F.col(f"s.`{c}`") for c in df.columns if c not in insert_only_columns}
-    (target.alias("t").merge(df.alias("s"), condition)
+    (target.alias("t").merge(changed.alias("s"), condition)
         .whenMatchedUpdate(condition=f"NOT (t.`{hash_column}` <=> s.`{hash_column}`)", set=update)
         .whenNotMatchedInsertAll()
         .execute())
@@ -372,13 +384,17 @@ def record_publication(spark, settings: Settings, layer: str, logical_date: dt.d
     only through a publication, so a run killed between two of its table commits is invisible to them until its
     rerun publishes every table; and a later rerun of an earlier date reads that date's state.
 
-    ``versions``: the version to record per table (default: each table's current version).
+    ``versions``: the version to record per table (default: each table's current version). When the date's
+    publication already records exactly these versions nothing is written (a rerun that changed nothing).
 
     Returns:
         table -> version recorded (tables without a Delta table are left out).
     """
     if versions is None:
         versions = {t: v for t in tables if (v := table_version(spark, settings.table_path(layer, t))) is not None}
+    before = published_versions(spark, settings, layer, logical_date)
+    if before is not None and before[0] == logical_date and before[1] == versions:
+        return versions  # a rerun that changed no table publishes nothing new: ops.publications stays as it is
     now = dt.datetime.now().replace(microsecond=0)
     rows = [(layer, logical_date, t, v, run_id, now) for t, v in sorted(versions.items())]
     df = spark.createDataFrame(rows, _publications_schema())

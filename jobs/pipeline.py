@@ -800,10 +800,12 @@ def run_marts(spark, settings: Settings, logical_date: dt.date, run_id: str | No
                            "(unify has not completed for it): run unify first")
     divisions = divisions_frame(spark)
     pop = marts.population_by_district_sex_age(person, divisions, logical_date)
-    lake.replace_partition(pop, settings.table_path("marts", "population_by_district_sex_age"), "snapshot_date", logical_date)
+    lake.replace_partition_if_changed(spark, pop, settings.table_path("marts", "population_by_district_sex_age"),
+                                      "snapshot_date", logical_date)
     failpoint("marts.after_table")
     excl = marts.population_exclusions(person, logical_date)
-    lake.replace_partition(excl, settings.table_path("marts", "population_exclusions"), "snapshot_date", logical_date)
+    lake.replace_partition_if_changed(spark, excl, settings.table_path("marts", "population_exclusions"),
+                                      "snapshot_date", logical_date)
     written_tables = ["population_by_district_sex_age", "population_exclusions"]
     written = False
     if not historical:
@@ -829,10 +831,12 @@ def run_analysis(spark, settings: Settings, logical_date: dt.date, report: bool 
            .where(f"snapshot_date = DATE'{logical_date.isoformat()}'"))
     ev = lake.read_published(spark, settings, "marts", "grid_events_by_district_category_week", logical_date)
     ages = analysis.age_structure_by_district(pop)
-    lake.replace_partition(ages, settings.table_path("analysis", "age_structure_by_district"), "snapshot_date", logical_date)
+    lake.replace_partition_if_changed(spark, ages, settings.table_path("analysis", "age_structure_by_district"),
+                                      "snapshot_date", logical_date)
     top = analysis.top_event_categories_by_district(ev, logical_date)
     top = top.withColumn("logical_date", F.lit(logical_date).cast("date"))
-    lake.replace_partition(top, settings.table_path("analysis", "top_event_categories_by_district"), "logical_date", logical_date)
+    lake.replace_partition_if_changed(spark, top, settings.table_path("analysis", "top_event_categories_by_district"),
+                                      "logical_date", logical_date)
     failpoint("analysis.before_report")
     out = {"report": None}
     if report:

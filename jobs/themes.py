@@ -1217,7 +1217,9 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
         return lake.read_published(spark, settings, layer, name, logical_date)
 
     inputs = {"unified.person": load("unified", "person"), "unified.event": load("unified", "event")}
-    wangge = load("staging", "wangge_events")
+    # staging has no publications: its rows are per logical date, so the dates up to this one are this day's view
+    wangge_path = settings.table_path("staging", "wangge_events")
+    wangge = spark.read.format("delta").load(wangge_path) if lake.exists(spark, wangge_path) else None
     if wangge is not None:
         inputs["staging.wangge_events"] = wangge.where(F.col("_logical_date") <= F.lit(logical_date))
     history = load("unified", "person_residence")

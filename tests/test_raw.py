@@ -117,7 +117,9 @@ def test_merge_by_key_is_a_no_op_on_rerun(spark, tmp_path):
     path = str(tmp_path / "t")
     df = spark.createDataFrame([("1", "a", "h1"), ("2", "b", "h2")], "k string, v string, _content_hash string")
     assert lake.merge_by_key(spark, df, path, ["k"]) == {"inserted": 2, "updated": 0}
+    version = lake.table_version(spark, path)
     assert lake.merge_by_key(spark, df, path, ["k"]) == {"inserted": 0, "updated": 0}
+    assert lake.table_version(spark, path) == version  # nothing changed: no commit, no new version
     changed = spark.createDataFrame([("1", "a2", "h1b"), ("3", "c", "h3")], "k string, v string, _content_hash string")
     assert lake.merge_by_key(spark, changed, path, ["k"]) == {"inserted": 1, "updated": 1}
     assert sorted(tuple(r) for r in spark.read.format("delta").load(path).collect()) == [

@@ -534,6 +534,10 @@ def test_run_themes_writes_registers_and_is_idempotent(spark, settings, tmp_path
     _persons(spark).write.format("delta").save(own.table_path("unified", "person"))
     _events(spark).write.format("delta").save(own.table_path("unified", "event"))
     lake.record_publication(spark, own, "unified", SNAP, ["person", "event"])  # what unify records
+    pubs = own.table_path("ops", "publications")
+    assert lake.table_version(spark, pubs) == 0
+    lake.record_publication(spark, own, "unified", SNAP, ["person", "event"], run_id="rerun")
+    assert lake.table_version(spark, pubs) == 0  # same versions again: nothing new is published
     first = themes.run_themes(spark, own, SNAP, themes=["population"])
     assert set(first) == {"marts.population_natural_structure", "marts.population_density",
                           "marts.population_households", "marts.population_education_marital",
@@ -586,3 +590,21 @@ def test_theme_findings_sentences():
     assert themes.theme_findings({}) == []
     named = themes.theme_findings(tables, {"130104": "桥西区", "130104001": "东华街道"})
     assert named[2].endswith("流动人口占比最高的区县（登记≥30人）是桥西区（130104）：50.0%。")
+
+
+def test_run_themes_reads_the_grid_workflow_from_staging(spark, settings, tmp_path):
+    """staging has no publications: run_themes reads ``staging.wangge_events`` by path, so the grid theme builds
+    ``marts.grid_worker_stats`` (it did not while staging was read through publications)."""
+    own = Settings(**{**settings.__dict__, "lakehouse": str(tmp_path / "lake")})
+    _persons(spark).write.format("delta").save(own.table_path("unified", "person"))
+    _events(spark).write.format("delta").save(own.table_path("unified", "event"))
+    lake.record_publication(spark, own, "unified", SNAP, ["person", "event"])
+    spark.createDataFrame([("E1", "W1", "130102001001", "2025-06-29T02:00:00Z", None, "2025-06-29T02:00:00Z",
+                            json.dumps({"status_history": []}), SNAP)],
+                          "event_no string, worker_id string, grid_code string, reported_at string, "
+                          "closed_at string, updated_at string, document string, _logical_date date") \
+        .write.format("delta").save(own.table_path("staging", "wangge_events"))
+    written = themes.run_themes(spark, own, SNAP, themes=["grid"])
+    assert "marts.grid_worker_stats" in written
+    stats = spark.read.format("delta").load(own.table_path("marts", "grid_worker_stats")).collect()
+    assert [(r.worker_id, r.reported) for r in stats] == [("W1", 1)]
