@@ -9,11 +9,12 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: demo test test-fast setup setup-servers services-start services-stop dag-test sql clean
+.PHONY: demo test test-fast lint setup setup-servers services-start services-stop dag-test sql clean
 
 ## demo: the main job — the whole pipeline on the bundled sample municipality (embedded sources)
 demo: setup
-	$(PY) -m jobs.pipeline run --date $(DATE)
+	$(PY) -m sample.embedded --date $(DATE)
+	$(PY) -m govlake.pipeline run --date $(DATE)
 
 ## test: the whole test suite against real PostgreSQL and FerretDB (started here, stopped after)
 test: setup-servers
@@ -25,6 +26,11 @@ test: setup-servers
 ## test-fast: skip the slow end-to-end tests
 test-fast: PYTEST_ARGS = -m "not slow"
 test-fast: test
+
+## lint: ruff (style, imports, bug patterns) and mypy (types) over the package, the generator, DAGs, tests and benchmarks
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 setup:
 	@bash docker/setup.sh
@@ -45,7 +51,7 @@ dag-test: setup-servers
 
 ## sql: make sql Q="SELECT * FROM marts.population_by_district_sex_age LIMIT 10"
 sql: setup
-	$(PY) -m jobs.pipeline sql "$(Q)"
+	$(PY) -m govlake.pipeline sql "$(Q)"
 
 clean:
 	rm -rf var

@@ -6,7 +6,7 @@ Speed: loads N rows (default 1,000,000) into ``bench.persons`` on the test Postg
 
 1. ``COPY (SELECT <every column>::text ... WHERE updated_at < <window end>) TO STDOUT`` read by psycopg
    (the bytes are counted and discarded), and
-2. :func:`jobs.raw.extract_batch` of the same rows (full window) into a fresh throw-away lakehouse:
+2. :func:`govlake.extract.raw.extract_batch` of the same rows (full window) into a fresh throw-away lakehouse:
    partitioned Spark JDBC read, lineage, fingerprint, Delta write and reconciliation in one pass
    (the SparkSession is started and warmed by one small extraction before timing),
 
@@ -28,13 +28,13 @@ Bounds (``--bounds``): in the same run as COPY, the floors that any extraction b
 a Delta write pays on this machine, each the best of ``--repeat`` runs:
 
 * ``plan``: the partition plan alone (window count, quantile bounds and per-partition counts on the
-  server, :func:`jobs.sources._plan_sql` via ``extract_sql_object``, no Spark job);
+  server, :func:`govlake.extract.registry._plan_sql` via ``extract_sql_object``, no Spark job);
 * ``jdbc_read``: the partitioned JDBC read of the window into Spark's ``noop`` sink (rows fetched and
   converted, nothing hashed or written), plan included;
 * ``lineage``: the same plus the lineage columns (SHA-256 ``_row_hash``) into ``noop``;
 * ``parquet_write`` / ``delta_write``: the already-read rows with lineage, cached in memory, written as
   plain Parquet / as a new Delta table partitioned by ``_logical_date`` with statistics on
-  ``_row_number`` only (as :func:`jobs.raw._write_batch` does): the write floor with no source at all.
+  ``_row_number`` only (as :func:`govlake.extract.raw._write_batch` does): the write floor with no source at all.
 
 ``best possible ratio = COPY / (jdbc_read + delta_write)``: what the ratio would be if hashing,
 observing, reconciling and the ledger cost nothing.
@@ -107,9 +107,9 @@ def time_copy(pg_url: str, end: str) -> tuple[float, int]:
 
 
 def _session(pg_url: str, home: Path, driver_memory: str | None = None):
-    from jobs.config import Settings
-    from jobs.sources import ObjectSpec, SourceSpec
-    from jobs.spark import get_spark
+    from govlake.core.config import Settings
+    from govlake.core.spark import get_spark
+    from govlake.extract.registry import ObjectSpec, SourceSpec
 
     os.environ["AIRFLOW_CONN_GOVLAKE_BENCH"] = pg_url.replace("postgresql+psycopg", "postgresql")
     settings = Settings.from_env({**os.environ, "GOVLAKE_HOME": str(home), "GOVLAKE_SOURCES": "servers"})
@@ -125,7 +125,7 @@ def _extract(spark, settings, spec, obj, lakehouse: Path, window):
     """One extraction into a fresh lakehouse (the first-run path: read, write, reconcile)."""
     from dataclasses import replace
 
-    from jobs.raw import extract_batch
+    from govlake.extract.raw import extract_batch
 
     shutil.rmtree(lakehouse, ignore_errors=True)
     fresh = replace(settings, lakehouse=str(lakehouse))
@@ -152,7 +152,7 @@ def _status_kb(pid: int, key: str) -> int:
 
 def memory_child(pg_url: str, rows: int, driver_memory: str) -> dict:
     """Load ``rows`` rows and run one extraction in this (fresh) process; measure the driver JVM."""
-    from jobs.sources import Window
+    from govlake.extract.registry import Window
 
     t0 = time.perf_counter()
     load(pg_url, rows)
@@ -198,7 +198,7 @@ def memory_child(pg_url: str, rows: int, driver_memory: str) -> dict:
 
 
 def speed(args) -> list[str]:
-    from jobs.sources import Window
+    from govlake.extract.registry import Window
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -243,8 +243,8 @@ def speed(args) -> list[str]:
 
 def bounds(args) -> list[str]:
     """The floors of a Spark JDBC -> Delta extraction next to COPY (see the module doc, ``--bounds``)."""
-    from jobs.raw import RAW_STATS_COLUMNS, add_lineage
-    from jobs.sources import Window, extract_sql_object
+    from govlake.extract.raw import RAW_STATS_COLUMNS, add_lineage
+    from govlake.extract.registry import Window, extract_sql_object
 
     load_before = os.getloadavg()
     load(args.pg_url, args.rows)
@@ -261,7 +261,7 @@ def bounds(args) -> list[str]:
     try:
         settings, spark, spec, obj = _session(args.pg_url, home)
         _extract(spark, settings, spec, obj, home / "warm", Window.for_date(DAY))  # warm JVM, driver, Delta
-        extracted_at = dt.datetime.now(dt.timezone.utc)
+        extracted_at = dt.datetime.now(dt.UTC)
 
         def frame():
             return extract_sql_object(spark, settings, spec, obj, window).frame

@@ -17,7 +17,7 @@ trap 'docker/services.sh stop >/dev/null || true' EXIT
 eval "$(docker/services.sh env)"
 rm -rf "$OUT"; mkdir -p "$OUT"
 
-/usr/bin/time -v -o "$GOVLAKE_RUN_DIR/time.txt" .venv/bin/python -m jobs.sample.generate \
+/usr/bin/time -v -o "$GOVLAKE_RUN_DIR/time.txt" .venv/bin/python -m sample.generate \
   --residents "$RESIDENTS" --target servers --pg-url "$GOVLAKE_PG_URL" --mongo-url "$GOVLAKE_MONGO_URL" \
   --out "$OUT" > "$GOVLAKE_RUN_DIR/counts.json" 2> "$GOVLAKE_RUN_DIR/phases.log"
 
@@ -32,7 +32,7 @@ RSS_KB=$(grep 'Maximum resident set size' "$GOVLAKE_RUN_DIR/time.txt" | sed 's/.
   grep -E 'User time|System time|Percent of CPU' "$GOVLAKE_RUN_DIR/time.txt" | sed 's/^\s*//'
   echo
   echo "seconds per phase (generation + fault injection + load of that phase's tables):"
-  sed 's/^jobs.sample.generate: /  /' "$GOVLAKE_RUN_DIR/phases.log"
+  sed 's/^sample.generate: /  /' "$GOVLAKE_RUN_DIR/phases.log"
   echo
   echo "rows per table (delivered, from the generator's counts):"
   .venv/bin/python -c 'import json,sys; [print(f"  {k:32s} {v:>10,}") for k, v in json.load(open(sys.argv[1])).items()]' \

@@ -3,7 +3,7 @@
 On a lakehouse that already holds ``raw.<table>`` for the logical date (e.g. the home of
 ``benchmarks/validate_stage.py`` or ``validation_overhead.py``), for each table given (``unified.<table>``: the
 whole unified table, as the unified gate evaluates it: cached first, then the rules, the suite evaluated and
-counted, and the suite counted as the unified gate does, :func:`jobs.quality.tally`; no writes):
+counted, and the suite counted as the unified gate does, :func:`govlake.quality.rules.tally`; no writes):
 
 - reading every column once (the floor), and the hidden GB 11643 columns (normalised ID and its validity);
 - each non-uniqueness rule alone (one aggregation counting its failures);
@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyspark.sql import functions as F
 
-    from jobs import lake, quality
-    from jobs.config import Settings
-    from jobs.pipeline import raw_watermark
-    from jobs.raw import RAW_STATS_COLUMNS
-    from jobs.spark import get_spark
+    from govlake.core import lake
+    from govlake.core.config import Settings
+    from govlake.core.spark import get_spark
+    from govlake.extract.raw import RAW_STATS_COLUMNS
+    from govlake.extract.stage import raw_watermark
+    from govlake.quality import rules as quality
 
     spark = get_spark(Settings.from_env(), app_name="govlake-rule-cost")
     jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                             text=True).stdout.strip()[:100]
     flags = " --gate-only" if args.gate_only else ""
     lines = [f"# benchmarks/rule_cost.py{flags} --home {args.home} {' '.join(args.tables)}",
-             f"date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}  host: {os.cpu_count()} cores  "
+             f"date: {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}  host: {os.cpu_count()} cores  "
              f"commit: {commit}",
              f"load average (1/5/15 min) at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}", ""]
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     totals = {"gate": [0.0, 0.0], "zero-copy": [0.0, 0.0]}  # cpu, wall seconds over the raw tables
 
     def gate_lines(table: str, suite, batch) -> None:
-        """The raw gate as jobs.pipeline.validate_table runs it (ranked evaluation cached, counted, quarantine and
+        """The raw gate as govlake.quality.stage.validate_table runs it (ranked evaluation cached, counted, quarantine and
         staging written from the cache), then the zero-copy variant of issue #5's notes: ONE pass that counts the
         rules while it writes the quarantined rows (Spark ``observe``), and no staging copy of the accepted rows."""
         from pyspark.sql import Observation
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             evaluated = quality.evaluate(batch, suite, newest_first=newest_first).cache()
             measure("suite, ranked, cached, counted (the gate)", lambda: quality.count_rules(evaluated, suite))
             accepted, quarantined = quality.split(evaluated, suite)
-            # the writes as jobs.pipeline.validate_table makes them (file statistics on the same columns)
+            # the writes as govlake.quality.stage.validate_table makes them (file statistics on the same columns)
             measure("quarantine write (from the cache)", lambda: lake.replace_partition_counted(
                 spark, quarantined, str(scratch / "quarantine" / table), "_logical_date", day,
                 stats_columns=f"_source_key,{RAW_STATS_COLUMNS}"))
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, spent in (("gate", measure("gate as validate_table runs it, total", gate)),
                             ("zero-copy", measure("zero-copy: one pass, counts observed, quarantine only",
                                                   zero_copy))):
-            totals[name] = [a + b for a, b in zip(totals[name], spent)]
+            totals[name] = [a + b for a, b in zip(totals[name], spent, strict=False)]
         lines.append(f"  (zero-copy pass: {zero_copy.rows[0]:,} rows counted, {zero_copy.rows[1]:,} quarantined)")
 
     for table in args.tables:

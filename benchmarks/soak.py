@@ -24,10 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs import failpoints  # noqa: E402
-from jobs.config import Settings  # noqa: E402
-from jobs.pipeline import DEFAULT_SEED, STAGES  # noqa: E402
-from jobs.spark import get_spark  # noqa: E402
+from govlake.core import failpoints  # noqa: E402
+from govlake.core.config import Settings  # noqa: E402
+from govlake.core.spark import get_spark  # noqa: E402
+from govlake.pipeline import STAGES  # noqa: E402
+from sample.embedded import DEFAULT_SEED  # noqa: E402
 from tests import fault_harness  # noqa: E402
 
 DAY = dt.date(2025, 6, 30)

@@ -5,8 +5,8 @@ stage), this measures the two stages it can: in one SparkSession, on the sample 
 (generated with the pipeline's default seed unless the same sample is already in ``<home>/sources``; Data Docs ON,
 embedded sources):
 
-- extract seconds E: ``jobs.pipeline.run_extract`` for the logical date (raw written once per batch);
-- validate seconds V: ``jobs.pipeline.run_validate`` (evaluation, counts, staging/quarantine writes, results,
+- extract seconds E: ``govlake.extract.stage.run_extract`` for the logical date (raw written once per batch);
+- validate seconds V: ``govlake.quality.stage.run_validate`` (evaluation, counts, staging/quarantine writes, results,
   GX validation results, Data Docs), with the same per-step breakdown as ``validation_overhead.py``, and each
   raw table's wall seconds and rows.
 
@@ -41,24 +41,32 @@ def main(argv: list[str] | None = None) -> int:
                                                      "is reused when it is the same, the rest is emptied)")
     args = parser.parse_args(argv)
 
-    from validation_overhead import StepClock, breakdown_lines, instrument, use_home, write_report
+    from validation_overhead import (
+        StepClock,
+        breakdown_lines,
+        instrument,
+        use_home,
+        write_report,
+    )
 
     use_home(Path(args.home or f"/tmp/govlake-valstage-{args.residents}"))
 
-    from jobs import pipeline
-    from jobs.config import SAMPLE_LOGICAL_DATE, Settings
-    from jobs.spark import get_spark
+    from govlake.core.config import SAMPLE_LOGICAL_DATE, Settings
+    from govlake.core.spark import get_spark
+    from govlake.extract.stage import run_extract
+    from govlake.quality import stage as validate_stage
+    from sample.embedded import DEFAULT_SEED, ensure_sample_sources
 
     day = dt.date.fromisoformat(str(SAMPLE_LOGICAL_DATE))
     settings = Settings.from_env()
     t = time.monotonic()
-    pipeline.ensure_sample_sources(settings, day, args.residents, pipeline.DEFAULT_SEED)
+    ensure_sample_sources(settings, day, args.residents, DEFAULT_SEED)
     gen_s = time.monotonic() - t
     spark = get_spark(settings, app_name="govlake-validate-stage")
     clock = StepClock()
     instrument(clock)
     per_table: list[tuple[str, float, int]] = []
-    original = pipeline.validate_table
+    original = validate_stage.validate_table
 
     def timed_table(spark_, settings_, table, *a, **kw):
         started = time.monotonic()
@@ -66,20 +74,20 @@ def main(argv: list[str] | None = None) -> int:
         per_table.append((table, time.monotonic() - started, out["raw"]))
         return out
 
-    pipeline.validate_table = timed_table
+    validate_stage.validate_table = timed_table
     load0 = os.getloadavg()
     t = time.monotonic()
-    pipeline.run_extract(spark, settings, day)
+    run_extract(spark, settings, day)
     e = time.monotonic() - t
     t = time.monotonic()
-    gate = pipeline.run_validate(spark, settings, day)
+    gate = validate_stage.run_validate(spark, settings, day)
     v = time.monotonic() - t
     load1 = os.getloadavg()
     commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], capture_output=True,
                             text=True).stdout.strip()[:100]
     lines = [
         f"# benchmarks/validate_stage.py --residents {args.residents}",
-        f"date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}  host: {os.cpu_count()} cores  commit: {commit}",
+        f"date: {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}  host: {os.cpu_count()} cores  commit: {commit}",
         "load average (1/5/15 min): start " + " ".join(f"{x:.2f}" for x in load0)
         + "; end " + " ".join(f"{x:.2f}" for x in load1),
         f"sample generation (or reuse): {gen_s:.1f} s (excluded)",

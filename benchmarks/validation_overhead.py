@@ -1,6 +1,6 @@
 """What the quality gate (the ``validate`` stage) adds to the pipeline's time (issue #5 speed target).
 
-Runs the whole pipeline (``jobs.pipeline.run_all``: extract, validate, unify, marts, analysis; Data Docs ON,
+Runs the whole pipeline (``govlake.pipeline.run_all``: extract, validate, unify, marts, analysis; Data Docs ON,
 embedded sources) in one SparkSession on the sample municipality of N residents (default 20,000; generated
 first with the pipeline's default seed, so deterministic, as ``benchmarks/pipeline_100k.sh`` does), in a fresh
 GOVLAKE_HOME, and reports:
@@ -14,23 +14,23 @@ GOVLAKE_HOME, and reports:
   ============================  ==========================================================================
   step                          wrapped functions
   ============================  ==========================================================================
-  evaluation + rule counts      ``jobs.quality.count_rules`` / ``rule_counts`` (the first action on the cached
+  evaluation + rule counts      ``govlake.quality.rules.count_rules`` / ``rule_counts`` (the first action on the cached
                                 evaluated frame: row-level evaluation of every rule + row and per-rule counts)
-  staging/quarantine writes     ``jobs.lake.replace_partition``, ``jobs.lake.replace_partition_counted``
+  staging/quarantine writes     ``govlake.core.lake.replace_partition``, ``govlake.core.lake.replace_partition_counted``
                                 (the latter includes reading its commit's row count from the history)
   count checks                  ``DataFrame.count`` called directly by the stage
-  results write                 ``jobs.lake.retry_on_conflict`` (``ops.validation_results``)
-  GX result / checkpoint        ``jobs.quality.save_validation_result`` (the default: the GX result built from the
-                                gate's counts) or ``jobs.quality.run_checkpoint`` (``GOVLAKE_GX_ENGINE=spark``),
+  results write                 ``govlake.core.lake.retry_on_conflict`` (``ops.validation_results``)
+  GX result / checkpoint        ``govlake.quality.rules.save_validation_result`` (the default: the GX result built from the
+                                gate's counts) or ``govlake.quality.rules.run_checkpoint`` (``GOVLAKE_GX_ENGINE=spark``),
                                 minus Data Docs inside it
   Data Docs build               GX ``AbstractDataContext.build_data_docs`` (from ``UpdateDataDocsAction``
-                                or ``jobs.quality.build_data_docs``)
+                                or ``govlake.quality.rules.build_data_docs``)
   other                         V minus the above (suite loading, release columns, results frame, ...)
   ============================  ==========================================================================
 
 - unified gate seconds U: the unified layer's audit inside the unify stage, inclusive wall seconds of
-  ``jobs.pipeline.validate_unified`` (evaluation of every unified suite on the tables' new states, counts, results
-  write) and ``jobs.pipeline.unified_checkpoints`` (their GX results and Data Docs pages). The states are cached
+  ``govlake.unified.stage.validate_unified`` (evaluation of every unified suite on the tables' new states, counts, results
+  write) and ``govlake.unified.stage.unified_checkpoints`` (their GX results and Data Docs pages). The states are cached
   frames that the writes read afterwards; the benchmark fills those caches just before the gate (a ``count`` per
   state, charged to unify, as the writes would have filled them), so U is the gate's own work only;
 - the overhead figure: ``overhead = (V + U) / (P - V - U)``, i.e. the seconds of both gates relative to the
@@ -79,8 +79,8 @@ class StepClock:
     def __init__(self):
         import threading
 
-        self.seconds: dict[str, float] = {s: 0.0 for s in STEPS}
-        self.calls: dict[str, int] = {s: 0 for s in STEPS}
+        self.seconds: dict[str, float] = dict.fromkeys(STEPS, 0.0)
+        self.calls: dict[str, int] = dict.fromkeys(STEPS, 0)
         self._local = threading.local()
         self._lock = threading.Lock()
         self.in_validate = False
@@ -121,13 +121,18 @@ class StepClock:
 
 
 def instrument(clock: StepClock) -> None:
-    from great_expectations.data_context.data_context.abstract_data_context import AbstractDataContext
+    from great_expectations.data_context.data_context.abstract_data_context import (
+        AbstractDataContext,
+    )
     try:  # Spark 4: the DataFrame of a classic (non-Connect) session
         from pyspark.sql.classic.dataframe import DataFrame
     except ImportError:
         from pyspark.sql import DataFrame
 
-    from jobs import lake, pipeline, quality
+    from govlake import pipeline
+    from govlake.core import lake
+    from govlake.quality import rules as quality
+    from govlake.unified import stage as unify_stage
 
     clock.wrap(quality, "count_rules", "evaluation + rule counts")
     clock.wrap(quality, "rule_counts", "evaluation + rule counts")
@@ -152,7 +157,7 @@ def instrument(clock: StepClock) -> None:
     pipeline.run_validate = run_validate
 
     def timed_unified(name: str, step: str, materialise: bool) -> None:
-        original = getattr(pipeline, name)
+        original = getattr(unify_stage, name)
 
         @functools.wraps(original)
         def wrapper(spark, settings, states, *args, **kwargs):
@@ -165,7 +170,7 @@ def instrument(clock: StepClock) -> None:
             finally:
                 clock.unified[step] = clock.unified.get(step, 0.0) + time.monotonic() - started
 
-        setattr(pipeline, name, wrapper)
+        setattr(unify_stage, name, wrapper)
 
     timed_unified("validate_unified", UNIFIED_STEPS[0], materialise=True)
     timed_unified("unified_checkpoints", UNIFIED_STEPS[1], materialise=False)
@@ -181,15 +186,16 @@ def main(argv: list[str] | None = None) -> int:
 
     use_home(Path(args.home or f"/tmp/govlake-valbench-{args.residents}"))
 
-    from jobs import pipeline
-    from jobs.config import SAMPLE_LOGICAL_DATE, Settings
-    from jobs.spark import get_spark
+    from govlake import pipeline
+    from govlake.core.config import SAMPLE_LOGICAL_DATE, Settings
+    from govlake.core.spark import get_spark
+    from sample.embedded import DEFAULT_SEED, ensure_sample_sources
 
     day = dt.date.fromisoformat(str(SAMPLE_LOGICAL_DATE))
     settings = Settings.from_env()
     load0 = os.getloadavg()
     t = time.monotonic()
-    pipeline.ensure_sample_sources(settings, day, args.residents, pipeline.DEFAULT_SEED)
+    ensure_sample_sources(settings, day, args.residents, DEFAULT_SEED)
     gen_s = time.monotonic() - t
     t = time.monotonic()
     spark = get_spark(settings, app_name="govlake-validation-overhead")
@@ -209,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pipeline.run_validate = validate_with_load
     t = time.monotonic()
-    summary = pipeline.run_all(settings, day, args.residents, pipeline.DEFAULT_SEED, generate_sample=False,
-                               spark=spark, data_docs=True)
+    summary = pipeline.run_all(settings, day, spark=spark, data_docs=True)
     wall = time.monotonic() - t
     loads["end"] = os.getloadavg()
 
@@ -222,13 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     docs = next((g["data_docs"] for g in gate if g.get("data_docs")), None)
     commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], capture_output=True,
                             text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "jobs"], capture_output=True,
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "govlake"], capture_output=True,
                            text=True).stdout.strip()
     fmt_load = lambda x: " ".join(f"{a:.2f}" for a in x)  # noqa: E731
     lines = [
         f"# benchmarks/validation_overhead.py --residents {args.residents}" + (f" --suffix {args.suffix}" if args.suffix else ""),
-        f"date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}  host: {os.cpu_count()} cores  "
-        f"commit: {commit}{' (jobs/ modified)' if dirty else ''}",
+        f"date: {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}  host: {os.cpu_count()} cores  "
+        f"commit: {commit}{' (govlake/ modified)' if dirty else ''}",
         "load average (1/5/15 min): " + "; ".join(f"{k} {fmt_load(x)}" for k, x in loads.items()),
         f"sample generation: {gen_s:.1f} s (excluded)   SparkSession start: {spark_s:.1f} s (excluded)",
         f"run_all wall (stages + summary/findings): {wall:.1f} s",
@@ -255,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def use_home(home: Path) -> None:
     """Make ``home`` this process's GOVLAKE_HOME (Data Docs on), emptied but for its ``sources`` folder (a sample
-    of the same seed and size is reused by ``jobs.pipeline.ensure_sample_sources``, another one regenerated)."""
+    of the same seed and size is reused by ``sample.embedded.ensure_sample_sources``, another one regenerated)."""
     if home.exists():
         for child in home.iterdir():
             if child.name != "sources":
@@ -268,7 +273,7 @@ def use_home(home: Path) -> None:
 def breakdown_lines(clock: StepClock, v: float) -> list[str]:
     """The validate stage's per-step lines (exclusive seconds summed over the stage's threads, calls, share of
     ``v``), then ``other`` (V minus the steps: negative when the threads overlapped more than the rest took)."""
-    from jobs.pipeline import validate_threads
+    from govlake.quality.stage import validate_threads
 
     other = v - sum(clock.seconds.values())
     return [f"  (tables validated {validate_threads()} at a time: a step's seconds are summed over the threads)"] + [

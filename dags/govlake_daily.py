@@ -1,7 +1,7 @@
 """GovLake daily DAG: departmental sources -> raw -> quality gate -> unified -> marts -> analysis.
 
 Wiring only: no I/O and no heavy imports at parse time. Each task calls one stage of
-``jobs.pipeline`` (imported inside the task) for the run's business date: the Asia/Shanghai date of
+``govlake.pipeline`` (imported inside the task) for the run's business date: the Asia/Shanghai date of
 the data interval's start (the schedule closes each business day at 00:00 Asia/Shanghai, so the run
 for 2025-06-30 starts just after 2025-07-01 00:00).
 
@@ -36,11 +36,11 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
     params={"backfill": Param(False, type="boolean", title="Backfill",
                               description="Extract everything before the window end, not only the run's window "
-                                          "(jobs.pipeline.run_extract backfill=True)."),
+                                          "(govlake.extract.stage.run_extract backfill=True)."),
             "redeliver": Param(False, type="boolean", title="Redelivery",
                                description="The departments deliver this date again: read every source again "
                                            "instead of keeping the batches already delivered "
-                                           "(jobs.pipeline.run_extract redeliver=True).")},
+                                           "(govlake.extract.stage.run_extract redeliver=True).")},
 )
 def govlake_daily():
     @task(task_id="extract")
@@ -48,7 +48,12 @@ def govlake_daily():
                 dag_run=None):
         """Extract one department's objects into raw: the rows of the run's data interval (write-once batches),
         or everything before its end when the run is a backfill (param / conf ``backfill``)."""
-        from jobs.orchestration import business_date, extract_options, interval_of, stage
+        from govlake.orchestration import (
+            business_date,
+            extract_options,
+            interval_of,
+            stage,
+        )
 
         return stage("extract", business_date(data_interval_start, data_interval_end, logical_date), dag_run,
                      sources=[source], data_interval=interval_of(data_interval_start, data_interval_end),
@@ -58,7 +63,7 @@ def govlake_daily():
     def validate(source: str, data_interval_start=None, data_interval_end=None, logical_date=None, dag_run=None):
         """Quality gate for one department's raw batches: staging, quarantine, results, GX checkpoint results
         (the Data Docs site is built once by the data_docs task)."""
-        from jobs.orchestration import business_date, stage, tables_of
+        from govlake.orchestration import business_date, stage, tables_of
 
         return stage("validate", business_date(data_interval_start, data_interval_end, logical_date), dag_run,
                      tables=tables_of(source), build_site=False)
@@ -66,29 +71,29 @@ def govlake_daily():
     @task(trigger_rule="all_done")
     def data_docs(data_interval_start=None, data_interval_end=None, logical_date=None):
         """Great Expectations Data Docs of the run, built once after every validate task (also failed ones)."""
-        from jobs.orchestration import business_date
-        from jobs.orchestration import data_docs as build_site
+        from govlake.orchestration import business_date
+        from govlake.orchestration import data_docs as build_site
 
         return build_site(business_date(data_interval_start, data_interval_end, logical_date))
 
     @task
     def unify(data_interval_start=None, data_interval_end=None, logical_date=None, dag_run=None):
         """MERGE the accepted rows into unified.person and unified.event."""
-        from jobs.orchestration import business_date, stage
+        from govlake.orchestration import business_date, stage
 
         return stage("unify", business_date(data_interval_start, data_interval_end, logical_date), dag_run)
 
     @task
     def marts(data_interval_start=None, data_interval_end=None, logical_date=None, dag_run=None):
         """Refresh the population and grid-management marts."""
-        from jobs.orchestration import business_date, stage
+        from govlake.orchestration import business_date, stage
 
         return stage("marts", business_date(data_interval_start, data_interval_end, logical_date), dag_run)
 
     @task
     def analysis(data_interval_start=None, data_interval_end=None, logical_date=None, dag_run=None):
         """Analysis tables and the decision-support report; the last task: it releases the run's leases."""
-        from jobs.orchestration import business_date, stage
+        from govlake.orchestration import business_date, stage
 
         return stage("analysis", business_date(data_interval_start, data_interval_end, logical_date), dag_run,
                      final=True)

@@ -17,7 +17,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER=$PWD/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DEFAULT_TIMEZONE=Asia/Shanghai
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-.venv/bin/python -m jobs.sample.generate --residents "$RESIDENTS" --seed 20250630 --logical-date "$DATE" \
+.venv/bin/python -m sample.generate --residents "$RESIDENTS" --seed 20250630 --logical-date "$DATE" \
   --target servers --out "$GOVLAKE_HOME/sources" --pg-url "$GOVLAKE_PG_URL" --mongo-url "$GOVLAKE_MONGO_URL"
 .venv/bin/airflow db migrate >/dev/null
 # The run for business day D is the interval [D 00:00, D+1 00:00) Asia/Shanghai; like the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything GovLake needs on a fresh machine, idempotently (a second run downloads nothing).
 #   docker/setup.sh            Python env (.venv), the Spark jars (.cache/jars) and GovLake's function jar
-#                              (jobs/udf, built with javac into .cache/jars): enough for the main job
+#                              (govlake/codes/udf, built with javac into .cache/jars): enough for the main job
 #   docker/setup.sh --servers  also PostgreSQL (Debian package) and FerretDB v1.24.2 (go install): for the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,13 +42,13 @@ if [[ ! -f $JARS/.complete ]]; then
   mv "$JARS.tmp" "$JARS"; touch "$JARS/.complete"
 fi
 
-# --- GovLake's own Spark SQL functions (jobs/udf/*.java), compiled with the JDK's javac ------------
+# --- GovLake's own Spark SQL functions (govlake/codes/udf/*.java), compiled with the JDK's javac ------------
 if ! command -v javac >/dev/null && [[ ! -x ${JAVA_HOME:-/nonexistent}/bin/javac ]]; then
   log "JDK 17 (javac) from Debian packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
 fi
-PYTHONPATH=$ROOT .venv/bin/python -m jobs.udf "$JARS" >/dev/null   # a no-op when the jar of these sources exists
+PYTHONPATH=$ROOT .venv/bin/python -m govlake.codes.udf "$JARS" >/dev/null   # a no-op when the jar of these sources exists
 
 [[ "${1:-}" == "--servers" ]] || exit 0
 

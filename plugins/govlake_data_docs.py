@@ -13,7 +13,7 @@ do not open ``file://`` links from an ``http://`` page, so set ``GOVLAKE_DATA_DO
 environment) to the URL where the reports folder is served (e.g. ``http://reports.internal/govlake``): the link
 becomes ``<base>/gx/uncommitted/data_docs/local_site/index.html``. Without it the link is the ``file://`` URI.
 
-Parse-time cost: Airflow modules only (no pyspark, GX, pandas or ``jobs``).
+Parse-time cost: Airflow modules only (no pyspark, GX, pandas or ``govlake``).
 """
 from __future__ import annotations
 

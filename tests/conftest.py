@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from jobs.config import Settings
+from govlake.core.config import Settings
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,7 @@ def settings(tmp_path_factory) -> Settings:
 @pytest.fixture(scope="session")
 def spark(settings):
     """The one SparkSession of the test session: local[2], one shuffle partition, no UI."""
-    from jobs.spark import get_spark
+    from govlake.core.spark import get_spark
 
     session = get_spark(settings.__class__(**{**settings.__dict__, "spark_master": "local[2]"}),
                         app_name="govlake-tests", tiny=True)
@@ -31,7 +31,13 @@ def spark(settings):
 
 
 from tests.servers import (  # noqa: E402,F401  (shared fixtures)
-    dag_rerun, dag_run, mongo_client, mongo_url, pg_engine, pg_url, start_dag_run,
+    dag_rerun,
+    dag_run,
+    mongo_client,
+    mongo_url,
+    pg_engine,
+    pg_url,
+    start_dag_run,
 )
 
 
@@ -43,7 +49,7 @@ def pytest_collection_modifyitems(session, config, items):
     (:class:`tests.servers.DagRun`: ``airflow dags test`` then a rerun, each in its own process) starts now;
     its tests are ordered after the others, and tests marked ``sample_servers`` (they load the generator's
     sample into the shared departments database and FerretDB, which the DAG run and its tests read) after those,
-    also when they use the run (e.g. day N+1 on a copy of it, tests/test_unify_days.py).
+    also when they use the run (e.g. day N+1 on a copy of it, tests/unified/test_unify_days.py).
     """
     uses_run = [i for i in items if "dag_run" in getattr(i, "fixturenames", ())]
     loads = [i for i in items if i.get_closest_marker("sample_servers")]

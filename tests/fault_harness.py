@@ -2,7 +2,7 @@
 
 Used by ``tests/test_faults.py`` (a fixed set of kill points, in CI) and ``benchmarks/soak.py`` (random kill points,
 seeded). A :class:`Reference` is one uninterrupted run of every stage in this process, with a copy of the lakehouse
-and its content digests (:mod:`jobs.digest`) after each stage. A trial copies the lakehouse as it was before a stage
+and its content digests (:mod:`govlake.core.digest`) after each stage. A trial copies the lakehouse as it was before a stage
 into a home of its own, runs that stage in a child process (its own session, so the kill takes its Spark JVM with
 it) with ``GOVLAKE_FAILPOINTS`` set, reruns the stage in this process as an operator or Airflow's retry would, and
 compares the digests with the reference after that stage.
@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs import digest, lake
-from jobs.config import REPO_ROOT, Settings
-from jobs.pipeline import STAGES, ensure_sample_sources, run_stage
+from govlake.core import digest, lake
+from govlake.core.config import REPO_ROOT, Settings
+from govlake.pipeline import STAGES, run_stage
+from sample.embedded import ensure_sample_sources
 
 KILLED = -signal.SIGKILL
 
@@ -48,9 +49,9 @@ def child_env(home: Path, failpoints: str | None = None, **extra: str) -> dict[s
 
 def start_child(home: Path, day: dt.date, stage: str = "all", failpoints: str | None = None, wait_s: float = 0,
                 log: Path | None = None, **extra: str) -> subprocess.Popen:
-    """Start ``python -m jobs.pipeline run --stage <stage>`` for ``day`` in ``home``, in a session of its own (a
+    """Start ``python -m govlake.pipeline run --stage <stage>`` for ``day`` in ``home``, in a session of its own (a
     failpoint's kill takes the process group: this process and its JVM, not the caller)."""
-    cmd = [sys.executable, "-m", "jobs.pipeline", "run", "--date", day.isoformat(), "--stage", stage,
+    cmd = [sys.executable, "-m", "govlake.pipeline", "run", "--date", day.isoformat(), "--stage", stage,
            "--wait", str(wait_s)]
     out = open(log or home / f"child-{stage}-{time.time_ns()}.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=child_env(home, failpoints, **extra), stdout=out,
@@ -72,14 +73,14 @@ def _log_listing(table: Path) -> tuple:
 
 
 def _tables(lakehouse: Path) -> dict[str, Path]:
-    from jobs.lake import LAYERS
+    from govlake.core.lake import LAYERS
 
     return {f"{layer}.{t.name}": t for layer in LAYERS if (lakehouse / layer).is_dir()
             for t in sorted((lakehouse / layer).iterdir()) if (t / "_delta_log").is_dir()}
 
 
 def compare_lakehouses(spark, expected: Path, got: Path, cache: dict | None = None) -> list[str]:
-    """:func:`jobs.digest.differences` between two lakehouses, digesting only the tables whose Delta logs differ
+    """:func:`govlake.core.digest.differences` between two lakehouses, digesting only the tables whose Delta logs differ
     (an identical log is an identical table); ``cache`` keeps the digests of ``expected``'s tables by path."""
     cache = {} if cache is None else cache
     a, b = _tables(expected), _tables(got)

@@ -62,7 +62,7 @@ class DagRun:
        PostgreSQL and FerretDB plus its file drop, then ``airflow dags test govlake_daily`` runs every task for
        business day 2025-06-30 in servers mode (Data Docs off: the GX checkpoint has its own test);
     2. the latest Delta version of every table of the lakehouse is recorded (``versions``);
-    3. ``python -m jobs.pipeline run --date 2025-06-30`` reruns every stage for the same day (servers mode).
+    3. ``python -m govlake.pipeline run --date 2025-06-30`` reruns every stage for the same day (servers mode).
 
     Both commands run in their own processes (own SparkSession); a failure of step 1 skips step 3.
     """
@@ -73,7 +73,7 @@ class DagRun:
     def __init__(self, tmp: Path):
         import threading
 
-        from jobs.config import REPO_ROOT, Settings
+        from govlake.core.config import REPO_ROOT, Settings
 
         home = tmp / "home"
         self.env = {**os.environ, "AIRFLOW_HOME": str(tmp / "airflow"), "AIRFLOW_HOME_DAGTEST": str(tmp / "airflow"),
@@ -89,7 +89,7 @@ class DagRun:
         self.versions: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="govlake-dag-run", daemon=True)
 
-    def start(self) -> "DagRun":
+    def start(self) -> DagRun:
         self._thread.start()
         return self
 
@@ -108,10 +108,10 @@ class DagRun:
             self.rerun = (-1, "not run: the DAG run failed")
             return
         self.versions = delta_versions(self.settings)
-        self.rerun = self._call([str(self.root / ".venv" / "bin" / "python"), "-m", "jobs.pipeline", "run",
+        self.rerun = self._call([str(self.root / ".venv" / "bin" / "python"), "-m", "govlake.pipeline", "run",
                                  "--date", self.DAY])
 
-    def wait(self) -> "DagRun":
+    def wait(self) -> DagRun:
         self._thread.join()
         return self
 
@@ -119,7 +119,7 @@ class DagRun:
 def delta_versions(settings) -> dict[str, int]:
     """Latest committed version of every Delta table of the lakehouse (``layer.table`` -> version), read from
     the ``_delta_log`` commit file names (no Spark)."""
-    from jobs.lake import LAYERS
+    from govlake.core.lake import LAYERS
 
     root = Path(settings.lakehouse.removeprefix("file:"))
     versions = {}

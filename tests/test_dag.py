@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import REPO_ROOT
-from jobs.sources import load_registry
+from govlake.core.config import REPO_ROOT
+from govlake.extract.registry import load_registry
 
 
 def _airflow_env(tmp_path: Path) -> dict[str, str]:
@@ -25,7 +25,7 @@ import inspect, json, sys
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
 dag = bag.dags.get("govlake_daily")
-heavy = sorted(m for m in ("pyspark", "great_expectations", "pandas", "jobs.pipeline", "delta") if m in sys.modules)
+heavy = sorted(m for m in ("pyspark", "great_expectations", "pandas", "govlake.pipeline", "delta") if m in sys.modules)
 print(json.dumps({
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "tasks": sorted(dag.task_ids) if dag else None,
@@ -76,8 +76,8 @@ def test_parsing_imports_no_spark_gx_or_jobs(parsed):
 def test_backfill_and_redeliver_params_default_to_false_and_reach_run_extract(parsed):
     import inspect
 
-    from jobs.orchestration import extract_options
-    from jobs.pipeline import run_extract
+    from govlake.extract.stage import run_extract
+    from govlake.orchestration import extract_options
 
     assert parsed["params"] == {"backfill": [False, "boolean"], "redeliver": [False, "boolean"]}
     assert {"params", "dag_run"} <= set(parsed["extract_args"])  # the extract task reads both
@@ -99,12 +99,12 @@ def test_backfill_and_redeliver_params_default_to_false_and_reach_run_extract(pa
 def test_business_date_is_the_shanghai_day_of_the_interval_start():
     import datetime as dt
 
-    from jobs.orchestration import business_date
+    from govlake.orchestration import business_date
 
-    start = dt.datetime(2025, 6, 29, 16, 0, tzinfo=dt.timezone.utc)  # 2025-06-30 00:00 Asia/Shanghai
+    start = dt.datetime(2025, 6, 29, 16, 0, tzinfo=dt.UTC)  # 2025-06-30 00:00 Asia/Shanghai
     day = business_date(start, start + dt.timedelta(days=1))
     assert day == dt.date(2025, 6, 30) and type(day) is dt.date
-    assert business_date(None, None, dt.datetime(2025, 6, 30, 3, tzinfo=dt.timezone.utc)) == dt.date(2025, 6, 30)
+    assert business_date(None, None, dt.datetime(2025, 6, 30, 3, tzinfo=dt.UTC)) == dt.date(2025, 6, 30)
     with pytest.raises(ValueError):
         business_date()
 
@@ -116,7 +116,7 @@ def test_data_docs_task_builds_nothing_when_data_docs_are_off(monkeypatch, tmp_p
     returns no link (it raised FileNotFoundError before, and its retries held the DAG run)."""
     import datetime as dt
 
-    from jobs.orchestration import data_docs
+    from govlake.orchestration import data_docs
 
     monkeypatch.setenv("GOVLAKE_HOME", str(tmp_path))
     monkeypatch.setenv("GOVLAKE_DATA_DOCS", "0")
@@ -128,7 +128,8 @@ def test_data_docs_task_builds_nothing_when_data_docs_are_off(monkeypatch, tmp_p
 
 def test_airflow_dags_test_runs_every_task_against_the_real_servers(dag_run, spark):
     """`airflow dags test` of govlake_daily in servers mode: PostgreSQL (JDBC) and FerretDB sources."""
-    from jobs.pipeline import UNIFIED_TABLES, raw_tables
+    from govlake.extract.stage import raw_tables
+    from govlake.unified.stage import UNIFIED_TABLES
 
     settings, returncode, log = dag_run
     assert returncode == 0, log[-5000:]

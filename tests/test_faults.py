@@ -15,9 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import REPO_ROOT, Settings
-from jobs.pipeline import raw_tables
-from tests.fault_harness import KILLED, build_reference, compare_lakehouses, run_trial, settings_for, start_child
+from govlake.core.config import REPO_ROOT, Settings
+from govlake.extract.stage import raw_tables
+from tests.fault_harness import (
+    KILLED,
+    build_reference,
+    compare_lakehouses,
+    run_trial,
+    settings_for,
+    start_child,
+)
 
 DAY = dt.date(2025, 6, 30)
 RESIDENTS, SEED = 40, 20250630
@@ -58,8 +65,8 @@ def test_a_unified_layer_killed_between_its_tables_is_invisible_to_readers(spark
     last publication, not a mix of two runs; before any publication they see no unified table at all."""
     from delta.tables import DeltaTable
 
-    from jobs import lake
-    from jobs.pipeline import run_stage
+    from govlake.core import lake
+    from govlake.pipeline import run_stage
     from tests.fault_harness import copy_tree
 
     # the first unify of a lakehouse killed half-way: nothing of it is readable
@@ -95,8 +102,8 @@ def test_a_unified_layer_killed_between_its_tables_is_invisible_to_readers(spark
 
 
 def _lease_rows(spark, settings):
-    from jobs import lake
-    from jobs.lease import lease_path
+    from govlake.core import lake
+    from govlake.core.lease import lease_path
 
     path = lease_path(settings)
     return spark.read.format("delta").load(path).collect() if lake.exists(spark, path) else []
@@ -150,7 +157,7 @@ def test_a_full_disk_fails_the_stage_and_a_rerun_with_space_recovers(spark, refe
         assert child.wait(timeout=900) not in (0, KILLED)
         assert "No space left on device" in (tmp_path / "full.log").read_text(errors="replace")
         filler.unlink()
-        from jobs.pipeline import run_stage
+        from govlake.pipeline import run_stage
 
         run_stage("validate", DAY, settings_for(home), spark)
         assert compare_lakehouses(spark, reference.snapshots[2], home / "lakehouse", reference.digest_cache) == []
@@ -221,7 +228,7 @@ def _read_in_background(fn):
 
 def _when_reading(then, timeout_s: float = 300) -> None:
     """Wait until this process reaches the failpoint ``extract.reading``, then call ``then``."""
-    from jobs import failpoints
+    from govlake.core import failpoints
 
     before = failpoints.reached.get("extract.reading", 0)
     deadline = time.monotonic() + timeout_s
@@ -239,13 +246,13 @@ def _ledger(spark, settings):
 def _attempt(spark, settings, spec, obj, interrupt, restart):
     """One extraction interrupted mid-read by ``interrupt`` (the failpoint pauses it 4 s), recorded; then
     ``restart`` and a second extraction. Returns (the first attempt's error, the second's result)."""
-    from jobs import failpoints
-    from jobs.raw import extract_batch, failed_batch, record_batches
-    from jobs.sources import Window
+    from govlake.core import failpoints
+    from govlake.extract.raw import extract_batch, failed_batch, record_batches
+    from govlake.extract.registry import Window
 
     failpoints.reset()
     window = Window.for_date(DAY)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     thread, outcome = _read_in_background(lambda: extract_batch(spark, settings, spec, obj, window))
     _when_reading(interrupt)
     thread.join(timeout=600)
@@ -263,7 +270,7 @@ def test_postgresql_stopped_mid_read_fails_the_batch_and_a_rerun_delivers_it(spa
                                                                             monkeypatch):
     import sqlalchemy as sa
 
-    from jobs.sources import ObjectSpec, SourceSpec, SourceUnavailable
+    from govlake.extract.registry import ObjectSpec, SourceSpec, SourceUnavailable
 
     engine = sa.create_engine(private_servers.pg_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
@@ -290,7 +297,7 @@ def test_ferretdb_stopped_mid_read_fails_the_batch_and_a_rerun_delivers_it(spark
                                                                           monkeypatch):
     import pymongo
 
-    from jobs.sources import ObjectSpec, SourceSpec, SourceUnavailable
+    from govlake.extract.registry import ObjectSpec, SourceSpec, SourceUnavailable
 
     client = pymongo.MongoClient(private_servers.mongo_url)
     day = dt.datetime(2025, 6, 30, 1, 0)  # UTC, within the Asia/Shanghai business day
@@ -316,7 +323,7 @@ def test_a_drop_file_truncated_while_read_is_rejected_whole_and_a_rerun_delivers
     import hashlib
     import json
 
-    from jobs.sources import ManifestMismatch, ObjectSpec, SourceSpec
+    from govlake.extract.registry import ManifestMismatch, ObjectSpec, SourceSpec
 
     settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
     drop = settings.sources_dir / "inbox" / "dept" / DAY.isoformat()

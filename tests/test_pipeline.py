@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from jobs import lake
+from govlake.core import lake
 
 DAY = dt.date(2025, 6, 30)
 
@@ -27,7 +27,7 @@ def _faults(settings, source, table):
 
 @pytest.mark.slow
 def test_extracted_equals_accepted_plus_quarantined_for_every_raw_table(spark, run):
-    from jobs.pipeline import raw_tables
+    from govlake.extract.stage import raw_tables
 
     settings = run
     ledger = {r.raw_table: r for r in spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).collect()}
@@ -73,7 +73,7 @@ def test_injected_faults_are_quarantined_with_their_rule(spark, run):
 
 @pytest.mark.slow
 def test_layers_are_filled_and_queryable_by_name(spark, run):
-    from jobs.pipeline import findings
+    from govlake.summary import findings
 
     settings = run
     names = lake.register_tables(spark, settings)
@@ -93,7 +93,7 @@ def test_layers_are_filled_and_queryable_by_name(spark, run):
 
 @pytest.mark.slow
 def test_rerun_of_the_same_logical_date_changes_no_table(spark, run, dag_rerun):
-    """The rerun of 2025-06-30 (``python -m jobs.pipeline run``, fixture ``dag_rerun``) after the DAG run leaves
+    """The rerun of 2025-06-30 (``python -m govlake.pipeline run``, fixture ``dag_rerun``) after the DAG run leaves
     every table's content as the DAG run left it (Delta time travel to the version after the first run), creates
     no table, and commits nothing to raw (batches are written once)."""
     settings = run
@@ -200,7 +200,7 @@ def test_population_marts_equal_an_independent_count_on_the_generator_truth(spar
     stated = links[links["table"].isin(["marriages", "births"]) & ~links["row_key"].isin(lost)]
     related = set()
     for (_, table, _), g in stated.groupby(["source", "table", "row_key"]):
-        roles = dict(zip(g["role"], g["person_key"]))
+        roles = dict(zip(g["role"], g["person_key"], strict=False))
         for a, b in [("husband", "wife")] if table == "marriages" else [("mother", "child"), ("father", "child")]:
             if a in roles and b in roles:
                 related |= {roles[a], roles[b]}
@@ -233,7 +233,7 @@ def test_population_marts_equal_an_independent_count_on_the_generator_truth(spar
 #: Fault kinds of truth/faults.csv whose wangge.events document the quality gate quarantines (rules of
 #: expectations/raw.wangge_events.json with action 'quarantine': event_outside_grid has ``location.grid_code``
 #: null → grid_code.not_null). doc_type_drift (category as 'l1/l2/l3' text, grid_code as a number) is warn-only
-#: and repaired by jobs.unified.grid_events, so those documents count with their repaired values.
+#: and repaired by govlake.unified.persons.grid_events, so those documents count with their repaired values.
 QUARANTINED_EVENT_FAULTS = ("event_outside_grid",)
 #: schemas/themes/grid.yaml params, as the grid_* contracts state them: 28-day periods, 120 h handling deadline,
 #: repeat window 30 days; business dates and as_of in Asia/Shanghai.
@@ -280,7 +280,7 @@ def _grid_truth(mongo_url, settings):
 @pytest.mark.slow
 def test_grid_marts_equal_an_independent_count_on_the_generator_output(spark, run, mongo_url):
     """The grid-management marts for DAY, recomputed with pandas from the documents the generator delivered to
-    FerretDB (``wangge.events``) and ``truth/faults.csv``, exactly (counts) — independently of jobs/themes.py.
+    FerretDB (``wangge.events``) and ``truth/faults.csv``, exactly (counts) — independently of govlake/marts/themes.py.
 
     Truth side (:func:`_grid_truth`): quarantined documents (:data:`QUARANTINED_EVENT_FAULTS`) do not count,
     drifted ones count repaired. Period = the 28 days ending on DAY, previous = the 28 days before, business date

@@ -1,0 +1,59 @@
+"""The analysis stage: the analysis tables of a logical date from the marts as published for that date, and the
+decision-support report.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from govlake.core import lake
+from govlake.core.config import REFERENCE_DIR, Settings
+
+
+def run_analysis(spark, settings: Settings, logical_date: dt.date, report: bool = True) -> dict:
+    """Compute the analysis tables of ``logical_date`` from the marts as published for that date and build the
+    decision-support report."""
+    from pyspark.sql import functions as F
+
+    from govlake.analysis import tables as analysis
+    from govlake.core.failpoints import failpoint
+
+    pop = (lake.read_published(spark, settings, "marts", "population_by_district_sex_age", logical_date)
+           .where(f"snapshot_date = DATE'{logical_date.isoformat()}'"))
+    ev = lake.read_published(spark, settings, "marts", "grid_events_by_district_category_week", logical_date)
+    ages = analysis.age_structure_by_district(pop)
+    lake.replace_partition_if_changed(spark, ages, settings.table_path("analysis", "age_structure_by_district"),
+                                      "snapshot_date", logical_date)
+    top = analysis.top_event_categories_by_district(ev, logical_date)
+    top = top.withColumn("logical_date", F.lit(logical_date).cast("date"))
+    lake.replace_partition_if_changed(spark, top, settings.table_path("analysis", "top_event_categories_by_district"),
+                                      "logical_date", logical_date)
+    failpoint("analysis.before_report")
+    out = {"report": None}
+    if report:
+        out["report"] = str(build_report(spark, settings, logical_date))
+    return out
+
+
+def report_tables(spark, settings: Settings, logical_date: dt.date) -> dict:
+    """The tables the report reads, as pandas frames (small: marts and analysis only; marts as published for
+    ``logical_date``)."""
+    d = logical_date.isoformat()
+    marts_ = lambda name: lake.read_published(spark, settings, "marts", name, logical_date)  # noqa: E731
+    analysis_ = lambda name: spark.read.format("delta").load(settings.table_path("analysis", name))  # noqa: E731
+    return {
+        "population_by_district_sex_age": marts_("population_by_district_sex_age").where(f"snapshot_date = DATE'{d}'").toPandas(),
+        "grid_events_by_district_category_week": marts_("grid_events_by_district_category_week").toPandas(),
+        "age_structure_by_district": analysis_("age_structure_by_district").where(f"snapshot_date = DATE'{d}'").toPandas(),
+        "top_event_categories_by_district": analysis_("top_event_categories_by_district").where(f"logical_date = DATE'{d}'").drop("logical_date").toPandas(),
+    }
+
+
+def build_report(spark, settings: Settings, logical_date: dt.date) -> Path:
+    """Write the decision-support report for ``logical_date``; returns the index.html path."""
+    from govlake.analysis import report
+
+    geojson = json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text(encoding="utf-8"))
+    return report.build_report(report_tables(spark, settings, logical_date), geojson,
+                               settings.reports_dir / "decision_support" / logical_date.isoformat(), logical_date)

@@ -1,0 +1,119 @@
+"""The one SparkSession factory of GovLake.
+
+Every job and test gets its session from :func:`get_spark`, so all of them run with Delta Lake's
+SQL extension and catalog, the Asia/Shanghai session time zone, the jars cached by
+``docker/setup.sh`` (no download at run time) and GovLake's own SQL functions (:mod:`govlake.codes.udf`).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from govlake.core.config import TIME_ZONE, Settings
+
+
+def cached_jars(jars_dir: Path) -> list[str]:
+    """Paths of the cached jars (Delta Lake, delta-storage, PostgreSQL JDBC) in ``jars_dir``; GovLake's own
+    function jar is not among them (:func:`govlake.codes.udf.build_jar` gives it).
+
+    Raises:
+        FileNotFoundError: the cache is missing or has no Delta jar; run ``docker/setup.sh``.
+    """
+    from govlake.codes.udf import JAR_PREFIX
+
+    jars = sorted(str(p) for p in Path(jars_dir).glob("*.jar") if not p.name.startswith(JAR_PREFIX))
+    if not any("delta-spark" in Path(j).name for j in jars):
+        raise FileNotFoundError(
+            f"no Delta Lake jar in {jars_dir}; run docker/setup.sh to fetch it from Maven Central"
+        )
+    return jars
+
+
+def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny: bool = False,
+              extra_conf: dict[str, str] | None = None):
+    """Return the active SparkSession or build one for GovLake.
+
+    Args:
+        settings: run settings (master, jars); default :meth:`Settings.from_env`.
+        app_name: Spark application name.
+        tiny: tune for tiny data (tests): one shuffle partition, no UI, small memory; also on when
+            ``GOVLAKE_SPARK_TINY=1`` (the Airflow end-to-end test's tasks).
+        extra_conf: further Spark properties, applied last.
+
+    Side effect: sets the process time zone (``TZ``) to Asia/Shanghai, so that timestamps
+    collected to Python read as the session's wall time.
+
+    Returns:
+        a ``pyspark.sql.SparkSession`` with Delta's extension and catalog and the functions of
+        :data:`govlake.codes.udf.FUNCTIONS` registered (their jar is built first when missing, :func:`govlake.codes.udf.build_jar`).
+
+    Raises:
+        FileNotFoundError: the jar cache is missing (see :func:`cached_jars`), or the function jar is missing and
+            no ``javac`` can build it.
+        RuntimeError: under ``spark-submit``, the function jar was not passed with ``--jars``.
+    """
+    from pyspark.sql import SparkSession
+
+    from govlake.codes import udf
+
+    settings = settings or Settings.from_env()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # PySpark turns TIMESTAMP values into naive datetimes in the *Python process's* time zone;
+    # keep it equal to the session time zone so collected values read as Asia/Shanghai wall time.
+    if os.environ.get("TZ") != TIME_ZONE:
+        os.environ["TZ"] = TIME_ZONE
+        time.tzset()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Under spark-submit (which starts Python with PYSPARK_GATEWAY_PORT set) the master, jars and
+    # memory come from the submit command / cluster; only SQL and Delta settings are ours.
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    conf = {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": TIME_ZONE,
+        "spark.sql.shuffle.partitions": "4",
+        # Delta's log replay defaults to 50 partitions: pure overhead on a lakehouse of small batches.
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.sql.ansi.enabled": "false",
+        # FAIR between pools: the run lease's renewals (pool govlake.core.lease.POOL) get a core while a long job runs;
+        # every other job stays in the default pool, FIFO as before
+        "spark.scheduler.mode": "FAIR",
+        # HotSpot does not JIT-compile a method over 8000 bytes of bytecode: a whole-stage-codegen method of the
+        # quality gate (dozens of rules in one projection) ran interpreted. 8000 = OpenJDK's HugeMethodLimit, as
+        # Spark's configuration docs advise on HotSpot: such a subtree falls back to per-expression code, which is
+        # compiled (the gate's evaluation of raw.hrss_social_insurance at 1M residents: about 40 % less CPU,
+        # benchmarks/rule_cost.py).
+        "spark.sql.codegen.hugeMethodLimit": "8000",
+    }
+    if not submitted:
+        conf.update({
+            "spark.jars": ",".join([*cached_jars(settings.jars_dir), str(udf.build_jar(settings.jars_dir))]),
+            "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.home / 'derby'} -Duser.timezone={TIME_ZONE}",
+            "spark.driver.memory": "4g",
+            "spark.ui.showConsoleProgress": "false",
+        })
+    if tiny or os.environ.get("GOVLAKE_SPARK_TINY") == "1":
+        conf.update({
+            "spark.sql.shuffle.partitions": "1",
+            "spark.default.parallelism": "1",
+            "spark.ui.enabled": "false",
+            "spark.databricks.delta.snapshotPartitions": "1",
+            "spark.sql.adaptive.enabled": "false",
+            # a few rows: nothing to gain from JIT-compiled code, and the per-expression fallback compiles more
+            "spark.sql.codegen.hugeMethodLimit": "65535",
+        })
+    conf.update(extra_conf or {})
+    builder = SparkSession.builder.appName(app_name)
+    if not submitted:
+        builder = builder.master(settings.spark_master)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    udf.register(spark)
+    return spark
+

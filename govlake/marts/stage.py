@@ -1,0 +1,93 @@
+"""The marts stage: the topic marts of a logical date from the unified layer as published for that date.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from govlake.core import lake
+from govlake.core.config import REFERENCE_DIR, SAMPLE_CITY_CODE, Settings
+
+
+def divisions_frame(spark, city_code: str = SAMPLE_CITY_CODE):
+    """District codes and names of the city from ``schemas/reference/divisions/areas.csv``.
+
+    Returns:
+        DataFrame district_code STRING, district_name STRING.
+    """
+    import pandas as pd
+
+    areas = pd.read_csv(REFERENCE_DIR / "divisions" / "areas.csv", dtype=str)
+    city = areas[areas["cityCode"] == city_code[:4]][["code", "name"]]
+    city = city.rename(columns={"code": "district_code", "name": "district_name"}).sort_values("district_code")
+    return spark.createDataFrame(city, "district_code string, district_name string")
+
+
+def _is_historical(spark, settings: Settings, layer: str, logical_date: dt.date) -> bool:
+    """True when ``layer`` was already published for a later date than ``logical_date`` (a rerun of a past day)."""
+    latest = lake.latest_published_date(spark, settings, layer)
+    return latest is not None and latest > logical_date
+
+
+def _publish_stage(spark, settings: Settings, layer: str, logical_date: dt.date, written: list[str],
+                   historical: bool, run_id: str | None) -> None:
+    """Record ``layer``'s publication for ``logical_date``: every table of the layer at its current version; for a
+    historical date only the (partition-rewritten) ``written`` tables move, the others keep the versions recorded
+    for that date before (their current versions hold later dates' state)."""
+    from pathlib import Path as _Path
+
+    root = settings.lakehouse[5:] if settings.lakehouse.startswith("file:") else settings.lakehouse
+    layer_dir = _Path(root) / layer
+    tables = sorted(p.name for p in layer_dir.iterdir() if lake.exists(spark, str(p))) if layer_dir.is_dir() else []
+    if historical:
+        before = lake.published_versions(spark, settings, layer, logical_date)
+        kept = before[1] if before and before[0] == logical_date else {}
+        tables = sorted(set(written) | set(kept))
+        versions = {**kept, **{t: v for t in written
+                               if (v := lake.table_version(spark, settings.table_path(layer, t))) is not None}}
+        lake.record_publication(spark, settings, layer, logical_date, tables, run_id, versions=versions)
+    else:
+        lake.record_publication(spark, settings, layer, logical_date, tables, run_id)
+
+
+def run_marts(spark, settings: Settings, logical_date: dt.date, run_id: str | None = None) -> dict:
+    """Rebuild the topic marts for ``logical_date`` from the unified layer as published for that date
+    (:func:`govlake.core.lake.read_published`), then record the marts' publication for the date.
+
+    Snapshot / period tables replace the date's partition; whole-table marts are rewritten when changed, except on a
+    rerun of a past date (the layer was published for a later date): they hold the latest state and stay as they are.
+
+    Returns:
+        ``{"population_rows", "event_mart_rewritten", "theme_tables_rewritten", "historical"}``.
+
+    Raises:
+        RuntimeError: the unified layer was never published on or before ``logical_date``.
+    """
+    from govlake.core.failpoints import failpoint
+    from govlake.marts import population as marts
+    from govlake.marts import themes
+
+    historical = _is_historical(spark, settings, "marts", logical_date)
+    person = lake.read_published(spark, settings, "unified", "person", logical_date)
+    event = lake.read_published(spark, settings, "unified", "event", logical_date)
+    if person is None or event is None:
+        raise RuntimeError(f"marts {logical_date}: the unified layer has no publication on or before that date "
+                           "(unify has not completed for it): run unify first")
+    divisions = divisions_frame(spark)
+    pop = marts.population_by_district_sex_age(person, divisions, logical_date)
+    lake.replace_partition_if_changed(spark, pop, settings.table_path("marts", "population_by_district_sex_age"),
+                                      "snapshot_date", logical_date)
+    failpoint("marts.after_table")
+    excl = marts.population_exclusions(person, logical_date)
+    lake.replace_partition_if_changed(spark, excl, settings.table_path("marts", "population_exclusions"),
+                                      "snapshot_date", logical_date)
+    written_tables = ["population_by_district_sex_age", "population_exclusions"]
+    written = False
+    if not historical:
+        ev = marts.grid_events_by_district_category_week(event, divisions)
+        written = lake.overwrite_if_changed(spark, ev, settings.table_path("marts", "grid_events_by_district_category_week"),
+                                            ["week_start", "district_code", "category_l1", "channel"])
+    theme_tables = themes.run_themes(spark, settings, logical_date, historical=historical)
+    written_tables += [n.split(".", 1)[1] for n in theme_tables if n.startswith("marts.")]
+    _publish_stage(spark, settings, "marts", logical_date, written_tables, historical, run_id)
+    return {"population_rows": pop.count(), "event_mart_rewritten": written, "theme_tables_rewritten": theme_tables,
+            "historical": historical}

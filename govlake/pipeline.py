@@ -1,0 +1,140 @@
+"""The main job: every stage of GovLake for one logical date, and its command line.
+
+Stages (each idempotent for its logical date; the Airflow DAG runs them as separate tasks, see ``STAGES``):
+extract (:mod:`govlake.extract.stage`), validate (:mod:`govlake.quality.stage`), unify
+(:mod:`govlake.unified.stage`), marts (:mod:`govlake.marts.stage`), analysis (:mod:`govlake.analysis.stage`).
+
+Command line (also the ``spark-submit`` entry point; ``--stage`` runs one stage)::
+
+    python -m govlake.pipeline run [--date 2025-06-30] [--stage all] [--redeliver] [--wait SECONDS]
+    python -m govlake.pipeline sql "SELECT * FROM marts.population_by_district_sex_age LIMIT 5"
+
+The embedded sample municipality is generated beforehand by ``python -m sample.embedded`` (``make demo`` does both).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+
+from govlake.analysis.stage import run_analysis
+from govlake.core import lake
+from govlake.core.config import SAMPLE_LOGICAL_DATE, Settings
+from govlake.core.fsio import atomic_write_text
+from govlake.core.lease import CUMULATIVE_STAGES, LeaseHeld, run_leases
+from govlake.core.spark import get_spark
+from govlake.extract.stage import run_extract
+from govlake.marts.stage import run_marts
+from govlake.quality.stage import run_validate
+from govlake.summary import findings, print_summary, table_counts
+from govlake.unified.stage import run_unify
+
+#: The stages of a run, in order; each is one Airflow task of the daily DAG.
+STAGES = ("extract", "validate", "unify", "marts", "analysis")
+
+
+def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = None, spark=None, holder=None,
+              wait_s: float | None = None, release: bool = True, **kwargs):
+    """Run one stage for ``logical_date`` under the run's leases (:func:`run_leases`; the Airflow tasks' entry
+    point, and ``run --stage``).
+
+    Args:
+        holder: the run (:class:`govlake.core.lease.Holder`; default this process as a one-process run).
+        wait_s: how long to wait for another run's lease (default ``GOVLAKE_LEASE_WAIT_S``).
+        release: release the leases after the stage (False: keep them for the run's next task).
+        kwargs: the stage function's own arguments.
+
+    Raises:
+        ValueError: unknown stage.
+        govlake.core.lease.LeaseHeld: another run of the date (or, for unify, marts and analysis, of the cumulative
+            layers) is under way.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    settings = settings or Settings.from_env()
+    spark = spark or get_spark(settings, app_name=f"govlake-{stage}")
+    fn = {"extract": run_extract, "validate": run_validate, "unify": run_unify, "marts": run_marts,
+          "analysis": run_analysis}[stage]
+    with run_leases(spark, settings, logical_date, stage in CUMULATIVE_STAGES, holder, wait_s, release) as leases:
+        if stage in ("unify", "marts"):
+            kwargs.setdefault("run_id", leases.holder.run_id)
+        return fn(spark, settings, logical_date, **kwargs)
+
+
+
+def run_all(settings: Settings, logical_date: dt.date, spark=None, data_docs: bool | None = None,
+            wait_s: float | None = None, redeliver: bool = False) -> dict:
+    """The whole pipeline for one logical date in one SparkSession, under the date's and the cumulative layers'
+    leases (:func:`run_leases`; ``wait_s`` as there); returns the run summary.
+
+    The summary (also written to ``<reports>/summary-<date>.json``) holds rows per table per layer,
+    quarantined rows per rule, MERGE statistics, wall seconds per stage (``stage_seconds``) and headline findings.
+    """
+    spark = spark or get_spark(settings, app_name="govlake-main")
+    summary = {"logical_date": logical_date.isoformat(), "lakehouse": settings.lakehouse}
+    timings: dict[str, float] = {}
+    with run_leases(spark, settings, logical_date, cumulative=True, wait_s=wait_s) as leases:
+        run_id = leases.holder.run_id
+        summary["run_id"] = run_id
+        steps = (("extract", lambda: run_extract(spark, settings, logical_date, redeliver=redeliver)),
+                 ("validate", lambda: run_validate(spark, settings, logical_date, data_docs=data_docs)),
+                 ("unify", lambda: run_unify(spark, settings, logical_date, data_docs=data_docs, run_id=run_id)),
+                 ("marts", lambda: run_marts(spark, settings, logical_date, run_id=run_id)),
+                 ("analysis", lambda: run_analysis(spark, settings, logical_date)))
+        for name, step in steps:
+            leases.check()
+            started = time.monotonic()
+            summary[name] = step()
+            timings[name] = round(time.monotonic() - started, 1)
+    summary["stage_seconds"] = timings
+    summary["tables"] = table_counts(spark, settings, logical_date)
+    summary["findings"] = findings(spark, settings, logical_date)
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(settings.reports_dir / f"summary-{logical_date.isoformat()}.json",
+                      json.dumps(summary, ensure_ascii=False, indent=2, default=str))
+    return summary
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (also for ``spark-submit govlake/pipeline.py run ...``)."""
+    parser = argparse.ArgumentParser(prog="python -m govlake.pipeline", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the pipeline (all stages, or one with --stage) for a logical date")
+    run.add_argument("--date", default=SAMPLE_LOGICAL_DATE, type=dt.date.fromisoformat, help="logical date YYYY-MM-DD")
+    run.add_argument("--stage", default="all", choices=("all",) + STAGES)
+    run.add_argument("--redeliver", action="store_true",
+                     help="extract: read every object again, replacing a delivered batch that changed (the "
+                          "department's redelivery); without it a delivered batch is kept as delivered")
+    run.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                     help="wait this long for another run of the date to finish (default GOVLAKE_LEASE_WAIT_S, 0: "
+                          "refuse at once)")
+    sql = sub.add_parser("sql", help="run a Spark SQL query against the lakehouse tables and print the result")
+    sql.add_argument("query")
+    sql.add_argument("--limit", type=int, default=50)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if args.command == "sql":
+        spark = get_spark(settings, app_name="govlake-sql")
+        lake.register_tables(spark, settings)
+        spark.sql(args.query).show(args.limit, truncate=False)
+        return 0
+    try:
+        if args.stage == "all":
+            print_summary(run_all(settings, args.date, wait_s=args.wait,
+                                  redeliver=args.redeliver))
+        else:
+            extra = {"redeliver": True} if args.redeliver and args.stage == "extract" else {}
+            result = run_stage(args.stage, args.date, settings, wait_s=args.wait, **extra)
+            print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    except LeaseHeld as exc:
+        print(f"govlake: {exc}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())
