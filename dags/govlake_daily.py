@@ -15,7 +15,8 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-SOURCES = ("hukou", "civil", "health", "hrss", "address", "wangge", "zhengwu")  # one per schemas/sources/<source>.yaml (checked in tests)
+# one per schemas/sources/<source>.yaml (checked in tests)
+SOURCES = ("hukou", "civil", "health", "hrss", "address", "wangge", "zhengwu")
 
 DEFAULT_ARGS = {
     "owner": "govlake",

@@ -148,7 +148,8 @@ def _divisions() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(province codes, 4-digit city prefixes incl. historical ones, area codes not covered by a city prefix)."""
     provinces = frozenset(r["code"] for r in _read_csv(DIVISIONS_DIR / "provinces.csv"))
     areas = _read_csv(DIVISIONS_DIR / "areas.csv")
-    cities = (frozenset(r["cityCode"] for r in areas) | frozenset(r["code"] for r in _read_csv(DIVISIONS_DIR / "cities.csv"))
+    cities = (frozenset(r["cityCode"] for r in areas)
+              | frozenset(r["code"] for r in _read_csv(DIVISIONS_DIR / "cities.csv"))
               | HISTORICAL_CITY_PREFIXES)
     # In the 2023 list every county code starts with its cityCode, so this set is empty; kept so the rule stays
     # exactly "in areas.csv OR city prefix known" should a future list break that.
@@ -754,9 +755,9 @@ _PHONE_PREFIX_RE = "(?:\\+86|0086|86)(1[0-9]{10})"
 
 def normalize_phone(value: object) -> str | None:
     """A phone number as compared by the code pack: NFKC (full-width digits), spaces, hyphens and brackets removed,
-    a country prefix ``+86`` / ``0086`` / ``86`` before an 11-digit number dropped: '138 1234 5678', '１３８１２３４５６７８',
-    '+86 138-1234-5678' → '13812345678'. Landlines keep their area code ('0311-1234567' → '03111234567').
-    None → None; blank → ''. Spark twin: :func:`normalize_phone_col`."""
+    a country prefix ``+86`` / ``0086`` / ``86`` before an 11-digit number dropped: '138 1234 5678',
+    '１３８１２３４５６７８', '+86 138-1234-5678' → '13812345678'. Landlines keep their area code
+    ('0311-1234567' → '03111234567'). None → None; blank → ''. Spark twin: :func:`normalize_phone_col`."""
     text = normalize_code(value)
     if text is None:
         return None
@@ -864,6 +865,7 @@ def isin_many_col(c: Column, values) -> Column:
     from pyspark.sql.column import Column
 
     jvm = spark._jvm
+    assert jvm is not None  # a classic (py4j) session, checked above
     parts = jvm.java.util.regex.Pattern.compile("\0").splitAsStream("\0".join(values)).toList()  # stays in the JVM
     seq = jvm.org.apache.spark.api.python.PythonUtils.toSeq(parts)
     return Column(jc.isin(seq))

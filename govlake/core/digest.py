@@ -16,8 +16,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from govlake.core import fsio
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 #: Columns whose values record when or by which run something happened, not what the data is.
 VOLATILE_COLUMNS = frozenset({"_extracted_at", "extracted_at", "duration_s", "published_at", "run_id"})
@@ -26,7 +30,7 @@ VOLATILE_COLUMNS = frozenset({"_extracted_at", "extracted_at", "duration_s", "pu
 VOLATILE_BY_TABLE = {"ops.publications": frozenset({"version"})}
 
 
-def _row_hashes(df, exclude: frozenset[str], name: str):
+def _row_hashes(df: DataFrame, exclude: frozenset[str], name: str) -> DataFrame:
     """``(name, a, b)`` per row of ``df``: two independent 64-bit hashes of the row's JSON text over its columns
     in name order, ``exclude`` left out."""
     from pyspark.sql import functions as F
@@ -37,7 +41,7 @@ def _row_hashes(df, exclude: frozenset[str], name: str):
                      F.xxhash64(F.lit("b"), text).cast("decimal(38,0)").alias("b"))
 
 
-def digests_of(frames: dict[str, object], exclude: dict[str, frozenset[str]] | None = None) -> dict[str, dict]:
+def digests_of(frames: dict[str, DataFrame], exclude: dict[str, frozenset[str]] | None = None) -> dict[str, dict]:
     """Order-independent digests of several tables in ONE Spark job.
 
     Args:
@@ -69,12 +73,12 @@ def digests_of(frames: dict[str, object], exclude: dict[str, frozenset[str]] | N
     return out
 
 
-def table_digest(df, exclude: frozenset[str] = frozenset()) -> dict:
+def table_digest(df: DataFrame, exclude: frozenset[str] = frozenset()) -> dict:
     """:func:`digests_of` of one table."""
     return digests_of({"t": df}, {"t": exclude})["t"]
 
 
-def lakehouse_digests(spark, lakehouse: str, layers: tuple[str, ...] | None = None) -> dict[str, dict]:
+def lakehouse_digests(spark: SparkSession, lakehouse: str, layers: tuple[str, ...] | None = None) -> dict[str, dict]:
     """:func:`digests_of` every Delta table ``<lakehouse>/<layer>/<table>`` (``layers``: default every layer of
     :data:`govlake.core.lake.LAYERS`), volatile columns left out; ``layer.table`` -> digest, sorted."""
     from govlake.core import lake

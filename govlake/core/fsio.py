@@ -10,9 +10,9 @@ writer can leave a stray ``.<name>.*.tmp`` file (:func:`is_temp_name`), never a 
 A rename makes a write atomic for readers, not two writers' read-modify-write cycles: where several processes
 update one file (the Great Expectations project of ``govlake.quality.rules``), they hold :func:`file_lock` around it.
 
-Used by: ``govlake.quality.gx`` (the GX project file, stores and Data Docs pages), ``govlake.analysis.report`` (the HTML report),
-``govlake.pipeline`` (run summaries), ``govlake.quality.audit`` (recall and cross-check reports), ``govlake.unified.linkage`` (linkage
-accuracy reports).
+Used by: ``govlake.quality.gx`` (the GX project file, stores and Data Docs pages), ``govlake.analysis.report``
+(the HTML report), ``govlake.pipeline`` (run summaries), ``govlake.quality.audit`` (recall and cross-check reports),
+``govlake.unified.linkage`` (linkage accuracy reports).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -96,6 +96,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     folder = target.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=folder)
+    handle: IO
     try:
         try:
             os.fchmod(fd, os.stat(target).st_mode & 0o7777)
@@ -116,10 +117,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
     except BaseException:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_dir(folder)
 

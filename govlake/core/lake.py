@@ -20,9 +20,12 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from govlake.core.config import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 LOG = logging.getLogger("govlake.core.lake")
 T = TypeVar("T")
@@ -31,11 +34,12 @@ LAYERS = ("raw", "ops", "quarantine", "staging", "unified", "marts", "analysis",
 PUBLISHED_LAYERS = ("unified",)
 
 
-def exists(spark, path: str) -> bool:
+def exists(spark: SparkSession, path: str) -> bool:
     """True when ``path`` holds a Delta table: its ``_delta_log`` has a commit or a checkpoint (read from the file
     system, any Hadoop storage, each time: ``DeltaTable.isDeltaTable`` answers from a log cached in the JVM and
     keeps saying False for a table another process created after this process first looked)."""
     jvm = spark._jvm
+    assert jvm is not None  # a classic (py4j) session
     log = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
     fs = log.getFileSystem(spark._jsc.hadoopConfiguration())
     if not fs.exists(log):
@@ -48,7 +52,8 @@ def exists(spark, path: str) -> bool:
 _COMMIT_FILE = re.compile(r"^\d{20}\.(json|checkpoint(\.[^/]+)?\.(parquet|json))$")
 
 
-def replace_partition(df, path: str, date_column: str, value: dt.date, partition_by: str | None = None) -> None:
+def replace_partition(df: DataFrame, path: str, date_column: str, value: dt.date,
+                      partition_by: str | None = None) -> None:
     """Write ``df`` as the whole content of one date's partition of the Delta table at ``path``.
 
     Other partitions are untouched; rerunning with the same ``df`` leaves the same rows. The table
@@ -67,7 +72,7 @@ def replace_partition(df, path: str, date_column: str, value: dt.date, partition
        .save(path))
 
 
-def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.date,
+def replace_partition_counted(spark: SparkSession, df: DataFrame, path: str, date_column: str, value: dt.date,
                               stats_columns: str | None = None) -> int:
     """:func:`replace_partition` (missing columns added first), returning the rows the commit wrote: its Delta
     operation metric
@@ -99,7 +104,8 @@ def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.
     if stats_columns:
         writer = writer.option("delta.dataSkippingStatsColumns", stats_columns)
     writer.partitionBy(date_column).save(path)
-    for row in DeltaTable.forPath(spark, path).history(50).select("version", "userMetadata", "operationMetrics").collect():
+    history = DeltaTable.forPath(spark, path).history(50).select("version", "userMetadata", "operationMetrics")
+    for row in history.collect():
         if row["userMetadata"] == tag:
             metrics = row["operationMetrics"] or {}
             if "numOutputRows" in metrics:
@@ -113,7 +119,8 @@ def replace_partition_counted(spark, df, path: str, date_column: str, value: dt.
             .where(f"{date_column} = DATE'{value.isoformat()}'").count())
 
 
-def replace_partition_if_changed(spark, df, path: str, date_column: str, value: dt.date) -> bool:
+def replace_partition_if_changed(spark: SparkSession, df: DataFrame, path: str, date_column: str,
+                                 value: dt.date) -> bool:
     """:func:`replace_partition` unless the date's partition already holds exactly ``df`` (see
     :func:`same_content`), so a rerun leaves the table's history untouched.
 
@@ -130,7 +137,7 @@ def replace_partition_if_changed(spark, df, path: str, date_column: str, value: 
     return True
 
 
-def add_columns_of(df, path: str) -> list[str]:
+def add_columns_of(df: DataFrame, path: str) -> list[str]:
     """:func:`add_missing_columns` with ``df``'s columns, when a Delta table exists at ``path``; returns the names
     added."""
     spark = df.sparkSession
@@ -139,7 +146,7 @@ def add_columns_of(df, path: str) -> list[str]:
     return add_missing_columns(spark, path, [(f.name, f.dataType.simpleString()) for f in df.schema.fields])
 
 
-def add_missing_columns(spark, path: str, columns: list[tuple[str, str]]) -> list[str]:
+def add_missing_columns(spark: SparkSession, path: str, columns: list[tuple[str, str]]) -> list[str]:
     """Add to the Delta table at ``path`` the ``(name, Spark SQL type)`` columns it lacks, with
     ``ALTER TABLE … ADD COLUMNS`` (old rows read NULL); schema auto-merge is off, so a table written by an
     older GovLake gets a new column this way before a write or MERGE that carries it.
@@ -154,7 +161,7 @@ def add_missing_columns(spark, path: str, columns: list[tuple[str, str]]) -> lis
     return [c for c, _ in missing]
 
 
-def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_content_hash",
+def merge_by_key(spark: SparkSession, df: DataFrame, path: str, keys: list[str], hash_column: str = "_content_hash",
                  insert_only_columns: tuple[str, ...] = ()) -> dict[str, int]:
     """MERGE ``df`` into the Delta table at ``path`` on ``keys`` (null-safe equality).
 
@@ -177,7 +184,7 @@ def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_con
 
     dup = df.groupBy(*keys).count().where("count > 1").limit(1).collect()
     if dup:
-        raise ValueError(f"MERGE into {path}: source has duplicate key {dict((k, dup[0][k]) for k in keys)}")
+        raise ValueError(f"MERGE into {path}: source has duplicate key { {k: dup[0][k] for k in keys} }")
     if not exists(spark, path):
         df.write.format("delta").save(path)
         return {"inserted": df.count(), "updated": 0}
@@ -192,7 +199,7 @@ def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_con
     if changed.isEmpty():
         return {"inserted": 0, "updated": 0}  # nothing to change: no commit, the table keeps its version
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    update = {c: F.col(f"s.`{c}`") for c in df.columns if c not in insert_only_columns}
+    update: dict[str, str | Column] = {c: F.col(f"s.`{c}`") for c in df.columns if c not in insert_only_columns}
     (target.alias("t").merge(changed.alias("s"), condition)
         .whenMatchedUpdate(condition=f"NOT (t.`{hash_column}` <=> s.`{hash_column}`)", set=update)
         .whenNotMatchedInsertAll()
@@ -205,8 +212,8 @@ def merge_by_key(spark, df, path: str, keys: list[str], hash_column: str = "_con
             "updated": int(metrics.get("numTargetRowsUpdated", 0))}
 
 
-def merged_state(target, source, keys: list[str], hash_column: str = "_content_hash",
-                 insert_only_columns: tuple[str, ...] = ()):
+def merged_state(target: DataFrame | None, source: DataFrame, keys: list[str], hash_column: str = "_content_hash",
+                 insert_only_columns: tuple[str, ...] = ()) -> DataFrame:
     """The rows the table would hold after :func:`merge_by_key` of ``source`` into ``target`` — without writing
     (a pure transform, for write-audit-publish: validate the new state, then MERGE).
 
@@ -249,7 +256,7 @@ def merged_state(target, source, keys: list[str], hash_column: str = "_content_h
     return j.select(*out)
 
 
-def same_content(current, df) -> bool:
+def same_content(current: DataFrame, df: DataFrame) -> bool:
     """True when both frames have the same column names and types and the same rows as multisets
     (``exceptAll`` both ways). Nullability is ignored: Delta reads every column back as nullable,
     so ``schema ==`` never holds after a write of a frame with non-null columns."""
@@ -259,7 +266,7 @@ def same_content(current, df) -> bool:
     return shape(current) == shape(df) and current.exceptAll(df).isEmpty() and df.exceptAll(current).isEmpty()
 
 
-def overwrite_if_changed(spark, df, path: str, order_by: list[str]) -> bool:
+def overwrite_if_changed(spark: SparkSession, df: DataFrame, path: str, order_by: list[str]) -> bool:
     """Overwrite the Delta table at ``path`` with ``df`` unless its content is already equal.
 
     For small derived tables (marts, analysis) recomputed whole. Equality is an exact multiset
@@ -276,7 +283,7 @@ def overwrite_if_changed(spark, df, path: str, order_by: list[str]) -> bool:
     return True
 
 
-def register_tables(spark, settings: Settings) -> list[str]:
+def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
     """Register every Delta table under the lakehouse as ``<layer>.<table>`` in Spark's catalog.
 
     Needed once per SparkSession (the catalog is in memory); afterwards ``spark.sql("SELECT *
@@ -374,7 +381,7 @@ def _publications_schema():
                        StructField("run_id", StringType()), StructField("published_at", TimestampType())])
 
 
-def table_version(spark, path: str) -> int | None:
+def table_version(spark: SparkSession, path: str) -> int | None:
     """Latest committed version of the Delta table at ``path`` (None when there is no table)."""
     from delta.tables import DeltaTable
 
@@ -383,7 +390,7 @@ def table_version(spark, path: str) -> int | None:
     return int(DeltaTable.forPath(spark, path).history(1).select("version").collect()[0][0])
 
 
-def record_publication(spark, settings: Settings, layer: str, logical_date: dt.date, tables: list[str],
+def record_publication(spark: SparkSession, settings: Settings, layer: str, logical_date: dt.date, tables: list[str],
                        run_id: str | None = None, versions: dict[str, int] | None = None) -> dict[str, int]:
     """Record that the current versions of ``layer``'s ``tables`` are that layer's state for ``logical_date``:
     the logical date's rows of ``ops.publications`` for the layer are replaced in one commit (``replaceWhere``).
@@ -413,7 +420,7 @@ def record_publication(spark, settings: Settings, layer: str, logical_date: dt.d
     return versions
 
 
-def published_versions(spark, settings: Settings, layer: str, as_of: dt.date | None = None
+def published_versions(spark: SparkSession, settings: Settings, layer: str, as_of: dt.date | None = None
                        ) -> tuple[dt.date, dict[str, int]] | None:
     """The publication of ``layer`` that holds for ``as_of`` (default: the latest): the one of the latest logical
     date on or before it, as ``(logical date, {table: version})``; None when there is none."""
@@ -430,13 +437,13 @@ def published_versions(spark, settings: Settings, layer: str, as_of: dt.date | N
     return day, {r["table"]: int(r["version"]) for r in rows if r["logical_date"] == day}
 
 
-def latest_published_date(spark, settings: Settings, layer: str) -> dt.date | None:
+def latest_published_date(spark: SparkSession, settings: Settings, layer: str) -> dt.date | None:
     """The latest logical date ``layer`` was published for (None when never)."""
     found = published_versions(spark, settings, layer)
     return found[0] if found else None
 
 
-def read_published(spark, settings: Settings, layer: str, table: str, as_of: dt.date | None = None):
+def read_published(spark: SparkSession, settings: Settings, layer: str, table: str, as_of: dt.date | None = None):
     """``<layer>.<table>`` as published for ``as_of`` (see :func:`published_versions`; time travel to that
     version); None when the layer has no publication on or before ``as_of`` or it does not include the table
     (tables of a run killed before its publication are not read).

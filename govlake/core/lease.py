@@ -10,10 +10,10 @@ entry point (:func:`govlake.pipeline.run_all`, :func:`govlake.pipeline.run_stage
 * scope ``cumulative`` while it runs ``unify``, ``marts`` or ``analysis`` (tables of every date: MERGEd state,
   whole-table marts), whatever its date.
 
-A lease is a row of the Delta table ``<lakehouse>/_system/run_leases`` (outside the analysts' layers, partitioned
-by scope), changed only by MERGEs that compare the row's ``token`` (compare-and-swap); Delta's optimistic concurrency control fails
-the second of two racing MERGEs (``ConcurrentAppendException`` / ``ConcurrentDeleteReadException``), which then
-reads the winner's row. So the lease is exactly as strong as Delta's own commit protocol on the lakehouse's
+A lease is a row of the Delta table ``<lakehouse>/_system/run_leases`` (outside the analysts' layers, partitioned by
+scope), changed only by MERGEs that compare the row's ``token`` (compare-and-swap); Delta's optimistic concurrency
+control fails the second of two racing MERGEs (``ConcurrentAppendException`` / ``ConcurrentDeleteReadException``),
+which then reads the winner's row. So the lease is exactly as strong as Delta's own commit protocol on the lakehouse's
 storage: local disk and HDFS as they are, object storage with the LogStore Delta requires for several writers.
 
 Holders: a run is named by its ``run_id``: ``cli:<host>:<pid>:<random>`` for a command-line run (one process), or
@@ -35,10 +35,15 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeGuard
 
 from govlake.core.config import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 LOG = logging.getLogger("govlake.core.lease")
 CUMULATIVE = "cumulative"
@@ -65,7 +70,7 @@ class Holder:
     single_process: bool
 
     @classmethod
-    def current(cls, env: dict[str, str] | None = None) -> Holder:
+    def current(cls, env: Mapping[str, str] | None = None) -> Holder:
         """The holder of this process: ``GOVLAKE_RUN_ID`` when set (several processes of one run), else a new
         one-process CLI run id."""
         env = os.environ if env is None else env
@@ -150,7 +155,7 @@ class Lease:
             the same run, e.g. the next Airflow task; it then expires ``ttl_s`` after the last renewal).
     """
 
-    def __init__(self, spark, settings: Settings, scope: str, holder: Holder, wait_s: float = 0.0,
+    def __init__(self, spark: SparkSession, settings: Settings, scope: str, holder: Holder, wait_s: float = 0.0,
                  ttl_s: float = 600.0, release_on_exit: bool = True, poll_s: float = 2.0):
         self.spark, self.path, self.scope, self.holder = spark, lease_path(settings), scope, holder
         self.wait_s, self.ttl_s, self.poll_s, self.release_on_exit = wait_s, ttl_s, poll_s, release_on_exit
@@ -210,7 +215,7 @@ class Lease:
                 raise
         return self._read()
 
-    def _ours(self, row: dict | None) -> bool:
+    def _ours(self, row: dict | None) -> TypeGuard[dict]:
         return row is not None and row["run_id"] == self.holder.run_id
 
     # --- acquire, renew, release ----------------------------------------------------------------------------------
@@ -237,6 +242,7 @@ class Lease:
                 if self._ours(self._swap(row["token"] if row else None, keep_since)):
                     break
                 continue  # lost a race: read the winner's row
+            assert row is not None  # not free: another run's row
             if time.monotonic() >= deadline:
                 raise LeaseHeld(f"scope {self.scope} of lakehouse {self.path.rsplit('/_system', 1)[0]} is held by "
                                 f"{describe(row)}; this run ({self.holder.run_id}) did not start. Rerun when it has "
@@ -311,7 +317,7 @@ class Lease:
             self.stop_renewing()
 
 
-def settings_from_env(env: dict[str, str] | None = None) -> tuple[float, float]:
+def settings_from_env(env: Mapping[str, str] | None = None) -> tuple[float, float]:
     """``(wait_s, ttl_s)`` from ``GOVLAKE_LEASE_WAIT_S`` (default 0) and ``GOVLAKE_LEASE_TTL_S`` (default 600).
 
     Raises:
@@ -339,7 +345,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> tuple[float, float]:
 CUMULATIVE_STAGES = ("unify", "marts", "analysis")
 
 
-def run_leases(spark, settings: Settings, logical_date: dt.date, cumulative: bool, holder=None,
+def run_leases(spark: SparkSession, settings: Settings, logical_date: dt.date, cumulative: bool, holder=None,
                wait_s: float | None = None, release: bool = True):
     """The leases a run of ``logical_date`` holds (:mod:`govlake.core.lease`): ``date=<date>``, and :data:`CUMULATIVE`
     when ``cumulative``; a context manager (an ``ExitStack``) that takes them in that order (one order for every

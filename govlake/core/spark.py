@@ -47,7 +47,8 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
 
     Returns:
         a ``pyspark.sql.SparkSession`` with Delta's extension and catalog and the functions of
-        :data:`govlake.codes.udf.FUNCTIONS` registered (their jar is built first when missing, :func:`govlake.codes.udf.build_jar`).
+        :data:`govlake.codes.udf.FUNCTIONS` registered (their jar is built first when missing,
+        :func:`govlake.codes.udf.build_jar`).
 
     Raises:
         FileNotFoundError: the jar cache is missing (see :func:`cached_jars`), or the function jar is missing and
@@ -92,7 +93,8 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
         conf.update({
             "spark.jars": ",".join([*cached_jars(settings.jars_dir), str(udf.build_jar(settings.jars_dir))]),
             "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
-            "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.home / 'derby'} -Duser.timezone={TIME_ZONE}",
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.home / 'derby'} "
+                                             f"-Duser.timezone={TIME_ZONE}",
             "spark.driver.memory": "4g",
             "spark.ui.showConsoleProgress": "false",
         })

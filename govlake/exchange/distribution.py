@@ -33,6 +33,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from govlake.core import lake
 from govlake.core.config import Settings
@@ -46,6 +47,9 @@ from govlake.extract.registry import (
     connection_uri,
     load_registry,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def pg_type(spark_type) -> str:
             "timestamp": "timestamptz", "timestamp_ntz": "timestamp"}.get(name, "text")
 
 
-def cut_dataset(df, sub: Subscription, logical_date: dt.date):
+def cut_dataset(df: DataFrame, sub: Subscription, logical_date: dt.date) -> DataFrame:
     """The part of a shared dataset a subscriber may see for ``logical_date`` (pure transform).
 
     Args:
@@ -105,7 +109,8 @@ def cut_dataset(df, sub: Subscription, logical_date: dt.date):
     return df.select(*sub.columns).orderBy(*sub.columns)
 
 
-def write_exchange(df, uri: str, subscriber: str, sub: Subscription, logical_date: dt.date) -> tuple[int, str]:
+def write_exchange(df: DataFrame, uri: str, subscriber: str, sub: Subscription,
+                   logical_date: dt.date) -> tuple[int, str]:
     """Replace ``logical_date``'s rows of ``exchange_<subscriber>.<sub.name>`` with ``df`` (entry-point I/O).
 
     One transaction: create the schema / table / ``_ledger`` when missing, DELETE the date's rows,
@@ -135,8 +140,9 @@ def write_exchange(df, uri: str, subscriber: str, sub: Subscription, logical_dat
         engine.dispose()
         raise SourceUnavailable(f"exchange {schema}.{table}: cannot connect to {_redact(uri)}: "
                                 f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from exc
+    conn = raw.driver_connection
+    assert conn is not None  # a checked-out pooled connection has its driver connection
     try:
-        conn = raw.driver_connection
         with conn.cursor() as cur:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             cur.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{table} ("
@@ -144,8 +150,8 @@ def write_exchange(df, uri: str, subscriber: str, sub: Subscription, logical_dat
                         + ", _logical_date date NOT NULL, _batch_id text NOT NULL)")
             cur.execute(f"CREATE TABLE IF NOT EXISTS {schema}._ledger (delivery_id text PRIMARY KEY, dataset text, "
                         "logical_date date, rows bigint, checksum text, delivered_at timestamptz)")
-            cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-                        "ORDER BY ordinal_position", (schema, table))
+            cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                        "AND table_name = %s ORDER BY ordinal_position", (schema, table))
             present = [r[0] for r in cur.fetchall()]
             if present != columns + ["_logical_date", "_batch_id"]:
                 raise ValueError(f"exchange {schema}.{table} has columns {present}, subscription {sub.name} "
@@ -163,13 +169,14 @@ def write_exchange(df, uri: str, subscriber: str, sub: Subscription, logical_dat
                                                                  digest.hexdigest()))
         conn.commit()
     except Exception as exc:
-        raw.driver_connection.rollback()
+        conn.rollback()
         if isinstance(exc, ValueError):
             raise
         import psycopg
 
         if isinstance(exc, psycopg.Error):
-            raise SourceUnavailable(f"exchange {schema}.{table} at {_redact(uri)}: {str(exc).strip().splitlines()[0]}") from exc
+            raise SourceUnavailable(f"exchange {schema}.{table} at {_redact(uri)}: "
+                                    f"{str(exc).strip().splitlines()[0]}") from exc
         raise
     finally:
         raw.close()
@@ -177,7 +184,7 @@ def write_exchange(df, uri: str, subscriber: str, sub: Subscription, logical_dat
     return rows, digest.hexdigest()
 
 
-def distribute(spark, settings: Settings, logical_date: dt.date, subscribers: list[str] | None = None,
+def distribute(spark: SparkSession, settings: Settings, logical_date: dt.date, subscribers: list[str] | None = None,
                registry: dict[str, SourceSpec] | None = None) -> list[Delivery]:
     """Deliver every subscribed dataset (or those of ``subscribers``) for ``logical_date``.
 

@@ -15,9 +15,9 @@ column              type       meaning
 ==================  =========  ============================================================
 
 Each batch reads the window of its logical date (see :func:`resolve_window`: the first run and
-backfills read everything before the window end). Each ``(source, object, logical date)`` partition is written once: a rerun whose content
-fingerprint equals the ledger's leaves the partition (and ``_extracted_at``) untouched; a changed
-delivery replaces the partition whole (``replaceWhere``), never adding to it. A batch is read from
+backfills read everything before the window end). Each ``(source, object, logical date)`` partition is written
+once: a rerun whose content fingerprint equals the ledger's leaves the partition (and ``_extracted_at``)
+untouched; a changed delivery replaces the partition whole (``replaceWhere``), never adding to it. A batch is read from
 its source once: lineage, row count and fingerprint are computed while the partition is written, and
 rows in raw are taken from the Delta commit (see :func:`extract_batch`). The exchange ledger
 ``ops.exchange_ledger`` has one row per batch, also for a batch whose extraction failed (status ``failed``
@@ -30,6 +30,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from govlake.core import lake
 from govlake.core.config import Settings
@@ -43,12 +44,15 @@ from govlake.extract.registry import (
     extract_object,
 )
 
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
 LOG = logging.getLogger("govlake.extract.raw")
 
 _NULL = "\u2400"  # ␀ marks NULL in the row hash so NULL and '' differ
 
 
-def add_lineage(df, source: str, table: str, logical_date: dt.date, extracted_at: dt.datetime):
+def add_lineage(df: DataFrame, source: str, table: str, logical_date: dt.date, extracted_at: dt.datetime) -> DataFrame:
     """Add the lineage columns (see module doc) to a delivered frame.
 
     Args:
@@ -74,7 +78,7 @@ def add_lineage(df, source: str, table: str, logical_date: dt.date, extracted_at
     )
 
 
-def fingerprint(df) -> tuple[int, str]:
+def fingerprint(df: DataFrame) -> tuple[int, str]:
     """Order-independent content fingerprint of a raw batch, in one aggregation (the same aggregate is
     taken during the raw write itself, see :func:`extract_batch`).
 
@@ -175,12 +179,13 @@ def ledger_schema():
     ])
 
 
-def _ledger(spark, settings: Settings):
+def _ledger(spark: SparkSession, settings: Settings) -> DataFrame | None:
     path = settings.table_path("ops", "exchange_ledger")
     return spark.read.format("delta").load(path) if lake.exists(spark, path) else None
 
 
-def resolve_window(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> Window:
+def resolve_window(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
+                   window: Window) -> Window:
     """Decide whether a batch reads its window or everything before the window end.
 
     Full when ``window.full`` (backfill / snapshot mode), when the object has no watermark, when
@@ -217,7 +222,7 @@ def _delivered():
     return ~F_col("status").eqNullSafe("failed")
 
 
-def _ledger_fingerprint(spark, settings: Settings, batch_id: str) -> str | None:
+def _ledger_fingerprint(spark: SparkSession, settings: Settings, batch_id: str) -> str | None:
     ledger = _ledger(spark, settings)
     if ledger is None:
         return None
@@ -225,9 +230,10 @@ def _ledger_fingerprint(spark, settings: Settings, batch_id: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-def delete_path(spark, path: str) -> None:
+def delete_path(spark: SparkSession, path: str) -> None:
     """Delete a storage folder (any Hadoop file system) if it exists."""
     jvm = spark._jvm
+    assert jvm is not None  # a classic (py4j) session
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())
     if fs.exists(hpath):
@@ -247,7 +253,8 @@ def _fingerprint_columns():
     return (F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64("_row_hash").cast("decimal(38,0)")).alias("s"))
 
 
-def _write_batch(spark, batch, path: str, logical_date: dt.date) -> tuple[int, str, int, int | None]:
+def _write_batch(spark: SparkSession, batch: DataFrame, path: str,
+                 logical_date: dt.date) -> tuple[int, str, int, int | None]:
     """Write ``batch`` as the whole ``_logical_date`` partition in one Delta commit (``replaceWhere``),
     computing the fingerprint in the same pass (``observe``).
 
@@ -282,7 +289,7 @@ def _write_batch(spark, batch, path: str, logical_date: dt.date) -> tuple[int, s
     return rows, f"{rows}:{got['s'] or 0}", written, before
 
 
-def _undo_write(spark, path: str, before: int | None) -> None:
+def _undo_write(spark: SparkSession, path: str, before: int | None) -> None:
     """Take back a raw write that failed reconciliation: restore the version before it, or remove a
     table that the write created."""
     from delta.tables import DeltaTable
@@ -295,7 +302,7 @@ def _undo_write(spark, path: str, before: int | None) -> None:
         table.restoreToVersion(before)
 
 
-def _recorded_batch(spark, settings: Settings, batch_id: str):
+def _recorded_batch(spark: SparkSession, settings: Settings, batch_id: str):
     """The ledger row of a delivered batch (None when the batch was never delivered)."""
     ledger = _ledger(spark, settings)
     if ledger is None:
@@ -304,7 +311,7 @@ def _recorded_batch(spark, settings: Settings, batch_id: str):
     return rows[0] if rows else None
 
 
-def _kept_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window, path: str,
+def _kept_batch(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window, path: str,
                 recorded) -> BatchResult | None:
     """The recorded batch, kept as delivered (no source read), when the raw partition still is what the ledger
     recorded (same fingerprint) and, for a file drop, the drop's manifest still lists the same file (same
@@ -329,7 +336,7 @@ def _kept_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, wi
                        r["rows_source"], r["rows_rejected"] or 0, r["details"] or "{}")
 
 
-def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window,
+def extract_batch(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window,
                   redeliver: bool = False) -> BatchResult:
     """Extract one object for one logical date into ``raw.<source>_<object>`` (entry-point I/O).
 
@@ -346,13 +353,12 @@ def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, 
     fingerprint in one aggregate and writes nothing when it equals the ledger's (the partition and
     ``_extracted_at`` stay untouched); a changed delivery replaces the partition whole.
 
-    Reconciles: rows counted at the source = rows read + rows rejected at parse, and rows read = rows
-    in the raw partition. A JDBC partition that delivers more rows than counted fails the write before
-    the commit (see :func:`govlake.extract.registry.extract_sql_object`; raised as ReconciliationError); any other disagreement found after the
-    commit takes the commit back (restores the previous table version, or removes a table the write
-    created) before raising, so a batch that fails reconciliation never stays in raw. An empty window
-    writes an empty partition and a ledger row (not an error). The caller records the result with
-    :func:`record_batches`.
+    Reconciles: rows counted at the source = rows read + rows rejected at parse, and rows read = rows in the raw
+    partition. A JDBC partition that delivers more rows than counted fails the write before the commit (see
+    :func:`govlake.extract.registry.extract_sql_object`; raised as ReconciliationError); any other disagreement found
+    after the commit takes the commit back (restores the previous table version, or removes a table the write created)
+    before raising, so a batch that fails reconciliation never stays in raw. An empty window writes an empty partition
+    and a ledger row (not an error). The caller records the result with :func:`record_batches`.
 
     Raises:
         govlake.extract.registry.SourceError: the source cannot be read (nothing is written).
@@ -393,7 +399,8 @@ def extract_batch(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, 
     if in_raw != rows:
         if not unchanged:
             _undo_write(spark, path, before)
-        raise ReconciliationError(f"reconciliation failed for {batch_id}: {rows} rows read, {in_raw} rows in raw.{table}")
+        raise ReconciliationError(f"reconciliation failed for {batch_id}: {rows} rows read, "
+                                  f"{in_raw} rows in raw.{table}")
     details = dict(got.details)
     if got.rejected:
         details["rejected"] = [{"row": n, "reason": r} for n, r in got.rejected[:100]]
@@ -438,7 +445,7 @@ def _reconcile(batch_id: str, got, rows: int) -> None:
                                   f"in the window, {rows} were read and {len(got.rejected)} rejected at parse")
 
 
-def record_batches(spark, settings: Settings, results: list[BatchResult]) -> None:
+def record_batches(spark: SparkSession, settings: Settings, results: list[BatchResult]) -> None:
     """MERGE batch results into ``ops.exchange_ledger`` (one row per batch_id) in one commit.
 
     A batch whose fingerprint is unchanged keeps its ledger row as it was (first extraction time,

@@ -35,11 +35,11 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -47,6 +47,9 @@ import yaml
 
 from govlake.core.config import SCHEMAS_DIR, TIME_ZONE, Settings
 from govlake.core.failpoints import failpoint
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -92,12 +95,12 @@ class ExtractionFailed(SourceError):
     :func:`govlake.extract.stage.run_extract`). The message names every failed ``source.object`` with its reason;
     ``failures`` maps ``source.object`` -> reason (as recorded in the exchange ledger's ``error``)."""
 
-    def __init__(self, message: str, failures: dict[str, str] | None = None):
+    def __init__(self, message: str, failures: dict[str, str | None] | None = None):
         super().__init__(message)
         self.failures = dict(failures or {})
 
     @classmethod
-    def of(cls, logical_date: date, failures: dict[str, str], attempted: int) -> ExtractionFailed:
+    def of(cls, logical_date: date, failures: dict[str, str | None], attempted: int) -> ExtractionFailed:
         """The error of a run for ``logical_date`` in which ``failures`` of ``attempted`` objects failed."""
         listed = "; ".join(f"{name} ({reason})" for name, reason in failures.items())
         return cls(f"extraction of {logical_date.isoformat()} failed for {len(failures)} of {attempted} objects: "
@@ -387,7 +390,7 @@ class Extracted:
         staging: a temporary storage path the frame reads from (deleted after the raw write).
     """
 
-    frame: Any
+    frame: DataFrame
     rows_source: int | None = None
     rejected: list[tuple[int, str]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
@@ -395,7 +398,7 @@ class Extracted:
 
 # --- connections -------------------------------------------------------------------------------------
 
-def connection_uri(spec: SourceSpec, env: dict[str, str] | None = None) -> str:
+def connection_uri(spec: SourceSpec, env: Mapping[str, str] | None = None) -> str:
     """The URI of ``spec``'s Airflow connection from ``AIRFLOW_CONN_<CONNECTION_ID>``.
 
     Raises:
@@ -405,7 +408,8 @@ def connection_uri(spec: SourceSpec, env: dict[str, str] | None = None) -> str:
     var = f"AIRFLOW_CONN_{(spec.connection_id or '').upper()}"
     uri = env.get(var)
     if not uri:
-        raise SourceUnavailable(f"source {spec.source}: connection {spec.connection_id!r} is not configured ({var} is unset)")
+        raise SourceUnavailable(f"source {spec.source}: connection {spec.connection_id!r} is not configured "
+                                f"({var} is unset)")
     return uri
 
 
@@ -440,18 +444,20 @@ MONGO_BATCH_SIZE = 1_000
 MONGO_CHUNK_DOCS = 20_000
 
 
-def _string_frame(spark, columns: list[str], rows: list[tuple]):
+def _string_frame(spark: SparkSession, columns: list[str], rows: list[tuple]) -> DataFrame:
     from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-    schema = StructType([StructField(c, StringType()) for c in columns] + [StructField("_row_number", LongType(), False)])
+    schema = StructType([StructField(c, StringType()) for c in columns]
+                        + [StructField("_row_number", LongType(), False)])
     return spark.createDataFrame([(*row, i) for i, row in enumerate(rows, start=1)], schema)
 
 
-def _numbered_frame(spark, columns: list[str], rows: list[tuple]):
+def _numbered_frame(spark: SparkSession, columns: list[str], rows: list[tuple]) -> DataFrame:
     """Rows already carrying their row number as the last element."""
     from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-    schema = StructType([StructField(c, StringType()) for c in columns] + [StructField("_row_number", LongType(), False)])
+    schema = StructType([StructField(c, StringType()) for c in columns]
+                        + [StructField("_row_number", LongType(), False)])
     return spark.createDataFrame(rows, schema)
 
 
@@ -484,12 +490,14 @@ def _drift(spec: SourceSpec, table: str, where: str, registered: Iterable[str], 
         raise SchemaDrift(f"source {spec.source}.{table}: registered column(s) {missing} missing in {where}{hint}")
 
 
-def read_sql_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
+def read_sql_object(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
+                    window: Window) -> DataFrame:
     """Read one SQL table's window; see :func:`extract_sql_object` (returns its ``frame``)."""
     return extract_sql_object(spark, settings, spec, obj, window).frame
 
 
-def extract_sql_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> Extracted:
+def extract_sql_object(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
+                       window: Window) -> Extracted:
     """Read one SQL table's rows of ``window`` (by ``obj.watermark``; the whole table without one).
 
     Embedded mode reads the SQLite file with SQLAlchemy (watermarks are ``YYYY-MM-DD HH:MM:SS``
@@ -555,6 +563,7 @@ def extract_sql_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectS
         frame = part if frame is None else frame.unionAll(part)
         offset += count
     failpoint("extract.reading")  # counted; the rows are read when the batch is written
+    assert frame is not None  # the plan always has at least one predicate
     return Extracted(frame, rows_source=offset, details={"jdbc_partitions": plan["counts"], "mode": window.mode})
 
 
@@ -576,14 +585,17 @@ def _plan_sql(spec: SourceSpec, table: str, uri: str, schema: str, columns: list
     try:
         with engine.connect() as conn:
             conn.execute(sa.text(f"SET TIME ZONE '{TIME_ZONE}'"))
-            exists = conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": f"{schema}.{table}"}).scalar()
+            exists = conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"),
+                                  {"name": f"{schema}.{table}"}).scalar()
             if not exists:
-                raise SourceUnavailable(f"source {spec.source}.{table}: table {schema}.{table} does not exist at {_redact(uri)}")
+                raise SourceUnavailable(f"source {spec.source}.{table}: table {schema}.{table} does not exist "
+                                        f"at {_redact(uri)}")
             present = [r[0] for r in conn.execute(sa.text(
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
                 "ORDER BY ordinal_position"), {"s": schema, "t": table})]
             _drift(spec, table, f"{schema}.{table} at {_redact(uri)}", columns, present)
             rows = conn.execute(sa.text(f"SELECT count(*) FROM {schema}.{table} WHERE {cond}")).scalar()
+            assert rows is not None  # count(*) always returns a row
             n = max(1, min(JDBC_MAX_PARTITIONS, -(-rows // JDBC_ROWS_PER_PARTITION)))
             if n == 1:
                 return {"predicates": ["TRUE"], "counts": [rows]}
@@ -591,7 +603,7 @@ def _plan_sql(spec: SourceSpec, table: str, uri: str, schema: str, columns: list
             bounds = conn.execute(sa.text(
                 f"SELECT (percentile_disc(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY {split_column}))::text[] "
                 f"FROM {schema}.{table} WHERE {cond} AND {split_column} IS NOT NULL")).scalar() or []
-            bounds = sorted(set(b for b in bounds if b is not None), key=bounds.index)
+            bounds = sorted({b for b in bounds if b is not None}, key=bounds.index)
             key = split_column
             edges = [None, *bounds, None]
             predicates = []
@@ -601,17 +613,19 @@ def _plan_sql(spec: SourceSpec, table: str, uri: str, schema: str, columns: list
                 predicates.append(" AND ".join(terms))
             predicates.append(f"{key} IS NULL")
             cases = " ".join(f"WHEN {p} THEN {i}" for i, p in enumerate(predicates))
-            counted = dict(conn.execute(sa.text(
+            counted: dict[int, int] = dict(conn.execute(sa.text(
                 f"SELECT CASE {cases} END AS b, count(*) FROM {schema}.{table} WHERE {cond} GROUP BY 1")).all())
             return {"predicates": predicates, "counts": [int(counted.get(i, 0)) for i in range(len(predicates))]}
     except sa.exc.SQLAlchemyError as exc:
-        raise SourceUnavailable(f"source {spec.source}.{table}: cannot connect to {_redact(uri)} or read {schema}.{table}: "
+        raise SourceUnavailable(f"source {spec.source}.{table}: cannot connect to {_redact(uri)} "
+                                f"or read {schema}.{table}: "
                                 f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from exc
     finally:
         engine.dispose()
 
 
-def _extract_sqlite(spark, settings, spec, obj, window, table, columns, order) -> Extracted:
+def _extract_sqlite(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window,
+                    table: str, columns: list[str], order: str) -> Extracted:
     import sqlalchemy as sa
 
     path = settings.sources_dir / (spec.embedded or f"{spec.source}.sqlite")
@@ -633,7 +647,8 @@ def _extract_sqlite(spark, settings, spec, obj, window, table, columns, order) -
             _drift(spec, table, f"{path}", columns, present)
             rows = [tuple(_text(v) for v in r) for r in conn.execute(sql, params)]
     except sa.exc.SQLAlchemyError as exc:
-        raise SourceUnavailable(f"source {spec.source}.{table} ({path}): {exc.__class__.__name__}: {exc.orig}") from exc
+        raise SourceUnavailable(f"source {spec.source}.{table} ({path}): {exc.__class__.__name__}: "
+                                f"{cast(sa.exc.DBAPIError, exc).orig}") from exc
     finally:
         engine.dispose()
     return Extracted(_string_frame(spark, columns, rows), rows_source=len(rows), details={"mode": window.mode})
@@ -671,7 +686,7 @@ def projection_paths(path: str | list[str] | tuple[str, ...]) -> tuple[str, ...]
     return paths
 
 
-def _project(df, obj: ObjectSpec):
+def _project(df: DataFrame, obj: ObjectSpec) -> DataFrame:
     """``_id``, ``document`` -> + projection columns + ``_row_number`` in ``_id`` text order."""
     from pyspark.sql import Window as W
     from pyspark.sql import functions as F
@@ -682,7 +697,7 @@ def _project(df, obj: ObjectSpec):
     return df.select("_id", "document", *projected, number)
 
 
-def documents_to_frame(spark, obj: ObjectSpec, documents: Iterable[dict]):
+def documents_to_frame(spark: SparkSession, obj: ObjectSpec, documents: Iterable[dict]) -> DataFrame:
     """Turn documents (held in memory: small inputs and tests) into a raw frame.
 
     Returns:
@@ -698,13 +713,15 @@ def documents_to_frame(spark, obj: ObjectSpec, documents: Iterable[dict]):
     return _project(spark.createDataFrame([_document_row(d) for d in documents], schema), obj)
 
 
-def _stage_documents(spark, obj: ObjectSpec, documents: Iterable[dict], staging: str) -> tuple[Any, int]:
+def _stage_documents(spark: SparkSession, obj: ObjectSpec, documents: Iterable[dict],
+                     staging: str) -> tuple[DataFrame, int]:
     """Write documents to Parquet at ``staging`` in chunks of :data:`MONGO_CHUNK_DOCS` (the driver
     never holds more than one chunk) and return (frame as in :func:`documents_to_frame`, count)."""
     from pyspark.sql.types import StringType, StructField, StructType
 
     schema = StructType([StructField("_id", StringType()), StructField("document", StringType())])
-    chunk, n, written = [], 0, False
+    chunk: list[tuple[str, str]] = []
+    n, written = 0, False
 
     def flush():
         nonlocal chunk, written
@@ -728,7 +745,8 @@ def staging_path(settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: 
     return settings.table_path("_staging", f"{spec.source}_{obj.name}_{window.logical_date.isoformat()}")
 
 
-def read_mongo_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
+def read_mongo_object(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
+                      window: Window) -> DataFrame:
     """Read one document collection's window; see :func:`extract_mongo_object` (returns its ``frame``)."""
     return extract_mongo_object(spark, settings, spec, obj, window).frame
 
@@ -743,7 +761,8 @@ def _in_window(value: Any, start_utc: datetime | None, end_utc: datetime) -> boo
     return start_utc is None
 
 
-def extract_mongo_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> Extracted:
+def extract_mongo_object(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
+                         window: Window) -> Extracted:
     """Read the documents of ``window`` (by ``obj.watermark``, a BSON date compared as an instant).
 
     Embedded mode reads the JSON-lines export line by line; servers mode streams the collection
@@ -780,8 +799,10 @@ def extract_mongo_object(spark, settings: Settings, spec: SourceSpec, obj: Objec
                 try:
                     doc = json_util.loads(line)
                 except (ValueError, TypeError) as exc:
-                    raise SourceError(f"source {spec.source}.{obj.name}: line {line_no} of {path} is not Extended JSON: {exc}") from exc
-                if _in_window(doc.get(obj.watermark) if obj.watermark else None, start_utc, end_utc) or not obj.watermark:
+                    raise SourceError(f"source {spec.source}.{obj.name}: line {line_no} of {path} "
+                                      f"is not Extended JSON: {exc}") from exc
+                if (_in_window(doc.get(obj.watermark) if obj.watermark else None, start_utc, end_utc)
+                        or not obj.watermark):
                     docs.append(doc)
         # the embedded export is small: held in memory, like the SQLite reader
         return Extracted(documents_to_frame(spark, obj, docs), rows_source=len(docs), details={"mode": window.mode})
@@ -790,7 +811,8 @@ def extract_mongo_object(spark, settings: Settings, spec: SourceSpec, obj: Objec
     from pymongo.errors import PyMongoError
 
     uri = connection_uri(spec)
-    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=False)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000,
+                                                                       tz_aware=False)
     try:
         # the connection's database (URI path) if it names one, else the registry's
         collection = client.get_default_database(spec.database or spec.source)[obj.name]
@@ -879,12 +901,14 @@ def _confine(where: str, manifest_path: Path, manifest: dict) -> None:
                                    f"the drop folder {drop}: rejected")
 
 
-def read_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
+def read_file_drop(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
+                   window: Window) -> DataFrame:
     """Read one file of a drop; see :func:`extract_file_drop` (returns its ``frame``)."""
     return extract_file_drop(spark, settings, spec, obj, window).frame
 
 
-def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> Extracted:
+def extract_file_drop(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
+                      window: Window) -> Extracted:
     """Read one file of the department's drop for ``window.logical_date``.
 
     The drop is ``<sources_dir>/<inbox>/<YYYY-MM-DD>/`` with a ``manifest.json``::
@@ -939,7 +963,8 @@ def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
         raise ManifestMismatch(f"{where}: {path} SHA-256 {digest} != manifest {entry.get('sha256')}")
     fmt = {"csv-gbk": "csv"}.get(entry.get("format") or "", entry.get("format")) or DROP_FORMATS.get(path.suffix)
     if fmt not in ("csv", "jsonl", "xlsx"):
-        raise ManifestMismatch(f"{where}: {path} has unknown format {entry.get('format')!r} (csv, csv-gbk, jsonl, xlsx)")
+        raise ManifestMismatch(f"{where}: {path} has unknown format {entry.get('format')!r} "
+                               "(csv, csv-gbk, jsonl, xlsx)")
     expected = list(obj.header_map) if obj.header_map else list(obj.columns)
     encoding = None
     if fmt == "xlsx":
@@ -959,7 +984,8 @@ def extract_file_drop(spark, settings: Settings, spec: SourceSpec, obj: ObjectSp
         rows, rejected = parse(spec, obj, where, path, text, expected)
     declared_rows = int(entry.get("rows", -1))
     if len(rows) + len(rejected) != declared_rows:
-        raise ManifestMismatch(f"{where}: {path} has {len(rows) + len(rejected)} rows, manifest says {entry.get('rows')}")
+        raise ManifestMismatch(f"{where}: {path} has {len(rows) + len(rejected)} rows, "
+                               f"manifest says {entry.get('rows')}")
     columns = [obj.header_map.get(h, h) for h in expected]
     info = {"name": name, "sha256": digest, "encoding": encoding, "format": fmt, "rows": declared_rows}
     return Extracted(_numbered_frame(spark, columns, rows), rows_source=declared_rows, rejected=rejected,
@@ -998,20 +1024,27 @@ _LITERAL_JSON = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
+def _space_end(line: str, pos: int) -> int:
+    """The end of the JSON whitespace (possibly none) at ``pos``."""
+    m = _JSON_SPACE.match(line, pos)
+    assert m is not None  # the pattern matches the empty string
+    return m.end()
+
+
 def _delivered_members(line: str) -> dict[str, Any]:
     """The members of a JSON object ``line`` (already known to be valid): scalars decoded (numbers as
     their literal text), nested objects and arrays as the exact delivered JSON substring."""
-    from json.decoder import scanstring
+    from json.decoder import scanstring  # type: ignore[attr-defined]  # missing from typeshed's json.decoder
 
     members = {}
-    i = _JSON_SPACE.match(line, _JSON_SPACE.match(line).end() + 1).end()  # after '{'
+    i = _space_end(line, _space_end(line, 0) + 1)  # after '{'
     while line[i] == '"':
         key, i = scanstring(line, i + 1)
-        i = _JSON_SPACE.match(line, _JSON_SPACE.match(line, i).end() + 1).end()  # after ':'
+        i = _space_end(line, _space_end(line, i) + 1)  # after ':'
         value, end = _LITERAL_JSON.raw_decode(line, i)
         members[key] = line[i:end] if isinstance(value, (dict, list)) else value  # the last of a repeated key wins
-        i = _JSON_SPACE.match(line, end).end()
-        i = _JSON_SPACE.match(line, i + 1).end() if line[i] == "," else i
+        i = _space_end(line, end)
+        i = _space_end(line, i + 1) if line[i] == "," else i
     return members
 
 
@@ -1108,13 +1141,15 @@ def effective_spec(spec: SourceSpec, obj: ObjectSpec) -> SourceSpec:
                    database=obj.database or spec.database, embedded=obj.embedded or spec.embedded)
 
 
-def extract_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window) -> Extracted:
+def extract_object(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
+                   window: Window) -> Extracted:
     """Dispatch to the extractor of the object's kind (see the extractors above for schemas and errors)."""
     spec = effective_spec(spec, obj)
     extractor = {"sql": extract_sql_object, "mongo": extract_mongo_object, "file_drop": extract_file_drop}[spec.kind]
     return extractor(spark, settings, spec, obj, window)
 
 
-def read_object(spark, settings: Settings, spec: SourceSpec, obj: ObjectSpec, window: Window):
+def read_object(spark: SparkSession, settings: Settings, spec: SourceSpec, obj: ObjectSpec,
+                window: Window) -> DataFrame:
     """The delivered frame of :func:`extract_object` (columns STRING + ``_row_number`` LONG)."""
     return extract_object(spark, settings, spec, obj, window).frame

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from govlake.core.config import Settings
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
-def run_extract(spark, settings: Settings, logical_date: dt.date, sources: list[str] | None = None,
+
+def run_extract(spark: SparkSession, settings: Settings, logical_date: dt.date, sources: list[str] | None = None,
                 data_interval: tuple[dt.datetime, dt.datetime] | None = None, backfill: bool = False,
                 redeliver: bool = False) -> list[dict]:
     """Extract every registered object (or those of ``sources``) for ``logical_date`` into raw.
@@ -85,7 +89,8 @@ def raw_tables(sources: list[str] | None = None) -> list[str]:
 def raw_watermark(table: str) -> str | None:
     """The watermark column (``schemas/sources/<source>.yaml`` ``watermark:``, e.g. ``updated_at``) of the object
     whose raw table is ``table`` (``<source>_<object>``, as :func:`raw_tables`): what orders the versions of a
-    record, so the validate stage keeps the newest copy of a key (:func:`govlake.quality.rules.evaluate` ``newest_first``).
+    record, so the validate stage keeps the newest copy of a key (:func:`govlake.quality.rules.evaluate`
+    ``newest_first``).
     None when the object has no watermark or ``table`` is not a registered object (a test's own table)."""
     from govlake.extract.registry import load_registry
 

@@ -9,12 +9,12 @@ cost of both gates at 1M residents; the same checks as a Java loop cost well und
 
 Functions (the names are SQL function names of the session):
 
-================================  ===========================================  ==============================
-SQL function                      Java class                                   Python reference
-================================  ===========================================  ==============================
-``govlake_id_normalize(string)``  ``org.govlake.udf.Gb11643$Normalize``        :func:`govlake.codes.code_lists.normalize_id`
-``govlake_id_error(string, s)``   ``org.govlake.udf.Gb11643$Error``            :func:`govlake.codes.code_lists.id_errors`
-================================  ===========================================  ==============================
+================================  =====================================  =============================================
+SQL function                      Java class                             Python reference
+================================  =====================================  =============================================
+``govlake_id_normalize(string)``  ``org.govlake.udf.Gb11643$Normalize``  :func:`govlake.codes.code_lists.normalize_id`
+``govlake_id_error(string, s)``   ``org.govlake.udf.Gb11643$Error``      :func:`govlake.codes.code_lists.id_errors`
+================================  =====================================  =============================================
 
 The jar is built from the sources with the JDK's ``javac`` against PySpark's ``spark-sql-api`` jar, into the jar
 cache (``.cache/jars/govlake-udf-<digest>.jar``, the digest over the sources and the Spark version, so an edited
@@ -34,6 +34,10 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 #: The Java sources compiled into the jar.
 SOURCE_DIR = Path(__file__).resolve().parent
@@ -85,8 +89,8 @@ def build_jar(jars_dir: Path) -> Path:
     javac = shutil.which("javac") or (str(Path(os.environ["JAVA_HOME"]) / "bin" / "javac")
                                       if os.environ.get("JAVA_HOME") else None)
     if not javac or not Path(javac).exists():
-        raise FileNotFoundError("javac not found: GovLake's Spark functions (govlake/codes/udf) are compiled with a JDK 17; "
-                                "run docker/setup.sh")
+        raise FileNotFoundError("javac not found: GovLake's Spark functions (govlake/codes/udf) are compiled "
+                                "with a JDK 17; run docker/setup.sh")
     jars_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=jars_dir, prefix=".udf-build-") as tmp:
         classes = Path(tmp) / "classes"
@@ -104,7 +108,7 @@ def build_jar(jars_dir: Path) -> Path:
     return target
 
 
-def register(spark) -> None:
+def register(spark: SparkSession) -> None:
     """Register :data:`FUNCTIONS` in ``spark`` (idempotent).
 
     Raises:
@@ -116,7 +120,8 @@ def register(spark) -> None:
             spark.udf.registerJavaFunction(name, cls, return_type)
         except Exception as exc:  # py4j / AnalysisException: class not found
             raise RuntimeError(f"Spark function {name}: class {cls} not on the classpath; build the jar with "
-                               f"`python -m govlake.codes.udf` and pass it to spark-submit with --jars ({exc})") from exc
+                               f"`python -m govlake.codes.udf` and pass it to spark-submit with --jars "
+                               f"({exc})") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
