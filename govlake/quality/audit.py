@@ -18,11 +18,11 @@ Note: re-running ``validate`` for the date re-derives staging and quarantine fro
 re-apply the corrections file after it (the release is idempotent).
 
 Recall: the generator's fault manifest (``$GOVLAKE_HOME/sources/truth/faults.csv``, columns
-``govlake.quality.manifest.FAULT_COLUMNS``) joined with the quarantine table and the warn flags of the same suite. A fault
-is *caught* when its row is quarantined or warn-flagged by a rule that reads the fault's column (see
+``govlake.quality.manifest.FAULT_COLUMNS``) joined with the quarantine table and the warn flags of the same suite. A
+fault is *caught* when its row is quarantined or warn-flagged by a rule that reads the fault's column (see
 :func:`rule_reads_fault_column`; a manifest pseudo-column such as ``coordinates`` of the address registry stands for
-the delivered columns listed in ``govlake.quality.manifest.PSEUDO_COLUMNS``, here ``lng`` and ``lat``). The fault's row is
-found by business key, or, when the fault nulled that key (``business_key_null``), by the manifest's
+the delivered columns listed in ``govlake.quality.manifest.PSEUDO_COLUMNS``, here ``lng`` and ``lat``). The fault's row
+is found by business key, or, when the fault nulled that key (``business_key_null``), by the manifest's
 ``row_locator`` (delivered values of other columns, e.g. the document ``_id``); quarantine rows are matched to raw
 rows by ``(_batch_id, _row_number)``. Fault kinds of tables without a raw batch for the date are reported as
 'not extracted'. Writes ``<reports>/quality/recall_<date>.json`` and ``.md``.
@@ -41,9 +41,16 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from govlake.core import fsio, lake
 from govlake.core.config import EXPECTATIONS_DIR, SAMPLE_LOGICAL_DATE, Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+    from govlake.quality.rules import Suite
 
 #: Columns that ``validate_table`` adds to every quarantine table and :func:`release` sets.
 RELEASE_COLUMNS = (("_released", "boolean"), ("_release_id", "string"), ("_released_row", "string"))
@@ -60,7 +67,8 @@ def release_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
-def corrected_rows(corrections, quarantine, raw_schema, suite, newest_first: str | None = None):
+def corrected_rows(corrections: DataFrame, quarantine: DataFrame, raw_schema: StructType, suite: Suite,
+                   newest_first: str | None = None) -> DataFrame:
     """Build the corrected rows of a release (pure transform, lazy).
 
     Args:
@@ -75,9 +83,9 @@ def corrected_rows(corrections, quarantine, raw_schema, suite, newest_first: str
         DataFrame with ``raw_schema``'s columns: data columns from the correction when the file has the column,
         else from the quarantined ``_row``; lineage columns from the quarantined row. When several quarantined
         rows share a key (copies of a record), the one corrected is the newest by ``newest_first`` (read as
-        :func:`govlake.quality.rules.evaluate` ranks copies: :func:`govlake.unified.persons.source_timestamp_col`, NULL or unparsable
-        last; the copy that stood for the key at validation), then the one with the lowest ``_row_number``.
-        ``_row_hash`` recomputed over the corrected data columns as in
+        :func:`govlake.quality.rules.evaluate` ranks copies: :func:`govlake.unified.persons.source_timestamp_col`, NULL
+        or unparsable last; the copy that stood for the key at validation), then the one with the lowest
+        ``_row_number``. ``_row_hash`` recomputed over the corrected data columns as in
         :func:`govlake.extract.raw.add_lineage`. Corrections whose key has no unreleased quarantine row are dropped
         (see :func:`unmatched_keys`).
 
@@ -122,7 +130,7 @@ def corrected_rows(corrections, quarantine, raw_schema, suite, newest_first: str
     return out.select(*[row_hash.alias(c) if c == "_row_hash" else F.col(f"`{c}`") for c in out.columns])
 
 
-def unmatched_keys(corrections, quarantine, suite):
+def unmatched_keys(corrections: DataFrame, quarantine: DataFrame, suite: Suite) -> DataFrame:
     """Source keys of corrections with no unreleased quarantine row (DataFrame ``_source_key`` STRING)."""
     from pyspark.sql import functions as F
 
@@ -133,13 +141,13 @@ def unmatched_keys(corrections, quarantine, suite):
             .join(open_keys, "_source_key", "left_anti"))
 
 
-def ensure_release_columns(spark, path: str) -> None:
+def ensure_release_columns(spark: SparkSession, path: str) -> None:
     """Add the missing ``RELEASE_COLUMNS`` to the quarantine Delta table at ``path`` (tables written before them)."""
     lake.add_missing_columns(spark, path, list(RELEASE_COLUMNS))
 
 
-def release(spark, settings: Settings, table: str, logical_date: dt.date, corrections, rid: str,
-            suites_dir: Path = EXPECTATIONS_DIR) -> dict:
+def release(spark: SparkSession, settings: Settings, table: str, logical_date: dt.date, corrections: DataFrame,
+            rid: str, suites_dir: Path = EXPECTATIONS_DIR) -> dict:
     """Release corrected rows of ``quarantine.<table>`` for ``logical_date`` into ``staging.<table>``.
 
     Args:
@@ -208,8 +216,8 @@ def release(spark, settings: Settings, table: str, logical_date: dt.date, correc
 
 # --------------------------------------------------------------------------------------------- recall
 
-def rule_reads_fault_column(fault_column: str, rule_columns: tuple[str, ...], projection: dict[str, str],
-                            stands_for: tuple[str, ...] = ()) -> bool:
+def rule_reads_fault_column(fault_column: str, rule_columns: tuple[str, ...],
+                            projection: dict[str, str | list[str]], stands_for: tuple[str, ...] = ()) -> bool:
     """Whether a rule on ``rule_columns`` can be the one that catches a fault on ``fault_column``.
 
     True when the fault is on the whole row (``'*'``), or a rule column is the fault column, its last dotted segment
@@ -222,8 +230,8 @@ def rule_reads_fault_column(fault_column: str, rule_columns: tuple[str, ...], pr
         return True
     last = fault_column.rsplit(".", 1)[-1]
     for c in rule_columns:
-        paths = projection.get(c) or ()
-        paths = (paths,) if isinstance(paths, str) else tuple(paths)
+        entry = projection.get(c) or ()
+        paths = (entry,) if isinstance(entry, str) else tuple(entry)
         if c in (fault_column, last, DOCUMENT_COLUMN) or c in stands_for or any(
                 p == f"$.{fault_column}" or p.startswith(f"$.{fault_column}.") for p in paths):
             return True
@@ -250,7 +258,7 @@ def read_faults(settings: Settings):
     return df[list(FAULT_COLUMNS)]
 
 
-def row_fault_key(keyed_faults, key: Column) -> Column:  # noqa: F821 - pyspark imported lazily
+def row_fault_key(keyed_faults, key: Column) -> Column:
     """The manifest ``row_key`` a raw row stands for: ``key`` (the row's source key), except for a row matched by a
     fault's ``row_locator`` (JSON ``{column: text or null}``; every column equal, NULL-safe) → that fault's
     ``row_key``.
@@ -269,16 +277,16 @@ def row_fault_key(keyed_faults, key: Column) -> Column:  # noqa: F821 - pyspark 
         loc = json.loads(locator)
         if not isinstance(loc, dict) or not loc:
             raise ValueError(f"fault {row_key}: row_locator {locator!r} is not a JSON object")
-        cond = None
-        for c, v in loc.items():
-            eq = F.col(f"`{c}`").cast("string").eqNullSafe(F.lit(v).cast("string"))
-            cond = eq if cond is None else cond & eq
+        eqs = [F.col(f"`{c}`").cast("string").eqNullSafe(F.lit(v).cast("string")) for c, v in loc.items()]
+        cond = eqs[0]
+        for eq in eqs[1:]:
+            cond = cond & eq
         out = F.when(cond, F.lit(row_key)) if out is None else out.when(cond, F.lit(row_key))
     return key if out is None else out.otherwise(key)
 
 
-def recall(spark, settings: Settings, logical_date: dt.date, faults=None, suites_dir: Path = EXPECTATIONS_DIR,
-           projections: dict[str, dict[str, str]] | None = None,
+def recall(spark: SparkSession, settings: Settings, logical_date: dt.date, faults=None,
+           suites_dir: Path = EXPECTATIONS_DIR, projections: dict[str, dict[str, str | list[str]]] | None = None,
            pseudo_columns: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None) -> dict:
     """Recall of the quality gate per (table, fault kind) and false-quarantine rate on clean rows.
 
@@ -408,8 +416,8 @@ def recall_markdown(report: dict) -> str:
 
 
 def write_recall(report: dict, reports_dir: Path) -> tuple[Path, Path]:
-    """Write ``<reports_dir>/quality/recall_<date>.json`` and ``.md`` (each atomically, :mod:`govlake.core.fsio`); returns
-    both paths."""
+    """Write ``<reports_dir>/quality/recall_<date>.json`` and ``.md`` (each atomically, :mod:`govlake.core.fsio`);
+    returns both paths."""
     out = Path(reports_dir) / "quality"
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"recall_{report['logical_date']}"
@@ -442,11 +450,11 @@ def _figures(expectations: list[dict]) -> dict[str, tuple]:
             for e in expectations}
 
 
-def crosscheck(spark, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
+def crosscheck(spark: SparkSession, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
                suites_dir: Path = EXPECTATIONS_DIR) -> list[dict]:
     """A second opinion on the validation results auditors read: for each raw batch of ``logical_date``, GX's own
-    checkpoint (:func:`govlake.quality.rules.run_checkpoint`, its Spark engine, run name ``<batch id>#crosscheck``) on the
-    raw partition, compared rule by rule with the newest result stored for the batch (by default built from the
+    checkpoint (:func:`govlake.quality.rules.run_checkpoint`, its Spark engine, run name ``<batch id>#crosscheck``) on
+    the raw partition, compared rule by rule with the newest result stored for the batch (by default built from the
     gate's single-pass counts, :func:`govlake.quality.rules.save_validation_result`).
 
     Compared per rule: ``success``, ``element_count``, ``missing_count``, ``unexpected_count``.
@@ -487,8 +495,8 @@ def crosscheck(spark, settings: Settings, logical_date: dt.date, tables: list[st
 # --------------------------------------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m govlake.quality.audit release|recall|crosscheck`` (see the module docstring); crosscheck exits 1 when a
-    stored result differs from GX's own checkpoint."""
+    """``python -m govlake.quality.audit release|recall|crosscheck`` (see the module docstring); crosscheck exits 1 when
+    a stored result differs from GX's own checkpoint."""
     parser = argparse.ArgumentParser(prog="python -m govlake.quality.audit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rel = sub.add_parser("release", help="release corrected rows from quarantine into staging")
@@ -521,15 +529,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{t['table']:<36} {t['rules']:3d} rules  stored by {t['stored_engine']}: "
                   + ("same figures as GX's checkpoint" if not t["mismatches"] else f"{len(t['mismatches'])} differ"))
             for m in t["mismatches"]:
-                print(f"    {m['rule_id']}: stored {m['stored']} vs GX {m['gx']} (success, element, missing, unexpected)")
+                print(f"    {m['rule_id']}: stored {m['stored']} vs GX {m['gx']}"
+                      " (success, element, missing, unexpected)")
         path = settings.reports_dir / "quality" / f"crosscheck_{args.date.isoformat()}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         fsio.atomic_write_text(path, json.dumps(report, ensure_ascii=False, indent=2))
         print(f"written: {path}")
         return 1 if any(t["mismatches"] for t in report) else 0
-    report = recall(spark, settings, args.date)
-    js, md = write_recall(report, settings.reports_dir)
-    print(recall_markdown(report))
+    recalled = recall(spark, settings, args.date)
+    js, md = write_recall(recalled, settings.reports_dir)
+    print(recall_markdown(recalled))
     print(f"written: {js} and {md}")
     return 0
 

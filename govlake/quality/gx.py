@@ -16,8 +16,8 @@ run. Here, through :mod:`govlake.core.fsio`:
   writer of the file, ``context.variables.save()``, is never called: the settings it saved (analytics and progress
   bars off) are in the file from the start.
 
-Every function here reads or writes the project: call it under ``govlake.quality.rules.gx_project_lock`` (one process and
-one thread at a time; GX's YAML parsers are module-level objects that two threads must not use at once).
+Every function here reads or writes the project: call it under ``govlake.quality.rules.gx_project_lock`` (one process
+and one thread at a time; GX's YAML parsers are module-level objects that two threads must not use at once).
 """
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ _GX_STORE_MODULE = "great_expectations.data_context.store"
 
 class AtomicTupleFilesystemStoreBackend(TupleFilesystemStoreBackend):
     """GX's ``TupleFilesystemStoreBackend`` (same keys, paths and configuration) whose writes are atomic
-    (:func:`govlake.core.fsio.atomic_write_bytes`): a reader of a suite, a validation result or a Data Docs page sees the
-    old or the new file, never a part of one. Listings skip the temporary file a killed writer may leave."""
+    (:func:`govlake.core.fsio.atomic_write_bytes`): a reader of a suite, a validation result or a Data Docs page sees
+    the old or the new file, never a part of one. Listings skip the temporary file a killed writer may leave."""
 
     def _set(self, key, value, **kwargs):
         if not isinstance(key, tuple):
@@ -215,7 +215,8 @@ def ensure_project(gx_dir: Path) -> None:
     * missing: written from :func:`project_config`;
     * empty or unreadable (e.g. left by a writer killed mid-write): logged as a warning, its content kept as
       ``great_expectations.yml.broken``, and written from :func:`project_config` (its datasources, which
-      ``govlake.quality.rules.run_checkpoint`` adds again, are lost; suites, results and pages are separate files and stay);
+      ``govlake.quality.rules.run_checkpoint`` adds again, are lost; suites, results and pages are separate files and
+      stay);
     * usable but not on GovLake's settings (an older project): rewritten with them (:func:`_govlake_settings`);
     * otherwise: left untouched.
 

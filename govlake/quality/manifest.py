@@ -8,7 +8,8 @@ from __future__ import annotations
 FAULT_COLUMNS = ("source", "table", "row_key", "column", "fault_kind", "original_value", "delivered_value",
                  "row_locator")
 #: Manifest columns that are not one delivered column → the delivered columns they stand for, per (source, table).
-#: A fault on such a pseudo-column damages exactly those columns (``govlake.quality.audit`` attributes it to rules on them).
+#: A fault on such a pseudo-column damages exactly those columns (``govlake.quality.audit`` attributes it to rules on
+#: them).
 PSEUDO_COLUMNS: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("address", "standard_address"): {"coordinates": ("lng", "lat")},
 }

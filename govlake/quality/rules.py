@@ -44,18 +44,19 @@ Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
   batch): in every group of rows sharing a key, the FIRST row is kept and every other row of the
   group fails. First = deterministic order: with a watermark (:func:`evaluate` ``newest_first``: the raw
   object's registry ``watermark``, e.g. ``updated_at``), the latest watermark first, read as a time by
-  :func:`govlake.unified.persons.source_timestamp_col` (NULL or unparsable last); then fewest failed quarantine/fail rules of
-  the other (non-uniqueness) rules, then fewest failed warn rules, then the row's content: its columns in
-  table order, each ascending with NULL first; copies that are identical in every column are interchangeable, and one of them is
-  kept (the same one by every uniqueness rule of the suite). So the newest version of a duplicated key (of
+  :func:`govlake.unified.persons.source_timestamp_col` (NULL or unparsable last); then fewest failed quarantine/fail
+  rules of the other (non-uniqueness) rules, then fewest failed warn rules, then the row's content: its columns in
+  table order, each ascending with NULL first; copies that are identical in every column are interchangeable, and one of
+  them is kept (the same one by every uniqueness rule of the suite). So the newest version of a duplicated key (of
   equally new ones, the best copy) stands, its other copies are quarantined (with a reason) and no row is lost.
-  Rows whose key is NULL (all key columns NULL for a compound key) are ignored. GX itself counts *every* row of a duplicated key as unexpected, so the checkpoint's
-  ``unexpected_count`` for these rules is higher than :func:`rule_counts` ``failed`` by one per
-  duplicated key; both agree on pass/fail.
+  Rows whose key is NULL (all key columns NULL for a compound key) are ignored. GX itself counts *every* row of a
+  duplicated key as unexpected, so the checkpoint's ``unexpected_count`` for these rules is higher than
+  :func:`rule_counts` ``failed`` by one per duplicated key; both agree on pass/fail.
 * ``expect_column_values_to_be_valid_gb11643_id`` (code-pack type, GB 11643-1999 citizen ID):
-  ``govlake.codes.code_lists.id_is_valid_col(govlake.codes.code_lists.id_normalize_col(c))`` (Java session functions, :mod:`govlake.codes.udf`); the
-  normalised value, then its validity, are projected once as hidden columns first (inlining it into the validity check made a 500 kB
-  plan whose whole-stage codegen Spark disabled; the sex-agreement rule reads the same validity).
+  ``govlake.codes.code_lists.id_is_valid_col(govlake.codes.code_lists.id_normalize_col(c))`` (Java session functions,
+  :mod:`govlake.codes.udf`); the normalised value, then its validity, are projected once as hidden columns first
+  (inlining it into the validity check made a 500 kB plan whose whole-stage codegen Spark disabled; the sex-agreement
+  rule reads the same validity).
 * Code-pack types (``govlake.codes.code_lists``; one Spark builder per rule, used both here and for the GX
   derived column): ``expect_column_values_to_be_valid_gbt2260_code`` (GB/T 2260, current or
   historical), ``expect_column_values_to_be_in_gb_code_list`` (GB/T 2261.1/2261.2/3304/4658/4761 …),
@@ -64,9 +65,10 @@ Row-level semantics (the same as GX's with ``mostly=1.0``, except where stated):
   ``expect_column_values_to_be_normalized`` (raw value not in canonical form: full-width, blanks,
   lower-case x, 15-digit ID; a *flag*, meant for ``warn``). See ``expectations/README.md``.
 * Two GovLake types beyond single columns: ``expect_column_pair_dates_to_be_ordered`` (``column_a`` before
-  ``column_b``, both read with ``formats`` by ``govlake.codes.code_lists.dates_ordered_col``; a row where either date is NULL or
-  unparseable is not judged) and ``expect_document_fields_to_be_registered`` (a JSON document without top-level
-  fields outside ``fields``: ``govlake.codes.code_lists.unknown_fields_col``; its quarantine message names the unknown fields).
+  ``column_b``, both read with ``formats`` by ``govlake.codes.code_lists.dates_ordered_col``; a row where either date is
+  NULL or unparseable is not judged) and ``expect_document_fields_to_be_registered`` (a JSON document without top-level
+  fields outside ``fields``: ``govlake.codes.code_lists.unknown_fields_col``; its quarantine message names the unknown
+  fields).
 * ``expect_column_pair_values_a_to_be_greater_than_b`` (GX native): ``column_A > column_B`` (``>=`` with
   ``or_equal``) in the columns' own types; rows with a NULL in either are not evaluated.
 * ``row_condition`` (optional kwarg of every type, a Spark SQL boolean expression): the rule evaluates only
@@ -86,7 +88,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from govlake.core.config import EXPECTATIONS_DIR
@@ -132,16 +134,16 @@ POSTCODE_TYPE = "expect_column_values_to_be_valid_cn_postcode"
 #: a GB 32100-2015 unified social credit code with its check character: :func:`govlake.codes.code_lists.uscc_valid_col`;
 USCC_TYPE = "expect_column_values_to_be_valid_gb32100_code"
 #: the raw value is already in canonical form (``kind``: gb11643_id, phone, code; see
-#: :func:`govlake.codes.code_lists.canonical_col`): full-width digits/letters, blanks, a lower-case ``x``, a 15-digit ID fail
-#: it. Used with action ``warn``: the row is kept (the unified layer repairs it) and flagged.
+#: :func:`govlake.codes.code_lists.canonical_col`): full-width digits/letters, blanks, a lower-case ``x``, a 15-digit ID
+#: fail it. Used with action ``warn``: the row is kept (the unified layer repairs it) and flagged.
 CANONICAL_TYPE = "expect_column_values_to_be_normalized"
 #: two dates of the same row are in order (``column_a`` before ``column_b``, or the same day with ``or_equal``), each
-#: read with ``formats`` (:func:`govlake.codes.code_lists.dates_ordered_col`); rows where either date is NULL or does not parse are
-#: not judged (the single-date rules report them). Birth before death, employment start before end.
+#: read with ``formats`` (:func:`govlake.codes.code_lists.dates_ordered_col`); rows where either date is NULL or does
+#: not parse are not judged (the single-date rules report them). Birth before death, employment start before end.
 DATES_ORDERED_TYPE = "expect_column_pair_dates_to_be_ordered"
 #: a document (JSON object text, e.g. the ``document`` column of a MongoDB source) has no top-level field outside
-#: ``fields`` (the fields registered for the collection): :func:`govlake.codes.code_lists.unknown_fields_col`; a value that is not
-#: a JSON object is not judged. The quarantine message names the unknown fields.
+#: ``fields`` (the fields registered for the collection): :func:`govlake.codes.code_lists.unknown_fields_col`; a value
+#: that is not a JSON object is not judged. The quarantine message names the unknown fields.
 REGISTERED_FIELDS_TYPE = "expect_document_fields_to_be_registered"
 #: GX's column-pair comparison: ``column_A`` > ``column_B`` (``>=`` with ``or_equal``), compared as their Spark
 #: types (dates, numbers; raw STRING columns as strings); a row where either value is NULL is not evaluated
@@ -488,9 +490,10 @@ def _applies(rule: Rule) -> Column:
     elif rule.expectation_type == PAIR_GREATER_TYPE:
         cond = F.col(rule.columns[0]).isNotNull() & F.col(rule.columns[1]).isNotNull()
     else:
-        cond = None
-        for c in rule.columns:
-            cond = F.col(c).isNotNull() if cond is None else (cond | F.col(c).isNotNull())
+        not_null = [F.col(c).isNotNull() for c in rule.columns]  # never empty: load_suite checks the columns
+        cond = not_null[0]
+        for c_not_null in not_null[1:]:
+            cond = cond | c_not_null
     if ROW_CONDITION in rule.kwargs:
         cond = cond & F.coalesce(F.expr(rule.kwargs[ROW_CONDITION]), F.lit(False))
     return cond
@@ -557,7 +560,8 @@ def _value_check(rule: Rule) -> Column:
 
 
 def _dates_ordered(rule: Rule) -> Column:
-    """:func:`govlake.codes.code_lists.dates_ordered_col` of a column-pair date rule: TRUE in order, FALSE not, NULL not judged."""
+    """:func:`govlake.codes.code_lists.dates_ordered_col` of a column-pair date rule: TRUE in order, FALSE not, NULL not
+    judged."""
     from govlake.codes.code_lists import dates_ordered_col  # lazy: code pack
 
     kw = rule.kwargs
@@ -578,8 +582,8 @@ _CODE_PACK_TYPES = frozenset({GBT2260_TYPE, CODE_LIST_TYPE, MOBILE_TYPE, POSTCOD
 
 
 def _code_pack_ok(et: str, v: Column, kw: dict) -> Column:
-    """TRUE when the value passes a code-pack rule: the :mod:`govlake.codes.code_lists` Spark builder itself, so the quarantine
-    and the GX checkpoint (derived column) share one definition."""
+    """TRUE when the value passes a code-pack rule: the :mod:`govlake.codes.code_lists` Spark builder itself, so the
+    quarantine and the GX checkpoint (derived column) share one definition."""
     from govlake.codes import code_lists as codes  # lazy: code pack
 
     if et == GBT2260_TYPE:
@@ -597,10 +601,10 @@ def _code_pack_ok(et: str, v: Column, kw: dict) -> Column:
 
 def _with_normalized_ids(df: DataFrame, suite: Suite) -> DataFrame:
     """``df`` plus two hidden columns per column with a GB 11643, sex-agreement or canonical-ID rule (none: ``df``):
-    ``__govlake_id_norm__<column>`` = ``govlake.codes.code_lists.id_normalize_col(column)`` and, in a second projection over it,
-    ``__govlake_id_valid__<column>`` = ``govlake.codes.code_lists.id_is_valid_col`` of the normalised value (boolean, never
-    NULL). The GB 11643 rule and the sex-agreement rule read the same validity (computing it in both rules was
-    about a fifth of ``raw.hukou_persons``' evaluation)."""
+    ``__govlake_id_norm__<column>`` = ``govlake.codes.code_lists.id_normalize_col(column)`` and, in a second projection
+    over it, ``__govlake_id_valid__<column>`` = ``govlake.codes.code_lists.id_is_valid_col`` of the normalised value
+    (boolean, never NULL). The GB 11643 rule and the sex-agreement rule read the same validity (computing it in both
+    rules was about a fifth of ``raw.hukou_persons``' evaluation)."""
     columns = sorted({r.kwargs["column"] for r in suite.rules if r.expectation_type == GB11643_TYPE}
                      | {r.kwargs["id_column"] for r in suite.rules if r.expectation_type == SEX_MATCHES_ID_TYPE}
                      | {r.kwargs["column"] for r in suite.rules
@@ -637,7 +641,7 @@ def _failed_conditions(df: DataFrame, suite: Suite, columns: list[str], rank_dup
             plain.append(F.coalesce(_applies(rule) & _value_check(rule), F.lit(False)).alias(flags[rule.rule_id]))
     newest = rank_duplicates and newest_first is not None and any(r.expectation_type in _UNIQUE_TYPES
                                                                   for r in suite.rules)
-    if newest:
+    if newest and newest_first is not None:
         from govlake.unified.persons import (
             source_timestamp_col,  # lazy: the unified layer's reading of delivered times
         )
@@ -708,19 +712,19 @@ def evaluate(df: DataFrame, suite: Suite, rank_duplicates: bool = True,
             unified gate): each uniqueness window then only partitions by its key, with no sort by the rows'
             other failures and content.
         newest_first: the watermark column of the batch's object (the registry's ``watermark``, e.g.
-            ``updated_at``: ``govlake.extract.stage.raw_watermark``), or None. Of the rows sharing a key, the one with the
-            latest watermark is kept and the older ones fail the uniqueness rule: a department delivering two
+            ``updated_at``: ``govlake.extract.stage.raw_watermark``), or None. Of the rows sharing a key, the one with
+            the latest watermark is kept and the older ones fail the uniqueness rule: a department delivering two
             versions of one record in one batch means the newer. The values are the delivered text, read as times
-            by :func:`govlake.unified.persons.source_timestamp_col` as the unified layer reads them (SQL text in Asia/Shanghai
-            wall time, a MongoDB date as relaxed Extended JSON); NULL or unparsable ranks after any time. Copies
-            with the same watermark are then ranked as without one (failures, then content).
+            by :func:`govlake.unified.persons.source_timestamp_col` as the unified layer reads them (SQL text in
+            Asia/Shanghai wall time, a MongoDB date as relaxed Extended JSON); NULL or unparsable ranks after any time.
+            Copies with the same watermark are then ranked as without one (failures, then content).
 
             Recency comes BEFORE the fewest failures: when the newer copy fails a quarantine rule (a broken ID)
             and an older one is clean, the newer copy is the one that stands for the key, so it is quarantined with
             its own reasons and the older copy fails the uniqueness rule (quarantined by the raw suites): the key
             has no row in staging for the batch (the unified layer keeps what it had) until the department's
-            correction is released (``python -m govlake.quality.audit release``). Ranking failures first would publish the
-            older copy, a version the department has already replaced, as current: the stale value this ordering
+            correction is released (``python -m govlake.quality.audit release``). Ranking failures first would publish
+            the older copy, a version the department has already replaced, as current: the stale value this ordering
             exists to keep out of ``unified``. It changes which copy stands, not the rule counts
             (:func:`count_rules`, :func:`tally`).
 
@@ -932,7 +936,8 @@ def count_rules(evaluated: DataFrame, suite: Suite) -> BatchCounts:
 
 def tally(df: DataFrame, suite: Suite) -> BatchCounts:
     """The counts of :func:`count_rules` (``count_rules(evaluate(df, suite, rank_duplicates=False), suite)``)
-    without flagging rows: for a gate that only counts (the unified layer's, ``govlake.unified.stage.validate_unified``).
+    without flagging rows: for a gate that only counts (the unified layer's,
+    ``govlake.unified.stage.validate_unified``).
 
     Every non-uniqueness rule is counted in ONE aggregation over ``df`` (the rule's condition inline, as
     :func:`evaluate` projects it). Each uniqueness rule is one aggregation over its key columns only: the rows it
@@ -995,7 +1000,8 @@ def _duplicate_counts(rows: DataFrame, key: tuple[str, ...]) -> tuple[int, int]:
         return 0, 0
     # no broadcast hint: a state with many duplicated keys has many shared hashes; Spark sizes the join itself
     per_key = hashed.join(shared, "__govlake_key_hash", "left_semi").groupBy(*key).count()
-    row = per_key.agg(F.sum(F.col("count") - 1).alias("extra"), F.count_if(F.col("count") > 1).alias("dup")).collect()[0]
+    row = per_key.agg(F.sum(F.col("count") - 1).alias("extra"),
+                      F.count_if(F.col("count") > 1).alias("dup")).collect()[0]
     return int(row["extra"] or 0), int(row["dup"] or 0)
 
 
@@ -1094,7 +1100,7 @@ def _gx_expectation_configs(suite: Suite) -> list[dict]:
     derived = derived_column_names(suite)
     configs = []
     for rule in suite.rules:
-        meta = {"rule_id": rule.rule_id, "action": rule.action}
+        meta: dict[str, Any] = {"rule_id": rule.rule_id, "action": rule.action}
         kwargs = dict(rule.kwargs)
         etype = rule.expectation_type
         description = None
@@ -1131,7 +1137,8 @@ def _gx_expectation_configs(suite: Suite) -> list[dict]:
             elif etype == REGISTERED_FIELDS_TYPE:
                 what = f"has only the registered top-level fields {', '.join(rule.kwargs['fields'])}"
             elif etype == CANONICAL_TYPE:
-                what = f"is already in canonical {rule.kwargs['kind']} form (no full-width, blanks, lower-case x, 15-digit ID)"
+                what = (f"is already in canonical {rule.kwargs['kind']} form"
+                        " (no full-width, blanks, lower-case x, 15-digit ID)")
             else:
                 lo, hi = rule.kwargs.get("min_value"), rule.kwargs.get("max_value")
                 what = (f"is a number {'>' if rule.kwargs.get('strict_min') else '>='} {lo}"
@@ -1248,7 +1255,8 @@ GX_ENGINES = ("single-pass", "spark")
 def gx_engine(env: dict | None = None) -> str:
     """``GOVLAKE_GX_ENGINE`` (default ``single-pass``): ``single-pass`` stores the GX validation result built from
     the gate's own one-pass counts (:func:`save_validation_result`); ``spark`` runs GX's own checkpoint on the
-    batch (:func:`run_checkpoint`: several Spark jobs per suite; the second opinion, see ``govlake.quality.audit crosscheck``).
+    batch (:func:`run_checkpoint`: several Spark jobs per suite; the second opinion, see
+    ``govlake.quality.audit crosscheck``).
 
     Raises:
         ValueError: another value.
@@ -1346,7 +1354,7 @@ def save_validation_result(suite: Suite, counts: BatchCounts, batch_id: str, rep
             results.append(ExpectationValidationResult(
                 success=success, expectation_config=config, result=result,
                 exception_info={"raised_exception": False, "exception_message": None, "exception_traceback": None}))
-        n_ok = sum(r.success for r in results)
+        n_ok = sum(1 for r in results if r.success)
         statistics = {"evaluated_expectations": len(results), "successful_expectations": n_ok,
                       "unsuccessful_expectations": len(results) - n_ok,
                       "success_percent": _percent(n_ok, len(results))}
@@ -1372,7 +1380,7 @@ def save_validation_result(suite: Suite, counts: BatchCounts, batch_id: str, rep
         return _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
 
 
-def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_dir: Path,
+def run_checkpoint(spark: SparkSession, df: DataFrame, suite: Suite, batch_id: str, reports_dir: Path,
                    run_time: datetime | None = None, data_docs: bool = True) -> dict:
     """Validate ``df`` with Great Expectations 1.24 and (``data_docs``) update the Data Docs site.
 
@@ -1457,7 +1465,8 @@ def run_checkpoint(spark, df: DataFrame, suite: Suite, batch_id: str, reports_di
 
 
 def _docs_index(context, reports_dir: Path) -> Path:
-    """The local Data Docs site's index.html (GX's site URL; default ``<reports>/gx/uncommitted/data_docs/local_site``)."""
+    """The local Data Docs site's index.html (GX's site URL; default
+    ``<reports>/gx/uncommitted/data_docs/local_site``)."""
     for url in context.get_docs_sites_urls():
         if (url.get("site_url") or "").startswith("file://"):  # None before the site is first built
             return Path(url["site_url"][len("file://"):])

@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from govlake.core import lake
 from govlake.core.config import Settings
 from govlake.extract.stage import raw_tables, raw_watermark
 
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
-def _partition(spark, settings: Settings, layer: str, table: str, logical_date: dt.date):
+
+def _partition(spark: SparkSession, settings: Settings, layer: str, table: str, logical_date: dt.date) -> DataFrame:
     return (spark.read.format("delta").load(settings.table_path(layer, table))
             .where(f"_logical_date = DATE'{logical_date.isoformat()}'"))
 
 
-def validate_table(spark, settings: Settings, table: str, logical_date: dt.date, data_docs: bool = True,
+def validate_table(spark: SparkSession, settings: Settings, table: str, logical_date: dt.date, data_docs: bool = True,
                    suites_dir: Path | None = None, build_site: bool = True, write_results: bool = True) -> dict:
     """Validate one raw batch and publish it (write-audit-publish).
 
@@ -30,9 +35,9 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     table, batch_id, suite, suite_version, rule_id, expectation_type, column, action, evaluated,
     failed). ``suites_dir``: folder of the suite files (default ``expectations/``).
 
-    The batch is read and evaluated once (:func:`govlake.quality.rules.evaluate`, cached): the row count and every rule's
-    counts come from one aggregation over it (:func:`govlake.quality.rules.count_rules`), the staging/quarantine writes read
-    it, and (``data_docs``) the Great Expectations validation result is built from those counts
+    The batch is read and evaluated once (:func:`govlake.quality.rules.evaluate`, cached): the row count and every
+    rule's counts come from one aggregation over it (:func:`govlake.quality.rules.count_rules`), the staging/quarantine
+    writes read it, and (``data_docs``) the Great Expectations validation result is built from those counts
     (:func:`govlake.quality.rules.save_validation_result`, no Spark job; with ``GOVLAKE_GX_ENGINE=spark`` GX's own
     checkpoint runs on the cached frame instead, :func:`govlake.quality.rules.run_checkpoint`).
     Rows accepted and quarantined are the ``numOutputRows`` of the two Delta commits that replaced the
@@ -77,8 +82,8 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
         release_init = {"_released": F.lit(False)}
         quarantined = quarantined.select("*", *[release_init.get(c, F.lit(None)).cast(t).alias(c)
                                                 for c, t in RELEASE_COLUMNS])
-        # File statistics only where they serve (as raw, govlake.extract.raw.RAW_STATS_COLUMNS): staging is read by partition
-        # and version; quarantine rows are looked up by source key (govlake.quality.audit release)
+        # File statistics only where they serve (as raw, govlake.extract.raw.RAW_STATS_COLUMNS): staging is read by
+        # partition and version; quarantine rows are looked up by source key (govlake.quality.audit release)
         n_acc = lake.replace_partition_counted(spark, accepted, settings.table_path("staging", table),
                                                "_logical_date", logical_date, stats_columns=RAW_STATS_COLUMNS)
         failpoint("validate.after_staging")
@@ -88,7 +93,8 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
         failpoint("validate.after_table")
         n_raw = tally.rows
         if n_raw != n_acc + n_quar:
-            raise RuntimeError(f"validate raw.{table} {logical_date}: {n_raw} raw rows != {n_acc} accepted + {n_quar} quarantined")
+            raise RuntimeError(f"validate raw.{table} {logical_date}: {n_raw} raw rows != {n_acc} accepted"
+                               f" + {n_quar} quarantined")
         if data_docs and engine == "spark":
             checkpoint = quality.run_checkpoint(spark, frame, suite, batch_id, settings.reports_dir,
                                                 data_docs=build_site)
@@ -108,7 +114,8 @@ def validate_table(spark, settings: Settings, table: str, logical_date: dt.date,
     return out
 
 
-def write_validation_results(spark, settings: Settings, logical_date: dt.date, validated: list[dict]) -> None:
+def write_validation_results(spark: SparkSession, settings: Settings, logical_date: dt.date,
+                             validated: list[dict]) -> None:
     """Replace the rows of ``ops.validation_results`` for ``logical_date`` and the tables of ``validated`` (outputs
     of :func:`validate_table`) by their ``rules``, in ONE Delta commit (``replaceWhere`` on the date and the
     tables; other tables' rows are untouched), retried when a parallel validate task committed first."""
@@ -126,7 +133,7 @@ def write_validation_results(spark, settings: Settings, logical_date: dt.date, v
         f"ops.validation_results {', '.join(names)} {logical_date}")
 
 
-def validation_results_schema():
+def validation_results_schema() -> StructType:
     from pyspark.sql.types import (
         DateType,
         LongType,
@@ -160,7 +167,7 @@ def validate_threads(env: dict | None = None) -> int:
     return int(value)
 
 
-def run_validate(spark, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
+def run_validate(spark: SparkSession, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
                  data_docs: bool | None = None, build_site: bool = True, threads: int | None = None,
                  suites_dir: Path | None = None) -> list[dict]:
     """Validate every raw table (or ``tables``) for ``logical_date``; see :func:`validate_table`.
@@ -229,5 +236,6 @@ def build_data_docs(settings: Settings, logical_date: dt.date, tables: list[str]
     """
     from govlake.quality import rules as quality
 
-    run_names = [f"{t.split('_', 1)[0]}.{t.split('_', 1)[1]}:{logical_date.isoformat()}" for t in (tables or raw_tables())]
+    run_names = [f"{t.split('_', 1)[0]}.{t.split('_', 1)[1]}:{logical_date.isoformat()}"
+                 for t in (tables or raw_tables())]
     return str(quality.build_data_docs(settings.reports_dir, run_names))

@@ -75,8 +75,12 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from govlake.core.config import REFERENCE_DIR, SAMPLE_CITY_CODE, Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 #: Columns of unified.address (all STRING but lng/lat DOUBLE), in order.
 ADDRESS_COLUMNS = ("address_key", "raw_address", "normalized_address", "match_level", "address_id",
@@ -304,7 +308,7 @@ def parse_address(raw: str | None, gaz: Gazetteer) -> Parsed:
     if text is None:
         return Parsed(None)
     rest, district, street, community = text, None, None, None
-    hit = _prefix(rest, gaz.districts and {k: [v] for k, v in gaz.districts.items()})
+    hit = _prefix(rest, {k: [v] for k, v in gaz.districts.items()})
     if hit:
         district = hit[1]
         rest = rest[len(hit[0]):]
@@ -373,11 +377,11 @@ _PARSED_DDL = ("raw STRING, normalized STRING, district_code STRING, street_code
                "number_key STRING")
 
 
-def _parse_frame(df, column: str, gaz: Gazetteer, extra: tuple[str, ...] = ()):
+def _parse_frame(df: DataFrame, column: str, gaz: Gazetteer, extra: tuple[str, ...] = ()) -> DataFrame:
     """``df`` with ``column`` parsed per partition (mapInPandas): raw, normalized, codes, number_key + ``extra``."""
     from pyspark.sql.types import StructType
 
-    schema = StructType.fromDDL(_PARSED_DDL)
+    schema = cast(StructType, StructType.fromDDL(_PARSED_DDL))
     for name in extra:
         schema = schema.add(df.schema[name])
 
@@ -396,7 +400,7 @@ def _parse_frame(df, column: str, gaz: Gazetteer, extra: tuple[str, ...] = ()):
     return df.select(column, *extra).mapInPandas(parse, schema)
 
 
-def registry_entries(registry, gaz: Gazetteer):
+def registry_entries(registry: DataFrame, gaz: Gazetteer) -> DataFrame:
     """Standard addresses ready to match, from ``staging.address_standard_address`` rows (all STRING): the latest
     row per address_id (updated_at, then _logical_date), its text parsed, codes repaired, point cleaned.
 
@@ -439,7 +443,7 @@ def registry_entries(registry, gaz: Gazetteer):
     return parsed.mapInPandas(repair, schema)
 
 
-def match_addresses(texts, registry, gaz: Gazetteer):
+def match_addresses(texts: DataFrame, registry: DataFrame, gaz: Gazetteer) -> DataFrame:
     """Standardise and match address texts.
 
     Args:
@@ -529,12 +533,13 @@ def locate(points: list[tuple[float | None, float | None]], cells: list[tuple[st
         return out
     geoms = shapely.points([points[i] for i in idx])
     hits = tree.query(geoms, predicate="intersects")
-    for p, c in sorted(zip(hits[0].tolist(), hits[1].tolist(), strict=False), key=lambda t: (t[0], codes[t[1]]), reverse=True):
+    for p, c in sorted(zip(hits[0].tolist(), hits[1].tolist(), strict=False), key=lambda t: (t[0], codes[t[1]]),
+                       reverse=True):
         out[idx[p]] = codes[c]
     return out
 
 
-def assign_grids(spark, matched, cells: list[tuple[str, bytes]] | None):
+def assign_grids(spark: SparkSession, matched: DataFrame, cells: list[tuple[str, bytes]] | None) -> DataFrame:
     """Grid of each matched address (module docstring, step 5): ``matched`` from :func:`match_addresses` →
     unified.address rows (:data:`ADDRESS_COLUMNS`). Point-in-polygon runs per partition (``mapInPandas``) with the
     polygons broadcast; ``cells`` None or empty → registry fallback only."""
@@ -559,12 +564,13 @@ def assign_grids(spark, matched, cells: list[tuple[str, bytes]] | None):
     return located.withColumn("grid_code", grid).withColumn("grid_method", method).select(*ADDRESS_COLUMNS)
 
 
-def standardise(spark, texts, registry, gaz: Gazetteer, cells):
+def standardise(spark: SparkSession, texts: DataFrame, registry: DataFrame, gaz: Gazetteer,
+                cells: list[tuple[str, bytes]] | None) -> DataFrame:
     """:func:`match_addresses` then :func:`assign_grids`: unified.address rows (:data:`ADDRESS_COLUMNS`)."""
     return assign_grids(spark, match_addresses(texts, registry, gaz), cells)
 
 
-def grids_of(texts, addresses, gaz: Gazetteer):
+def grids_of(texts: DataFrame, addresses: DataFrame, gaz: Gazetteer) -> DataFrame:
     """The 网格 grid of each distinct address text, looked up in ``unified.address``.
 
     Args:
@@ -582,10 +588,11 @@ def grids_of(texts, addresses, gaz: Gazetteer):
     keyed = _parse_frame(distinct, "address", gaz).select(
         F.col("raw").alias("address"), F.when(F.col("normalized").isNotNull(), F.sha2(F.col("normalized"), 256))
         .alias("address_key"))
-    return keyed.join(addresses.select("address_key", "grid_code"), "address_key", "left").select("address", "grid_code")
+    return (keyed.join(addresses.select("address_key", "grid_code"), "address_key", "left")
+            .select("address", "grid_code"))
 
 
-def counts(addresses) -> dict:
+def counts(addresses: DataFrame) -> dict:
     """{"rows", "match_level": {level: n}, "unmatched" (match_level 'unmatched'), "no_grid" (grid_code NULL),
     "grid_method": {method: n}} of unified.address rows."""
     levels = {r[0]: int(r[1]) for r in addresses.groupBy("match_level").count().collect()}
@@ -597,8 +604,8 @@ def counts(addresses) -> dict:
 
 # --- accuracy against the generator's truth -------------------------------------------------------------------
 
-def accuracy(truth_households: list[dict], persons_per_household: Counter, assigned: dict[str, str | None],
-             gaz: Gazetteer) -> dict:
+def accuracy(truth_households: list[dict], persons_per_household: Counter,
+             assigned: dict[str | None, tuple[str | None, str | None]], gaz: Gazetteer) -> dict:
     """Address-to-grid accuracy: for each true household (``truth/households.csv`` rows: household_no, address,
     grid_code) the grid that unified.address assigned to its address (``assigned``: {normalized_address:
     (grid_code, grid_method)}, via :func:`parse_address`) against the true grid.
@@ -606,7 +613,7 @@ def accuracy(truth_households: list[dict], persons_per_household: Counter, assig
     Returns {"households", "households_correct", "households_wrong", "households_unassigned",
     "household_accuracy", "persons", "persons_correct", "person_accuracy", "by_grid_method": {method:
     {"households", "correct"}}} (accuracy = correct / total, 0–1; method 'None' = not assigned)."""
-    out = Counter()
+    out: Counter[str] = Counter()
     methods: dict[str, Counter] = {}
     for h in truth_households:
         got, method = assigned.get(parse_address(h["address"], gaz).normalized, (None, None))
@@ -628,7 +635,7 @@ def accuracy(truth_households: list[dict], persons_per_household: Counter, assig
             "by_grid_method": {k: dict(v) for k, v in sorted(methods.items())}}
 
 
-def report(spark, settings: Settings, sources: Path) -> dict:
+def report(spark: SparkSession, settings: Settings, sources: Path) -> dict:
     """Accuracy of ``unified.address`` (as in the lakehouse of ``settings``) against ``<sources>/truth``
     (households.csv, persons.csv), plus the match-level and grid-method counts of the table.
 

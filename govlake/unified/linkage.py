@@ -40,12 +40,16 @@ import logging
 import sys
 from functools import lru_cache, reduce
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from govlake.core import fsio
 from govlake.core.config import SAMPLE_LOGICAL_DATE, SCHEMAS_DIR, Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 MODEL_FILE = SCHEMAS_DIR / "unified" / "linkage.yaml"
 #: Columns of a record the model compares (as collected to pandas).
@@ -123,7 +127,7 @@ def blocking_sql(rule: dict[str, Any]) -> str:
     return " AND ".join(f"l.{k} = r.{k}" for k in rule["keys"])
 
 
-def _key_col(name: str):
+def _key_col(name: str) -> Column:
     """Spark Column of blocking key ``name`` over candidate rows (NULL when it cannot be derived); the twin of
     the columns :func:`prepare_records` adds."""
     from pyspark.sql import functions as F
@@ -139,7 +143,7 @@ def _key_col(name: str):
     return F.col(name).cast("string")
 
 
-def _with_pinyin(df):
+def _with_pinyin(df: DataFrame) -> DataFrame:
     """``df`` plus ``name_pinyin`` (:func:`_pinyin`), computed once per distinct name (a pandas UDF on the
     executors; nothing is collected)."""
     import pandas as pd
@@ -149,12 +153,12 @@ def _with_pinyin(df):
         return names.map(_pinyin)
 
     pinyin.__annotations__ = {"names": pd.Series, "return": pd.Series}  # real types: this module's are strings
-    udf = F.pandas_udf(pinyin, "string")
+    udf = F.pandas_udf(pinyin, "string")  # type: ignore[call-overload]  # stubs lack the type-hint form
     names = df.select("name").where("name IS NOT NULL").distinct().withColumn("name_pinyin", udf("name"))
     return df.join(names, "name", "left")
 
 
-def _rule_keys(df, rules: list[dict[str, Any]]):
+def _rule_keys(df: DataFrame, rules: list[dict[str, Any]]) -> DataFrame:
     """The columns of ``df`` plus rule (INT, index in ``rules``) and key (STRING: the rule's key values joined
     with U+0001) — one row per record and rule whose keys are all non-NULL."""
     from pyspark.sql import functions as F
@@ -171,7 +175,7 @@ def _rule_keys(df, rules: list[dict[str, Any]]):
             .select(*cols, "_b.rule", "_b.key").where("key IS NOT NULL"))
 
 
-def blocking_reference(residue, reference, model: dict[str, Any] | None = None):
+def blocking_reference(residue: DataFrame, reference: DataFrame, model: dict[str, Any] | None = None) -> DataFrame:
     """ID'd candidate records that share a blocking value with a residue record (Spark; nothing collected).
 
     Args:
@@ -341,7 +345,7 @@ def assign_person_ids(residue_keys, reference_person: dict[str, str], pairs, thr
     components: dict[str, list[str]] = {}
     for k in residue:
         components.setdefault(find(k), []).append(k)
-    out = []
+    out: list[tuple[str, str, str, float | None, str]] = []
     for members in components.values():
         linked = sorted((best[k] for k in members if k in best), key=lambda c: (-c[0], c[1]))
         synthetic = sorted(existing[k] for k in members if existing.get(k, "").startswith("U"))
@@ -362,7 +366,8 @@ def _neg(s: str) -> tuple:
     return tuple(-ord(c) for c in s)
 
 
-def link_residue(spark, residue, reference, existing=None, model: dict[str, Any] | None = None):
+def link_residue(spark: SparkSession, residue: DataFrame, reference: DataFrame, existing: DataFrame | None = None,
+                 model: dict[str, Any] | None = None) -> DataFrame:
     """Link the candidate records without a valid ID (Spark in, Spark out; the residue is collected).
 
     The driver holds the residue, its blocked reference records (:func:`blocking_reference`: at most
@@ -486,7 +491,7 @@ def truth_records(truth_dir: Path, multi_person: set[str] | None = None):
     return pd.concat([hukou, other], ignore_index=True).drop_duplicates("record_key").sort_values("record_key")
 
 
-def report(spark, settings: Settings, logical_date: dt.date) -> dict[str, Any]:
+def report(spark: SparkSession, settings: Settings, logical_date: dt.date) -> dict[str, Any]:
     """Write the linkage accuracy report of ``logical_date`` to ``<reports>/linkage/<date>.json`` and ``.md``
     (each atomically, :mod:`govlake.core.fsio`).
 
@@ -505,7 +510,7 @@ def report(spark, settings: Settings, logical_date: dt.date) -> dict[str, Any]:
     if not (truth_dir / "links.csv").is_file():
         raise FileNotFoundError(f"no sample truth at {truth_dir}: the report needs the generated sample municipality")
     path = settings.table_path("unified", "person_link")
-    links = (spark.read.format("delta").load(path)
+    links: pd.DataFrame = (spark.read.format("delta").load(path)
              .where(F.col("batch_date") <= F.lit(logical_date).cast("date"))
              .select("record_key", F.concat_ws(".", "source", "source_object").alias("department"), "person_id",
                      "link_method")
@@ -536,7 +541,8 @@ def _markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m govlake.unified.linkage report [--date YYYY-MM-DD]``; prints the report's paths and overall scores."""
+    """``python -m govlake.unified.linkage report [--date YYYY-MM-DD]``; prints the report's paths and overall
+    scores."""
     parser = argparse.ArgumentParser(prog="python -m govlake.unified.linkage", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="linkage precision/recall per department against the sample truth")

@@ -59,13 +59,16 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from govlake.codes import code_lists as codes
 from govlake.core import lake
 from govlake.core.config import SCHEMAS_DIR
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 #: Variants of the middle dot used in transliterated names (GB 18030 / GA 1050-2013 practice: U+00B7).
 NAME_DOT_VARIANTS = ".•・．‧∙⋅●·｡"
@@ -112,7 +115,7 @@ def _load_survivorship(path: str) -> dict[str, Any]:
     return conf
 
 
-def normalize_name_col(c):
+def normalize_name_col(c: Column) -> Column:
     """Standardise a person name: NFKC-style full-width folding is not applied to Han characters;
     whitespace is removed and every middle-dot variant becomes U+00B7 '·' (names of ethnic
     minorities and foreigners, GA 1050-2013 practice). Returns STRING (NULL for blank)."""
@@ -122,14 +125,14 @@ def normalize_name_col(c):
     return F.when(F.length(cleaned) > 0, cleaned)
 
 
-def district_of_col(community_code):
+def district_of_col(community_code: Column) -> Column:
     """6-digit district code (GB/T 2260) of a 12-digit community code, NULL when malformed."""
     from pyspark.sql import functions as F
 
     return F.when(community_code.rlike(r"^\d{12}$"), F.substring(community_code, 1, 6))
 
 
-def person_candidates(df, source: str, rules: dict[str, Any]):
+def person_candidates(df: DataFrame, source: str, rules: dict[str, Any]) -> DataFrame:
     """Standardise one department's person records (a staging frame) to candidate rows.
 
     An object whose rows name SEVERAL persons (a marriage registration: husband and wife; a birth certificate:
@@ -154,8 +157,8 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
             ``education_map`` (department value -> GB/T 4658-2006), ``registration_map`` (department value ->
             one of :data:`REGISTRATION_TYPES`), ``date_formats``. Without a map a value is kept only when it is
             already a national code (education: in the GB/T 4658-2006 list after
-            :func:`govlake.codes.code_lists.normalize_code_col`; registration type: in :data:`REGISTRATION_TYPES`); any other
-            value becomes NULL (the raw suite's warn rules count them).
+            :func:`govlake.codes.code_lists.normalize_code_col`; registration type: in :data:`REGISTRATION_TYPES`); any
+            other value becomes NULL (the raw suite's warn rules count them).
 
     Returns:
         DataFrame: :data:`RECORD_LINEAGE` (record_key STRING ``<source>:<object>:<business key>``, NULL
@@ -163,8 +166,8 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
         updated_at TIMESTAMP (the watermark read by :func:`source_timestamp_col`: SQL text or a MongoDB date; NULL
         when it does not parse); batch_id STRING; batch_date DATE), id_valid BOOLEAN, and the
         :data:`PERSON_ATTRIBUTES` standardised (birth_date, death_date DATE, the rest STRING; phone in canonical
-        form, :func:`govlake.codes.code_lists.normalize_phone_col`: full-width digits folded, separators and a +86 prefix removed; a
-        role the department lacks is NULL).
+        form, :func:`govlake.codes.code_lists.normalize_phone_col`: full-width digits folded, separators and a +86
+        prefix removed; a role the department lacks is NULL).
 
     Raises:
         ValueError: a role of ``roles`` names a column the frame lacks (names the source, object and column).
@@ -182,8 +185,8 @@ def person_candidates(df, source: str, rules: dict[str, Any]):
     return reduce(lambda a, b: a.unionByName(b), parts)
 
 
-def _role_candidates(df, source: str, rules: dict[str, Any], cols: dict[str, str], values: dict[str, str],
-                     role_name: str | None):
+def _role_candidates(df: DataFrame, source: str, rules: dict[str, Any], cols: dict[str, str], values: dict[str, str],
+                     role_name: str | None) -> DataFrame:
     """:func:`person_candidates` for one column mapping (``role_name`` None: the object's single person)."""
     from pyspark.sql import functions as F
 
@@ -251,7 +254,7 @@ def _role_candidates(df, source: str, rules: dict[str, Any], cols: dict[str, str
                                *PERSON_ATTRIBUTES)
 
 
-def _role_present(cols: dict[str, str]):
+def _role_present(cols: dict[str, str]) -> Column:
     """BOOLEAN: the role's ``id_no`` or ``name`` column is non-blank (a row names the role's person)."""
     from pyspark.sql import functions as F
 
@@ -262,7 +265,7 @@ def _role_present(cols: dict[str, str]):
     return present
 
 
-def _map_col(c, mapping: dict[str, str]):
+def _map_col(c: Column, mapping: dict[str | None, str]) -> Column:
     """``mapping[c]`` (NULL for values not in the mapping), as a native CASE expression."""
     from pyspark.sql import functions as F
 
@@ -272,7 +275,7 @@ def _map_col(c, mapping: dict[str, str]):
     return out
 
 
-def split_null_keys(candidates):
+def split_null_keys(candidates: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Split candidate rows into (keyed, null_keyed): a record whose business key is NULL can never be
     MERGEd (NULL never equals NULL); those rows go to quarantine and are counted, never merged.
 
@@ -282,7 +285,7 @@ def split_null_keys(candidates):
     return candidates.where("record_key IS NOT NULL"), candidates.where("record_key IS NULL")
 
 
-def dedupe_records(candidates):
+def dedupe_records(candidates: DataFrame) -> DataFrame:
     """One row per ``record_key``: the latest ``updated_at`` (NULLs last), then the largest ``batch_date``,
     then the smallest ID / name (a total, deterministic tie-break), so a MERGE source is unique on its key.
 
@@ -298,7 +301,7 @@ def dedupe_records(candidates):
     return candidates.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
 
 
-def link_rows(records, links):
+def link_rows(records: DataFrame, links: DataFrame) -> DataFrame:
     """``unified.person_link`` rows: deduplicated candidate ``records`` joined with their ``links``.
 
     Args:
@@ -316,7 +319,7 @@ def link_rows(records, links):
     return with_content_hash(out, exclude=("batch_id", "batch_date"))
 
 
-def id_reference(records):
+def id_reference(records: DataFrame) -> DataFrame:
     """The records with a valid normalised GB 11643 ID, each with its person: ``records``' columns plus
     ``person_id`` STRING (= ``id_no``: the ID is the person). The one place that rule is written; the linkage
     reference of the residue and :func:`id_links` both read it."""
@@ -325,7 +328,7 @@ def id_reference(records):
     return records.where("id_valid").withColumn("person_id", F.col("id_no"))
 
 
-def id_links(records):
+def id_links(records: DataFrame) -> DataFrame:
     """Deterministic links: every record with a valid normalised GB 11643 ID is the person of that ID
     (:func:`id_reference`).
 
@@ -340,7 +343,7 @@ def id_links(records):
         F.lit(None).cast("double").alias("match_weight"), F.lit("id_no").alias("agreed_fields"))
 
 
-def _authority_rank(attribute: str, conf: dict[str, Any]):
+def _authority_rank(attribute: str, conf: dict[str, Any]) -> Column:
     """Rank (INT, 0 = most authoritative) of the row's ``source`` for ``attribute``: position in the
     configured list, else 100 + the department's ``priority``."""
     from pyspark.sql import functions as F
@@ -352,7 +355,7 @@ def _authority_rank(attribute: str, conf: dict[str, Any]):
     return rank
 
 
-def _survive(links, conf: dict[str, Any]):
+def _survive(links: DataFrame, conf: dict[str, Any]) -> DataFrame:
     """One row per person_id with, per attribute, the surviving struct(value, source, record_key, batch_id,
     batch_date, updated_at) — ``min_by`` over (authority rank, latest updated_at, record_key). For ``id_no`` a
     valid GB 11643 number (:func:`govlake.codes.code_lists.id_is_valid_col`) ranks before any invalid one, whatever the
@@ -377,7 +380,8 @@ def _survive(links, conf: dict[str, Any]):
     )
 
 
-def golden_records(links, logical_date: dt.date, survivorship: dict[str, Any] | None = None):
+def golden_records(links: DataFrame, logical_date: dt.date,
+                   survivorship: dict[str, Any] | None = None) -> DataFrame:
     """The golden record of every person in ``links`` (``unified.person_link`` rows).
 
     Each attribute takes the value of the most authoritative department that has one, per
@@ -407,7 +411,7 @@ def golden_records(links, logical_date: dt.date, survivorship: dict[str, Any] | 
     return with_content_hash(out, exclude=("first_seen_date",))
 
 
-def attribute_provenance(links, survivorship: dict[str, Any] | None = None):
+def attribute_provenance(links: DataFrame, survivorship: dict[str, Any] | None = None) -> DataFrame:
     """Provenance of every surviving attribute of the golden record: which department, batch and time.
 
     Returns:
@@ -429,7 +433,8 @@ def attribute_provenance(links, survivorship: dict[str, Any] | None = None):
     return with_content_hash(out)
 
 
-def resolve_persons(candidates, logical_date: dt.date, survivorship: dict[str, Any] | None = None):
+def resolve_persons(candidates: DataFrame, logical_date: dt.date,
+                    survivorship: dict[str, Any] | None = None) -> DataFrame:
     """Golden rows of the candidates with a valid GB 11643 ID (deterministic linkage on the ID).
 
     Shortcut of :func:`id_links` + :func:`link_rows` + :func:`golden_records` for records linked by ID only;
@@ -442,7 +447,7 @@ def resolve_persons(candidates, logical_date: dt.date, survivorship: dict[str, A
     return golden_records(link_rows(records, id_links(records)), logical_date, survivorship)
 
 
-def with_content_hash(df, exclude: tuple[str, ...] = ()):
+def with_content_hash(df: DataFrame, exclude: tuple[str, ...] = ()) -> DataFrame:
     """Add ``_content_hash`` (SHA-256 of all columns but ``exclude``, NULL-aware) for MERGE."""
     from pyspark.sql import functions as F
 
@@ -453,8 +458,8 @@ def with_content_hash(df, exclude: tuple[str, ...] = ()):
 
 # --- history: slowly changing dimensions of type 2 ------------------------------------------------------
 
-def scd2_changes(history, current, logical_date: dt.date, key: str, tracked: tuple[str, ...],
-                 overwrite: tuple[str, ...] = ()):
+def scd2_changes(history: DataFrame | None, current: DataFrame, logical_date: dt.date, key: str,
+                 tracked: tuple[str, ...], overwrite: tuple[str, ...] = ()) -> DataFrame:
     """Rows to MERGE (on ``key``, ``valid_from``) into an SCD type 2 table so it reflects ``current``.
 
     Args:
@@ -516,8 +521,8 @@ def scd2_changes(history, current, logical_date: dt.date, key: str, tracked: tup
 
 #: Relationship types of ``unified.person_relationship``.
 RELATIONSHIP_TYPES = ("spouse", "parent_child")
-#: One statement of a relationship by one source (:func:`household_relationships`, :func:`stated_relationships`): the two persons (parent,
-#: child for 'parent_child'), the statement's basis and validity, and its provenance.
+#: One statement of a relationship by one source (:func:`household_relationships`, :func:`stated_relationships`): the
+#: two persons (parent, child for 'parent_child'), the statement's basis and validity, and its provenance.
 CLAIM_COLUMNS = ("person_id_1", "person_id_2", "relationship", "household_no", "basis", "valid_from", "valid_to",
                  "source", "source_object", "record_key_1", "record_key_2", "batch_id", "batch_date")
 #: Columns of ``unified.person_relationship_statement`` (see :func:`relationship_statements`).
@@ -525,7 +530,7 @@ STATEMENT_COLUMNS = ("statement_key", "source", "source_object", "business_key",
                      "record_key_2", "basis", "valid_from", "valid_to", "updated_at", "batch_id", "batch_date")
 
 
-def relationship_statements(df, source: str, rules: dict[str, Any]):
+def relationship_statements(df: DataFrame, source: str, rules: dict[str, Any]) -> DataFrame:
     """Relationships stated by department records that name several persons (a staging frame).
 
     Args:
@@ -601,7 +606,7 @@ def relationship_statements(df, source: str, rules: dict[str, Any]):
     return reduce(lambda x, y: x.unionByName(y), parts)
 
 
-def dedupe_statements(statements):
+def dedupe_statements(statements: DataFrame) -> DataFrame:
     """One row per ``statement_key`` (latest ``updated_at``, then the largest ``batch_date``, then the smallest
     ``batch_id``: deterministic) with ``_content_hash`` (leaving out ``batch_id`` and ``batch_date``, as
     :func:`link_rows`), ready to MERGE into ``unified.person_relationship_statement``."""
@@ -609,8 +614,8 @@ def dedupe_statements(statements):
     from pyspark.sql import functions as F
 
     order = Window.partitionBy("statement_key").orderBy(
-        F.col("updated_at").desc_nulls_last(), F.col("batch_date").desc_nulls_last(), F.col("batch_id").asc_nulls_last(),
-        F.col("valid_from").asc_nulls_last())
+        F.col("updated_at").desc_nulls_last(), F.col("batch_date").desc_nulls_last(),
+        F.col("batch_id").asc_nulls_last(), F.col("valid_from").asc_nulls_last())
     out = statements.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
     return with_content_hash(out.select(*STATEMENT_COLUMNS), exclude=("batch_id", "batch_date"))
 
@@ -620,7 +625,8 @@ def dedupe_statements(statements):
 _HEAD = ("01", "02")
 
 
-def household_relationships(membership, provenance=None, survivorship: dict[str, Any] | None = None):
+def household_relationships(membership: DataFrame, provenance: DataFrame | None = None,
+                            survivorship: dict[str, Any] | None = None) -> DataFrame:
     """Spouse and parent–child claims of the household registry: current household membership and each
     member's relation to the head (GB/T 4761-2008).
 
@@ -652,7 +658,8 @@ def household_relationships(membership, provenance=None, survivorship: dict[str,
         "person_id", "household_no", "relation_code")
     a = m.select(*[F.col(c).alias(f"a_{c}") for c in m.columns])
     b = m.select(*[F.col(c).alias(f"b_{c}") for c in m.columns])
-    pairs = a.join(b, (F.col("a_household_no") == F.col("b_household_no")) & (F.col("a_person_id") != F.col("b_person_id")))
+    pairs = a.join(b, (F.col("a_household_no") == F.col("b_household_no"))
+                   & (F.col("a_person_id") != F.col("b_person_id")))
     ra, rb = F.col("a_relation_code"), F.col("b_relation_code")
     is_head_a = ra.isin(*_HEAD)
     child_b = rb.substr(1, 1).isin("2", "3")
@@ -694,7 +701,7 @@ def household_relationships(membership, provenance=None, survivorship: dict[str,
                     later["b"].alias("batch_id"), later["d"].alias("batch_date"))
 
 
-def stated_relationships(statements, links):
+def stated_relationships(statements: DataFrame, links: DataFrame) -> DataFrame:
     """Claims of the relationships stated by department records (``unified.person_relationship_statement``),
     each end resolved to its person through ``unified.person_link``.
 
@@ -726,8 +733,8 @@ def stated_relationships(statements, links):
         "batch_id", "batch_date")
 
 
-def relationships(membership, statements=None, links=None, provenance=None,
-                  survivorship: dict[str, Any] | None = None):
+def relationships(membership: DataFrame, statements: DataFrame | None = None, links: DataFrame | None = None,
+                  provenance: DataFrame | None = None, survivorship: dict[str, Any] | None = None) -> DataFrame:
     """``unified.person_relationship``: spouse and parent–child edges of the household registry
     (:func:`household_relationships`) and of department records naming several persons (marriage
     registrations, birth certificates: :func:`stated_relationships`), one row per edge with every provenance.
@@ -784,7 +791,7 @@ def relationships(membership, statements=None, links=None, provenance=None,
 
 # --- I/O helpers for the unify stage (not transforms) ---------------------------------------------------
 
-def table_version(spark, path: str) -> int | None:
+def table_version(spark: SparkSession, path: str) -> int | None:
     """Latest version of the Delta table at ``path`` (None when there is no table): pin it once and read
     every input of a MERGE at that version, so a concurrent writer cannot change the input mid-stage."""
     from delta.tables import DeltaTable
@@ -794,12 +801,12 @@ def table_version(spark, path: str) -> int | None:
     return int(DeltaTable.forPath(spark, path).history(1).select("version").collect()[0][0])
 
 
-def read_pinned(spark, path: str, version: int):
+def read_pinned(spark: SparkSession, path: str, version: int) -> DataFrame:
     """The Delta table at ``path`` as of ``version`` (time travel, ``versionAsOf``)."""
     return spark.read.format("delta").option("versionAsOf", version).load(path)
 
 
-def ensure_cdf_table(spark, df, path: str) -> None:
+def ensure_cdf_table(spark: SparkSession, df: DataFrame, path: str) -> None:
     """Create the Delta table at ``path`` empty with ``df``'s schema and the change data feed enabled
     (``delta.enableChangeDataFeed``), or enable the feed on an existing table that lacks it (one
     ALTER, once). Later MERGEs are then readable with ``readChangeFeed``. Columns of ``df`` that an
@@ -819,7 +826,7 @@ def ensure_cdf_table(spark, df, path: str) -> None:
 _ISO_DATE = r'"\$date"\s*:\s*"([^"]+)"'
 
 
-def source_timestamp_col(c):
+def source_timestamp_col(c: Column) -> Column:
     """A department's time value as delivered in raw (STRING) → TIMESTAMP (Asia/Shanghai wall time, the session
     time zone), the one reading of delivered times (watermarks such as ``updated_at``, event times) in GovLake:
 
@@ -837,7 +844,7 @@ def source_timestamp_col(c):
     return F.try_to_timestamp(F.when(F.length(text) > 0, text))
 
 
-def grid_events(df):
+def grid_events(df: DataFrame) -> DataFrame:
     """Standardise grid-management events (``staging.wangge_events``) to ``unified.event`` rows.
 
     Handles the drift seen in the documents: ``category`` as an object ``{l1, l2, l3}`` or a
@@ -881,7 +888,7 @@ def grid_events(df):
 MESSAGE_TIME_FORMATS = ("yyyy/M/d H:mm:ss", "yyyy-MM-dd HH:mm:ss")
 
 
-def hotline_events(df, labels=None):
+def hotline_events(df: DataFrame, labels: DataFrame | None = None) -> DataFrame:
     """Standardise citizen messages (``staging.zhengwu_messages``) to ``unified.event`` rows.
 
     Places in the messages are masked by the source (A市, A1区…), so ``district_code`` is NULL
@@ -921,7 +928,7 @@ def hotline_events(df, labels=None):
     )
 
 
-def finalize_events(events, logical_date: dt.date):
+def finalize_events(events: DataFrame, logical_date: dt.date) -> DataFrame:
     """Dedupe events on ``event_id`` and add ``first_seen_date`` and ``_content_hash``; ready for MERGE into
     ``unified.event``.
 

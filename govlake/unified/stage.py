@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from govlake.core import lake
 from govlake.core.config import REFERENCE_DIR, Settings
 from govlake.quality.stage import validation_results_schema
 
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
-def _hotline_labels(spark):
+
+def _hotline_labels(spark: SparkSession) -> DataFrame:
     import pandas as pd
 
     labels = pd.read_csv(REFERENCE_DIR / "hotline" / "messages_labeled_sample.csv", dtype=str,
-                         usecols=["留言编号", "一级分类"]).rename(columns={"留言编号": "message_id", "一级分类": "category_l1"})
+                         usecols=["留言编号", "一级分类"])
+    labels = labels.rename(columns={"留言编号": "message_id", "一级分类": "category_l1"})
     labels = labels.drop_duplicates("message_id").sort_values("message_id")
     return spark.createDataFrame(labels, "message_id string, category_l1 string")
 
@@ -39,19 +44,19 @@ class UnifiedPlan:
         states: table name (without layer) -> DataFrame of the table's rows after publication, in plan order.
     """
 
-    def __init__(self, spark, settings: Settings, run_id: str | None = None):
+    def __init__(self, spark: SparkSession, settings: Settings, run_id: str | None = None):
         self.spark, self.settings, self.run_id = spark, settings, run_id
-        self.states: dict = {}
+        self.states: dict[str, DataFrame] = {}
         self._writes: dict[str, tuple] = {}  # table -> ("merge", source, keys, insert_only) | ("rewrite", df, order)
-        self._cached: list = []
+        self._cached: list[DataFrame] = []
 
-    def keep(self, df):
+    def keep(self, df: DataFrame) -> DataFrame:
         """``df`` cached until :meth:`release`."""
         df = df.cache()
         self._cached.append(df)
         return df
 
-    def current(self, name: str):
+    def current(self, name: str) -> DataFrame | None:
         """``unified.<name>`` at its latest version, pinned (None when the table does not exist)."""
         from govlake.unified import persons as unified
 
@@ -59,7 +64,7 @@ class UnifiedPlan:
         version = unified.table_version(self.spark, path)
         return None if version is None else unified.read_pinned(self.spark, path, version)
 
-    def merge(self, df, name: str, keys: list[str], insert_only: tuple[str, ...] = ()):
+    def merge(self, df: DataFrame, name: str, keys: list[str], insert_only: tuple[str, ...] = ()) -> DataFrame:
         """Plan the MERGE of ``df`` (unique on ``keys``, with ``_content_hash``) into ``unified.<name>``
         (:func:`govlake.core.lake.merge_by_key`); returns the table's state after it. Nothing is written."""
         df = self.keep(df)
@@ -68,7 +73,7 @@ class UnifiedPlan:
                                                         insert_only_columns=tuple(insert_only)))
         return self.states[name]
 
-    def rewrite(self, df, name: str, order_by: list[str]):
+    def rewrite(self, df: DataFrame, name: str, order_by: list[str]) -> DataFrame:
         """Plan the whole-table rewrite of ``unified.<name>`` with ``df`` when it changed
         (:func:`govlake.core.lake.overwrite_if_changed`); returns ``df`` (cached), the table's state after it."""
         df = self.keep(df)
@@ -119,7 +124,7 @@ class OutOfOrderRun(RuntimeError):
     cannot take it after a later day without rewriting that day's history."""
 
 
-def _unified_history(spark, settings: Settings, logical_date: dt.date, latest: dt.date) -> dict:
+def _unified_history(spark: SparkSession, settings: Settings, logical_date: dt.date, latest: dt.date) -> dict:
     """The unify stage of a date the unified layer has moved past: its publication is that day's state and stays
     as it is (MERGEing the day again into a later state would rewrite history).
 
@@ -135,7 +140,7 @@ def _unified_history(spark, settings: Settings, logical_date: dt.date, latest: d
             "note": f"unified layer already published for {latest}: {logical_date} kept as published"}
 
 
-def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool | None = None,
+def run_unify(spark: SparkSession, settings: Settings, logical_date: dt.date, data_docs: bool | None = None,
               suites_dir: Path | None = None, run_id: str | None = None) -> dict:
     """Standardise the accepted staging rows of ``logical_date``, link them to persons and MERGE unified
     (write-audit-publish: every unified table's new state passes its suite before any of them is written).
@@ -164,14 +169,15 @@ def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool 
         ``{"staging_versions": {table: version}, "person": {"inserted", "updated"}, "person_link": {...},
         "person_attribute_provenance": {...}, "person_residence": {...}, "household_membership": {...},
         "person_relationship_statement": {...}, "person_relationship_rewritten": bool, "event": {...},
-        "unlinked_person_records": n (records without a valid ID), "null_key_person_records": n, "link_methods": {method: n},
+        "unlinked_person_records": n (records without a valid ID), "null_key_person_records": n,
+        "link_methods": {method: n},
         "address": {"inserted", "updated", "rows", "match_level", "unmatched", "no_grid", "grid_method"}
         (``unmatched`` counts addresses kept without a registry match; ``{}`` without an address registry),
         "quality": [...] (:func:`validate_unified`), "data_docs": path | None}``.
 
     Publication: once every table is committed, their versions are recorded as the unified layer's state for the
-    date (:func:`govlake.core.lake.record_publication`, ``run_id`` names the run); readers go through it. A date the layer
-    was already published past (a rerun of an earlier day) is not MERGEd again: its publication stands
+    date (:func:`govlake.core.lake.record_publication`, ``run_id`` names the run); readers go through it. A date the
+    layer was already published past (a rerun of an earlier day) is not MERGEd again: its publication stands
     (:func:`_unified_history`, result ``{"historical": True, "published": {table: version}, "note"}``).
 
     Raises:
@@ -198,10 +204,13 @@ def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool 
     plan = UnifiedPlan(spark, settings, run_id)
     current, plan_merge = plan.current, plan.merge
 
-    def staging(table: str):
+    def staging(table: str) -> DataFrame:
         path = settings.table_path("staging", table)
-        versions[table] = unified.table_version(spark, path)
-        return unified.read_pinned(spark, path, versions[table]).where(f"_logical_date = DATE'{day}'")
+        version = unified.table_version(spark, path)
+        if version is None:
+            raise FileNotFoundError(f"unify {day}: no staging.{table} table at {path}")
+        versions[table] = version
+        return unified.read_pinned(spark, path, version).where(f"_logical_date = DATE'{day}'")
 
     try:
         candidates, statements = [], []
@@ -255,8 +264,8 @@ def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool 
                 ("person_residence", residence, unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE),
                 ("household_membership", golden.where("is_current AND household_no IS NOT NULL"),
                  unified.HOUSEHOLD_COLUMNS, ())):
-            plan_merge(unified.scd2_changes(current(table), current_rows, logical_date, "person_id", tracked, overwrite),
-                       table, ["person_id", "valid_from"])
+            plan_merge(unified.scd2_changes(current(table), current_rows, logical_date, "person_id", tracked,
+                                            overwrite), table, ["person_id", "valid_from"])
         plan.rewrite(unified.relationships(plan.states["household_membership"], statement_state, all_links, provenance),
                      "person_relationship", ["person_id_1", "person_id_2", "relationship"])
 
@@ -281,12 +290,14 @@ def run_unify(spark, settings: Settings, logical_date: dt.date, data_docs: bool 
             "address": address_stats, "quality": gate, "data_docs": docs}
 
 
-def _address_rows(spark, settings: Settings, golden, versions: dict):
-    """The MERGE source of ``unified.address`` (:mod:`govlake.unified.address`): the address texts of the golden persons and
-    of the household registry (``staging.hukou_households``, every logical date, pinned) matched against the whole
+def _address_rows(spark: SparkSession, settings: Settings, golden: DataFrame,
+                  versions: dict[str, int]) -> DataFrame | None:
+    """The MERGE source of ``unified.address`` (:mod:`govlake.unified.address`): the address texts of the golden persons
+    and of the household registry (``staging.hukou_households``, every logical date, pinned) matched against the whole
     standard address registry (``staging.address_standard_address`` at a pinned version, every logical date) and
     assigned to grids with the boundaries at ``<sources>/reference/grid_boundaries.geojson`` (registry fallback
-    when missing); :data:`govlake.unified.address.ADDRESS_COLUMNS` + ``_content_hash``. None without a registry table."""
+    when missing); :data:`govlake.unified.address.ADDRESS_COLUMNS` + ``_content_hash``. None without a registry
+    table."""
     from pyspark.sql import functions as F
 
     from govlake.unified import address
@@ -310,7 +321,7 @@ def _address_rows(spark, settings: Settings, golden, versions: dict):
     return unified.with_content_hash(rows)
 
 
-def validate_unified(spark, settings: Settings, states: dict, logical_date: dt.date,
+def validate_unified(spark: SparkSession, settings: Settings, states: dict[str, DataFrame], logical_date: dt.date,
                      suites_dir: Path | None = None) -> list[dict]:
     """The audit of write-audit-publish for the unified layer: every table's new state through its suite.
 
@@ -374,16 +385,16 @@ def validate_unified(spark, settings: Settings, states: dict, logical_date: dt.d
     return out
 
 
-def unified_checkpoints(spark, settings: Settings, states: dict, logical_date: dt.date,
+def unified_checkpoints(spark: SparkSession, settings: Settings, states: dict[str, DataFrame], logical_date: dt.date,
                         suites_dir: Path | None = None, gate: list[dict] | None = None) -> str | None:
     """The Great Expectations validation result of every unified table's state, run name
     ``unified.<table>:<date>``, saved only; then the Data Docs pages of those runs and the index, built once
     (:func:`govlake.quality.rules.build_data_docs`). Returns the Data Docs index path (None without tables).
 
     With ``gate`` (:func:`validate_unified`'s result for these states) and the default ``GOVLAKE_GX_ENGINE``
-    (``single-pass``), each result is built from the gate's counts (:func:`govlake.quality.rules.save_validation_result`):
-    no state is evaluated again. Otherwise GX's own checkpoint runs on each state
-    (:func:`govlake.quality.rules.run_checkpoint`)."""
+    (``single-pass``), each result is built from the gate's counts
+    (:func:`govlake.quality.rules.save_validation_result`): no state is evaluated again. Otherwise GX's own checkpoint
+    runs on each state (:func:`govlake.quality.rules.run_checkpoint`)."""
     from govlake.quality import rules as quality
 
     tallies = {g["table"]: g for g in gate or []}
