@@ -100,7 +100,8 @@ def time_copy(pg_url: str, end: str) -> tuple[float, int]:
     size = 0
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("SET TIME ZONE 'Asia/Shanghai'")
-        with cur.copy(f"COPY (SELECT {select} FROM bench.persons WHERE updated_at < TIMESTAMPTZ '{end}') TO STDOUT") as copy:
+        with cur.copy(f"COPY (SELECT {select} FROM bench.persons "
+                      f"WHERE updated_at < TIMESTAMPTZ '{end}') TO STDOUT") as copy:
             for block in copy:
                 size += len(block)
     return time.perf_counter() - started, size
@@ -162,6 +163,8 @@ def memory_child(pg_url: str, rows: int, driver_memory: str) -> dict:
         settings, spark, spec, obj = _session(pg_url, home, driver_memory)
         spark.range(1).count()
         pid = _java_pid()
+        if pid is None:
+            raise RuntimeError("no driver JVM (java child process) found")
         mf = spark._jvm.java.lang.management.ManagementFactory
         old_gen = [p for p in mf.getMemoryPoolMXBeans() if "Old Gen" in str(p.getName())]
         samples, live, stop = [], [0], threading.Event()
@@ -226,6 +229,7 @@ def speed(args) -> list[str]:
         return ", ".join(f"{x:.2f}" for x in xs)
 
     best_copy, best_extract = min(copies), min(extracts)
+    assert result is not None  # set by each run; min() above fails first when there were none
     return [
         f"machine: {os.cpu_count()} cores, {platform.machine()}, shared with other jobs; load average (1/5/15 min) "
         f"{'/'.join(f'{x:.1f}' for x in load_before)} before, {'/'.join(f'{x:.1f}' for x in load_after)} after",
@@ -300,7 +304,8 @@ def bounds(args) -> list[str]:
         "delta_write": "cached rows -> new Delta table",
         "extract_batch": "extract_batch (the product, whole)",
     }
-    lines = [f"machine: {os.cpu_count()} cores, {platform.machine()}, shared with other jobs; load average (1/5/15 min) "
+    lines = [f"machine: {os.cpu_count()} cores, {platform.machine()}, shared with other jobs; "
+             "load average (1/5/15 min) "
              f"{'/'.join(f'{x:.1f}' for x in load_before)} before, "
              f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())} after",
              f"rows: {args.rows:,}; best of {args.repeat} runs each, seconds (runs)"]
@@ -364,17 +369,22 @@ def main(argv: list[str] | None = None) -> int:
             results.append(json.loads(found[0][7:]))
             print(results[-1], flush=True)
         small, large = results
-        lines = [f"machine: {os.cpu_count()} cores, {platform.machine()}, shared; spark.driver.memory {args.driver_memory} "
-                 "(local mode: the driver JVM runs the executors' tasks too); each size in a fresh Python process + JVM"]
+        lines = [f"machine: {os.cpu_count()} cores, {platform.machine()}, shared; "
+                 f"spark.driver.memory {args.driver_memory} "
+                 "(local mode: the driver JVM runs the executors' tasks too); "
+                 "each size in a fresh Python process + JVM"]
         for r in results:
-            lines.append(f"{r['rows']:>11,} rows: extract {r['extract_s']:7.1f} s, JDBC partitions {r['jdbc_partitions']}; "
+            lines.append(f"{r['rows']:>11,} rows: extract {r['extract_s']:7.1f} s, "
+                         f"JDBC partitions {r['jdbc_partitions']}; "
                          f"driver JVM RSS {r['rss_before_mb']} MB before -> peak {r['rss_hwm_mb']} MB (VmHWM), "
                          f"heap pools' peaks summed {r['heap_peak_mb']} MB (each pool at its own moment; max heap "
                          f"{r['heap_max_mb']} MB), "
                          f"old generation after GC at most {r['old_gen_after_gc_max_mb']} MB; "
                          f"load average {'/'.join(str(x) for x in r['load_avg'])} at the end")
-        lines.append(f"{large['rows'] / small['rows']:.0f}x the rows: peak RSS x{large['rss_hwm_mb'] / small['rss_hwm_mb']:.2f}, "
-                     f"old generation after GC x{large['old_gen_after_gc_max_mb'] / max(1, small['old_gen_after_gc_max_mb']):.2f}, "
+        old_gen_ratio = large['old_gen_after_gc_max_mb'] / max(1, small['old_gen_after_gc_max_mb'])
+        lines.append(f"{large['rows'] / small['rows']:.0f}x the rows: "
+                     f"peak RSS x{large['rss_hwm_mb'] / small['rss_hwm_mb']:.2f}, "
+                     f"old generation after GC x{old_gen_ratio:.2f}, "
                      f"both within the {args.driver_memory} heap cap")
         args.memory_out.parent.mkdir(parents=True, exist_ok=True)
         args.memory_out.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     totals = {"gate": [0.0, 0.0], "zero-copy": [0.0, 0.0]}  # cpu, wall seconds over the raw tables
 
     def gate_lines(table: str, suite, batch) -> None:
-        """The raw gate as govlake.quality.stage.validate_table runs it (ranked evaluation cached, counted, quarantine and
-        staging written from the cache), then the zero-copy variant of issue #5's notes: ONE pass that counts the
-        rules while it writes the quarantined rows (Spark ``observe``), and no staging copy of the accepted rows."""
+        """The raw gate as govlake.quality.stage.validate_table runs it (ranked evaluation cached, counted,
+        quarantine and staging written from the cache), then the zero-copy variant of issue #5's notes: ONE pass
+        that counts the rules while it writes the quarantined rows (Spark ``observe``), and no staging copy of the
+        accepted rows."""
         from pyspark.sql import Observation
 
         newest_first = raw_watermark(table)  # copies of a key ranked newest first, as validate_table ranks them
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 stats_columns=RAW_STATS_COLUMNS))
             evaluated.unpersist()
 
+        zero_copy_rows: dict[str, tuple[int, int]] = {}
+
         def zero_copy():
             obs = Observation(f"zero_copy_{table}")  # the gate's own aggregation, computed during the write
             _, held = quality.split(quality.evaluate(batch, suite, newest_first=newest_first)
@@ -122,13 +125,14 @@ def main(argv: list[str] | None = None) -> int:
             n_quar = lake.replace_partition_counted(spark, held, str(scratch / "zero_copy_quarantine" / table),
                                                     "_logical_date", day,
                                                     stats_columns=f"_source_key,{RAW_STATS_COLUMNS}")
-            zero_copy.rows = (int(obs.get["n"]), n_quar)
+            zero_copy_rows["rows"] = (int(obs.get["n"]), n_quar)
 
         for name, spent in (("gate", measure("gate as validate_table runs it, total", gate)),
                             ("zero-copy", measure("zero-copy: one pass, counts observed, quarantine only",
                                                   zero_copy))):
             totals[name] = [a + b for a, b in zip(totals[name], spent, strict=False)]
-        lines.append(f"  (zero-copy pass: {zero_copy.rows[0]:,} rows counted, {zero_copy.rows[1]:,} quarantined)")
+        n_counted, n_quarantined = zero_copy_rows["rows"]
+        lines.append(f"  (zero-copy pass: {n_counted:,} rows counted, {n_quarantined:,} quarantined)")
 
     for table in args.tables:
         if table.startswith("unified."):
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                      .where(F.col("_logical_date") == F.lit(day)))
             label = f"raw.{table}"
         lines.append(f"{label}: {batch.count():,} rows, {len(suite.rules)} rules")
-        measure("read every column", lambda: batch.agg(F.sum(F.xxhash64(*batch.columns))).collect())
+        measure("read every column", lambda batch=batch: batch.agg(F.sum(F.xxhash64(*batch.columns))).collect())
         if args.gate_only and not table.startswith("unified."):
             gate_lines(table, suite, batch)
             continue
@@ -149,15 +153,17 @@ def main(argv: list[str] | None = None) -> int:
         hidden = [c for c in ids.columns if c.startswith("__govlake_")]
         if hidden:
             measure("hidden GB 11643 columns (norm, validity)",
-                    lambda: ids.agg(F.sum(F.xxhash64(*hidden))).collect())
+                    lambda ids=ids, hidden=hidden: ids.agg(F.sum(F.xxhash64(*hidden))).collect())
         for rule in suite.rules:
             if rule.expectation_type in quality._UNIQUE_TYPES:
                 continue  # a window over the key: see the whole-suite figures
-            measure(f"rule {rule.rule_id.split('.', 1)[1]}", lambda: ids.agg(F.count_if(F.coalesce(
+            measure(f"rule {rule.rule_id.split('.', 1)[1]}", lambda ids=ids, rule=rule: ids.agg(F.count_if(F.coalesce(
                 quality._applies(rule) & quality._value_check(rule), F.lit(False)))).collect())
         measure("suite, duplicates not ranked, counted",
-                lambda: quality.count_rules(quality.evaluate(batch, suite, rank_duplicates=False), suite))
-        measure("suite, counted without flags (quality.tally)", lambda: quality.tally(batch, suite))
+                lambda batch=batch, suite=suite: quality.count_rules(quality.evaluate(batch, suite,
+                                                                                     rank_duplicates=False), suite))
+        measure("suite, counted without flags (quality.tally)",
+                lambda batch=batch, suite=suite: quality.tally(batch, suite))
         if table.startswith("unified."):  # the unified gate counts only (pipeline.validate_unified)
             batch.unpersist()
             lines.append("")

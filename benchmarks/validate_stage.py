@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     per_table: list[tuple[str, float, int]] = []
     original = validate_stage.validate_table
 
-    def timed_table(spark_, settings_, table, *a, **kw):
+    def timed_table(spark, settings, table, *a, **kw):  # validate_table's parameter names
         started = time.monotonic()
-        out = original(spark_, settings_, table, *a, **kw)
+        out = original(spark, settings, table, *a, **kw)
         per_table.append((table, time.monotonic() - started, out["raw"]))
         return out
 

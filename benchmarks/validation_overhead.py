@@ -20,19 +20,20 @@ GOVLAKE_HOME, and reports:
                                 (the latter includes reading its commit's row count from the history)
   count checks                  ``DataFrame.count`` called directly by the stage
   results write                 ``govlake.core.lake.retry_on_conflict`` (``ops.validation_results``)
-  GX result / checkpoint        ``govlake.quality.rules.save_validation_result`` (the default: the GX result built from the
-                                gate's counts) or ``govlake.quality.rules.run_checkpoint`` (``GOVLAKE_GX_ENGINE=spark``),
-                                minus Data Docs inside it
+  GX result / checkpoint        ``govlake.quality.rules.save_validation_result`` (the default: the GX result
+                                built from the gate's counts) or ``govlake.quality.rules.run_checkpoint``
+                                (``GOVLAKE_GX_ENGINE=spark``), minus Data Docs inside it
   Data Docs build               GX ``AbstractDataContext.build_data_docs`` (from ``UpdateDataDocsAction``
                                 or ``govlake.quality.rules.build_data_docs``)
   other                         V minus the above (suite loading, release columns, results frame, ...)
   ============================  ==========================================================================
 
 - unified gate seconds U: the unified layer's audit inside the unify stage, inclusive wall seconds of
-  ``govlake.unified.stage.validate_unified`` (evaluation of every unified suite on the tables' new states, counts, results
-  write) and ``govlake.unified.stage.unified_checkpoints`` (their GX results and Data Docs pages). The states are cached
-  frames that the writes read afterwards; the benchmark fills those caches just before the gate (a ``count`` per
-  state, charged to unify, as the writes would have filled them), so U is the gate's own work only;
+  ``govlake.unified.stage.validate_unified`` (evaluation of every unified suite on the tables' new states, counts,
+  results write) and ``govlake.unified.stage.unified_checkpoints`` (their GX results and Data Docs pages). The
+  states are cached frames that the writes read afterwards; the benchmark fills those caches just before the gate
+  (a ``count`` per state, charged to unify, as the writes would have filled them), so U is the gate's own work
+  only;
 - the overhead figure: ``overhead = (V + U) / (P - V - U)``, i.e. the seconds of both gates relative to the
   seconds of the rest of the same run. The target of issue #5 is overhead <= 0.15 at 1M residents. Reports
   before 2026-12-01 gave ``V / (P - V)`` (the raw gate only); it is printed too.
@@ -76,7 +77,7 @@ class StepClock:
     stage validates tables in parallel threads, ``GOVLAKE_VALIDATE_THREADS``, so the steps' seconds are summed over
     the threads and can add up to more than the stage's wall seconds)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         import threading
 
         self.seconds: dict[str, float] = dict.fromkeys(STEPS, 0.0)
@@ -124,6 +125,7 @@ def instrument(clock: StepClock) -> None:
     from great_expectations.data_context.data_context.abstract_data_context import (
         AbstractDataContext,
     )
+    DataFrame: type
     try:  # Spark 4: the DataFrame of a classic (non-Connect) session
         from pyspark.sql.classic.dataframe import DataFrame
     except ImportError:
@@ -231,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                            text=True).stdout.strip()
     fmt_load = lambda x: " ".join(f"{a:.2f}" for a in x)  # noqa: E731
     lines = [
-        f"# benchmarks/validation_overhead.py --residents {args.residents}" + (f" --suffix {args.suffix}" if args.suffix else ""),
+        f"# benchmarks/validation_overhead.py --residents {args.residents}"
+        + (f" --suffix {args.suffix}" if args.suffix else ""),
         f"date: {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}  host: {os.cpu_count()} cores  "
         f"commit: {commit}{' (govlake/ modified)' if dirty else ''}",
         "load average (1/5/15 min): " + "; ".join(f"{k} {fmt_load(x)}" for k, x in loads.items()),

@@ -84,15 +84,16 @@ def _person_row(p: Person, updated: datetime) -> dict[str, Any]:
 
 
 def apply_day(day: date, seed: int, pop: Population, tables: dict[str, list[dict[str, Any]]],
-              faults: list[Fault], counters: dict[str, int]) -> list[Change]:
+              faults: list[Fault], counters: dict[str, Any]) -> list[Change]:
     """Apply the changes of ``day`` to ``pop`` (the truth: households and members) and to the delivered
     ``tables`` ({"hukou.persons": rows, "hukou.households", "hukou.residence_changes", "health.births",
     "health.deaths", "address.standard_address", "wangge.events", "zhengwu.applications"}) in place.
 
     ``counters`` holds the next sequence numbers ({"person", "cert", "death", "address", "event", "move"}) and is
-    advanced. A move appends one hukou.residence_changes row per member ('QY' + 8 digits from ``counters["move"]``,
-    from the old to the new community, move_date = ``day``, change_type '市内迁移', updated_at the move's time; no
-    extra random draws). ``faults`` (of day N) tells which hukou rows can be corrected. Returns the changes in order.
+    advanced; its "_corrected" entry is the set of person_no already corrected. A move appends one
+    hukou.residence_changes row per member ('QY' + 8 digits from ``counters["move"]``, from the old to the new
+    community, move_date = ``day``, change_type '市内迁移', updated_at the move's time; no extra random draws).
+    ``faults`` (of day N) tells which hukou rows can be corrected. Returns the changes in order.
     """
     rng = random.Random(f"{seed}:day:{day}")
     fake = Faker("zh_CN")
@@ -185,7 +186,8 @@ def apply_day(day: date, seed: int, pop: Population, tables: dict[str, list[dict
         street = target.streets[community.street_code]
         place = f"{target.name}{street}{short_community_name(community.name)}"
         hh.address = (f"{place}{rng.randint(1, 320)}号" if community.is_village else
-                      f"{place}{rng.randint(1, 36)}号楼{rng.randint(1, 6)}单元{rng.randint(1, 18)}{rng.randint(1, 4):02d}室")
+                      f"{place}{rng.randint(1, 36)}号楼{rng.randint(1, 6)}单元"
+                      f"{rng.randint(1, 18)}{rng.randint(1, 4):02d}室")
         hh.district, hh.community, hh.street_name = target, community, street
         hh.lng, hh.lat = pop.point_in(target, near=pop.anchor(target, community))
         hh.grid = pop.grid_at(community, hh.lng, hh.lat)
@@ -259,7 +261,8 @@ def apply_day(day: date, seed: int, pop: Population, tables: dict[str, list[dict
         e["status_history"].append({"status": "已结案", "at": _utc(at)})
         e["status"], e["closed_at"], e["updated_at"] = "已结案", _utc(at), _utc(at)
         changes.append(Change(d, "event_closed", "wangge", "events", e["event_no"], "update", ""))
-    templates = [e for e in events if isinstance(e.get("category"), dict) and isinstance(e["location"].get("grid_code"), str)]
+    templates = [e for e in events
+                 if isinstance(e.get("category"), dict) and isinstance(e["location"].get("grid_code"), str)]
     for _ in range(max(1, round(len(events) / 84)) if templates else 0):
         t = templates[rng.randrange(len(templates))]
         at = _utc(_time_on(rng, day))

@@ -147,7 +147,7 @@ def allowance_rows(pop: Population, seed: int, logical_date: date) -> list[dict[
     monthly_amount is a ``Decimal`` with 2 decimals (yuan); family_size an ``int``; dates in Chinese text.
     """
     rng = random.Random(f"{seed}:civil")
-    heads = [h for h in pop.households]
+    heads = list(pop.households)
     n = min(len(heads), max(3, round(ALLOWANCE_SHARE * len(heads))))
     keyed = []
     for i, h in enumerate(heads):
@@ -313,7 +313,7 @@ def marriage_rows(pop: Population, seed: int, logical_date: date) -> tuple[list[
         if first > last:  # not yet of legal marriage age: living together, not registered
             continue
         until = min(shift_years(first, 10), last)
-        registered = date.fromordinal(first.toordinal() + rng._randbelow(until.toordinal() - first.toordinal() + 1))
+        registered = date.fromordinal(first.toordinal() + rng._randbelow(until.toordinal() - first.toordinal() + 1))  # type: ignore[attr-defined]
         key = f"J{hh.district.code}-{registered.year}-{no:06d}"
         no += 1
         rows.append({
@@ -351,7 +351,8 @@ def elderly_subsidy_rows(pop: Population, seed: int, logical_date: date) -> tupl
             amount = next(a for first, a in ELDERLY_BANDS if p.age >= first)
             key = f"GL{no:08d}"
             no += 1
-            rows.append({"subsidy_no": key, "id_no": p.id_no, "name": p.name, "sex": "男" if p.sex_code == "1" else "女",
+            rows.append({"subsidy_no": key, "id_no": p.id_no, "name": p.name,
+                         "sex": "男" if p.sex_code == "1" else "女",
                          "birth_date": zh_date(p.birth), "age": p.age, "monthly_amount": amount,
                          "start_date": zh_date(start), "bank_account": f"6217{rng.randrange(10**12):012d}",
                          "community_code": p.community_code, "status": "暂停" if rng.random() < 0.05 else "发放中",

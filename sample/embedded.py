@@ -30,7 +30,8 @@ def ensure_sample_sources(settings: Settings, logical_date: dt.date, residents: 
     fingerprint = generator_fingerprint()
     if marker.is_file() and made_by.is_file() and made_by.read_text(encoding="utf-8").strip() == fingerprint:
         summary = json.loads(marker.read_text(encoding="utf-8"))
-        if (summary.get("seed"), summary.get("residents"), str(summary.get("logical_date"))) == (seed, residents, logical_date.isoformat()):
+        if ((summary.get("seed"), summary.get("residents"), str(summary.get("logical_date")))
+                == (seed, residents, logical_date.isoformat())):
             return summary
     generate(residents=residents, seed=seed, logical_date=logical_date, target="embedded", out=settings.sources_dir)
     made_by.write_text(fingerprint + "\n", encoding="utf-8")

@@ -137,7 +137,8 @@ def inject_person_faults(rows: list[dict[str, Any]], planner: Planner) -> tuple[
     name_dot_variant (``name``: '·' → '.' or '•'); duplicate_row (an exact copy inserted right after the row).
     The ``rows`` dicts are modified in place. Returns (delivered rows with duplicates, faults).
     """
-    src, table, faults = "hukou", "persons", []
+    src, table = "hukou", "persons"
+    faults: list[Fault] = []
     taken: dict[int, set[str]] = {}
     n = len(rows)
 
@@ -193,7 +194,8 @@ def inject_civil_faults(rows: list[dict[str, Any]], planner: Planner) -> list[Fa
     Kinds (column): id_bad_checksum and id_15_digit (legacy 15-digit ID, only applicants born before 1984, who
     were first issued one) on ``applicant_id_no``; birth_date_impossible on ``birth_date`` ('2023年2月30日').
     """
-    src, table, faults = "civil", "subsistence_allowance", []
+    src, table = "civil", "subsistence_allowance"
+    faults: list[Fault] = []
     taken: dict[int, set[str]] = {}
     n = len(rows)
     old_enough = lambda i: int(rows[i]["applicant_id_no"][6:10]) < 1984  # noqa: E731
@@ -224,7 +226,8 @@ def inject_event_faults(docs: list[dict[str, Any]], planner: Planner,
     ``category`` written as the string 'l1/l2/l3' and ``location.grid_code`` written as an integer (at least two
     instances when possible, so both variants occur).
     """
-    src, table, faults = "wangge", "events", []
+    src, table = "wangge", "events"
+    faults: list[Fault] = []
     taken: dict[int, set[str]] = {}
     n = len(docs)
     for i in planner.choose(planner.count("event_outside_grid", n), n, lambda i: True, taken, "location"):

@@ -41,6 +41,7 @@ LOG = logging.getLogger("sample.generate")
 DEFAULT_RESIDENTS = 2000
 DEFAULT_SEED = 20250630
 TARGETS = ("embedded", "servers")
+DEFAULT_LOGICAL_DATE = date.fromisoformat(SAMPLE_LOGICAL_DATE)
 TRUTH_PERSON_COLUMNS = ("person_key", "id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no",
                         "community_code", "district_code", "lng", "lat", "education", "marital_status",
                         "registration_type")
@@ -62,7 +63,7 @@ def _outside_point_factory(districts: list[ref.District], rng: random.Random):
 
 
 def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
-             logical_date: date = date.fromisoformat(SAMPLE_LOGICAL_DATE), target: str = "embedded",
+             logical_date: date = DEFAULT_LOGICAL_DATE, target: str = "embedded",
              out: Path | str | None = None, pg_url: str | None = None, mongo_url: str | None = None,
              *, fault_rates: Mapping[str, float] | None = None, default_fault_rate: float = flt.DEFAULT_RATE,
              fault_min_rows: int = 1, reference_dir: Path = REFERENCE_DIR, days: int = 1,
@@ -95,8 +96,8 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
 
     Returns:
         delivered rows per table (of the last day): {"hukou.persons", "hukou.households", "hukou.residence_changes",
-        "civil.subsistence_allowance", "civil.marriages" and "civil.elderly_subsidy" (day N), "health.births", "health.deaths",
-        "hrss.employment",
+        "civil.subsistence_allowance", "civil.marriages" and "civil.elderly_subsidy" (day N), "health.births",
+        "health.deaths", "hrss.employment",
         "hrss.social_insurance", "address.standard_address", "wangge.events", "zhengwu.applications",
         "zhengwu.messages", "zhengwu.evaluations", "truth.persons", "truth.faults", "truth.changes"}
         (zhengwu.messages / evaluations and truth.persons count day N).
@@ -272,10 +273,10 @@ def generate(residents: int = DEFAULT_RESIDENTS, seed: int = DEFAULT_SEED,
 
 
 #: Keys (and order) of the counts :func:`generate` returns.
-COUNT_KEYS = ("hukou.persons", "hukou.households", "hukou.residence_changes", "civil.subsistence_allowance", "civil.marriages",
-              "civil.elderly_subsidy", "health.births", "health.deaths", "hrss.employment", "hrss.social_insurance",
-              "address.standard_address", "wangge.events", "zhengwu.applications", "zhengwu.messages", "zhengwu.evaluations", "truth.persons", "truth.faults",
-              "truth.changes")
+COUNT_KEYS = ("hukou.persons", "hukou.households", "hukou.residence_changes", "civil.subsistence_allowance",
+              "civil.marriages", "civil.elderly_subsidy", "health.births", "health.deaths", "hrss.employment",
+              "hrss.social_insurance", "address.standard_address", "wangge.events", "zhengwu.applications",
+              "zhengwu.messages", "zhengwu.evaluations", "truth.persons", "truth.faults", "truth.changes")
 #: Where each delivered table goes: SQL (schema, table) or documents (database, collection, JSON lines file).
 DOC_TARGETS = {"wangge.events": ("wangge", "events", "grid_events.jsonl"),
                "zhengwu.applications": ("zhengwu", "applications", "applications.jsonl")}

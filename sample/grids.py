@@ -27,8 +27,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import shapely
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 #: Where the generator publishes the grid boundaries, relative to its output folder.
 BOUNDARIES_FILE = Path("reference") / "grid_boundaries.geojson"
@@ -45,7 +49,7 @@ def household_rows(pop) -> list[tuple]:
 
 
 def community_areas(points: Iterable[tuple[str, str, float, float]],
-                    districts: dict[str, object]) -> dict[str, object]:
+                    districts: dict[str, BaseGeometry]) -> dict[str, BaseGeometry]:
     """Community areas from address points: per district, the Voronoi cells of its distinct points, dissolved
     per community and clipped to the district polygon.
 
@@ -62,7 +66,7 @@ def community_areas(points: Iterable[tuple[str, str, float, float]],
     for district, community, lng, lat in sorted(points, key=lambda p: (p[0], p[2], p[3], p[1])):
         if district in districts:
             by_district.setdefault(district, {}).setdefault((lng, lat), community)
-    areas: dict[str, object] = {}
+    areas: dict[str, BaseGeometry] = {}
     for district, seeds in sorted(by_district.items()):
         area = districts[district]
         coords = list(seeds)
@@ -87,8 +91,8 @@ def _polygonal(shape):
     return polygons[0] if len(polygons) == 1 else shapely.union_all(polygons)
 
 
-def grid_cells(areas: dict[str, object], cells: dict[str, list[tuple[str, tuple[float, float, float, float]]]]
-               ) -> dict[str, object]:
+def grid_cells(areas: dict[str, BaseGeometry], cells: dict[str, list[tuple[str, tuple[float, float, float, float]]]]
+               ) -> dict[str, BaseGeometry]:
     """Grid polygons: each grid's rectangle cut to its community's area, snapped to :data:`PRECISION`.
 
     Args:
@@ -98,7 +102,7 @@ def grid_cells(areas: dict[str, object], cells: dict[str, list[tuple[str, tuple[
     Returns:
         {grid_code: shapely Polygon or MultiPolygon}; a grid whose rectangle misses the area is left out.
     """
-    out: dict[str, object] = {}
+    out: dict[str, BaseGeometry] = {}
     for community, area in sorted(areas.items()):
         minx, miny, maxx, maxy = area.bounds
         for grid, (x0, x1, y0, y1) in cells.get(community, ()):
@@ -109,7 +113,7 @@ def grid_cells(areas: dict[str, object], cells: dict[str, list[tuple[str, tuple[
     return out
 
 
-def write_boundaries(path: Path, cells: dict[str, object]) -> int:
+def write_boundaries(path: Path, cells: dict[str, BaseGeometry]) -> int:
     """Write ``cells`` ({grid_code: geometry}) as a GeoJSON FeatureCollection sorted by grid_code. Returns the
     number of features."""
     features = [{"type": "Feature",

@@ -125,7 +125,8 @@ def birth_row(rng: random.Random, cert_no: str, hh: Household, child: Person, mo
     """One health.births row (true values) of ``child`` born in household ``hh``."""
     return {"cert_no": cert_no, "child_name": child.name, "child_sex": child.sex_code,
             "birth_date": iso(child.birth), "birth_time": f"{rng.randrange(24):02d}:{rng.randrange(60):02d}",
-            "birth_weight_g": int(round(rng.gauss(3300, 420))), "gestation_weeks": rng.choice((37, 38, 39, 39, 40, 40, 41)),
+            "birth_weight_g": int(round(rng.gauss(3300, 420))),
+            "gestation_weeks": rng.choice((37, 38, 39, 39, 40, 40, 41)),
             "hospital_name": rng.choice(HOSPITALS),
             "mother_name": mother.name if mother else None, "mother_id_no": mother.id_no if mother else None,
             "father_name": father.name if father else None, "father_id_no": father.id_no if father else None,
@@ -191,7 +192,7 @@ def death_rows(pop: Population, seed: int, logical_date: date, fake) -> tuple[li
     """
     rng = random.Random(f"{seed}:health:deaths")
     n = max(3, round(pop.residents * DEATH_RATE))
-    used = set(p.id_no for p in pop.persons)
+    used = {p.id_no for p in pop.persons}
     rows, deceased = [], []
     no = rng.randint(10_000_000, 40_000_000)
     for k in range(n):
@@ -246,11 +247,13 @@ def employment_rows(pop: Population, seed: int, logical_date: date, fake
             sex = "M" if p.sex_code == "1" else "F"
             adult = shift_years(p.birth, 18)
             employed = p.age < 60 and rng.random() < 0.62
+            types: tuple[str, ...]
             if employed:
-                jobs = []
+                jobs: list[tuple[date, date | None]] = []
                 start = day_between(rng, max(adult, date(2000, 1, 1)), logical_date - timedelta(days=15))
                 if rng.random() < 0.2 and (start - adult).days > 400:
-                    earlier = date.fromordinal(rng.randint(adult.toordinal(), (start - timedelta(days=200)).toordinal()))
+                    earlier = date.fromordinal(rng.randint(adult.toordinal(),
+                                                           (start - timedelta(days=200)).toordinal()))
                     jobs.append((earlier, start - timedelta(days=rng.randint(1, 60))))
                 jobs.append((start, None))
                 for s, e in jobs:
@@ -316,6 +319,7 @@ def application_doc(rng: random.Random, app_no: str, applicant: Person, hh: Hous
                     end: datetime, fake) -> dict[str, Any]:
     """One zhengwu.applications document (true values) submitted at local ``submitted``, steps cut at ``end``."""
     code, service = rng.choice(SERVICES)
+    form: dict[str, Any]
     if service == "居住证办理":
         form = {"reason": rng.choice(("务工", "就学", "投靠亲属")), "address": hh.address}
     elif service == "最低生活保障申请":
@@ -323,9 +327,11 @@ def application_doc(rng: random.Random, app_no: str, applicant: Person, hh: Hous
     elif service == "高龄津贴申请":
         form = {"age": applicant.age, "bank_account": f"6217{rng.randrange(10**12):012d}"}
     elif service == "就业登记":
-        form = {"employer_name": fake.company(), "start_date": iso(submitted.date() - timedelta(days=rng.randrange(60)))}
+        form = {"employer_name": fake.company(),
+                "start_date": iso(submitted.date() - timedelta(days=rng.randrange(60)))}
     elif service == "社会保障卡申领":
-        form = {"bank": rng.choice(("中国工商银行", "中国建设银行", "中国农业银行", "中国银行")), "mail": rng.random() < 0.4}
+        form = {"bank": rng.choice(("中国工商银行", "中国建设银行", "中国农业银行", "中国银行")),
+                "mail": rng.random() < 0.4}
     else:
         form = {"child_order": rng.choice((1, 1, 2, 2, 3)), "spouse_name": fake.name()}
     steps, at = [], submitted
@@ -337,7 +343,8 @@ def application_doc(rng: random.Random, app_no: str, applicant: Person, hh: Hous
         steps.append({"step": step, "at": _utc(at), "handler": f"CK{rng.randint(1, 40):03d}",
                       "opinion": "同意" if step != "受理" else "材料齐全，予以受理"})
     status = {1: "受理中", 2: "审核中", 3: "审核中", 4: "已办结"}[len(steps)]
-    return {"_id": ObjectId(struct.pack(">I", int(_utc(submitted).timestamp())) + rng.getrandbits(64).to_bytes(8, "big")),
+    return {"_id": ObjectId(struct.pack(">I", int(_utc(submitted).timestamp()))
+                            + rng.getrandbits(64).to_bytes(8, "big")),
             "app_no": app_no, "service": {"code": code, "name": service},
             "applicant": {"id_no": applicant.id_no, "name": applicant.name, "phone": applicant.phone},
             "channel": _pick(rng, CHANNELS), "submitted_at": _utc(submitted), "form": form, "steps": steps,
@@ -365,7 +372,8 @@ def application_docs(pop: Population, seed: int, logical_date: date, fake, strea
         drafts.append((datetime.combine(day, time(rng.randint(8, 16), rng.randrange(60), rng.randrange(60))),
                        rng.randrange(len(adults))))
     drafts.sort()
-    docs, links, per_day = [], [], {}
+    docs, links = [], []
+    per_day: dict[date, int] = {}
     for submitted, i in drafts:
         hh, p = adults[i]
         k = per_day[submitted.date()] = per_day.get(submitted.date(), 0) + 1

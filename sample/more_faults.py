@@ -111,20 +111,24 @@ def inject(rows: list[dict[str, Any]], planner: Planner, source: str, table: str
     keyless: list[tuple[int, int]] = []  # (fault index, row index)
     n = len(rows)
     for kind, column, eligible, change in plans:
-        picked = planner.choose(planner.count(kind, n), n, lambda i: eligible(rows[i]), taken, column)
+        def row_eligible(i: int, eligible: Callable[[dict[str, Any]], bool] = eligible) -> bool:
+            return eligible(rows[i])
+
+        picked = planner.choose(planner.count(kind, n), n, row_eligible, taken, column)
         for k, i in enumerate(picked):
             row_key = _get(rows[i], key)
             old, new = change(rows[i], k)
             faults.append(Fault(source, table, row_key, column, kind, text(old), text(new)))
             if _get(rows[i], key) is None:
                 keyless.append((len(faults) - 1, i))
-    columns = LOCATOR_COLUMNS.get((source, table))
-    if keyless and columns is None:
-        raise ValueError(f"{source}.{table}: a fault nulls the business key {key} but the table has no "
-                         "LOCATOR_COLUMNS to identify the row")
-    for j, i in keyless:
-        locator = {c: locator_text(_get(rows[i], c)) for c in columns}
-        faults[j] = replace(faults[j], row_locator=json.dumps(locator, ensure_ascii=False, sort_keys=True))
+    if keyless:
+        columns = LOCATOR_COLUMNS.get((source, table))
+        if columns is None:
+            raise ValueError(f"{source}.{table}: a fault nulls the business key {key} but the table has no "
+                             "LOCATOR_COLUMNS to identify the row")
+        for j, i in keyless:
+            locator = {c: locator_text(_get(rows[i], c)) for c in columns}
+            faults[j] = replace(faults[j], row_locator=json.dumps(locator, ensure_ascii=False, sort_keys=True))
     return faults
 
 
@@ -138,7 +142,8 @@ def inject_birth_faults(rows: list[dict[str, Any]], planner: Planner) -> list[Fa
     """health.births: number_out_of_range (birth_weight_g × 10, or 0, alternating), name_rare_char
     (child_name), birth_date_impossible (birth_date 'YYYY-02-30' / 'YYYY-MM-31'), business_key_null (cert_no)."""
     return inject(rows, planner, "health", "births", "cert_no", [
-        ("number_out_of_range", "birth_weight_g", lambda r: True, _set("birth_weight_g", lambda v, k: v * 10 if k % 2 == 0 else 0)),
+        ("number_out_of_range", "birth_weight_g", lambda r: True,
+         _set("birth_weight_g", lambda v, k: v * 10 if k % 2 == 0 else 0)),
         ("name_rare_char", "child_name", lambda r: True, _set("child_name", rare_name)),
         ("birth_date_impossible", "birth_date", lambda r: True, _set("birth_date", lambda v, k: impossible_iso(v))),
         ("business_key_null", "cert_no", lambda r: True, _set("cert_no", lambda v, k: None)),
@@ -203,7 +208,8 @@ def inject_insurance_faults(rows: list[dict[str, Any]], planner: Planner, rng: r
         later = min(t + timedelta(days=rng.randint(1, 30), seconds=rng.randint(0, 86_399)), last)
         copies[i] = dict(rows[i], updated_at=later.strftime("%Y-%m-%d %H:%M:%S"))
         faults.append(Fault("hrss", "social_insurance", rows[i]["si_no"], WHOLE_ROW, "duplicate_across_batches",
-                            f"1 row updated {rows[i]['updated_at']}", f"2 rows, copy updated {copies[i]['updated_at']}"))
+                            f"1 row updated {rows[i]['updated_at']}",
+                            f"2 rows, copy updated {copies[i]['updated_at']}"))
     delivered = []
     for i, row in enumerate(rows):
         delivered.append(row)

@@ -37,8 +37,8 @@ _ID_CHECK = "10X98765432"
 
 def check_char(body17: str) -> str:
     """GB 11643-1999 check character of a 17-digit body (ISO 7064 MOD 11-2), e.g. '11010519491231002' → 'X'.
-    Same value as :func:`govlake.codes.code_lists.id_check_char` (tested equal), without its input validation (bodies here are
-    generated)."""
+    Same value as :func:`govlake.codes.code_lists.id_check_char` (tested equal), without its input validation
+    (bodies here are generated)."""
     return _ID_CHECK[sum(map(int.__mul__, map(int, body17), _ID_WEIGHTS)) % 11]
 
 
@@ -293,9 +293,9 @@ def random_local_time(rng: random.Random, first: date, last: date) -> datetime:
     """A local wall-clock time on a day in [first, last], hours weighted by :data:`HOUR_WEIGHTS`."""
     # rng._randbelow(n) is exactly what randint/randrange call underneath: same draws, less call overhead
     lo = first.toordinal()
-    day = date.fromordinal(lo + rng._randbelow(last.toordinal() - lo + 1))
+    day = date.fromordinal(lo + rng._randbelow(last.toordinal() - lo + 1))  # type: ignore[attr-defined]
     hour = rng.choices(HOURS, cum_weights=HOUR_CUM)[0]
-    return datetime(day.year, day.month, day.day, hour, rng._randbelow(60), rng._randbelow(60))
+    return datetime(day.year, day.month, day.day, hour, rng._randbelow(60), rng._randbelow(60))  # type: ignore[attr-defined]
 
 
 class Population:
@@ -447,7 +447,7 @@ class Population:
         body15 = f"{district_code}{birth:%Y%m%d}"
         parity = 1 if sex_code == "1" else 0
         for _ in range(2000):
-            seq = self.rng._randbelow(500) * 2 + parity  # == randrange(0, 500)
+            seq = self.rng._randbelow(500) * 2 + parity  # type: ignore[attr-defined]  # == randrange(0, 500)
             if seq == 0:
                 continue
             body = f"{body15}{seq:03d}"
@@ -510,7 +510,8 @@ class Population:
                     phone: str | None) -> Person:
         birth = self._birth_for_age(age)
         person = Person(
-            person_no=f"HK{self._next_person:08d}", id_no=self.make_id(id_division_code(district.code, birth), birth, sex),
+            person_no=f"HK{self._next_person:08d}",
+            id_no=self.make_id(id_division_code(district.code, birth), birth, sex),
             name=name,
             sex_code=sex, birth=birth, age=age, ethnic_code=hh.ethnic_code, household_no=hh.household_no,
             relation_code=relation, community_code=hh.community.code, district_code=district.code,

@@ -9,6 +9,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import shapely
 from shapely.geometry import shape
@@ -16,6 +17,9 @@ from shapely.prepared import prep
 
 from govlake.core.config import REFERENCE_DIR, SAMPLE_CITY_CODE
 from sample.attributes import EDUCATION_LEVELS, MARITAL_LEVELS
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 #: Census columns of the 5-year age groups, in age order: (first age, last age, column suffix).
 #: 85岁以上 is spread over 85..100 by :func:`age_weights`.
@@ -65,7 +69,7 @@ class District:
     family_household_persons: int
     one_person_households: int
     age_weights: dict[str, list[float]]
-    geometry: object
+    geometry: BaseGeometry
     prepared: object = None
     streets: dict[str, str] = field(default_factory=dict)
     communities: list[Community] = field(default_factory=list)

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bson import json_util
 from bson.json_util import RELAXED_JSON_OPTIONS
@@ -36,6 +36,9 @@ from sample.more_departments import (
     EMPLOYMENT_COLUMNS,
     INSURANCE_COLUMNS,
 )
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: (schema, table) → (columns, {column: (sqlite type, postgresql type)} for non-TEXT columns, primary key or None).
 #: hukou.persons has no primary key on purpose: the duplicate_row fault delivers exact duplicate rows.
@@ -207,7 +210,7 @@ class Sink:
         self.target, self.out, self.pg_url, self.mongo_url = target, out, pg_url, mongo_url
         self.mongo_prefix = mongo_prefix
         self._sqlite: dict[str, sqlite3.Connection] = {}
-        self._pg = None
+        self._pg: psycopg.Connection[Any] | None = None
 
     def __enter__(self) -> Sink:
         return self
@@ -228,6 +231,8 @@ class Sink:
         import psycopg
 
         if self._pg is None:
+            if self.pg_url is None:
+                raise ValueError("target 'servers' needs pg_url and mongo_url")
             self._pg = psycopg.connect(_libpq_url(self.pg_url))
         with self._pg.cursor() as cur:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -239,6 +244,8 @@ class Sink:
         if self.target == "embedded":
             write_jsonl(self.out / jsonl_name, docs)
         else:
+            if self.mongo_url is None:
+                raise ValueError("target 'servers' needs pg_url and mongo_url")
             write_mongo(self.mongo_url, self.mongo_prefix + database, collection, docs)
 
     def close(self) -> None:
@@ -276,7 +283,7 @@ def write_mongo(mongo_url: str, database: str, collection: str, docs: list[dict[
     """
     from pymongo import MongoClient
 
-    client = MongoClient(mongo_url, tz_aware=True, serverSelectionTimeoutMS=10_000)
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_url, tz_aware=True, serverSelectionTimeoutMS=10_000)
     try:
         coll = client[database][collection]
         coll.drop()
@@ -366,7 +373,8 @@ def drop_bytes(fmt: str, header: Sequence[str], rows: Sequence[Sequence[Any]], s
         w.writerows([["" if v is None else v for v in r] for r in rows])
         return buf.getvalue().encode("utf-8" if fmt == "csv" else "gbk", errors="strict" if fmt == "csv" else "replace")
     if fmt == "jsonl":
-        return "".join(json.dumps(dict(zip(header, r, strict=False)), ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+        return "".join(json.dumps(dict(zip(header, r, strict=False)), ensure_ascii=False) + "\n"
+                       for r in rows).encode("utf-8")
     if fmt == "xlsx":
         import zipfile
 

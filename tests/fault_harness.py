@@ -2,9 +2,9 @@
 
 Used by ``tests/test_faults.py`` (a fixed set of kill points, in CI) and ``benchmarks/soak.py`` (random kill points,
 seeded). A :class:`Reference` is one uninterrupted run of every stage in this process, with a copy of the lakehouse
-and its content digests (:mod:`govlake.core.digest`) after each stage. A trial copies the lakehouse as it was before a stage
-into a home of its own, runs that stage in a child process (its own session, so the kill takes its Spark JVM with
-it) with ``GOVLAKE_FAILPOINTS`` set, reruns the stage in this process as an operator or Airflow's retry would, and
+and its content digests (:mod:`govlake.core.digest`) after each stage. A trial copies the lakehouse as it was before a
+stage into a home of its own, runs that stage in a child process (its own session, so the kill takes its Spark JVM
+with it) with ``GOVLAKE_FAILPOINTS`` set, reruns the stage in this process as an operator or Airflow's retry would, and
 compares the digests with the reference after that stage.
 """
 from __future__ import annotations
@@ -84,7 +84,8 @@ def compare_lakehouses(spark, expected: Path, got: Path, cache: dict | None = No
     (an identical log is an identical table); ``cache`` keeps the digests of ``expected``'s tables by path."""
     cache = {} if cache is None else cache
     a, b = _tables(expected), _tables(got)
-    differing = sorted(n for n in set(a) | set(b) if n not in a or n not in b or _log_listing(a[n]) != _log_listing(b[n]))
+    differing = sorted(n for n in set(a) | set(b)
+                       if n not in a or n not in b or _log_listing(a[n]) != _log_listing(b[n]))
     if not differing:
         return []
 
@@ -166,7 +167,7 @@ class Trial:
 
 def unreadable_report_files(home: Path) -> list[str]:
     """Report files a reader could not use: JSON that does not parse, empty HTML or YAML (a half-written file)."""
-    bad = []
+    bad: list[str] = []
     reports = home / "reports"
     if not reports.is_dir():
         return bad

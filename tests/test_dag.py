@@ -36,7 +36,8 @@ print(json.dumps({
     "heavy_imports": heavy,
     "params": {k: [dag.params.get_param(k).value, dag.params.get_param(k).schema.get("type")]
                for k in dag.params} if dag else None,
-    "extract_args": sorted(inspect.signature(dag.get_task("extract_hukou").python_callable).parameters) if dag else None,
+    "extract_args": sorted(inspect.signature(dag.get_task("extract_hukou").python_callable).parameters)
+                    if dag else None,
 }))
 """
 
@@ -142,7 +143,8 @@ def test_airflow_dags_test_runs_every_task_against_the_real_servers(dag_run, spa
     assert {r.raw_table: r.rows_written for r in ledger}["raw.hukou_persons"] > 0
     results = spark.read.format("delta").load(settings.table_path("ops", "validation_results"))
     assert results.where("table LIKE 'raw.%'").select("table").distinct().count() == 15
-    unified_results = results.where("table LIKE 'unified.%'")  # the unify task's audit: every suite, no fail rule failed
+    # the unify task's audit: every suite, no fail rule failed
+    unified_results = results.where("table LIKE 'unified.%'")
     assert sorted(r[0] for r in unified_results.select("table").distinct().collect()) == sorted(
         f"unified.{t}" for t in UNIFIED_TABLES)
     assert unified_results.where("action = 'fail' AND failed > 0").count() == 0

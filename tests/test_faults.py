@@ -11,7 +11,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,7 +204,8 @@ class PrivateServers:
 
 @pytest.fixture()
 def private_servers():
-    if not sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb")) or not (REPO_ROOT / ".cache/bin/ferretdb").is_file():
+    if (not sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+            or not (REPO_ROOT / ".cache/bin/ferretdb").is_file()):
         pytest.skip("PostgreSQL / FerretDB not installed: docker/setup.sh --servers")
     servers = PrivateServers()
     servers.services("start")
@@ -211,9 +214,9 @@ def private_servers():
     shutil.rmtree(servers.run, ignore_errors=True)
 
 
-def _read_in_background(fn):
+def _read_in_background(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     """Run ``fn`` in a thread; returns (thread, outcome dict with 'result' or 'error')."""
-    outcome: dict = {}
+    outcome: dict[str, Any] = {}
 
     def target():
         try:
@@ -316,7 +319,8 @@ def test_ferretdb_stopped_mid_read_fails_the_batch_and_a_rerun_delivers_it(spark
     assert isinstance(error, SourceUnavailable) and str(error).startswith("source dept.events: "), error
     assert (again.status, again.rows_read, again.rows_written) == ("written", 2500, 2500)
     assert _ledger(spark, settings) == [("dept.events:2025-06-30", "written", 2500, None)]
-    assert not (Path(settings.lakehouse) / "_staging").exists() or not any((Path(settings.lakehouse) / "_staging").iterdir())
+    staging = Path(settings.lakehouse) / "_staging"
+    assert not staging.exists() or not any(staging.iterdir())
 
 
 def test_a_drop_file_truncated_while_read_is_rejected_whole_and_a_rerun_delivers_it(spark, tmp_path, monkeypatch):

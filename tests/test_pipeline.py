@@ -30,7 +30,8 @@ def test_extracted_equals_accepted_plus_quarantined_for_every_raw_table(spark, r
     from govlake.extract.stage import raw_tables
 
     settings = run
-    ledger = {r.raw_table: r for r in spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).collect()}
+    ledger = {r.raw_table: r
+              for r in spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).collect()}
     assert sorted(ledger) == sorted(f"raw.{t}" for t in raw_tables())
 
     def rows(layer, table):
@@ -62,7 +63,8 @@ def test_injected_faults_are_quarantined_with_their_rule(spark, run):
     for fault in faults:
         assert expected_rule[fault["fault_kind"]] in rules_by_key.get(fault["row_key"], set()), fault
     # repairable faults are not quarantined for the repaired column, and land repaired in unified
-    repaired = [f for f in _faults(settings, "hukou", "persons") if f["fault_kind"] in ("id_lowercase_x", "id_fullwidth")]
+    repaired = [f for f in _faults(settings, "hukou", "persons")
+                if f["fault_kind"] in ("id_lowercase_x", "id_fullwidth")]
     assert repaired
     person_ids = {r.person_id for r in spark.read.format("delta").load(settings.table_path("unified", "person"))
                   .select("person_id").collect()}
@@ -85,7 +87,8 @@ def test_layers_are_filled_and_queryable_by_name(spark, run):
     excluded = spark.sql("SELECT sum(persons) FROM marts.population_exclusions").collect()[0][0]
     current = spark.sql("SELECT count(*) FROM unified.person WHERE is_current").collect()[0][0]
     assert pop + excluded == current
-    city = spark.sql("SELECT population FROM analysis.age_structure_by_district WHERE district_code = '130100'").collect()
+    city = spark.sql("SELECT population FROM analysis.age_structure_by_district "
+                     "WHERE district_code = '130100'").collect()
     assert city[0][0] == pop
     assert len(findings(spark, settings, DAY)) >= 5
     assert (settings.reports_dir / "decision_support" / DAY.isoformat() / "index.html").is_file()

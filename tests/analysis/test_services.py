@@ -1,5 +1,5 @@
-"""Analysis services (govlake.analysis.services) on inline fixtures, each checked against an independent plain-Python/pandas
-computation on the same rows (exact for counts, 1e-12 for ratios)."""
+"""Analysis services (govlake.analysis.services) on inline fixtures, each checked against an independent
+plain-Python/pandas computation on the same rows (exact for counts, 1e-12 for ratios)."""
 from __future__ import annotations
 
 import statistics
@@ -59,7 +59,7 @@ def _expected_trend(rows, baseline_weeks, min_baseline, z_thr):
 
 def test_weekly_trend_series_change_and_anomaly(spark):
     # a spike: district 130102 has 2, 3, 2 events then 0 then 1 (weeks 06-02..06-30)
-    extra = [("x%d" % k, "130102", "g1", "城乡建设", datetime(2025, 6, 24, 9, k)) for k in range(9)]  # 9 more in 06-23
+    extra = [(f"x{k}", "130102", "g1", "城乡建设", datetime(2025, 6, 24, 9, k)) for k in range(9)]  # 9 more in 06-23
     rows = EVENTS + extra
     df = spark.createDataFrame(rows, EV_SCHEMA)
     got = {(r.group_key, r.week_start): r for r in

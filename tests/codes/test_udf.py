@@ -1,4 +1,5 @@
-"""GovLake's function jar (govlake/codes/udf): built from the Java sources, named by their digest, stale jars removed."""
+"""GovLake's function jar (govlake/codes/udf): built from the Java sources, named by their digest, stale jars
+removed."""
 from govlake.codes import udf
 
 

@@ -1,5 +1,5 @@
-"""Tests of govlake.core.fsio: a reader never sees a half-written file, a killed writer leaves the old or the new content,
-a failed write leaves the old file and no temporary file, the file lock excludes threads."""
+"""Tests of govlake.core.fsio: a reader never sees a half-written file, a killed writer leaves the old or the new
+content, a failed write leaves the old file and no temporary file, the file lock excludes threads."""
 from __future__ import annotations
 
 import os

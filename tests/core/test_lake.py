@@ -87,7 +87,8 @@ def test_replace_partition_adds_a_newly_projected_column(spark, tmp_path):
     before = dt.date(2025, 6, 29)
     lake.replace_partition(spark.createDataFrame([("A1", before)], "app_no string, _logical_date date"),
                            path, "_logical_date", before)
-    newer = spark.createDataFrame([("A2", "13812345678", DAY)], "app_no string, applicant_phone string, _logical_date date")
+    newer = spark.createDataFrame([("A2", "13812345678", DAY)],
+                                  "app_no string, applicant_phone string, _logical_date date")
     lake.replace_partition(newer, path, "_logical_date", DAY)
     lake.replace_partition(newer, path, "_logical_date", DAY)  # idempotent
     got = sorted(tuple(r) for r in spark.read.format("delta").load(path).select("app_no", "applicant_phone").collect())

@@ -1,4 +1,5 @@
-"""Run leases (govlake.core.lease): one run per logical date, shared by the tasks of one DAG run, taken over when stale."""
+"""Run leases (govlake.core.lease): one run per logical date, shared by the tasks of one DAG run, taken over when
+stale."""
 from __future__ import annotations
 
 import datetime as dt
@@ -97,14 +98,15 @@ def test_staleness_rules():
                              "expires 2025-07-01 12:00:01)")
 
 
-def test_racing_runs_get_the_lease_exactly_once(spark, home):
+def test_racing_runs_get_the_lease_exactly_once(spark, home) -> None:
     """Two runs acquire at the same moment, five rounds: one wins each round, the other is refused."""
     for round_ in range(5):
         scope = f"date=2025-07-0{round_ + 1}"
         outcomes: dict[str, str] = {}
         barrier = threading.Barrier(2)
 
-        def contend(name: str) -> None:
+        def contend(name: str, barrier: threading.Barrier = barrier, scope: str = scope,
+                    outcomes: dict[str, str] = outcomes) -> None:
             barrier.wait()
             try:
                 Lease(spark, home, scope, _holder(f"cli:{name}"), poll_s=0.1).acquire().stop_renewing()

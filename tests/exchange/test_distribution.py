@@ -18,7 +18,8 @@ SCHEMA = "snapshot_date date, district_code string, sex_code string, population 
 
 def test_cut_dataset_keeps_the_run_and_what_the_subscriber_may_see(spark):
     df = spark.createDataFrame([(DAY, "130102", "1", 5, "x"), (DAY, "130104", "2", 7, "y"),
-                                (DAY, "110101", "1", 9, "z"), (DAY - dt.timedelta(days=1), "130102", "1", 4, "w")], SCHEMA)
+                                (DAY, "110101", "1", 9, "z"), (DAY - dt.timedelta(days=1), "130102", "1", 4, "w")],
+                               SCHEMA)
     out = cut_dataset(df, SUB, DAY)
     assert out.columns == ["district_code", "sex_code", "population"]
     assert [tuple(r) for r in out.collect()] == [("130102", "1", 5), ("130104", "2", 7)]

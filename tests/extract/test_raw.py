@@ -61,7 +61,8 @@ def test_raw_write_counts_in_one_pass_and_is_taken_back_on_failed_reconciliation
     assert not lake.exists(spark, path)
     # the JDBC read's over-delivery guard fails a Spark task: reported as the batch's reconciliation failure
     from pyspark.sql import functions as F
-    guard = spark.range(1).select(F.raise_error(F.lit("source s.t: partition 0 delivered more rows than the 0 counted")))
+    guard = spark.range(1).select(F.raise_error(F.lit("source s.t: partition 0 delivered more rows than the "
+                                                      "0 counted")))
     with pytest.raises(ReconciliationError, match=r"^reconciliation failed for s\.t:2025-06-30: source s\.t: "
                                                   r"partition 0 delivered more rows than the 0 counted$"):
         _guarded("s.t:2025-06-30", lambda df: df.collect(), guard)
@@ -176,7 +177,8 @@ def test_incremental_batches_from_postgres(spark, tmp_path, pg_engine, pg_url, m
     assert sorted((str(r._logical_date), r.person_no, r.name) for r in raw.collect()) == [
         ("2025-06-30", "P1", "张三"), ("2025-06-30", "P2", "李四"), ("2025-07-01", "P1", "张三丰"),
         ("2025-07-01", "P3", "王五")]
-    ledger = spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger")).orderBy("batch_id").collect()
+    ledger = (spark.read.format("delta").load(settings.table_path("ops", "exchange_ledger"))
+              .orderBy("batch_id").collect())
     assert [(r.logical_date.isoformat(), r.mode, r.rows_source, r.rows_read, r.rows_written, r.rows_rejected)
             for r in ledger] == [("2025-06-30", "full", 2, 2, 2, 0), ("2025-07-01", "incremental", 2, 2, 2, 0),
                                  ("2025-07-05", "incremental", 0, 0, 0, 0)]
@@ -251,7 +253,8 @@ def test_failed_row_is_refreshed_and_older_ledgers_get_the_error_column(spark, t
         .write.format("delta").save(settings.table_path("ops", "exchange_ledger"))
     started = dt.datetime.now(dt.UTC)
     record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), RuntimeError("first"), started)])
-    record_batches(spark, settings, [failed_batch(spec, obj, Window.for_date(DAY), RuntimeError("second\nmore"), started)])
+    record_batches(spark, settings,
+                   [failed_batch(spec, obj, Window.for_date(DAY), RuntimeError("second\nmore"), started)])
     assert [(r["status"], r["error"]) for r in _ledger_rows(spark, settings)] == [("failed", "RuntimeError: second")]
 
 
@@ -266,13 +269,16 @@ def test_run_extract_extracts_every_object_despite_failures_and_names_them_all(s
     settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
     drop = settings.sources_dir / "inbox" / "zhengwu" / DAY.isoformat()
     drop.mkdir(parents=True)
-    messages = "留言编号,留言用户,留言主题,留言时间,留言详情,反对数,点赞数\n1,A1,主题,2019/2/28 11:25:05,详情,0,1\n".encode()
-    evaluations = "办件编号,评价等级,评价渠道,评价时间,评价内容\nZW1,满意,窗口,2025/6/3 9:05:00,好\nZW2,满意,网上,x,\n".encode()
+    messages = ("留言编号,留言用户,留言主题,留言时间,留言详情,反对数,点赞数\n"
+                "1,A1,主题,2019/2/28 11:25:05,详情,0,1\n").encode()
+    evaluations = ("办件编号,评价等级,评价渠道,评价时间,评价内容\n"
+                   "ZW1,满意,窗口,2025/6/3 9:05:00,好\nZW2,满意,网上,x,\n").encode()
     (drop / "messages.csv").write_bytes(messages)
     (drop / "evaluations.csv").write_bytes(evaluations)
     (drop / "manifest.json").write_text(json.dumps({"files": [
         {"name": "messages.csv", "sha256": "0" * 64, "rows": 1, "encoding": "utf-8"},
-        {"name": "evaluations.csv", "sha256": hashlib.sha256(evaluations).hexdigest(), "rows": 2, "encoding": "utf-8"}]}),
+        {"name": "evaluations.csv", "sha256": hashlib.sha256(evaluations).hexdigest(), "rows": 2,
+         "encoding": "utf-8"}]}),
         encoding="utf-8")
     with pytest.raises(SourceError) as err:
         run_extract(spark, settings, DAY, sources=["zhengwu"])

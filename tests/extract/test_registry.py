@@ -113,7 +113,8 @@ def test_sqlite_snapshot_reads_text_until_window_end(spark, tmp_path):
 def test_missing_embedded_database_names_source_and_path(spark, tmp_path):
     settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
     spec = _sql_spec()
-    with pytest.raises(SourceUnavailable, match=r"source dept\.persons: embedded database .*dept\.sqlite does not exist"):
+    with pytest.raises(SourceUnavailable,
+                       match=r"source dept\.persons: embedded database .*dept\.sqlite does not exist"):
         read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY))
 
 
@@ -126,7 +127,8 @@ def test_postgres_jdbc_reads_exact_text(spark, tmp_path, pg_engine, pg_url, monk
         conn.execute(sa.text("CREATE TABLE dept.persons (person_no text, id_no text, amount numeric(40,2), "
                              "updated_at timestamp)"))
         conn.execute(sa.text("INSERT INTO dept.persons VALUES "
-                             "('P2', '11010519491231002X', 12345678901234567890123456789012345678.25, '2025-06-30 23:59:59'),"
+                             "('P2', '11010519491231002X', 12345678901234567890123456789012345678.25, "
+                             "'2025-06-30 23:59:59'),"
                              "('P1', NULL, 7.00, '2025-06-01 08:00:00'),"
                              "('P3', 'x', 1, '2025-07-01 00:00:00')"))
     monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_DEPT", pg_url.replace("postgresql+psycopg", "postgresql"))
@@ -161,7 +163,8 @@ def test_postgres_missing_table_and_unreachable_server(spark, tmp_path, pg_engin
 
 def _mongo_spec():
     obj = ObjectSpec(name="events", business_key=("event_no",), watermark="updated_at",
-                     projection={"event_no": "$.event_no", "grid_code": "$.location.grid_code", "category": "$.category"})
+                     projection={"event_no": "$.event_no", "grid_code": "$.location.grid_code",
+                                 "category": "$.category"})
     return SourceSpec(source="grid", department="d", kind="mongo", objects={"events": obj},
                       connection_id="govlake_test_grid", database="govlake_test_grid", embedded="events.jsonl")
 
@@ -179,7 +182,8 @@ def test_mongo_documents_kept_whole_with_drift_visible(spark, tmp_path, mongo_cl
         # (FerretDB 1.24 refuses a string _id equal to an ObjectId's hex as a duplicate key, so another string)
         {"_id": "65a000000000000000000002", "event_no": "E2", "location": {"grid_code": 130102001001002},
          "category": "城乡建设/安全生产/安全隐患", "updated_at": dt.datetime(2025, 6, 30, 15, 59)},
-        {"_id": 7, "event_no": "E3", "updated_at": dt.datetime(2025, 6, 30, 16, 0)},  # = 07-01 00:00 Shanghai: next batch
+        # = 07-01 00:00 Shanghai: next batch
+        {"_id": 7, "event_no": "E3", "updated_at": dt.datetime(2025, 6, 30, 16, 0)},
     ])
     monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_GRID", mongo_url)
     settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path), "GOVLAKE_SOURCES": "servers"})
@@ -290,14 +294,18 @@ def test_gbk_csv_drop_is_read_and_its_encoding_recorded(spark, tmp_path):
 
 def test_jsonl_drop_keeps_number_literals_and_rejects_unknown_keys(spark, tmp_path):
     settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
-    lines = ['{"办件编号": "ZW1", "评价等级": "满意", "评价渠道": "网上", "评价时间": "2025/6/3 9:05:00", "评价内容": ""}',
+    lines = ['{"办件编号": "ZW1", "评价等级": "满意", "评价渠道": "网上", "评价时间": "2025/6/3 9:05:00", '
+             '"评价内容": ""}',
              '{"办件编号": 12.50, "评价等级": null, "评价渠道": "窗口", "评价时间": "x", "评价内容": "好"}']
     _eval_drop(settings, "evaluations.jsonl", ("\n".join(lines) + "\n").encode(), 2, fmt="jsonl")
     spec = load_registry()["zhengwu"]
     rows = read_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY)).collect()
-    assert [(r.app_no, r.level, r.content, r._row_number) for r in rows] == [("ZW1", "满意", "", 1), ("12.50", None, "好", 2)]
-    _eval_drop(settings, "evaluations.jsonl", (lines[0].replace("评价内容", "评价备注") + "\n").encode(), 1, fmt="jsonl")
-    with pytest.raises(SchemaDrift, match=r"source zhengwu\.evaluations: .*evaluations\.jsonl line 1 has key\(s\) \['评价备注'\]"):
+    assert [(r.app_no, r.level, r.content, r._row_number) for r in rows] == [("ZW1", "满意", "", 1),
+                                                                            ("12.50", None, "好", 2)]
+    _eval_drop(settings, "evaluations.jsonl", (lines[0].replace("评价内容", "评价备注") + "\n").encode(), 1,
+               fmt="jsonl")
+    with pytest.raises(SchemaDrift, match=r"source zhengwu\.evaluations: .*evaluations\.jsonl line 1 has "
+                                          r"key\(s\) \['评价备注'\]"):
         read_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY))
 
 
@@ -319,23 +327,28 @@ def test_xlsx_drop_reads_text_and_rejects_number_ids_with_reason(spark, tmp_path
     spec = load_registry()["zhengwu"]
     got = extract_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY))
     assert [(r.app_no, r.evaluated_at, r.content, r._row_number) for r in got.frame.collect()] == [
-        ("ZW202506010001", "2025/6/3 9:05:00", None, 1), ("ZW202506010003", "2025-06-03 09:07:00", "等待时间较长", 3)]
-    assert got.rejected == [(2, "number cell in 办件编号 (app_no, registry type text): leading zeros or digits may be lost")]
+        ("ZW202506010001", "2025/6/3 9:05:00", None, 1),
+        ("ZW202506010003", "2025-06-03 09:07:00", "等待时间较长", 3)]
+    assert got.rejected == [(2, "number cell in 办件编号 (app_no, registry type text): "
+                                "leading zeros or digits may be lost")]
     _eval_drop(settings, "evaluations.xlsx", buf.getvalue()[:200], 3, fmt="xlsx", encoding=None)
-    with pytest.raises(ManifestMismatch, match=r"source zhengwu\.evaluations: .*evaluations\.xlsx is not a readable \.xlsx"):
+    with pytest.raises(ManifestMismatch,
+                       match=r"source zhengwu\.evaluations: .*evaluations\.xlsx is not a readable \.xlsx"):
         read_object(spark, settings, spec, spec.objects["evaluations"], Window.for_date(DAY))
 
 
 def test_sqlite_window_and_renamed_column(spark, tmp_path):
     settings, con = _sqlite_persons(tmp_path, [
-        ("P1", None, 7, "2025-06-29 23:59:59"), ("P2", None, 1, "2025-06-30 00:00:00"), ("P3", None, 1, "2025-07-01 00:00:00")])
+        ("P1", None, 7, "2025-06-29 23:59:59"), ("P2", None, 1, "2025-06-30 00:00:00"),
+        ("P3", None, 1, "2025-07-01 00:00:00")])
     spec = _sql_spec()
     got = extract_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY))
     assert ([r.person_no for r in got.frame.collect()], got.rows_source) == (["P2"], 1)
     con.execute("ALTER TABLE persons RENAME COLUMN id_no TO idno")
     con.commit()
     con.close()
-    with pytest.raises(SchemaDrift, match=r"source dept\.persons: registered column\(s\) \['id_no'\] missing .*\['idno'\] \(renamed\?\)"):
+    with pytest.raises(SchemaDrift, match=r"source dept\.persons: registered column\(s\) \['id_no'\] missing "
+                                          r".*\['idno'\] \(renamed\?\)"):
         read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY))
 
 
@@ -399,7 +412,8 @@ def test_postgres_faults_name_source_and_object(spark, tmp_path, pg_engine, pg_u
     monkeypatch.setenv("AIRFLOW_CONN_GOVLAKE_TEST_DEPT", base)
     with pg_engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE dept.persons RENAME COLUMN amount TO amount_yuan"))
-    with pytest.raises(SchemaDrift, match=r"source dept\.persons: registered column\(s\) \['amount'\] missing in dept\.persons"):
+    with pytest.raises(SchemaDrift, match=r"source dept\.persons: registered column\(s\) \['amount'\] missing "
+                                          r"in dept\.persons"):
         read_object(spark, settings, spec, spec.objects["persons"], Window.for_date(DAY))
     bad = SourceSpec(source="dept", department="d", kind="sql", connection_id="govlake_test_dept", db_schema="dept",
                      objects={"p": ObjectSpec(name="p", business_key=("x; drop table y",), columns=("x",))})
@@ -482,7 +496,8 @@ def _outside_drop(settings, tmp_path, case):
     outside.write_bytes(body)
     drop = settings.sources_dir / "inbox" / "zhengwu" / DAY.isoformat()
     drop.mkdir(parents=True)
-    name = {"relative": "../../../../../elsewhere/messages.csv", "absolute": str(outside), "symlink": "messages.csv"}[case]
+    name = {"relative": "../../../../../elsewhere/messages.csv", "absolute": str(outside),
+            "symlink": "messages.csv"}[case]
     if case == "symlink":
         (drop / "messages.csv").symlink_to(outside)
     assert (drop / name).resolve() == outside  # the manifest really reaches the outside file
@@ -629,7 +644,8 @@ def test_mongo_nested_values_keep_numbers_as_numbers(spark):
 
     obj = ObjectSpec(name="events", business_key=("event_no",),
                      projection={"event_no": "$.event_no", "score": "$.score", "tags": "$.tags"})
-    line = '{"_id": "e1", "event_no": "E1", "score": {"n": 5, "w": 5.25, "d": {"$numberDecimal": "5.10"}}, "tags": [1, "a"]}'
+    line = ('{"_id": "e1", "event_no": "E1", "score": {"n": 5, "w": 5.25, "d": {"$numberDecimal": "5.10"}}, '
+            '"tags": [1, "a"]}')
     frame = sources.documents_to_frame(spark, obj, [json_util.loads(line)])
     row = frame.collect()[0]
     assert (row.score, row.tags) == ('{"n":5,"w":5.25,"d":{"$numberDecimal":"5.10"}}', '[1,"a"]')

@@ -1,5 +1,5 @@
-"""Population and grid-management theme marts (govlake.marts.themes) on inline fixtures. Every figure is compared with an
-independent pandas / plain-Python computation on the same rows: exact for counts, approx (1e-6 rel) for ratios."""
+"""Population and grid-management theme marts (govlake.marts.themes) on inline fixtures. Every figure is compared with
+an independent pandas / plain-Python computation on the same rows: exact for counts, approx (1e-6 rel) for ratios."""
 from __future__ import annotations
 
 import json
@@ -26,17 +26,23 @@ PERSON_SCHEMA = ("person_id string, sex_code string, birth_date date, household_
                  "relation_code string, education_code string, marital_status_code string, registration_type string")
 PERSONS = [  # relation (GB/T 4761), education (GB/T 4658), marital status (GB/T 2261.2), registration type
     ("p1", "1", D("1950-01-01"), "h1", "130102001001", "130102", True, "01", SNAP, "02", "21", "22", "户籍"),
-    ("p2", "2", D("1955-06-30"), "h1", "130102001001", "130102", True, "01", SNAP, "10", "80", "20", "户籍"),  # 70
-    ("p3", "2", D("1940-03-03"), "h2", "130102001002", "130102", True, "03", SNAP, "02", "90", "30", "流动"),  # 独居老人
+    # 70
+    ("p2", "2", D("1955-06-30"), "h1", "130102001001", "130102", True, "01", SNAP, "10", "80", "20", "户籍"),
+    # 独居老人
+    ("p3", "2", D("1940-03-03"), "h2", "130102001002", "130102", True, "03", SNAP, "02", "90", "30", "流动"),
     ("p4", "1", D("1990-05-05"), "h3", "130102002001", "130102", True, "01", SNAP, "02", "14", "10", "流动"),
     ("p5", "2", D("2015-07-01"), "h3", "130102002001", "130102", True, "01", SNAP, "30", "80", None, "流动"),  # 9
     ("p6", "1", D("2020-06-30"), "h3", "130102002001", "130102", True, "01", SNAP, "20", "80", None, "流动"),  # 5
-    ("p7", "2", D("1965-07-01"), "h4", "130104001001", "130104", True, "01", SNAP, "02", None, "40", None),  # 59: alone, not elderly
+    # 59: alone, not elderly
+    ("p7", "2", D("1965-07-01"), "h4", "130104001001", "130104", True, "01", SNAP, "02", None, "40", None),
     ("p8", "1", D("1960-06-30"), "h5", "130104001001", "130104", True, "01", SNAP, "02", "70", "90", "户籍"),  # 65
     ("p9", "2", None, "h5", "130104001001", "130104", True, "01", SNAP, "61", "80", "30", "户籍"),  # age unknown
-    ("p10", "1", D("1980-01-01"), "h6", "130104001001", "130104", False, "01", SNAP, "02", "20", "20", "户籍"),  # not current
-    ("p11", "2", D("2000-01-01"), None, "bad", "130104", True, "02", SNAP, None, "31", "10", "户籍"),  # no household, bad community
-    ("p12", "1", D("1958-01-01"), "h7", "130104001002", "130104", True, "01", SNAP, "02", "60", "20", "户籍"),  # 纯老户 with p13
+    # not current
+    ("p10", "1", D("1980-01-01"), "h6", "130104001001", "130104", False, "01", SNAP, "02", "20", "20", "户籍"),
+    # no household, bad community
+    ("p11", "2", D("2000-01-01"), None, "bad", "130104", True, "02", SNAP, None, "31", "10", "户籍"),
+    # 纯老户 with p13
+    ("p12", "1", D("1958-01-01"), "h7", "130104001002", "130104", True, "01", SNAP, "02", "60", "20", "户籍"),
     ("p13", "2", D("1960-01-01"), "h7", "130104001002", "130104", True, "01", SNAP, "10", "61", "21", "户籍"),
 ]
 #: More households for the generation / relationship marts: h8 three generations, h9 one non-relative (99).
@@ -95,7 +101,8 @@ def _epdf() -> pd.DataFrame:
 # ------------------------------------------------------------------------------------- population theme
 
 def test_population_structure_all_levels(spark):
-    got = {(r.area_level, r.area_code): r.asDict() for r in themes.population_structure(_persons(spark), SNAP).collect()}
+    got = {(r.area_level, r.area_code): r.asDict()
+           for r in themes.population_structure(_persons(spark), SNAP).collect()}
     p = _ppdf()
     p["age"] = [_age(b) for b in p["birth_date"]]
     p = p[p["is_current"] & p["age"].notna()].copy()
@@ -129,16 +136,20 @@ def test_areas_on_the_authalic_sphere_and_density(spark):
     hole = [[114.42, 38.02], [114.44, 38.02], [114.44, 38.04], [114.42, 38.04], [114.42, 38.02]]
     hole_m2 = r * r * math.radians(0.02) * (math.sin(math.radians(38.04)) - math.sin(math.radians(38.02)))
     geo = {"features": [
-        {"properties": {"gb": "156130102", "name": "长安区"}, "geometry": {"type": "Polygon", "coordinates": [ring, hole]}},
-        {"properties": {"gb": "156130105", "name": "新华区"}, "geometry": {"type": "MultiPolygon", "coordinates": [[ring]]}},
+        {"properties": {"gb": "156130102", "name": "长安区"},
+         "geometry": {"type": "Polygon", "coordinates": [ring, hole]}},
+        {"properties": {"gb": "156130105", "name": "新华区"},
+         "geometry": {"type": "MultiPolygon", "coordinates": [[ring]]}},
     ]}
     areas = themes.district_areas_km2(geo)
     assert [a[:2] for a in areas] == [("130102", "长安区"), ("130105", "新华区")]
     assert areas[0][2] == pytest.approx((rect - hole_m2) / 1e6, rel=1e-12)
-    real = themes.district_areas_km2(json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text()))
+    real = themes.district_areas_km2(
+        json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text()))
     assert len(real) == 22 and abs(sum(a[2] for a in real) / 14_464 - 1) < 0.05  # 石家庄市 land area 14,464 km²
     dens = themes.population_density(themes.population_structure(_persons(spark), SNAP, ("district",)),
-                                     spark.createDataFrame(areas, "district_code string, district_name string, area_km2 double"))
+                                     spark.createDataFrame(areas, "district_code string, district_name string, "
+                                                                  "area_km2 double"))
     got = {x.district_code: (x.population, x.area_km2, x.density_per_km2) for x in dens.collect()}
     assert got["130102"] == (6, pytest.approx(areas[0][2]), pytest.approx(6 / areas[0][2]))
     assert got["130105"] == (0, pytest.approx(areas[1][2]), 0.0)
@@ -267,7 +278,8 @@ def test_household_generations_and_persons_without_relatives(spark):
         gens = {gen(m[9]) for m in members} - {None}
         e = exp[d]
         e["households"] += 1
-        e[{0: "generation_unknown", 1: "one_generation", 2: "two_generation"}.get(len(gens), "three_plus_generation")] += 1
+        e[{0: "generation_unknown", 1: "one_generation", 2: "two_generation"}.get(len(gens),
+                                                                                  "three_plus_generation")] += 1
         e["skip_generation"] += len(gens) == 2 and max(gens) - min(gens) >= 2
         e["persons"] += len(members)
         e["persons_without_relatives"] += len(members) == 1 and members[0][0] not in linked
@@ -322,7 +334,8 @@ def test_migration_flows_and_rates(spark):
     moves = [(b[2].replace(day=1), a[1], b[1], a[0]) for spells in by_person.values()
              for a, b in zip(spells, spells[1:], strict=False) if a[1] != b[1]]
     exp_flows = Counter((m, o, d) for m, o, d, _ in moves)
-    assert {(r.month, r.origin_district_code, r.destination_district_code): r.moves for r in flows.collect()} == exp_flows
+    assert {(r.month, r.origin_district_code, r.destination_district_code): r.moves
+            for r in flows.collect()} == exp_flows
     months = [D("2025-02-01"), D("2025-03-01"), D("2025-04-01")]
     exp_rates = {}
     for m, dist in product(months, {h[1] for h in hist}):
@@ -417,7 +430,7 @@ def test_grid_workflow_and_worker_stats(spark):
             latest[no] = (no, w, rep, h, ld)
     exp = defaultdict(lambda: Counter())
     hours = defaultdict(list)
-    for no, w, rep, h, _ in latest.values():
+    for _no, w, rep, h, _ in latest.values():
         rep_t = ts(rep)
         if not (D("2025-06-24") <= (rep_t + timedelta(hours=8)).date() <= SNAP):
             continue
@@ -445,7 +458,7 @@ def test_grid_workflow_and_worker_stats(spark):
     assert (stats["W1"].due, stats["W2"].on_time_closure_rate) == (1, 0.0)
 
 
-def test_repeat_complaints_rule(spark):
+def test_repeat_complaints_rule(spark) -> None:
     rep = themes.repeat_complaints(_events(spark), window_days=5)
     rows = {r.event_id: r for r in rep.collect()}
     summary = {r.district_code: r for r in themes.repeat_complaint_summary(rep, D("2025-06-24"), SNAP).collect()}
@@ -469,7 +482,8 @@ def test_keywords_and_cross_cube(spark):
     texts = spark.createDataFrame([("k1", "道路井盖破损，夜间行人容易摔倒，请尽快维修井盖。"), ("k2", None)],
                                   "event_id string, text string")
     kw = themes.event_keywords(texts).collect()
-    assert [(r.event_id, r.keyword, r.position) for r in kw] == [("k1", "井盖", 1), ("k1", "破损", 2), ("k1", "摔倒", 3)]
+    assert [(r.event_id, r.keyword, r.position) for r in kw] == [("k1", "井盖", 1), ("k1", "破损", 2),
+                                                                  ("k1", "摔倒", 3)]
     keywords = [("e1", "垃圾"), ("e1", "环卫"), ("e2", "垃圾"), ("e4", "井盖"), ("e3", "垃圾")]
     cube = themes.cross_cube(_events(spark), spark.createDataFrame(keywords, "event_id string, keyword string"),
                              D("2025-06-24"), SNAP, max_keywords=2).collect()
@@ -563,7 +577,8 @@ def test_theme_findings_sentences():
             columns=["snapshot_date", "district_code", "district_name", "population", "area_km2", "density_per_km2"]),
         "marts.population_households": pd.DataFrame(
             [("130102", 100, 5, 2, 40), ("130104", 60, 3, 1, 20)],
-            columns=["district_code", "households", "elderly_living_alone", "elderly_only_households", "elderly_persons"]),
+            columns=["district_code", "households", "elderly_living_alone", "elderly_only_households",
+                     "elderly_persons"]),
         "marts.population_registration": pd.DataFrame(
             [("district", "130102", 40, 10, 0.2), ("district", "130104", 20, 20, 0.5),
              ("district", "130105", 5, 20, 0.8), ("street", "130104001", 20, 20, 0.5)],
@@ -584,7 +599,8 @@ def test_theme_findings_sentences():
         "人口密度最高的区县是桥西区：每平方公里 4.0 人（200 人，50.0 平方公里）；全市 3.33 人/平方公里。",
         "全市 160 个家庭户中，独居老人（60岁及以上）8 人，占老年人的 13.3%；纯老户 3 户。",
         # 130105 has the highest share but only 25 registered residents (< 30): 130104 is named
-        "常住人口中户籍人口 65 人、流动人口 50 人，流动人口占 43.5%（户籍类型已知者）；流动人口占比最高的区县（登记≥30人）是130104：50.0%。",
+        "常住人口中户籍人口 65 人、流动人口 50 人，流动人口占 43.5%（户籍类型已知者）；"
+        "流动人口占比最高的区县（登记≥30人）是130104：50.0%。",
         "20 户中一代户 6 户（31.6%），三代及以上户 4 户（21.1%）；无登记亲属的在册人口 3 人（6.0%）。",
         "2025-06-03至2025-06-30全市第一热点领域是“A/a1/x”：12 件（上期 8 件，环比 +50.0%）。",
         "2 名网格员期内上报 20 件，结案率 50.0%，按期结案率 58.3%（时限 120 小时），平均处置 16.0 小时。",

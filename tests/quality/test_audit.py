@@ -193,7 +193,8 @@ def test_crosscheck_of_the_stored_validation_result_with_gx(spark, tmp_path):
     pages = list(Path(out["data_docs"]).parent.glob("validations/**/*.html"))  # the page says who computed it
     assert len(pages) == 1 and "GovLake single pass" in pages[0].read_text(encoding="utf-8")
     key, stored = stored_result(settings.reports_dir, "t.people:2025-06-30")
-    assert stored.meta["govlake"] == {"engine": "single-pass", "rows": 9, "suite_version": out["rules"][0]["suite_version"]}
+    assert stored.meta["govlake"] == {"engine": "single-pass", "rows": 9,
+                                      "suite_version": out["rules"][0]["suite_version"]}
     figures = {r.expectation_config.meta["rule_id"]: (r.success, r.result["unexpected_count"]) for r in stored.results}
     assert figures == {"p.pno.not_null": (False, 1), "p.pno.unique": (False, 2),  # both P5 rows, as GX counts
                        "p.id.gb11643": (False, 1), "p.id.canonical": (False, 1), "p.sex.gbt2261_1": (False, 2)}
@@ -218,7 +219,8 @@ def test_data_docs_link_url():
     plugin = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plugin)
     value = [{"table": "raw.hukou_persons", "data_docs": None},
-             {"table": "raw.hukou_households", "data_docs": "/h/reports/gx/uncommitted/data_docs/local_site/index.html"}]
+             {"table": "raw.hukou_households",
+              "data_docs": "/h/reports/gx/uncommitted/data_docs/local_site/index.html"}]
     assert plugin.data_docs_url(value) == "file:///h/reports/gx/uncommitted/data_docs/local_site/index.html"
     assert plugin.data_docs_url(json.dumps(value), "http://docs.example/govlake/") == (
         "http://docs.example/govlake/gx/uncommitted/data_docs/local_site/index.html")

@@ -1,6 +1,7 @@
-"""The Great Expectations project under <reports>/gx (govlake.quality.gx, through govlake.quality.rules's GX functions), on real
-GX projects: threads storing results and building Data Docs at once never fail, a broken project file is recovered,
-readers never see a half-written project file or result, the project file is not rewritten when nothing changed."""
+"""The Great Expectations project under <reports>/gx (govlake.quality.gx, through govlake.quality.rules's GX
+functions), on real GX projects: threads storing results and building Data Docs at once never fail, a broken project
+file is recovered, readers never see a half-written project file or result, the project file is not rewritten when
+nothing changed."""
 from __future__ import annotations
 
 import datetime as dt
@@ -105,7 +106,8 @@ def test_a_broken_project_file_is_recovered(tmp_path, caplog, broken):
     with caplog.at_level(logging.WARNING):
         out = _save(suite, reports, "t0:2025-06-30", minute=1, data_docs=True)
     assert out["success"] is False and out["expectations"][0]["unexpected_count"] == 1
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and str(project) in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and str(project) in r.getMessage()]
     assert len(warnings) == 1 and "rewritten from GovLake's project config" in warnings[0]
     assert (reports / "gx" / "great_expectations.yml.broken").read_text(encoding="utf-8") == broken
     config = _yaml_mapping(project.read_text(encoding="utf-8"))

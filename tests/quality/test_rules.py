@@ -262,7 +262,8 @@ def test_hukou_suite_rows_and_checkpoint(spark, tmp_path):
     suite = load_suite("raw.hukou_persons")
     good = _id("13010219900101001")
     bad_check = good[:17] + ("0" if good[17] != "0" else "1")
-    cols = ["person_no", "id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no", "relation_code", "community_code", "address", "phone", "updated_at", "education", "marital_status", "registration_type"]
+    cols = ["person_no", "id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no", "relation_code",
+            "community_code", "address", "phone", "updated_at", "education", "marital_status", "registration_type"]
     schema = ", ".join(f"{c} string" for c in cols) + ", _source string, _batch_id string"
     base = dict(zip(cols, ["N1", good, "张三", "1", "19900101", "01", "H1", "02", "130102001001", "长安区",
                            "13800000000", "20250630", "80", "20", "户籍"], strict=False))
@@ -302,10 +303,12 @@ def test_hukou_suite_rows_and_checkpoint(spark, tmp_path):
                           "relation_code.gbt4761": 0, "marital_status.gbt2261_2": 1, "education.gbt4658": 0,
                           "registration_type.in_set": 0, "community_code.shijiazhuang": 1, "community_code.gbt2260": 0,
                           "phone.mobile": 1, "phone.canonical": 1, "name.middle_dot": 0}
-    result = json.loads(open(out["results_path"], encoding="utf-8").read())
+    with open(out["results_path"], encoding="utf-8") as f:
+        result = json.loads(f.read())
     assert result["success"] is False and result["suite_name"] == "raw.hukou_persons"
     assert "/b7/" in out["results_path"]
-    index = open(out["data_docs_index"], encoding="utf-8").read()
+    with open(out["data_docs_index"], encoding="utf-8") as f:
+        index = f.read()
     assert "raw.hukou_persons" in index
 
 
@@ -319,7 +322,8 @@ def test_checkpoint_on_the_evaluated_frame_then_one_data_docs_build(spark, tmp_p
     )
 
     suite = load_suite("raw.hukou_persons")
-    cols = ["person_no", "id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no", "relation_code", "community_code", "address", "phone", "updated_at", "education", "marital_status", "registration_type"]
+    cols = ["person_no", "id_no", "name", "sex_code", "birth_date", "ethnic_code", "household_no", "relation_code",
+            "community_code", "address", "phone", "updated_at", "education", "marital_status", "registration_type"]
     good = _id("13010219900101001")
     base = dict(zip(cols, ["N1", good, "张三", "1", "19900101", "01", "H1", "02", "130102001001", "长安区",
                            "13800000000", "20250630", "80", "20", "户籍"], strict=False))
@@ -388,9 +392,11 @@ CODE_PACK_MORE = {
          "meta": {"rule_id": "o.division.gbt2260", "action": "quarantine"}},
         {"type": "expect_column_values_to_be_valid_gbt2260_code", "kwargs": {"column": "division", "historical": False},
          "meta": {"rule_id": "o.division.current", "action": "warn"}},
-        {"type": "expect_column_values_to_be_in_gb_code_list", "kwargs": {"column": "marital", "code_list": "marital_status"},
+        {"type": "expect_column_values_to_be_in_gb_code_list",
+         "kwargs": {"column": "marital", "code_list": "marital_status"},
          "meta": {"rule_id": "o.marital.gbt2261_2", "action": "quarantine"}},
-        {"type": "expect_column_values_to_be_in_gb_code_list", "kwargs": {"column": "education", "code_list": "education"},
+        {"type": "expect_column_values_to_be_in_gb_code_list",
+         "kwargs": {"column": "education", "code_list": "education"},
          "meta": {"rule_id": "o.education.gbt4658", "action": "quarantine"}},
         {"type": "expect_column_values_to_be_valid_cn_mobile", "kwargs": {"column": "phone"},
          "meta": {"rule_id": "o.phone.mobile", "action": "quarantine"}},
@@ -530,7 +536,8 @@ def test_row_condition_and_column_pair_rules(spark, tmp_path):
         {"type": "expect_column_pair_values_a_to_be_greater_than_b",
          "kwargs": {"column_A": "valid_to", "column_B": "valid_from"},
          "meta": {"rule_id": "s.valid_to.after_from", "action": "fail"}},
-        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "valid_to", "row_condition": "NOT is_current"},
+        {"type": "expect_column_values_to_not_be_null",
+         "kwargs": {"column": "valid_to", "row_condition": "NOT is_current"},
          "meta": {"rule_id": "s.valid_to.closed", "action": "warn"}},
     ]}
     (tmp_path / "unified.test_scd2.json").write_text(json.dumps(doc), encoding="utf-8")

@@ -106,7 +106,8 @@ def test_two_versions_of_a_record_in_one_batch_the_newest_reaches_staging_and_un
 
     settings = Settings.from_env({"GOVLAKE_HOME": str(tmp_path)})
     obj = load_registry()["hukou"].objects["persons"]
-    base = {"person_no": "HK1", "id_no": "130102199001011237", "name": "张三", "sex_code": "1", "birth_date": "19900101",
+    base = {"person_no": "HK1", "id_no": "130102199001011237", "name": "张三", "sex_code": "1",
+            "birth_date": "19900101",
             "ethnic_code": "01", "household_no": "H1", "relation_code": "02", "community_code": "130102001001",
             "address": "长安区1号", "phone": "13800000000", "updated_at": "2025-06-29 08:00:00", "education": "80",
             "marital_status": "20", "registration_type": "户籍"}

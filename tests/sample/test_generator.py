@@ -601,7 +601,7 @@ def test_address_points_lie_in_their_district(runs):
 
 
 @pytest.mark.slow
-def test_census_calibration_at_100k_residents():
+def test_census_calibration_at_100k_residents() -> None:
     """Age × sex shares (5-year groups, 85+), education shares by sex (6+) and the floating share of 100,000
     residents within 1 percentage point of the 2020 census of the populated districts (only the Population is
     built once: ~20 s)."""
@@ -823,7 +823,7 @@ def test_main_job_regenerates_a_sample_left_by_other_generator_code(tmp_path):
     assert marker.stat().st_mtime_ns != stamp and made_by.read_text(encoding="utf-8").strip() == generator_fingerprint()
 
 
-def test_published_grids_are_areas_that_hold_their_points(two_days):
+def test_published_grids_are_areas_that_hold_their_points(two_days) -> None:
     """reference/grid_boundaries.geojson partitions each community's area into its grids: valid polygons, no two
     grids of a community overlapping, not even their convex hulls (separate areas, not interleaved fragments),
     their union covering every household point (day N and after the day N+1 moves), and the grid that the truth

@@ -11,7 +11,8 @@ from shapely.geometry import Polygon, box
 from govlake.unified import address as A
 from sample import grids as G
 
-AREAS = [{"code": "130102", "name": "长安区"}, {"code": "130104", "name": "桥西区"}, {"code": "110101", "name": "东城区"}]
+AREAS = [{"code": "130102", "name": "长安区"}, {"code": "130104", "name": "桥西区"},
+         {"code": "110101", "name": "东城区"}]
 STREETS = [{"code": "130102101", "name": "南村镇", "areaCode": "130102"},
            {"code": "130104015", "name": "彭后街道", "areaCode": "130104"},
            {"code": "130104016", "name": "东风街道", "areaCode": "130104"}]
@@ -146,7 +147,8 @@ def test_grid_cells_cut_community_areas_into_their_grids():
     assert sorted(grids) == [a + "001", a + "002", b + "001"]
     # a's grids: its area west and east of the cut x = 114.0200005 (half a step east of its centre)
     assert grids[a + "001"].bounds[2] == 114.0200005 == grids[a + "002"].bounds[0]
-    assert grids[a + "001"].contains(shapely.Point(114.01, 38.05)) and grids[a + "001"].contains(shapely.Point(114.02, 38.02))
+    assert (grids[a + "001"].contains(shapely.Point(114.01, 38.05))
+            and grids[a + "001"].contains(shapely.Point(114.02, 38.02)))
     assert grids[a + "002"].contains(shapely.Point(114.03, 38.04))
     assert grids[a + "001"].intersection(grids[a + "002"]).area == 0.0
     assert abs(grids[a + "001"].area + grids[a + "002"].area - areas[a].area) < 1e-8   # snapped to 1e-7°
@@ -202,10 +204,10 @@ def test_standardise_match_levels_grid_and_idempotent_merge(spark, tmp_path):
     exact = got["长安区南村镇南村社区23号楼5单元1004室"]
     assert exact["raw_address"] == "长安区南村镇南村社区23号楼5单元1004室"   # the smaller raw text
     assert exact["address_key"] == A.address_key("长安区南村镇南村社区23号楼5单元1004室")
-    assert A.counts(spark.createDataFrame(list(got.values()), rows.schema)) == {"rows": 5, "match_level": {"exact": 2, "component": 1, "community_only": 1,
-                                                         "unmatched": 1},
-                              "unmatched": 1, "no_grid": 2,
-                              "grid_method": {"None": 2, "point_in_polygon": 2, "registry": 1}}
+    assert A.counts(spark.createDataFrame(list(got.values()), rows.schema)) == {
+        "rows": 5, "match_level": {"exact": 2, "component": 1, "community_only": 1, "unmatched": 1},
+        "unmatched": 1, "no_grid": 2,
+        "grid_method": {"None": 2, "point_in_polygon": 2, "registry": 1}}
     path = str(tmp_path / "address")
     assert lake.merge_by_key(spark, rows, path, ["address_key"]) == {"inserted": 5, "updated": 0}
     first = spark.read.format("delta").load(path).collect()

@@ -121,8 +121,10 @@ def test_truth_names_one_record_per_role_of_a_multi_person_row(tmp_path):
     pd.DataFrame({"person_key": ["H1", "H2", "H3"]}).to_csv(tmp_path / "persons.csv", index=False)
     pd.DataFrame([("civil", "marriages", "J1", "husband", "H1"), ("civil", "marriages", "J1", "wife", "H2"),
                   ("health", "births", "P1", "child", "H3"), ("health", "births", "P1", "mother", "H2"),
-                  ("health", "deaths", "D1", "deceased", "H1"), ("civil", "subsistence_allowance", "C1", "applicant", "H1")],
-                 columns=["source", "table", "row_key", "role", "person_key"]).to_csv(tmp_path / "links.csv", index=False)
+                  ("health", "deaths", "D1", "deceased", "H1"),
+                  ("civil", "subsistence_allowance", "C1", "applicant", "H1")],
+                 columns=["source", "table", "row_key", "role", "person_key"]).to_csv(tmp_path / "links.csv",
+                                                                                      index=False)
     got = linkage.truth_records(tmp_path)
     assert list(map(tuple, got.values)) == [
         ("civil:marriages:J1#husband", "H1"), ("civil:marriages:J1#wife", "H2"),

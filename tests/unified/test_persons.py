@@ -297,7 +297,8 @@ def test_a_registry_spouse_edge_and_a_marriage_edge_are_one_edge_and_rerun_write
 
     membership = spark.createDataFrame([(HUSBAND, "H1", "02", True), (WIFE, "H1", "10", True),
                                         ("130102201001010013", "H1", "20", True)],
-                                       "person_id string, household_no string, relation_code string, is_current boolean")
+                                       "person_id string, household_no string, relation_code string, "
+                                       "is_current boolean")
     provenance = spark.createDataFrame([
         (HUSBAND, "relation_code", "hukou", "hukou:persons:HK2", "hukou:b1", dt.date(2025, 6, 29)),
         (WIFE, "relation_code", "hukou", "hukou:persons:HK1", "hukou:b2", DAY),
@@ -316,7 +317,8 @@ def test_a_registry_spouse_edge_and_a_marriage_edge_are_one_edge_and_rerun_write
         "H1", "结婚登记", dt.date(2015, 5, 20), ["civil", "hukou"])
     assert [(p.source, p.source_object, p.record_key_1, p.record_key_2, p.household_no, p.basis, p.batch_id,
              p.batch_date) for p in spouse.provenance] == [
-        ("civil", "marriages", "civil:marriages:J1#wife", "civil:marriages:J1#husband", None, "结婚登记", "civil:b1", DAY),
+        ("civil", "marriages", "civil:marriages:J1#wife", "civil:marriages:J1#husband", None, "结婚登记", "civil:b1",
+         DAY),
         # the registry's claim: the records whose relation_code survived, the later of their batches
         ("hukou", "persons", "hukou:persons:HK1", "hukou:persons:HK2", "H1", "02-10", "hukou:b2", DAY)]
     child = got[(HUSBAND, "130102201001010013", "parent_child")]
@@ -333,15 +335,16 @@ def test_a_registry_spouse_edge_and_a_marriage_edge_are_one_edge_and_rerun_write
 
 def test_scd2_grid_change_alone_updates_the_current_version_in_place(spark):
     cols = "person_id string, community_code string, district_code string, address string, grid_code string"
-    day1 = spark.createDataFrame([("P1", "130102001001", "130102", "a", "G1"), ("P2", "130104001001", "130104", "b", "G2")],
-                                 cols)
+    day1 = spark.createDataFrame([("P1", "130102001001", "130102", "a", "G1"),
+                                  ("P2", "130104001001", "130104", "b", "G2")], cols)
     hist = unified.scd2_changes(None, day1, DAY, "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE)
     nxt = DAY + dt.timedelta(days=1)
     # P1 moves (a new version with its new grid; the closed one keeps G1); P2's grid is redrawn: same version
-    day2 = spark.createDataFrame([("P1", "130105001001", "130105", "c", "G3"), ("P2", "130104001001", "130104", "b", "G4")],
-                                 cols)
+    day2 = spark.createDataFrame([("P1", "130105001001", "130105", "c", "G3"),
+                                  ("P2", "130104001001", "130104", "b", "G4")], cols)
     changes = unified.scd2_changes(hist, day2, nxt, "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE)
-    got = sorted((r.person_id, r.address, r.grid_code, r.valid_from, r.valid_to, r.is_current) for r in changes.collect())
+    got = sorted((r.person_id, r.address, r.grid_code, r.valid_from, r.valid_to, r.is_current)
+                 for r in changes.collect())
     assert got == [("P1", "a", "G1", DAY, nxt, False), ("P1", "c", "G3", nxt, None, True),
                    ("P2", "b", "G4", DAY, None, True)]
     assert unified.scd2_changes(hist, day1, nxt, "person_id", unified.RESIDENCE_COLUMNS,
