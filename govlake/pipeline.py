@@ -18,12 +18,14 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from govlake.analysis.stage import run_analysis
 from govlake.core import lake
 from govlake.core.config import SAMPLE_LOGICAL_DATE, Settings
 from govlake.core.fsio import atomic_write_text
-from govlake.core.lease import CUMULATIVE_STAGES, LeaseHeld, run_leases
+from govlake.core.lease import CUMULATIVE_STAGES, Holder, LeaseHeld, run_leases
 from govlake.core.spark import get_spark
 from govlake.extract.stage import run_extract
 from govlake.marts.stage import run_marts
@@ -31,12 +33,16 @@ from govlake.quality.stage import run_validate
 from govlake.summary import findings, print_summary, table_counts
 from govlake.unified.stage import run_unify
 
+if TYPE_CHECKING:  # annotations only: this module does not import pyspark at import time
+    from pyspark.sql import SparkSession
+
 #: The stages of a run, in order; each is one Airflow task of the daily DAG.
 STAGES = ("extract", "validate", "unify", "marts", "analysis")
 
 
-def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = None, spark=None, holder=None,
-              wait_s: float | None = None, release: bool = True, **kwargs):
+def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = None,
+              spark: SparkSession | None = None, holder: Holder | None = None,
+              wait_s: float | None = None, release: bool = True, **kwargs: Any) -> dict | list[dict]:
     """Run one stage for ``logical_date`` under the run's leases (:func:`run_leases`; the Airflow tasks' entry
     point, and ``run --stage``).
 
@@ -55,8 +61,10 @@ def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = Non
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
     settings = settings or Settings.from_env()
     spark = spark or get_spark(settings, app_name=f"govlake-{stage}")
-    fn = {"extract": run_extract, "validate": run_validate, "unify": run_unify, "marts": run_marts,
-          "analysis": run_analysis}[stage]
+    stage_functions: dict[str, Callable[..., dict | list[dict]]] = {
+        "extract": run_extract, "validate": run_validate, "unify": run_unify, "marts": run_marts,
+        "analysis": run_analysis}
+    fn = stage_functions[stage]
     with run_leases(spark, settings, logical_date, stage in CUMULATIVE_STAGES, holder, wait_s, release) as leases:
         if stage in ("unify", "marts"):
             kwargs.setdefault("run_id", leases.holder.run_id)
@@ -64,8 +72,8 @@ def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = Non
 
 
 
-def run_all(settings: Settings, logical_date: dt.date, spark=None, data_docs: bool | None = None,
-            wait_s: float | None = None, redeliver: bool = False) -> dict:
+def run_all(settings: Settings, logical_date: dt.date, spark: SparkSession | None = None,
+            data_docs: bool | None = None, wait_s: float | None = None, redeliver: bool = False) -> dict:
     """The whole pipeline for one logical date in one SparkSession, under the date's and the cumulative layers'
     leases (:func:`run_leases`; ``wait_s`` as there); returns the run summary.
 
@@ -73,7 +81,7 @@ def run_all(settings: Settings, logical_date: dt.date, spark=None, data_docs: bo
     quarantined rows per rule, MERGE statistics, wall seconds per stage (``stage_seconds``) and headline findings.
     """
     spark = spark or get_spark(settings, app_name="govlake-main")
-    summary = {"logical_date": logical_date.isoformat(), "lakehouse": settings.lakehouse}
+    summary: dict[str, Any] = {"logical_date": logical_date.isoformat(), "lakehouse": settings.lakehouse}
     timings: dict[str, float] = {}
     with run_leases(spark, settings, logical_date, cumulative=True, wait_s=wait_s) as leases:
         run_id = leases.holder.run_id
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             print_summary(run_all(settings, args.date, wait_s=args.wait,
                                   redeliver=args.redeliver))
         else:
-            extra = {"redeliver": True} if args.redeliver and args.stage == "extract" else {}
+            extra: dict[str, Any] = {"redeliver": True} if args.redeliver and args.stage == "extract" else {}
             result = run_stage(args.stage, args.date, settings, wait_s=args.wait, **extra)
             print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
     except LeaseHeld as exc:

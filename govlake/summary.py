@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from govlake.analysis.stage import report_tables
 from govlake.core import lake
 from govlake.core.config import Settings
 
+if TYPE_CHECKING:  # annotations only: this module does not import pyspark at import time
+    from pyspark.sql import SparkSession
 
-def table_counts(spark, settings: Settings, logical_date: dt.date) -> dict[str, int]:
+
+def table_counts(spark: SparkSession, settings: Settings, logical_date: dt.date) -> dict[str, int]:
     """Rows per registered table (``layer.table`` -> rows), for the run summary."""
     names = lake.register_tables(spark, settings)
     return {name: spark.table(name).count() for name in names}
 
 
-def findings(spark, settings: Settings, logical_date: dt.date) -> list[str]:
+def findings(spark: SparkSession, settings: Settings, logical_date: dt.date) -> list[str]:
     """Headline findings of the themes (see :func:`govlake.analysis.report.headline_findings`)."""
     from govlake.analysis import report
     from govlake.marts import themes

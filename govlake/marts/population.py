@@ -117,7 +117,8 @@ def _division_names(divisions: DataFrame) -> DataFrame:
 def population_by_district_sex_age(person: DataFrame, divisions: DataFrame, snapshot_date: date) -> DataFrame:
     """Resident population by district, sex and five-year age group on ``snapshot_date``.
 
-    → ``marts.population_by_district_sex_age`` (contract ``schemas/contracts/marts.population_by_district_sex_age.yaml``).
+    → ``marts.population_by_district_sex_age`` (contract
+    ``schemas/contracts/marts.population_by_district_sex_age.yaml``).
 
     Counted: persons with ``is_current`` TRUE (NULL counts as FALSE) whose ``birth_date``, ``sex_code``
     and ``district_code`` are present and whose birth date is not after the snapshot. The others are

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from govlake.core import lake
 from govlake.core.config import REFERENCE_DIR, SAMPLE_CITY_CODE, Settings
 
+if TYPE_CHECKING:  # annotations only: this module does not import pyspark at import time
+    from pyspark.sql import DataFrame, SparkSession
 
-def divisions_frame(spark, city_code: str = SAMPLE_CITY_CODE):
+
+def divisions_frame(spark: SparkSession, city_code: str = SAMPLE_CITY_CODE) -> DataFrame:
     """District codes and names of the city from ``schemas/reference/divisions/areas.csv``.
 
     Returns:
@@ -22,13 +26,13 @@ def divisions_frame(spark, city_code: str = SAMPLE_CITY_CODE):
     return spark.createDataFrame(city, "district_code string, district_name string")
 
 
-def _is_historical(spark, settings: Settings, layer: str, logical_date: dt.date) -> bool:
+def _is_historical(spark: SparkSession, settings: Settings, layer: str, logical_date: dt.date) -> bool:
     """True when ``layer`` was already published for a later date than ``logical_date`` (a rerun of a past day)."""
     latest = lake.latest_published_date(spark, settings, layer)
     return latest is not None and latest > logical_date
 
 
-def _publish_stage(spark, settings: Settings, layer: str, logical_date: dt.date, written: list[str],
+def _publish_stage(spark: SparkSession, settings: Settings, layer: str, logical_date: dt.date, written: list[str],
                    historical: bool, run_id: str | None) -> None:
     """Record ``layer``'s publication for ``logical_date``: every table of the layer at its current version; for a
     historical date only the (partition-rewritten) ``written`` tables move, the others keep the versions recorded
@@ -49,7 +53,7 @@ def _publish_stage(spark, settings: Settings, layer: str, logical_date: dt.date,
         lake.record_publication(spark, settings, layer, logical_date, tables, run_id)
 
 
-def run_marts(spark, settings: Settings, logical_date: dt.date, run_id: str | None = None) -> dict:
+def run_marts(spark: SparkSession, settings: Settings, logical_date: dt.date, run_id: str | None = None) -> dict:
     """Rebuild the topic marts for ``logical_date`` from the unified layer as published for that date
     (:func:`govlake.core.lake.read_published`), then record the marts' publication for the date.
 
@@ -84,7 +88,8 @@ def run_marts(spark, settings: Settings, logical_date: dt.date, run_id: str | No
     written = False
     if not historical:
         ev = marts.grid_events_by_district_category_week(event, divisions)
-        written = lake.overwrite_if_changed(spark, ev, settings.table_path("marts", "grid_events_by_district_category_week"),
+        written = lake.overwrite_if_changed(spark, ev,
+                                            settings.table_path("marts", "grid_events_by_district_category_week"),
                                             ["week_start", "district_code", "category_l1", "channel"])
     theme_tables = themes.run_themes(spark, settings, logical_date, historical=historical)
     written_tables += [n.split(".", 1)[1] for n in theme_tables if n.startswith("marts.")]

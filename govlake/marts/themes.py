@@ -25,10 +25,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from govlake.core.config import SCHEMAS_DIR
+from govlake.core.config import SCHEMAS_DIR, Settings
 from govlake.marts.population import (
     CLOSED_STATUS,
     UNCATEGORISED,
@@ -1097,8 +1097,8 @@ def list_themes(themes_dir: Path = THEMES_DIR) -> list[str]:
     return sorted(p.stem for p in themes_dir.glob("*.yaml"))
 
 
-def build_theme_tables(spark, inputs: dict[str, DataFrame], logical_date: dt.date, geojson: dict | None = None,
-                       themes: Iterable[str] | None = None) -> dict[str, DataFrame]:
+def build_theme_tables(spark: SparkSession, inputs: dict[str, DataFrame], logical_date: dt.date,
+                       geojson: dict | None = None, themes: Iterable[str] | None = None) -> dict[str, DataFrame]:
     """Every theme table for ``logical_date`` as lazy frames (no writes): theme marts + service outputs.
 
     Args:
@@ -1196,7 +1196,7 @@ PARTITIONED_TABLES = {
 }
 
 
-def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | None = None,
+def run_themes(spark: SparkSession, settings: Settings, logical_date: dt.date, themes: Iterable[str] | None = None,
                historical: bool = False) -> dict[str, bool]:
     """Build and write every theme table for ``logical_date``, then register all tables for Spark SQL.
 
@@ -1219,7 +1219,7 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
     from govlake.core.config import REFERENCE_DIR
     from govlake.core.failpoints import failpoint
 
-    def load(layer, name):
+    def load(layer: str, name: str):
         return lake.read_published(spark, settings, layer, name, logical_date)
 
     inputs = {"unified.person": load("unified", "person"), "unified.event": load("unified", "event")}
@@ -1241,7 +1241,8 @@ def run_themes(spark, settings, logical_date: dt.date, themes: Iterable[str] | N
         layer, table = name.split(".", 1)
         path = settings.table_path(layer, table)
         if name in PARTITIONED_TABLES:
-            if lake.exists(spark, path):  # a table written before a column existed (e.g. sources): add it, keep its order
+            # a table written before a column existed (e.g. sources): add it, keep its order
+            if lake.exists(spark, path):
                 lake.add_missing_columns(spark, path, [(f.name, f.dataType.simpleString()) for f in df.schema.fields])
                 have = spark.read.format("delta").load(path).columns
                 if set(have) == set(df.columns):
@@ -1269,7 +1270,7 @@ MIN_STREET_RESIDENTS = 30
 MIN_DISTRICT_REGISTERED = 30
 
 
-def read_findings_tables(spark, settings, logical_date: dt.date) -> dict:
+def read_findings_tables(spark: SparkSession, settings: Settings, logical_date: dt.date) -> dict:
     """The :data:`FINDINGS_TABLES` that exist, as pandas frames (snapshot tables at ``logical_date``)."""
     from govlake.core import lake
 
@@ -1298,8 +1299,8 @@ def theme_findings(tables: dict, names: dict[str, str] | None = None) -> list[st
         tables: ``layer.table`` → pandas DataFrame of :data:`FINDINGS_TABLES` (missing or empty tables
             are skipped), as returned by :func:`read_findings_tables`.
         names: GB/T 2260 district (6-digit) and street (9-digit) code → name, e.g. from
-            :func:`govlake.unified.address.load_gazetteer`; a named area is written ``长安区（130102）``, an unknown code
-            as the code alone.
+            :func:`govlake.unified.address.load_gazetteer`; a named area is written ``长安区（130102）``, an
+            unknown code as the code alone.
 
     Returns:
         list of sentences, population first; deterministic (ties broken by code).
@@ -1315,7 +1316,8 @@ def theme_findings(tables: dict, names: dict[str, str] | None = None) -> list[st
         d = dens.dropna(subset=["density_per_km2"]).sort_values(["density_per_km2", "district_code"],
                                                                  ascending=[False, True]).iloc[0]
         total_pop, total_area = int(dens["population"].sum()), float(dens["area_km2"].sum())
-        out.append(f"人口密度最高的区县是{d.district_name}：每平方公里 {d.density_per_km2:.1f} 人（{int(d.population)} 人，"
+        out.append(f"人口密度最高的区县是{d.district_name}：每平方公里 {d.density_per_km2:.1f} 人"
+                   f"（{int(d.population)} 人，"
                    f"{d.area_km2:.1f} 平方公里）；全市 {total_pop / total_area:.2f} 人/平方公里。")
     hh = tables.get("marts.population_households")
     if hh is not None and len(hh):
@@ -1332,7 +1334,8 @@ def theme_findings(tables: dict, names: dict[str, str] | None = None) -> list[st
         tail = ""
         if len(top):
             t = top.sort_values(["floating_share", "area_code"], ascending=[False, True]).iloc[0]
-            tail = f"；流动人口占比最高的区县（登记≥{MIN_DISTRICT_REGISTERED}人）是{area(t.area_code)}：{_pct(t.floating_share)}"
+            tail = (f"；流动人口占比最高的区县（登记≥{MIN_DISTRICT_REGISTERED}人）是{area(t.area_code)}："
+                    f"{_pct(t.floating_share)}")
         out.append(f"常住人口中户籍人口 {r} 人、流动人口 {f} 人，流动人口占 {_pct(f / (r + f) if r + f else None)}"
                    f"（户籍类型已知者）{tail}。")
     gen = tables.get("marts.population_household_generations")
