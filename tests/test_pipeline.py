@@ -95,6 +95,28 @@ def test_layers_are_filled_and_queryable_by_name(spark, run):
 
 
 @pytest.mark.slow
+def test_every_written_table_has_its_contract_columns_and_partitioning(spark, run):
+    """What the writers produced agrees with the table catalog: each contracted table the run wrote has exactly the
+    contract's columns, in order, and the contract's Delta partition columns (tables/*.yaml)."""
+    from delta.tables import DeltaTable
+
+    from govlake.core import catalog
+
+    settings = run
+    checked = []
+    for spec in catalog.load_catalog().values():
+        path = settings.table_path(spec.layer, spec.table)
+        if not lake.exists(spark, path):
+            continue
+        detail = DeltaTable.forPath(spark, path).detail().select("partitionColumns").collect()[0][0]
+        assert (spark.read.format("delta").load(path).columns, list(detail)) == (
+            list(spec.column_names), list(spec.partition_by)), spec.name
+        checked.append(spec.name)
+    assert {s.name for s in catalog.tables("unified")} <= set(checked)
+    assert len(checked) >= 25
+
+
+@pytest.mark.slow
 def test_rerun_of_the_same_logical_date_changes_no_table(spark, run, dag_rerun):
     """The rerun of 2025-06-30 (``python -m govlake.pipeline run``, fixture ``dag_rerun``) after the DAG run leaves
     every table's content as the DAG run left it (Delta time travel to the version after the first run), creates

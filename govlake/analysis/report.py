@@ -4,7 +4,7 @@ Input is a dict of small pandas DataFrames (the pipeline collects the marts and 
 ``toPandas()``), keyed by table name (``layer.name``, or the bare ``name``):
 
 ===============================================  ========  ====================================================
-key                                              needed    contract (in ``schemas/contracts/``)
+key                                              needed    contract (in ``tables/``)
 ===============================================  ========  ====================================================
 ``marts.population_by_district_sex_age``         yes       ``marts.population_by_district_sex_age.yaml``
 ``marts.grid_events_by_district_category_week``  yes       ``marts.grid_events_by_district_category_week.yaml``

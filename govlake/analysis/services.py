@@ -14,7 +14,7 @@ subject       :func:`subject_profile` one row per subject (a place, a person …
 
 Themes pick services and inputs in ``schemas/themes/<theme>.yaml``; :func:`run_services` runs such a
 configuration on a dict of input frames, so a new theme (综合治理, 民生 …) is configuration only.
-Output contracts: ``schemas/contracts/analysis.service_<service>.yaml`` (same columns for every theme,
+Output contracts: ``tables/analysis.service_<service>.yaml`` (same columns for every theme,
 ``group_key`` holding the theme's grouping values joined by ``'|'``).
 """
 from __future__ import annotations

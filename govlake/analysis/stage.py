@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from govlake.core import lake
+from govlake.core.catalog import partition_column
 from govlake.core.config import REFERENCE_DIR, Settings
 
 if TYPE_CHECKING:  # annotations only: this module imports neither pyspark nor pandas at import time
@@ -29,11 +30,11 @@ def run_analysis(spark: SparkSession, settings: Settings, logical_date: dt.date,
     ev = lake.read_published(spark, settings, "marts", "grid_events_by_district_category_week", logical_date)
     ages = analysis.age_structure_by_district(pop)
     lake.replace_partition_if_changed(spark, ages, settings.table_path("analysis", "age_structure_by_district"),
-                                      "snapshot_date", logical_date)
+                                      partition_column("analysis.age_structure_by_district"), logical_date)
     top = analysis.top_event_categories_by_district(ev, logical_date)
     top = top.withColumn("logical_date", F.lit(logical_date).cast("date"))
     lake.replace_partition_if_changed(spark, top, settings.table_path("analysis", "top_event_categories_by_district"),
-                                      "logical_date", logical_date)
+                                      partition_column("analysis.top_event_categories_by_district"), logical_date)
     failpoint("analysis.before_report")
     out: dict[str, str | None] = {"report": None}
     if report:

@@ -1,7 +1,7 @@
 """Analysis tables for decision support, computed from the marts.
 
 Pure Spark transforms (``DataFrame -> DataFrame``, no I/O). Contracts:
-``schemas/contracts/analysis.<table>.yaml``.
+``tables/analysis.<table>.yaml``.
 """
 from __future__ import annotations
 

@@ -150,3 +150,16 @@ def tables(layer: str) -> list[TableSpec]:
 def partitioned_tables(layer: str) -> dict[str, str]:
     """``<layer>.<table>`` -> date partition column, for every partitioned table of ``layer``."""
     return {s.name: s.partition_column for s in tables(layer) if s.partition_column}
+
+
+def partition_column(name: str) -> str:
+    """The date partition column of ``<layer>.<table>``.
+
+    Raises:
+        KeyError: no contract for the table.
+        ValueError: the contract declares no partition column.
+    """
+    column = table(name).partition_column
+    if column is None:
+        raise ValueError(f"tables/{name}.yaml declares no partition_by column")
+    return column

@@ -1,7 +1,7 @@
 """Topic marts built from the unified layer: population structure and grid/hotline events.
 
 Pure Spark transforms (``DataFrame -> DataFrame``, no I/O). Every output table has a contract in
-``schemas/contracts/marts.<table>.yaml`` (grain, keys, column types and units, expectations).
+``tables/marts.<table>.yaml`` (grain, keys, column types and units, expectations).
 
 Inputs (unified layer):
 
@@ -118,7 +118,7 @@ def population_by_district_sex_age(person: DataFrame, divisions: DataFrame, snap
     """Resident population by district, sex and five-year age group on ``snapshot_date``.
 
     → ``marts.population_by_district_sex_age`` (contract
-    ``schemas/contracts/marts.population_by_district_sex_age.yaml``).
+    ``tables/marts.population_by_district_sex_age.yaml``).
 
     Counted: persons with ``is_current`` TRUE (NULL counts as FALSE) whose ``birth_date``, ``sex_code``
     and ``district_code`` are present and whose birth date is not after the snapshot. The others are

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from govlake.core import lake
+from govlake.core import catalog, lake
 from govlake.core.config import REFERENCE_DIR, SAMPLE_CITY_CODE, Settings
 
 if TYPE_CHECKING:  # annotations only: this module does not import pyspark at import time
@@ -79,18 +79,18 @@ def run_marts(spark: SparkSession, settings: Settings, logical_date: dt.date, ru
     divisions = divisions_frame(spark)
     pop = marts.population_by_district_sex_age(person, divisions, logical_date)
     lake.replace_partition_if_changed(spark, pop, settings.table_path("marts", "population_by_district_sex_age"),
-                                      "snapshot_date", logical_date)
+                                      catalog.partition_column("marts.population_by_district_sex_age"), logical_date)
     failpoint("marts.after_table")
     excl = marts.population_exclusions(person, logical_date)
     lake.replace_partition_if_changed(spark, excl, settings.table_path("marts", "population_exclusions"),
-                                      "snapshot_date", logical_date)
+                                      catalog.partition_column("marts.population_exclusions"), logical_date)
     written_tables = ["population_by_district_sex_age", "population_exclusions"]
     written = False
     if not historical:
         ev = marts.grid_events_by_district_category_week(event, divisions)
         written = lake.overwrite_if_changed(spark, ev,
                                             settings.table_path("marts", "grid_events_by_district_category_week"),
-                                            ["week_start", "district_code", "category_l1", "channel"])
+                                            list(catalog.table("marts.grid_events_by_district_category_week").primary_key))
     theme_tables = themes.run_themes(spark, settings, logical_date, historical=historical)
     written_tables += [n.split(".", 1)[1] for n in theme_tables if n.startswith("marts.")]
     _publish_stage(spark, settings, "marts", logical_date, written_tables, historical, run_id)

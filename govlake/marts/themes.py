@@ -4,7 +4,7 @@
 Transforms are pure (``DataFrame -> DataFrame``, SparkSession only where a frame must be created) and
 read today's ``unified`` columns (see :mod:`govlake.unified.persons`); inputs that the unified layer does not
 have yet (residence history, grid-worker workflow) are separate arguments so they can be passed in
-when they exist. Contracts: ``schemas/contracts/marts.<table>.yaml``; themes: ``schemas/themes/*.yaml``.
+when they exist. Contracts: ``tables/marts.<table>.yaml``; themes: ``schemas/themes/*.yaml``.
 
 Population theme:
   :func:`population_structure` (district / street / community), :func:`education_marital_structure`
@@ -28,6 +28,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from govlake.core import catalog
 from govlake.core.config import SCHEMAS_DIR, Settings
 from govlake.marts.population import (
     CLOSED_STATUS,
@@ -1184,16 +1185,9 @@ def build_theme_tables(spark: SparkSession, inputs: dict[str, DataFrame], logica
     return out
 
 
-#: Tables holding one snapshot / period per logical date → their date column (the Delta partition column,
-#: equal to the logical date on every row). The other tables are rewritten whole (when changed).
-PARTITIONED_TABLES = {
-    "marts.population_natural_structure": "snapshot_date", "marts.population_density": "snapshot_date",
-    "marts.population_households": "snapshot_date", "marts.population_education_marital": "snapshot_date",
-    "marts.population_registration": "snapshot_date", "marts.population_household_generations": "snapshot_date",
-    "marts.population_relationship_edges": "snapshot_date", "marts.grid_hot_fields": "period_end",
-    "marts.grid_hotspots": "period_end", "marts.grid_worker_stats": "period_end",
-    "marts.grid_repeat_summary": "period_end", "marts.grid_cross_cube": "period_end",
-}
+#: Tables holding one snapshot / period per logical date → their date column (the Delta partition column, equal to
+#: the logical date on every row), from the table catalog. The other tables are rewritten whole (when changed).
+PARTITIONED_TABLES = {**catalog.partitioned_tables("marts"), **catalog.partitioned_tables("analysis")}
 
 
 def run_themes(spark: SparkSession, settings: Settings, logical_date: dt.date, themes: Iterable[str] | None = None,

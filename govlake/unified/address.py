@@ -60,7 +60,7 @@ Pipeline (pure transforms; I/O only in :func:`run` and :func:`main`):
    on no polygon, or no point, falls back to the registry row's own ``grid_code`` when that grid lies in the
    address's community (``'registry'``); otherwise ``grid_code`` is NULL (``grid_method`` NULL).
 
-``unified.address`` (:data:`ADDRESS_COLUMNS`, contract ``schemas/unified/address.yaml``) is MERGEd on
+``unified.address`` (:data:`ADDRESS_COLUMNS`, contract ``tables/unified.address.yaml``) is MERGEd on
 ``address_key`` = SHA-256 hex of the normalised text, so a rerun changes nothing.
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from govlake.core import lake
+from govlake.core import catalog, lake
 from govlake.core.config import REFERENCE_DIR, Settings
 from govlake.quality.stage import validation_results_schema
 
@@ -25,9 +25,8 @@ def _hotline_labels(spark: SparkSession) -> DataFrame:
     return spark.createDataFrame(labels, "message_id string, category_l1 string")
 
 
-#: The unified tables, in publish order; each has its suite ``expectations/unified.<table>.json``.
-UNIFIED_TABLES = ("person_link", "person_relationship_statement", "person", "person_attribute_provenance", "address",
-                  "person_residence", "household_membership", "person_relationship", "event")
+#: The unified tables in publish order, from the table catalog (``tables/unified.<table>.yaml``).
+UNIFIED_TABLES = tuple(spec.table for spec in catalog.tables("unified"))
 
 
 class UnifiedPlan:
@@ -64,20 +63,33 @@ class UnifiedPlan:
         version = unified.table_version(self.spark, path)
         return None if version is None else unified.read_pinned(self.spark, path, version)
 
-    def merge(self, df: DataFrame, name: str, keys: list[str], insert_only: tuple[str, ...] = ()) -> DataFrame:
-        """Plan the MERGE of ``df`` (unique on ``keys``, with ``_content_hash``) into ``unified.<name>``
-        (:func:`govlake.core.lake.merge_by_key`); returns the table's state after it. Nothing is written."""
+    def merge(self, df: DataFrame, name: str) -> DataFrame:
+        """Plan the MERGE of ``df`` (unique on the catalog's ``primary_key``, with ``_content_hash``) into
+        ``unified.<name>`` (:func:`govlake.core.lake.merge_by_key`; the catalog's ``insert_only`` columns keep their
+        first value); returns the table's state after it. Nothing is written.
+
+        Raises:
+            ValueError: the catalog says the table is rewritten, not MERGEd.
+        """
+        spec = catalog.table(f"unified.{name}")
+        if spec.write != "merge":
+            raise ValueError(f"unified.{name}: the table catalog says write: {spec.write}, not merge")
+        keys, insert_only = spec.primary_key, spec.insert_only
         df = self.keep(df)
         self._writes[name] = ("merge", df, list(keys), tuple(insert_only))
         self.states[name] = self.keep(lake.merged_state(self.current(name), df, list(keys),
                                                         insert_only_columns=tuple(insert_only)))
         return self.states[name]
 
-    def rewrite(self, df: DataFrame, name: str, order_by: list[str]) -> DataFrame:
+    def rewrite(self, df: DataFrame, name: str) -> DataFrame:
         """Plan the whole-table rewrite of ``unified.<name>`` with ``df`` when it changed
-        (:func:`govlake.core.lake.overwrite_if_changed`); returns ``df`` (cached), the table's state after it."""
+        (:func:`govlake.core.lake.overwrite_if_changed`, rows ordered by the catalog's ``primary_key``); returns
+        ``df`` (cached), the table's state after it."""
+        spec = catalog.table(f"unified.{name}")
+        if spec.write != "rewrite":
+            raise ValueError(f"unified.{name}: the table catalog says write: {spec.write}, not rewrite")
         df = self.keep(df)
-        self._writes[name] = ("rewrite", df, list(order_by))
+        self._writes[name] = ("rewrite", df, list(spec.primary_key))
         self.states[name] = df
         return df
 
@@ -240,20 +252,17 @@ def run_unify(spark: SparkSession, settings: Settings, logical_date: dt.date, da
         existing = current("person_link")
         probabilistic = linkage.link_residue(spark, residue, reference,
                                              None if existing is None else existing.select("record_key", "person_id"))
-        all_links = plan_merge(unified.link_rows(records, by_id.unionByName(probabilistic)), "person_link",
-                               ["record_key"])
+        all_links = plan_merge(unified.link_rows(records, by_id.unionByName(probabilistic)), "person_link")
         statement_state = current("person_relationship_statement")
         if statements:
             statement_state = plan_merge(unified.dedupe_statements(reduce(lambda a, b: a.unionByName(b), statements)),
-                                         "person_relationship_statement", ["statement_key"])
+                                         "person_relationship_statement")
         methods = {r[0]: int(r[1]) for r in all_links.groupBy("link_method").count().orderBy("link_method").collect()}
-        golden = plan_merge(unified.golden_records(all_links, logical_date), "person", ["person_id"],
-                            insert_only=("first_seen_date",))
-        provenance = plan_merge(unified.attribute_provenance(all_links), "person_attribute_provenance",
-                                ["person_id", "attribute"])
+        golden = plan_merge(unified.golden_records(all_links, logical_date), "person")
+        provenance = plan_merge(unified.attribute_provenance(all_links), "person_attribute_provenance")
         address_rows = _address_rows(spark, settings, golden, versions)
         if address_rows is not None:
-            plan_merge(address_rows, "address", ["address_key"])
+            plan_merge(address_rows, "address")
         residence = golden.where("is_current")
         if "address" in plan.states:  # the grid of each address: a type 1 column of the residence (RESIDENCE_OVERWRITE)
             residence = residence.join(address.grids_of(residence, plan.states["address"], address.load_gazetteer()),
@@ -265,14 +274,13 @@ def run_unify(spark: SparkSession, settings: Settings, logical_date: dt.date, da
                 ("household_membership", golden.where("is_current AND household_no IS NOT NULL"),
                  unified.HOUSEHOLD_COLUMNS, ())):
             plan_merge(unified.scd2_changes(current(table), current_rows, logical_date, "person_id", tracked,
-                                            overwrite), table, ["person_id", "valid_from"])
+                                            overwrite), table)
         plan.rewrite(unified.relationships(plan.states["household_membership"], statement_state, all_links, provenance),
-                     "person_relationship", ["person_id_1", "person_id_2", "relationship"])
+                     "person_relationship")
 
         grid = unified.grid_events(staging("wangge_events"))
         hotline = unified.hotline_events(staging("zhengwu_messages"), _hotline_labels(spark))
-        plan_merge(unified.finalize_events(grid.unionByName(hotline), logical_date), "event", ["event_id"],
-                   insert_only=("first_seen_date",))
+        plan_merge(unified.finalize_events(grid.unionByName(hotline), logical_date), "event")
 
         gate, stats = plan.publish(logical_date, suites_dir)  # audit every new state, then write them all
         address_stats = {**stats["address"], **address.counts(plan.states["address"])} if "address" in stats else {}

@@ -54,10 +54,12 @@ def test_contract_keys_equal_their_uniqueness_expectation():
 
 
 def test_the_marts_writer_partitions_as_the_catalog_says():
-    assert PARTITIONED_TABLES == {n: c for n, c in catalog.partitioned_tables("marts").items()
-                                  if n not in ("marts.population_by_district_sex_age", "marts.population_exclusions")}
-    assert catalog.table("marts.grid_hotspots").partition_column == "period_end"
-    assert catalog.table("marts.grid_repeat_complaints").partition_column is None
+    assert PARTITIONED_TABLES["marts.grid_worker_stats"] == "period_end"
+    assert PARTITIONED_TABLES["analysis.top_event_categories_by_district"] == "logical_date"
+    assert "marts.grid_events_by_district_category_week" not in PARTITIONED_TABLES
+    assert catalog.partition_column("marts.population_exclusions") == "snapshot_date"
+    with pytest.raises(ValueError, match="declares no partition_by"):
+        catalog.partition_column("unified.person")
 
 
 @pytest.mark.parametrize("change, error", [

@@ -16,7 +16,8 @@ from scipy.stats import norm
 
 from govlake.analysis import services
 from govlake.core import lake
-from govlake.core.config import REFERENCE_DIR, SCHEMAS_DIR, Settings
+from govlake.core.catalog import TABLES_DIR
+from govlake.core.config import REFERENCE_DIR, Settings
 from govlake.marts import themes
 
 D = date.fromisoformat
@@ -534,7 +535,7 @@ def test_contracts_and_theme_configurations(spark):
             contract_name = f"analysis.service_{service}"
         else:
             contract_name = name
-        contract = yaml.safe_load((SCHEMAS_DIR / "contracts" / f"{contract_name}.yaml").read_text(encoding="utf-8"))
+        contract = yaml.safe_load((TABLES_DIR / f"{contract_name}.yaml").read_text(encoding="utf-8"))
         assert contract["name"] == contract_name
         declared = [(c["name"], _SPARK_TYPES[c["type"]]) for c in contract["columns"]]
         assert declared == [(f.name, f.dataType.simpleString()) for f in df.schema.fields], name

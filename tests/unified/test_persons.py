@@ -394,10 +394,10 @@ def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(s
 
     plan = UnifiedPlan(spark, settings)
     try:
-        plan.merge(person, "person", ["person_id"], insert_only=("first_seen_date",))
+        plan.merge(person, "person")
         plan.merge(unified.scd2_changes(None, person.where("is_current").withColumn("grid_code", F.lit("G1")), DAY,
                                         "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE),
-                   "person_residence", ["person_id", "valid_from"])
+                   "person_residence")
         gate, stats = plan.publish(DAY)
         docs = unified_checkpoints(spark, settings, plan.states, DAY, gate=gate)
     finally:
@@ -431,12 +431,12 @@ def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(s
                               .otherwise(F.col("community_code")))
     plan = UnifiedPlan(spark, settings)
     try:
-        plan.merge(bad_person, "person", ["person_id"], insert_only=("first_seen_date",))
+        plan.merge(bad_person, "person")
         changes = unified.scd2_changes(plan.current("person_residence"),
                                        moved.where("is_current").withColumn("grid_code", F.lit("G1")), day2,
                                        "person_id", unified.RESIDENCE_COLUMNS, unified.RESIDENCE_OVERWRITE)
         assert changes.count() == 2  # the new version and the closed old one
-        plan.merge(changes.where("is_current"), "person_residence", ["person_id", "valid_from"])  # bug: not closed
+        plan.merge(changes.where("is_current"), "person_residence")  # bug: not closed
         with pytest.raises(FailRuleViolated, match=r"unified layer not published: suite unified\.person .*rule "
                            r"person\.sex_code\.gbt2261_1 failed for 1 of 2 rows \| suite unified\.person_residence "
                            r".*rule person_residence\.person_id\.one_current failed for 1 of 3 rows"):
