@@ -8,6 +8,7 @@ import datetime as dt
 import json
 from zoneinfo import ZoneInfo
 
+from govlake.core import config
 from govlake.core.config import TIME_ZONE
 
 
@@ -104,11 +105,10 @@ def stage(name: str, day: dt.date, dag_run=None, final: bool = False, **kwargs):
         govlake.core.lease.LeaseHeld: another run held the date (or the cumulative layers) for longer than
             ``GOVLAKE_LEASE_WAIT_S`` (default :data:`TASK_LEASE_WAIT_S`); Airflow retries the task.
     """
-    import os
 
     from govlake.pipeline import run_stage
 
-    wait = float(os.environ.get("GOVLAKE_LEASE_WAIT_S", TASK_LEASE_WAIT_S))
+    wait, _ = config.lease_seconds(wait_default=str(TASK_LEASE_WAIT_S))
     result = run_stage(name, day, holder=run_holder(dag_run), wait_s=wait, release=final, **kwargs)
     return json.loads(json.dumps(result, default=str))
 
@@ -118,11 +118,10 @@ def data_docs(day: dt.date) -> list[dict]:
     :func:`govlake.quality.stage.build_data_docs`). Returns ``[{"data_docs": <index.html path>}]`` (XCom, the shape the
     Data Docs link of ``plugins/govlake_data_docs.py`` reads); ``[]`` when ``GOVLAKE_DATA_DOCS=0`` (the validate
     tasks then ran no checkpoint, so there is no site to build)."""
-    import os
 
     from govlake.core.config import Settings
     from govlake.quality.stage import build_data_docs
 
-    if os.environ.get("GOVLAKE_DATA_DOCS", "1") == "0":
+    if not config.data_docs():
         return []
     return [{"data_docs": build_data_docs(Settings.from_env(), day)}]

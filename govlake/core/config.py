@@ -18,11 +18,24 @@ variable                        meaning                                         
                                 checkpoint); see :func:`govlake.quality.rules.gx_engine`
 ``GOVLAKE_VALIDATE_THREADS``    raw tables the validate stage validates at once; see        ``2``
                                 :func:`govlake.quality.stage.validate_threads`
+``GOVLAKE_EXTRACT_MODE``        ``incremental``, ``backfill`` or ``snapshot``                 ``incremental``
+``GOVLAKE_LEASE_WAIT_S``        seconds a run waits for another run's lease (CLI: 0, refuse) ``0``
+``GOVLAKE_LEASE_TTL_S``         a lease's time to live without renewal, seconds (>= 30)      ``600``
+``GOVLAKE_RUN_ID``              the run several processes share (set by the Airflow tasks)   unset
+``GOVLAKE_SPARK_TINY``          ``1``: Spark tuned for tiny data (tests)                     unset
+``GOVLAKE_FAILPOINTS``          armed failpoints (fault-injection tests only)                unset
+``GOVLAKE_DATA_DOCS_BASE_URL``  URL of the reports folder for the Airflow Data Docs link     unset (file: URL)
+                                (read by ``plugins/govlake_data_docs.py`` in the Airflow
+                                webserver, which does not import this package)
 ==============================  ==========================================================  =====================
+
+Every variable is read in this module: :class:`Settings` (where a run reads and writes) and one function per run
+option below; ``tests/core/test_config.py`` fails when another module reads a ``GOVLAKE_*`` variable.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,3 +104,96 @@ class Settings:
             sources_mode=mode,
             jars_dir=Path(env.get("GOVLAKE_JARS", REPO_ROOT / ".cache" / "jars")),
         )
+
+
+# --- run options: every other GOVLAKE_* variable, parsed and checked here -------------------------------------
+
+#: ``GOVLAKE_EXTRACT_MODE``: incremental (the logical date's window), backfill (everything before the window end) or
+#: snapshot (the whole source as of the window end, every run).
+EXTRACT_MODES = ("incremental", "backfill", "snapshot")
+#: ``GOVLAKE_GX_ENGINE``: how the Great Expectations validation result of a batch is computed.
+GX_ENGINES = ("single-pass", "spark")
+#: ``GOVLAKE_FAILPOINTS``: armed failpoints of the fault-injection tests (govlake.core.failpoints).
+FAILPOINTS_VAR = "GOVLAKE_FAILPOINTS"
+
+
+def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def extract_mode(env: Mapping[str, str] | None = None) -> str:
+    """``GOVLAKE_EXTRACT_MODE`` (default ``incremental``).
+
+    Raises:
+        ValueError: not one of :data:`EXTRACT_MODES`.
+    """
+    mode = _env(env).get("GOVLAKE_EXTRACT_MODE", "incremental")
+    if mode not in EXTRACT_MODES:
+        raise ValueError(f"GOVLAKE_EXTRACT_MODE must be incremental, backfill or snapshot, not {mode!r}")
+    return mode
+
+
+def data_docs(env: Mapping[str, str] | None = None) -> bool:
+    """``GOVLAKE_DATA_DOCS`` (default on; ``0`` turns the GX checkpoints and Data Docs off)."""
+    return _env(env).get("GOVLAKE_DATA_DOCS", "1") != "0"
+
+
+def gx_engine(env: Mapping[str, str] | None = None) -> str:
+    """``GOVLAKE_GX_ENGINE`` (default ``single-pass``): ``single-pass`` stores the GX validation result built from
+    the gate's one-pass counts; ``spark`` runs GX's own checkpoint on the batch (the second opinion).
+
+    Raises:
+        ValueError: not one of :data:`GX_ENGINES`.
+    """
+    value = _env(env).get("GOVLAKE_GX_ENGINE", "single-pass")
+    if value not in GX_ENGINES:
+        raise ValueError(f"GOVLAKE_GX_ENGINE must be one of {', '.join(GX_ENGINES)}, not {value!r}")
+    return value
+
+
+def validate_threads(env: Mapping[str, str] | None = None) -> int:
+    """``GOVLAKE_VALIDATE_THREADS``: raw tables validated at once (default 2).
+
+    Raises:
+        ValueError: not a positive integer.
+    """
+    value = _env(env).get("GOVLAKE_VALIDATE_THREADS", "2")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"GOVLAKE_VALIDATE_THREADS must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def lease_seconds(env: Mapping[str, str] | None = None, wait_default: str = "0") -> tuple[float, float]:
+    """``(wait_s, ttl_s)`` from ``GOVLAKE_LEASE_WAIT_S`` (default ``wait_default``) and ``GOVLAKE_LEASE_TTL_S``
+    (default 600): how long a run waits for a held lease, and a lease's time to live without renewal (seconds).
+
+    Raises:
+        ValueError: a value is not a non-negative number (TTL: at least 30 s).
+    """
+    out = []
+    for name, default, minimum in (("GOVLAKE_LEASE_WAIT_S", wait_default, 0.0),
+                                   ("GOVLAKE_LEASE_TTL_S", "600", 30.0)):
+        text = _env(env).get(name, default)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{name} must be a number of seconds, not {text!r}") from None
+        if value < minimum:
+            raise ValueError(f"{name} must be at least {minimum:g} seconds, not {text!r}")
+        out.append(value)
+    return out[0], out[1]
+
+
+def run_id(env: Mapping[str, str] | None = None) -> str | None:
+    """``GOVLAKE_RUN_ID``: the run several processes share (an Airflow DAG run); None for a one-process run."""
+    return _env(env).get("GOVLAKE_RUN_ID") or None
+
+
+def spark_tiny(env: Mapping[str, str] | None = None) -> bool:
+    """``GOVLAKE_SPARK_TINY=1``: Spark settings for tiny data (tests, one shuffle partition, no UI)."""
+    return _env(env).get("GOVLAKE_SPARK_TINY") == "1"
+
+
+def failpoints_spec(env: Mapping[str, str] | None = None) -> str | None:
+    """``GOVLAKE_FAILPOINTS``: the armed failpoints (None: none)."""
+    return _env(env).get(FAILPOINTS_VAR)

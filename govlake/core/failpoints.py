@@ -23,6 +23,8 @@ import signal
 import threading
 import time
 
+from govlake.core import config
+
 #: Every failpoint: name -> where it is.
 FAILPOINTS = {
     "extract.reading": "a source is being read: its window counted (PostgreSQL), its first document read "
@@ -37,7 +39,7 @@ FAILPOINTS = {
     "marts.after_table": "a mart table is written, the next one is not",
     "analysis.before_report": "the analysis tables are written, the report is not",
 }
-ENV = "GOVLAKE_FAILPOINTS"
+ENV = config.FAILPOINTS_VAR
 
 
 class InjectedFault(RuntimeError):
@@ -101,7 +103,7 @@ def failpoint(name: str) -> None:
         ValueError: ``GOVLAKE_FAILPOINTS`` is malformed (see :func:`parse`).
     """
     reached[name] = reached.get(name, 0) + 1
-    spec = os.environ.get(ENV)
+    spec = config.failpoints_spec()
     if not spec:
         return
     chosen = parse(spec).get(name)

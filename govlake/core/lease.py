@@ -40,6 +40,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeGuard
 
+from govlake.core import config
 from govlake.core.config import Settings
 
 if TYPE_CHECKING:
@@ -73,9 +74,8 @@ class Holder:
     def current(cls, env: Mapping[str, str] | None = None) -> Holder:
         """The holder of this process: ``GOVLAKE_RUN_ID`` when set (several processes of one run), else a new
         one-process CLI run id."""
-        env = os.environ if env is None else env
         host, pid = socket.gethostname(), os.getpid()
-        run_id = env.get("GOVLAKE_RUN_ID")
+        run_id = config.run_id(env)
         if run_id:
             return cls(run_id, host, pid, single_process=False)
         return cls(f"cli:{host}:{pid}:{uuid.uuid4().hex[:8]}", host, pid, single_process=True)
@@ -323,18 +323,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> tuple[float, floa
     Raises:
         ValueError: a value is not a non-negative number (TTL: at least 30 s).
     """
-    env = os.environ if env is None else env
-    out = []
-    for name, default, minimum in (("GOVLAKE_LEASE_WAIT_S", "0", 0.0), ("GOVLAKE_LEASE_TTL_S", "600", 30.0)):
-        text = env.get(name, default)
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{name} must be a number of seconds, not {text!r}") from None
-        if value < minimum:
-            raise ValueError(f"{name} must be at least {minimum:g} seconds, not {text!r}")
-        out.append(value)
-    return out[0], out[1]
+    return config.lease_seconds(env)
 
 
 

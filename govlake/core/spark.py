@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from govlake.core import config
 from govlake.core.config import TIME_ZONE, Settings
 
 
@@ -98,7 +99,7 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
             "spark.driver.memory": "4g",
             "spark.ui.showConsoleProgress": "false",
         })
-    if tiny or os.environ.get("GOVLAKE_SPARK_TINY") == "1":
+    if tiny or config.spark_tiny():
         conf.update({
             "spark.sql.shuffle.partitions": "1",
             "spark.default.parallelism": "1",

@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from govlake.core import config
 from govlake.core.config import Settings
 
 if TYPE_CHECKING:
@@ -41,15 +42,12 @@ def run_extract(spark: SparkSession, settings: Settings, logical_date: dt.date, 
             ``source.object`` with its reason (chained to the first failure).
         ValueError: unknown ``GOVLAKE_EXTRACT_MODE`` (incremental, backfill, snapshot).
     """
-    import os
 
     from govlake.core.failpoints import failpoint
     from govlake.extract.raw import extract_batch, failed_batch, record_batches
     from govlake.extract.registry import ExtractionFailed, Window, load_registry
 
-    mode = os.environ.get("GOVLAKE_EXTRACT_MODE", "incremental")
-    if mode not in ("incremental", "backfill", "snapshot"):
-        raise ValueError(f"GOVLAKE_EXTRACT_MODE must be incremental, backfill or snapshot, not {mode!r}")
+    mode = config.extract_mode()
     full = backfill or mode in ("backfill", "snapshot")
     if data_interval:
         window = Window.for_interval(*data_interval, full=full)

@@ -82,6 +82,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,6 +92,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from govlake.core import config
 from govlake.core.config import EXPECTATIONS_DIR
 
 
@@ -1247,12 +1249,7 @@ def expectation_figures(vr) -> list[dict]:
     return out
 
 
-#: ``GOVLAKE_GX_ENGINE``: how the Great Expectations validation result of a batch is computed (see
-#: :func:`save_validation_result` and :func:`run_checkpoint`).
-GX_ENGINES = ("single-pass", "spark")
-
-
-def gx_engine(env: dict | None = None) -> str:
+def gx_engine(env: Mapping[str, str] | None = None) -> str:
     """``GOVLAKE_GX_ENGINE`` (default ``single-pass``): ``single-pass`` stores the GX validation result built from
     the gate's own one-pass counts (:func:`save_validation_result`); ``spark`` runs GX's own checkpoint on the
     batch (:func:`run_checkpoint`: several Spark jobs per suite; the second opinion, see
@@ -1261,10 +1258,7 @@ def gx_engine(env: dict | None = None) -> str:
     Raises:
         ValueError: another value.
     """
-    value = (os.environ if env is None else env).get("GOVLAKE_GX_ENGINE", "single-pass")
-    if value not in GX_ENGINES:
-        raise ValueError(f"GOVLAKE_GX_ENGINE must be one of {', '.join(GX_ENGINES)}, not {value!r}")
-    return value
+    return config.gx_engine(env)
 
 
 def _percent(part: int, whole: int) -> float | None:

@@ -8,7 +8,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from govlake.core import lake
+from govlake.core import config, lake
 from govlake.core.config import Settings
 from govlake.extract.stage import raw_tables, raw_watermark
 
@@ -159,12 +159,7 @@ def validate_threads(env: dict | None = None) -> int:
     Raises:
         ValueError: the variable is not a positive integer.
     """
-    import os
-
-    value = (env if env is not None else os.environ).get("GOVLAKE_VALIDATE_THREADS", "2")
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"GOVLAKE_VALIDATE_THREADS must be a positive integer, not {value!r}")
-    return int(value)
+    return config.validate_threads(env)
 
 
 def run_validate(spark: SparkSession, settings: Settings, logical_date: dt.date, tables: list[str] | None = None,
@@ -190,11 +185,10 @@ def run_validate(spark: SparkSession, settings: Settings, logical_date: dt.date,
         what :func:`validate_table` raises, for the first table (in the order of ``tables``) that raised, after
         every other table was validated and the results and the site were written.
     """
-    import os
     from concurrent.futures import ThreadPoolExecutor
 
     if data_docs is None:
-        data_docs = os.environ.get("GOVLAKE_DATA_DOCS", "1") != "0"
+        data_docs = config.data_docs()
     names = list(tables or raw_tables())
     threads = threads or validate_threads()
 

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from govlake.core import catalog, lake
+from govlake.core import catalog, config, lake
 from govlake.core.config import REFERENCE_DIR, Settings
 from govlake.quality.stage import validation_results_schema
 
@@ -197,7 +197,6 @@ def run_unify(spark: SparkSession, settings: Settings, logical_date: dt.date, da
             unified table is written (``quarantine.unified_person_records`` is, for the day).
         OutOfOrderRun: an earlier date than the latest publication was never unified.
     """
-    import os
     from functools import reduce
 
     from pyspark.sql import functions as F
@@ -207,7 +206,7 @@ def run_unify(spark: SparkSession, settings: Settings, logical_date: dt.date, da
     from govlake.unified import persons as unified
 
     if data_docs is None:
-        data_docs = os.environ.get("GOVLAKE_DATA_DOCS", "1") != "0"
+        data_docs = config.data_docs()
     latest = lake.latest_published_date(spark, settings, "unified")
     if latest is not None and latest > logical_date:
         return _unified_history(spark, settings, logical_date, latest)
