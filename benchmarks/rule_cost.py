@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     from govlake.quality import rules as quality
 
     spark = get_spark(Settings.from_env(), app_name="govlake-rule-cost")
-    jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None  # a classic (non-Connect) session has its JVM gateway
+    jvm_pid = int(jvm.ProcessHandle.current().pid())
     ticks = os.sysconf("SC_CLK_TCK")
 
     def cpu() -> float:

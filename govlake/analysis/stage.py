@@ -25,9 +25,9 @@ def run_analysis(spark: SparkSession, settings: Settings, logical_date: dt.date,
     from govlake.analysis import tables as analysis
     from govlake.core.failpoints import failpoint
 
-    pop = (lake.read_published(spark, settings, "marts", "population_by_district_sex_age", logical_date)
+    pop = (lake.require_published(spark, settings, "marts", "population_by_district_sex_age", logical_date)
            .where(f"snapshot_date = DATE'{logical_date.isoformat()}'"))
-    ev = lake.read_published(spark, settings, "marts", "grid_events_by_district_category_week", logical_date)
+    ev = lake.require_published(spark, settings, "marts", "grid_events_by_district_category_week", logical_date)
     ages = analysis.age_structure_by_district(pop)
     lake.replace_partition_if_changed(spark, ages, settings.table_path("analysis", "age_structure_by_district"),
                                       partition_column("analysis.age_structure_by_district"), logical_date)
@@ -46,7 +46,7 @@ def report_tables(spark: SparkSession, settings: Settings, logical_date: dt.date
     """The tables the report reads, as pandas frames (small: marts and analysis only; marts as published for
     ``logical_date``)."""
     d = logical_date.isoformat()
-    marts_ = lambda name: lake.read_published(spark, settings, "marts", name, logical_date)  # noqa: E731
+    marts_ = lambda name: lake.require_published(spark, settings, "marts", name, logical_date)  # noqa: E731
     analysis_ = lambda name: spark.read.format("delta").load(settings.table_path("analysis", name))  # noqa: E731
     return {
         "population_by_district_sex_age":

@@ -443,7 +443,8 @@ def latest_published_date(spark: SparkSession, settings: Settings, layer: str) -
     return found[0] if found else None
 
 
-def read_published(spark: SparkSession, settings: Settings, layer: str, table: str, as_of: dt.date | None = None):
+def read_published(spark: SparkSession, settings: Settings, layer: str, table: str,
+                   as_of: dt.date | None = None) -> DataFrame | None:
     """``<layer>.<table>`` as published for ``as_of`` (see :func:`published_versions`; time travel to that
     version); None when the layer has no publication on or before ``as_of`` or it does not include the table
     (tables of a run killed before its publication are not read).
@@ -465,3 +466,18 @@ def read_published(spark: SparkSession, settings: Settings, layer: str, table: s
     except Exception as exc:  # noqa: BLE001
         raise RuntimeError(f"{layer}.{table} version {version} (published for {found[0]}) cannot be read: "
                            f"{str(exc).splitlines()[0]}") from exc
+
+
+
+def require_published(spark: SparkSession, settings: Settings, layer: str, table: str,
+                      as_of: dt.date | None = None) -> DataFrame:
+    """:func:`read_published`, for a reader that cannot go on without the table.
+
+    Raises:
+        RuntimeError: the layer has no publication of the table on or before ``as_of`` (names layer, table, date).
+    """
+    df = read_published(spark, settings, layer, table, as_of)
+    if df is None:
+        raise RuntimeError(f"{layer}.{table}: no publication on or before {as_of} (the stage that writes it has not "
+                           "completed for that date): run it first")
+    return df

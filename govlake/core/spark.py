@@ -10,9 +10,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from govlake.core import config
 from govlake.core.config import TIME_ZONE, Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def cached_jars(jars_dir: Path) -> list[str]:
@@ -33,7 +37,7 @@ def cached_jars(jars_dir: Path) -> list[str]:
 
 
 def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny: bool = False,
-              extra_conf: dict[str, str] | None = None):
+              extra_conf: dict[str, str] | None = None) -> SparkSession:
     """Return the active SparkSession or build one for GovLake.
 
     Args:
