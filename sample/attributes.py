@@ -1,4 +1,4 @@
-"""Census-calibrated person attributes of the sample population (issue #3): education, marital status and
+"""Census-calibrated person attributes of the sample population: education, marital status and
 registered (户籍) vs floating (流动) residence.
 
 Drawn after the households, from their own seeded stream ``random.Random(f"{seed}:attributes")``, so adding them

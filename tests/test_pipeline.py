@@ -168,7 +168,7 @@ def test_population_marts_equal_an_independent_count_on_the_generator_truth(spar
     (GB/T 4658 first level, aged 6+) and marital status (GB/T 2261.2, aged 15+) counts per code; the 'unknown' code
     also holds eligible residents the registry does not know, so it is bounded by registration_unknown. Household
     generations need the relation to the head, which the truth files do not carry: not compared here
-    (tests/test_themes.py).
+    (tests/marts/test_themes.py).
     """
     import pandas as pd
 
@@ -327,7 +327,7 @@ def test_grid_marts_equal_an_independent_count_on_the_generator_output(spark, ru
     able to fail: several workers, cells, districts and categories with events in the period, events in the
     previous period and events outside both, and a quarantined document. Known blind spot of this sample: no
     event lies within a day of a period bound and no category has events in both periods, so a period bound off
-    by one day or a wrong prev_events would go unnoticed here (tests/test_themes.py covers both on inline events).
+    by one day or a wrong prev_events would go unnoticed here (tests/marts/test_themes.py covers both on inline events).
     """
     import pandas as pd
 

@@ -90,8 +90,7 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
         # HotSpot does not JIT-compile a method over 8000 bytes of bytecode: a whole-stage-codegen method of the
         # quality gate (dozens of rules in one projection) ran interpreted. 8000 = OpenJDK's HugeMethodLimit, as
         # Spark's configuration docs advise on HotSpot: such a subtree falls back to per-expression code, which is
-        # compiled (the gate's evaluation of raw.hrss_social_insurance at 1M residents: about 40 % less CPU,
-        # benchmarks/rule_cost.py).
+        # compiled (benchmarks/README.md gives the saving).
         "spark.sql.codegen.hugeMethodLimit": "8000",
     }
     if not submitted:

@@ -22,7 +22,7 @@ Two ways of running a suite, on the same rules:
     asks for as few passes as possible;
   - ``spark``: GX's own checkpoint on the same Spark DataFrame (:func:`run_checkpoint`).
 
-  Both store the same suite under the same key with the same figures (``tests/test_quality.py`` runs both
+  Both store the same suite under the same key with the same figures (``tests/quality/test_rules.py`` runs both
   on every rule type and compares them rule by rule). :func:`build_data_docs` then builds the Data Docs site
   once for the run's results.
 
@@ -946,9 +946,8 @@ def tally(df: DataFrame, suite: Suite) -> BatchCounts:
     evaluates (:func:`_applies`) grouped by key (NULL equal to NULL, as the window of :func:`evaluate`), failed =
     rows - keys (every copy but one), duplicated keys = keys held by two or more rows (:func:`_duplicate_counts`:
     by the key's hash first, exact). A window over the key moves and sorts whole rows; a grouping moves the key
-    columns, partially aggregated (on the unified person links at 1M residents, 3.8M rows:
-    ``benchmarks/rule_cost.py``). ``df`` is read once, plus once per uniqueness rule (twice when some of its key
-    hashes are shared): cache it.
+    columns, partially aggregated (figures in ``benchmarks/README.md``). ``df`` is read once, plus once per
+    uniqueness rule (twice when some of its key hashes are shared): cache it.
 
     Returns:
         :class:`BatchCounts` equal to :func:`count_rules`'s on the unranked evaluation (``duplicated_keys`` for the
@@ -990,8 +989,7 @@ def _duplicate_counts(rows: DataFrame, key: tuple[str, ...]) -> tuple[int, int]:
 
     1. group by the key's 64-bit ``xxhash64`` only: distinct hashes mean distinct keys, so when no hash is shared
        (the usual case of a unified table's key) both counts are 0. Grouping a BIGINT instead of the key's strings
-       moves and hashes less (``unified.person_attribute_provenance`` at 1M residents, 13M rows: 12.0 vs 23.2 JVM
-       CPU seconds, back to back in one session);
+       moves and hashes less (figures in ``benchmarks/README.md``);
     2. otherwise the rows whose hash is shared (every copy of a duplicated key is among them, with the rare rows
        whose distinct keys collide, and the NULL-holding keys, whose NULL parts the hash skips) grouped by the key
        columns themselves: a second pass, so a table with many duplicates (a raw batch) pays more than one
@@ -1295,7 +1293,7 @@ def save_validation_result(suite: Suite, counts: BatchCounts, batch_id: str, rep
     GX's own: the same suite (stored as :func:`run_checkpoint` stores it), the same key (suite, run name
     ``batch_id``, run time, batch ``govlake_spark-<table>``), the same result format (BASIC, no partial values).
     No Spark job: GX's Spark engine computes each expectation's metrics in jobs of their own (about one pass of
-    the batch per column), the gate evaluated every rule in one pass already. ``tests/test_quality.py`` proves
+    the batch per column), the gate evaluated every rule in one pass already. ``tests/quality/test_rules.py`` proves
     on inline batches that both give the same ``success``, ``element_count``, ``missing_count`` and
     ``unexpected_count`` for every rule type; ``python -m govlake.quality.audit crosscheck`` does it on a stored batch.
 

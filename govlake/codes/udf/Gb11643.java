@@ -7,15 +7,15 @@ import org.apache.spark.sql.api.java.UDF2;
 
 /**
  * GB 11643-1999 citizen identity numbers as two Spark SQL functions, for the quality gate and the unified layer
- * (the Python reference is {@code jobs/codes.py}: {@code normalize_id} and {@code id_errors}; the Spark builders
- * {@code id_normalize_col} and {@code id_error_col} call these and {@code tests/test_codes.py} checks that both agree).
+ * (the Python reference is {@code govlake/codes/code_lists.py}: {@code normalize_id} and {@code id_errors}; the
+ * Spark builders {@code id_normalize_col} and {@code id_error_col} call these and
+ * {@code tests/codes/test_code_lists.py} checks that both agree).
  *
  * <p>Why Java: each check in Spark SQL expressions (17 substrings cast to int for the ISO 7064 MOD 11-2 sum,
- * {@code try_to_date} for the birth date, a regex for the format) cost about 10 microseconds of CPU per ID, the
- * largest single cost of the raw and unified gates at 1M residents ({@code benchmarks/rule_cost.py}). Here it is a
- * loop over 18 characters.
+ * {@code try_to_date} for the birth date, a regex for the format) was the largest single cost of the raw and
+ * unified gates ({@code benchmarks/README.md}). Here it is a loop over 18 characters.
  *
- * <p>Registered by {@code jobs.spark.get_spark} as {@code govlake_id_normalize(string) -> string} and
+ * <p>Registered by {@code govlake.core.spark.get_spark} as {@code govlake_id_normalize(string) -> string} and
  * {@code govlake_id_error(string, string) -> string}; built into {@code .cache/jars/govlake-udf.jar} by
  * {@code docker/setup.sh}.
  */
@@ -32,7 +32,7 @@ public final class Gb11643 {
     static final Pattern FLOAT = Pattern.compile(
             "[+-]?(?:[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)[eE][+-]?[0-9]+|[0-9]+\\.[0-9]*");
 
-    /** The fold of {@code jobs.codes._fold_table}: full-width U+FF01..FF5E to ASCII, Unicode spaces to a space. */
+    /** The fold of {@code govlake.codes.code_lists._fold_table}: full-width U+FF01..FF5E to ASCII, Unicode spaces to a space. */
     static char fold(char c) {
         if (c >= '\uff01' && c <= '\uff5e') return (char) (c - 0xfee0);
         if (c == '\u3000' || c == '\u00a0' || (c >= '\u2000' && c <= '\u200a') || c == '\u202f' || c == '\u205f') {
@@ -53,7 +53,7 @@ public final class Gb11643 {
     }
 
     /**
-     * The Spark twin of {@code jobs.codes.normalize_id} without flags: fold full-width forms and Unicode spaces,
+     * The Spark twin of {@code govlake.codes.code_lists.normalize_id} without flags: fold full-width forms and Unicode spaces,
      * strip {@link #WS} at both ends, blank or a floating-point rendering to null, 15 digits to 18 (GB 11643-1989
      * to 1999: "19" before the year, check character appended), lower-case x to X. Anything else unchanged.
      */
@@ -98,8 +98,8 @@ public final class Gb11643 {
     }
 
     /**
-     * The first failing check of {@code jobs.codes.id_errors} for a normalised ID, except the division code
-     * (checked in Spark SQL after this, see {@code jobs.codes.id_error_col}): "missing", "length" (not 18
+     * The first failing check of {@code govlake.codes.code_lists.id_errors} for a normalised ID, except the division code
+     * (checked in Spark SQL after this, see {@code govlake.codes.code_lists.id_error_col}): "missing", "length" (not 18
      * characters, counted as Unicode code points like Spark's {@code length}), "format" (not 17 digits + [0-9X]),
      * "checksum" (ISO 7064 MOD 11-2), "birth_date" (positions 7-14 not a real date within 1900-01-01 ..
      * {@code maxBirth}, given as yyyyMMdd); null when all pass.
