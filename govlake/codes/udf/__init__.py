@@ -4,7 +4,8 @@ Why: GB 11643 citizen IDs are checked on every ID column of the raw and unified 
 As Spark SQL expressions (17 substrings cast to int for the ISO 7064 MOD 11-2 sum, ``try_to_date`` for the birth
 date, regexes for the format and for float renderings) they were the largest single cost of both gates; a Java
 loop costs a small fraction of that (figures in ``benchmarks/README.md``). The Python functions of
-:mod:`govlake.codes.code_lists` stay the reference; ``tests/codes/test_code_lists.py`` checks that the Spark functions agree with them on every case.
+:mod:`govlake.codes.code_lists` stay the reference; ``tests/codes/test_code_lists.py`` checks that the Spark
+functions agree with them on every case.
 
 Functions (the names are SQL function names of the session):
 
