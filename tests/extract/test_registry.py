@@ -38,14 +38,14 @@ def test_registry_has_every_department_with_keys():
     assert registry["hukou"].objects["persons"].business_key == ("person_no",)
     assert registry["zhengwu"].objects["messages"].header_map["留言编号"] == "message_id"
     assert registry["wangge"].kind == "mongo"
-    assert registry["civil"].objects["subsistence_allowance"].unified["sex_map"] == {"男": "1", "女": "2"}
+    assert registry["civil"].objects["subsistence_allowance"].unified.sex_map == {"男": "1", "女": "2"}
     assert sorted(registry["hukou"].objects) == ["households", "persons", "residence_changes"]
     moves = registry["hukou"].objects["residence_changes"]  # 户口迁移登记, written by sample (writers.TABLES)
     assert (moves.title, moves.business_key, moves.watermark, moves.sharing_type, moves.update_cycle) == (
         "户口迁移登记", ("change_no",), "updated_at", "conditional", "daily")
     assert moves.columns == ("change_no", "person_no", "id_no", "from_community_code", "to_community_code",
                              "move_date", "change_type", "updated_at")
-    assert moves.unified == {}  # not a unified source (yet)
+    assert moves.unified is None  # not a unified source (yet)
     assert registry["address"].objects["standard_address"].sharing_type == "unconditional"  # the source's
     assert sum(len(s.objects) for s in registry.values()) == 15
 
