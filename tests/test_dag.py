@@ -150,7 +150,7 @@ def test_airflow_dags_test_runs_every_task_against_the_real_servers(dag_run, spa
     assert unified_results.where("action = 'fail' AND failed > 0").count() == 0
     persons = spark.read.format("delta").load(settings.table_path("unified", "person")).count()
     person_sources = [f"{name}_{obj.name}" for name, spec in load_registry().items() for obj in spec.objects.values()
-                      if obj.unified.get("entity") == "person"]
+                      if obj.unified is not None and obj.unified.entity == "person"]
     assert len(person_sources) == 9  # incl. civil marriages and health births (one record per role)
     staged = sum(spark.read.format("delta").load(settings.table_path("staging", t)).count() for t in person_sources)
     assert 0 < persons <= staged

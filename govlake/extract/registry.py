@@ -120,6 +120,83 @@ def check_identifier(value: str, what: str) -> str:
     return value
 
 
+#: Roles of a person's attributes a ``unified`` block maps to delivered columns (``columns``, ``roles.<r>.columns``)
+#: or fixes (``roles.<r>.values``); see :func:`govlake.unified.persons.person_candidates`.
+PERSON_ROLES = ("id_no", "name", "sex", "birth_date", "ethnic", "household_no", "relation", "community_code",
+                "address", "phone", "marital_status", "death_date", "education", "registration_type")
+#: Entities of the unified layer an object may feed (``unified.entity``).
+UNIFIED_ENTITIES = ("person",)
+#: Relationship types of ``unified.person_relationship`` (``unified.relationships``, survivorship ``relationships``).
+RELATIONSHIP_TYPES = ("spouse", "parent_child")
+_UNIFIED_KEYS = ("entity", "priority", "record_key", "watermark", "columns", "roles", "sex_map", "marital_map",
+                 "education_map", "registration_map", "date_formats", "relationships")
+
+
+@dataclass(frozen=True)
+class PersonRole:
+    """One of several persons a row names (``unified.roles.<role>``): ``columns`` maps a :data:`PERSON_ROLES`
+    role to the delivered column, ``values`` fixes a role the row lacks (e.g. ``sex: "2"`` for a mother)."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RelationshipRule:
+    """A relationship a row states between two of its roles (``unified.relationships[i]``).
+
+    Attributes:
+        relationship: one of :data:`RELATIONSHIP_TYPES`.
+        from_role, to_role: the YAML's ``from`` / ``to``: roles of ``roles`` (``from`` is the parent for
+            'parent_child').
+        basis: text of the statement's basis (e.g. 结婚登记), or None.
+        valid_from, valid_to: delivered date columns of the validity, or None.
+    """
+
+    relationship: str
+    from_role: str
+    to_role: str
+    basis: str | None = None
+    valid_from: str | None = None
+    valid_to: str | None = None
+
+
+@dataclass(frozen=True)
+class UnifiedRules:
+    """How an object feeds the unified layer (its ``unified:`` block; see ``schemas/sources/hukou.yaml`` and
+    :func:`govlake.unified.persons.person_candidates`).
+
+    Attributes:
+        entity: one of :data:`UNIFIED_ENTITIES`.
+        priority: survivorship rank of the department (1 = most authoritative) after the configured orders.
+        record_key: columns naming a record in ``unified.person_link`` (the object's business key when the
+            block does not set it; empty: ``_row_number``).
+        watermark: delivered column holding the department's update time (the object's registry watermark when
+            the block does not set it; None: the object has none).
+        columns: :data:`PERSON_ROLES` role -> delivered column, for an object whose rows name one person.
+        roles: role name -> :class:`PersonRole`, for an object whose rows name several (exclusive with
+            ``columns``).
+        sex_map: department value -> GB/T 2261.1 code.
+        marital_map, education_map, registration_map: department value -> national code, or None (no map:
+            only values already in the national code list are kept).
+        date_formats: Spark date patterns of the delivered dates, or None (the code pack's defaults).
+        relationships: the relationships each row states between its ``roles``.
+    """
+
+    entity: str = "person"
+    priority: int = 9
+    record_key: tuple[str, ...] = ()
+    watermark: str | None = "updated_at"
+    columns: dict[str, str] = field(default_factory=dict)
+    roles: dict[str, PersonRole] = field(default_factory=dict)
+    sex_map: dict[str, str] = field(default_factory=dict)
+    marital_map: dict[str, str] | None = None
+    education_map: dict[str, str] | None = None
+    registration_map: dict[str, str] | None = None
+    date_formats: tuple[str, ...] | None = None
+    relationships: tuple[RelationshipRule, ...] = ()
+
+
 @dataclass(frozen=True)
 class ObjectSpec:
     """One table, collection or file of a source.
@@ -139,8 +216,7 @@ class ObjectSpec:
             date cell only in a ``date`` / ``timestamp`` column (see :func:`extract_file_drop`).
         kind, connection_id, database, embedded: per-object overrides of the source's (a department
             delivering both a file drop and a MongoDB collection).
-        unified: how the object feeds the unified layer (entity, priority, column roles, code
-            maps, date formats); see ``schemas/sources/hukou.yaml``.
+        unified: how the object feeds the unified layer (:class:`UnifiedRules`), None when it does not.
         sharing_type, update_cycle: the object's catalog entry (one of :data:`SHARING_TYPES` /
             :data:`UPDATE_CYCLES`); :func:`load_registry` fills them from the source's when the
             object does not set its own.
@@ -154,7 +230,7 @@ class ObjectSpec:
     projection: dict[str, str | list[str]] = field(default_factory=dict)
     file: str | None = None
     title: str = ""
-    unified: dict[str, Any] = field(default_factory=dict)
+    unified: UnifiedRules | None = None
     types: dict[str, str] = field(default_factory=dict)
     kind: str | None = None
     connection_id: str | None = None
@@ -265,7 +341,9 @@ def _parse_source(raw: dict[str, Any]) -> SourceSpec:
         objects[name] = ObjectSpec(
             name=name, business_key=key, watermark=obj.get("watermark"), columns=tuple(columns),
             header_map=header_map, projection=dict(obj.get("projection") or {}), file=obj.get("file"),
-            title=obj.get("title", ""), unified=dict(obj.get("unified") or {}),
+            title=obj.get("title", ""),
+            unified=_parse_unified(f"{raw['source']}.{name}", obj.get("unified"), key, obj.get("watermark"),
+                                   tuple(columns) + tuple(obj.get("projection") or ())),
             types=_parse_types(f"{raw['source']}.{name}", obj.get("types"),
                                tuple(columns) + tuple(obj.get("projection") or ())),
             kind=obj.get("kind"), connection_id=obj.get("connection_id"), database=obj.get("database"),
@@ -288,6 +366,108 @@ def _parse_source(raw: dict[str, Any]) -> SourceSpec:
         conventions=raw.get("conventions", ""),
         subscriptions=tuple(_parse_subscription(raw["source"], s) for s in raw.get("subscriptions") or ()),
     )
+
+
+def _str_map(where: str, value: Any) -> dict[str, str]:
+    """A map of text to text (a YAML mapping whose keys and values are all strings)."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"{where} must be a map of text: text, not {value!r}")
+    return dict(value)
+
+
+def _role_columns(where: str, value: Any, delivered: tuple[str, ...]) -> dict[str, str]:
+    """A map of :data:`PERSON_ROLES` role -> delivered column of the object."""
+    mapping = _str_map(where, value)
+    for role, column in mapping.items():
+        _one_of(role, PERSON_ROLES, f"{where}: role {role!r}")
+        if column not in delivered:
+            raise ValueError(f"{where}: {role}: {column!r} is not a delivered column ({', '.join(delivered)})")
+    return mapping
+
+
+def _parse_unified(where: str, raw: Any, business_key: tuple[str, ...], watermark: str | None,
+                   delivered: tuple[str, ...]) -> UnifiedRules | None:
+    """An object's ``unified`` block (None when absent); ``record_key`` and ``watermark`` default to the object's
+    business key and registry watermark. Errors name ``<source>.<object>: unified.<field>``."""
+    if raw is None:
+        return None
+    at = f"{where}: unified"
+    if not isinstance(raw, dict):
+        raise ValueError(f"{at} must be a map, not {raw!r}")
+    unknown = sorted(set(raw) - set(_UNIFIED_KEYS))
+    if unknown:
+        raise ValueError(f"{at}: unknown field(s) {', '.join(map(str, unknown))}; "
+                         f"fields are {', '.join(_UNIFIED_KEYS)}")
+    entity = _one_of(raw.get("entity"), UNIFIED_ENTITIES, f"{at}.entity")
+    priority = raw.get("priority", 9)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise ValueError(f"{at}.priority must be an integer, not {priority!r}")
+    record_key = raw.get("record_key", list(business_key))
+    if not isinstance(record_key, list) or not all(isinstance(c, str) for c in record_key):
+        raise ValueError(f"{at}.record_key must be a list of columns, not {record_key!r}")
+    for column in record_key:
+        if column not in delivered:
+            raise ValueError(f"{at}.record_key: {column!r} is not a delivered column ({', '.join(delivered)})")
+    mark = raw.get("watermark", watermark)
+    if mark is not None:
+        check_identifier(mark, f"{at}.watermark")
+    if ("columns" in raw) == ("roles" in raw):
+        raise ValueError(f"{at} must have either columns (one person per row) or roles (several), not "
+                         f"{'both' if 'columns' in raw else 'neither'}")
+    columns = _role_columns(f"{at}.columns", raw["columns"], delivered) if "columns" in raw else {}
+    roles: dict[str, PersonRole] = {}
+    if "roles" in raw:
+        if not isinstance(raw["roles"], dict) or not raw["roles"]:
+            raise ValueError(f"{at}.roles must be a non-empty map of role: {{columns, values}}, not {raw['roles']!r}")
+        for role, spec in raw["roles"].items():
+            check_identifier(role, f"{at}.roles: role name")
+            if not isinstance(spec, dict) or set(spec) - {"columns", "values"}:
+                raise ValueError(f"{at}.roles.{role} must be a map with columns and values, not {spec!r}")
+            values = _str_map(f"{at}.roles.{role}.values", spec.get("values") or {})
+            for name in values:
+                _one_of(name, PERSON_ROLES, f"{at}.roles.{role}.values: role {name!r}")
+            roles[role] = PersonRole(
+                columns=_role_columns(f"{at}.roles.{role}.columns", spec.get("columns") or {}, delivered),
+                values=values)
+    maps = {name: None if raw.get(name) is None else _str_map(f"{at}.{name}", raw[name])
+            for name in ("marital_map", "education_map", "registration_map")}
+    formats = raw.get("date_formats")
+    if formats is not None and (not isinstance(formats, list) or not formats
+                                or not all(isinstance(f, str) and f for f in formats)):
+        raise ValueError(f"{at}.date_formats must be a non-empty list of date patterns, not {formats!r}")
+    relationships = raw.get("relationships") or []
+    if not isinstance(relationships, list):
+        raise ValueError(f"{at}.relationships must be a list, not {relationships!r}")
+    return UnifiedRules(
+        entity=entity, priority=priority, record_key=tuple(record_key), watermark=mark, columns=columns,
+        roles=roles, sex_map=_str_map(f"{at}.sex_map", raw.get("sex_map") or {}),
+        marital_map=maps["marital_map"], education_map=maps["education_map"],
+        registration_map=maps["registration_map"], date_formats=None if formats is None else tuple(formats),
+        relationships=tuple(_parse_relationship(f"{at}.relationships[{i}]", r, roles, delivered)
+                            for i, r in enumerate(relationships)))
+
+
+def _parse_relationship(at: str, raw: Any, roles: dict[str, PersonRole],
+                        delivered: tuple[str, ...]) -> RelationshipRule:
+    """One ``unified.relationships`` entry: its type, two of the object's roles, basis and validity columns."""
+    fields = ("relationship", "from", "to", "basis", "valid_from", "valid_to")
+    if not isinstance(raw, dict) or set(raw) - set(fields):
+        raise ValueError(f"{at} must be a map of {', '.join(fields)}, not {raw!r}")
+    relationship = _one_of(raw.get("relationship"), RELATIONSHIP_TYPES, f"{at}.relationship")
+    ends = []
+    for end in ("from", "to"):
+        if raw.get(end) not in roles:
+            raise ValueError(f"{at}.{end} must be a role of unified.roles ({', '.join(roles) or 'none'}), "
+                             f"not {raw.get(end)!r}")
+        ends.append(raw[end])
+    basis = raw.get("basis")
+    if basis is not None and not isinstance(basis, str):
+        raise ValueError(f"{at}.basis must be text, not {basis!r}")
+    for name in ("valid_from", "valid_to"):
+        if raw.get(name) is not None and raw[name] not in delivered:
+            raise ValueError(f"{at}.{name}: {raw[name]!r} is not a delivered column ({', '.join(delivered)})")
+    return RelationshipRule(relationship=relationship, from_role=ends[0], to_role=ends[1], basis=basis,
+                            valid_from=raw.get("valid_from"), valid_to=raw.get("valid_to"))
 
 
 def _parse_types(where: str, types: Any, columns: tuple[str, ...]) -> dict[str, str]:

@@ -38,6 +38,8 @@ import hashlib
 import json
 import logging
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache, reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,67 +66,188 @@ MAX_BLOCK_SIZE = 100
 log = logging.getLogger(__name__)
 
 
-def load_model(path: Path | str = MODEL_FILE) -> dict[str, Any]:
-    """The linkage model of ``schemas/unified/linkage.yaml`` (prior, threshold, blocking rules — each
-    ``{keys: [...]}``, pairs equal on every key —, ``max_block_size``, comparisons with fixed m/u per level).
+@dataclass(frozen=True)
+class ComparisonLevel:
+    """A level of a comparison: its Splink SQL condition and fixed m / u (None for the null level).
+
+    Attributes:
+        label: the level's name (``agreed_fields`` says ``<comparison>:<label>``).
+        sql: Splink (DuckDB) SQL over ``<column>_l`` / ``<column>_r``, or ``ELSE``.
+        is_null: the null level (weighs 0; no m / u).
+        m, u: P(level | same person), P(level | different persons), in (0, 1]; None for the null level.
+    """
+
+    label: str
+    sql: str
+    is_null: bool = False
+    m: float | None = None
+    u: float | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One compared field (``comparisons[i]``): its output name and levels, most specific first."""
+
+    name: str
+    levels: tuple[ComparisonLevel, ...]
+
+
+@dataclass(frozen=True)
+class BlockingRule:
+    """A blocking rule: pairs equal on every key (:data:`LINK_FIELDS` or :data:`DERIVED_KEYS`) are scored."""
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LinkageModel:
+    """The linkage model of ``schemas/unified/linkage.yaml`` (:func:`load_model`).
+
+    Attributes:
+        probability_two_random_records_match: the prior, in (0, 1].
+        match_weight_threshold: link when a pair's match weight is at least this.
+        blocking_rules: the rules generating candidate pairs (:func:`blocking_reference`, :func:`splink_settings`).
+        comparisons: the compared fields with their fixed m / u per level.
+        max_block_size: a blocking value shared by more ID'd records is skipped for its rule.
+        version: the file's version.
+    """
+
+    probability_two_random_records_match: float
+    match_weight_threshold: float
+    blocking_rules: tuple[BlockingRule, ...]
+    comparisons: tuple[Comparison, ...]
+    max_block_size: int = MAX_BLOCK_SIZE
+    version: int = 1
+
+
+def load_model(path: Path | str = MODEL_FILE) -> LinkageModel:
+    """The linkage model of ``path`` (read and checked once per path): prior, threshold, blocking rules (each
+    ``{keys: [...]}``, pairs equal on every key), ``max_block_size``, comparisons with fixed m/u per level.
 
     Raises:
-        ValueError: a non-null level lacks ``m`` or ``u``, or a probability is outside (0, 1]; a blocking rule
-            names no key or a key that is neither a :data:`LINK_FIELDS` column nor a :data:`DERIVED_KEYS` one.
+        ValueError: the file is malformed; names the file and the field (an unknown field, a non-null level
+            without ``m`` or ``u`` or with a probability outside (0, 1], a blocking rule naming no key or a key
+            that is neither a :data:`LINK_FIELDS` column nor a :data:`DERIVED_KEYS` one, ...).
     """
     return _load_model(str(path))
 
 
 @lru_cache(maxsize=4)
-def _load_model(path: str) -> dict[str, Any]:
+def _load_model(path: str) -> LinkageModel:
     with open(path, encoding="utf-8") as fh:
-        model = yaml.safe_load(fh)
-    for comp in model["comparisons"]:
-        for lv in comp["levels"]:
-            if lv.get("is_null"):
-                continue
-            for p in ("m", "u"):
-                if not (isinstance(lv.get(p), (int, float)) and 0 < lv[p] <= 1):
-                    raise ValueError(f"{path}: {comp['name']}.{lv['label']}: {p} must be in (0, 1], not {lv.get(p)!r}")
+        raw = yaml.safe_load(fh)
+    try:
+        return _parse_model(raw)
+    except ValueError as exc:
+        raise ValueError(f"linkage model file {path}: {exc}") from exc
+
+
+def _number(where: str, value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValueError(f"{where} must be a number, not {value!r}")
+    return float(value)
+
+
+def _probability(where: str, value: Any) -> float:
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1):
+        raise ValueError(f"{where} must be in (0, 1], not {value!r}")
+    return float(value)
+
+
+def _fields(where: str, raw: Any, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
+    """``raw`` as a map with every ``required`` field and no field outside ``required`` + ``optional``."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} must be a map, not {raw!r}")
+    unknown = sorted(set(raw) - set(required) - set(optional))
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
+    missing = [f for f in required if f not in raw]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
+    return raw
+
+
+def _parse_model(raw: Any) -> LinkageModel:
+    top = _fields("the model", raw, ("probability_two_random_records_match", "match_weight_threshold",
+                                     "blocking_rules", "comparisons"), ("version", "max_block_size"))
+    version = top.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"version must be an integer, not {version!r}")
+    block = top.get("max_block_size", MAX_BLOCK_SIZE)
+    if not isinstance(block, int) or isinstance(block, bool) or block < 1:
+        raise ValueError(f"max_block_size must be a positive integer, not {block!r}")
     known = set(LINK_FIELDS) | set(DERIVED_KEYS)
-    for rule in model["blocking_rules"]:
-        keys = rule.get("keys") if isinstance(rule, dict) else None
-        if not keys or set(keys) - known:
-            raise ValueError(f"{path}: blocking rule {rule!r}: keys must be a non-empty list of {sorted(known)}")
-    return model
-
-
-def splink_settings(model: dict[str, Any]) -> dict[str, Any]:
-    """Splink settings dict (dedupe over residue + reference) of ``model``: every level's m/u fixed; only
-    pairs with at least one residue record are generated (``residue`` column, 1 for a residue record)."""
+    if not isinstance(top["blocking_rules"], list) or not top["blocking_rules"]:
+        raise ValueError(f"blocking_rules must be a non-empty list, not {top['blocking_rules']!r}")
+    rules = []
+    for i, rule in enumerate(top["blocking_rules"]):
+        keys = _fields(f"blocking_rules[{i}]", rule, ("keys",), ())["keys"]
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys) or set(keys) - known:
+            raise ValueError(f"blocking_rules[{i}].keys must be a non-empty list of {sorted(known)}, not {keys!r}")
+        rules.append(BlockingRule(keys=tuple(keys)))
+    if not isinstance(top["comparisons"], list) or not top["comparisons"]:
+        raise ValueError(f"comparisons must be a non-empty list, not {top['comparisons']!r}")
     comparisons = []
-    for comp in model["comparisons"]:
+    for i, comp in enumerate(top["comparisons"]):
+        comp = _fields(f"comparisons[{i}]", comp, ("name", "levels"), ())
+        name = comp["name"]
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"comparisons[{i}].name must be a column name, not {name!r}")
+        if not isinstance(comp["levels"], list) or not comp["levels"]:
+            raise ValueError(f"comparisons.{name}.levels must be a non-empty list, not {comp['levels']!r}")
         levels = []
-        for lv in comp["levels"]:
-            level = {"sql_condition": lv["sql"], "label_for_charts": str(lv["label"])}
-            if lv.get("is_null"):
+        for j, lv in enumerate(comp["levels"]):
+            lv = _fields(f"comparisons.{name}.levels[{j}]", lv, ("label", "sql"), ("is_null", "m", "u"))
+            at = f"comparisons.{name}.{lv['label']}"
+            if not isinstance(lv["label"], str) or not isinstance(lv["sql"], str) or not lv["sql"]:
+                raise ValueError(f"{at}: label and sql must be text, not {lv['label']!r}, {lv['sql']!r}")
+            is_null = lv.get("is_null", False)
+            if not isinstance(is_null, bool):
+                raise ValueError(f"{at}.is_null must be true or false, not {is_null!r}")
+            if is_null:
+                levels.append(ComparisonLevel(label=lv["label"], sql=lv["sql"], is_null=True))
+                continue
+            levels.append(ComparisonLevel(label=lv["label"], sql=lv["sql"], m=_probability(f"{at}.m", lv.get("m")),
+                                          u=_probability(f"{at}.u", lv.get("u"))))
+        comparisons.append(Comparison(name=name, levels=tuple(levels)))
+    return LinkageModel(
+        probability_two_random_records_match=_probability("probability_two_random_records_match",
+                                                          top["probability_two_random_records_match"]),
+        match_weight_threshold=_number("match_weight_threshold", top["match_weight_threshold"]),
+        blocking_rules=tuple(rules), comparisons=tuple(comparisons), max_block_size=block, version=version)
+
+
+def splink_settings(model: LinkageModel) -> dict[str, Any]:
+    """Splink settings dict (dedupe over residue + reference) of ``model``: every level's m/u fixed; only
+    pairs with at least one residue record are generated (``residue`` column, 1 for a residue record). A plain
+    mapping because Splink takes one."""
+    comparisons = []
+    for comp in model.comparisons:
+        levels = []
+        for lv in comp.levels:
+            level: dict[str, Any] = {"sql_condition": lv.sql, "label_for_charts": lv.label}
+            if lv.is_null:
                 level["is_null_level"] = True
             else:
-                level.update(m_probability=float(lv["m"]), u_probability=float(lv["u"]),
-                             fix_m_probability=True, fix_u_probability=True)
+                level.update(m_probability=lv.m, u_probability=lv.u, fix_m_probability=True, fix_u_probability=True)
             levels.append(level)
-        comparisons.append({"output_column_name": comp["name"], "comparison_levels": levels})
+        comparisons.append({"output_column_name": comp.name, "comparison_levels": levels})
     return {
         "link_type": "dedupe_only",
         "unique_id_column_name": "record_key",
-        "probability_two_random_records_match": float(model["probability_two_random_records_match"]),
+        "probability_two_random_records_match": model.probability_two_random_records_match,
         "blocking_rules_to_generate_predictions": [
             {"blocking_rule": f"({blocking_sql(rule)}) AND (l.residue + r.residue) > 0"}
-            for rule in model["blocking_rules"]],
+            for rule in model.blocking_rules],
         "comparisons": comparisons,
         "retain_intermediate_calculation_columns": True,
         "retain_matching_columns": True,
     }
 
 
-def blocking_sql(rule: dict[str, Any]) -> str:
+def blocking_sql(rule: BlockingRule) -> str:
     """Splink (DuckDB) SQL of a blocking rule: ``l.<key> = r.<key>`` for every key, joined with AND."""
-    return " AND ".join(f"l.{k} = r.{k}" for k in rule["keys"])
+    return " AND ".join(f"l.{k} = r.{k}" for k in rule.keys)
 
 
 def _key_col(name: str) -> Column:
@@ -158,30 +281,30 @@ def _with_pinyin(df: DataFrame) -> DataFrame:
     return df.join(names, "name", "left")
 
 
-def _rule_keys(df: DataFrame, rules: list[dict[str, Any]]) -> DataFrame:
+def _rule_keys(df: DataFrame, rules: Sequence[BlockingRule]) -> DataFrame:
     """The columns of ``df`` plus rule (INT, index in ``rules``) and key (STRING: the rule's key values joined
     with U+0001) — one row per record and rule whose keys are all non-NULL."""
     from pyspark.sql import functions as F
 
     cols = list(df.columns)
-    if any("name_pinyin" in r["keys"] for r in rules):
+    if any("name_pinyin" in r.keys for r in rules):
         df = _with_pinyin(df)
     entries = []
     for i, rule in enumerate(rules):
-        keys = [(F.col(k) if k == "name_pinyin" else _key_col(k)) for k in rule["keys"]]
+        keys = [(F.col(k) if k == "name_pinyin" else _key_col(k)) for k in rule.keys]
         complete = reduce(lambda x, y: x & y, [k.isNotNull() for k in keys])
         entries.append(F.struct(F.lit(i).alias("rule"), F.when(complete, F.concat_ws("\u0001", *keys)).alias("key")))
     return (df.select(*cols, F.explode(F.array(*entries)).alias("_b"))
             .select(*cols, "_b.rule", "_b.key").where("key IS NOT NULL"))
 
 
-def blocking_reference(residue: DataFrame, reference: DataFrame, model: dict[str, Any] | None = None) -> DataFrame:
+def blocking_reference(residue: DataFrame, reference: DataFrame, model: LinkageModel) -> DataFrame:
     """ID'd candidate records that share a blocking value with a residue record (Spark; nothing collected).
 
     Args:
         residue, reference: candidate rows (:func:`govlake.unified.persons.person_candidates` columns); ``reference``
             also carries ``person_id``.
-        model: :func:`load_model` (default ``linkage.yaml``): its ``blocking_rules`` and ``max_block_size``.
+        model: :func:`load_model`: its ``blocking_rules`` and ``max_block_size``.
 
     Returns:
         the ``reference`` rows (its columns) equal to some residue record on every key of at least one
@@ -195,9 +318,8 @@ def blocking_reference(residue: DataFrame, reference: DataFrame, model: dict[str
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    model = model or load_model()
-    rules = list(model["blocking_rules"])
-    limit = int(model.get("max_block_size", MAX_BLOCK_SIZE))
+    rules = model.blocking_rules
+    limit = model.max_block_size
     wanted = _rule_keys(residue.select(*LINK_FIELDS), rules).select("rule", "key").distinct()
     hits = (_rule_keys(reference, rules).join(F.broadcast(wanted), ["rule", "key"], "left_semi")
             .withColumn("_n", F.count("*").over(Window.partitionBy("rule", "key")))
@@ -206,7 +328,7 @@ def blocking_reference(residue: DataFrame, reference: DataFrame, model: dict[str
                .agg(F.count_distinct("key").alias("values"), F.max("_n").alias("largest")).collect())
     for row in sorted(skipped):
         log.warning("linkage blocking rule %s: %d value(s) shared by more than %d ID'd records (largest block %d) "
-                    "skipped", rules[row["rule"]]["keys"], row["values"], limit, row["largest"])
+                    "skipped", list(rules[row["rule"]].keys), row["values"], limit, row["largest"])
     return (hits.where(F.col("_n") <= limit).select(*reference.columns)
             .dropDuplicates(["record_key"]))
 
@@ -238,12 +360,12 @@ def prepare_records(records, residue_keys: set[str]):
     return df.sort_values("record_key").reset_index(drop=True)
 
 
-def predict_pairs(records, model: dict[str, Any] | None = None, min_weight: float | None = None):
+def predict_pairs(records, model: LinkageModel, min_weight: float | None = None):
     """Score candidate pairs with Splink (DuckDB backend) and explain them.
 
     Args:
         records: :func:`prepare_records` output.
-        model: :func:`load_model` (default ``linkage.yaml``).
+        model: :func:`load_model`.
         min_weight: keep only pairs with match weight ≥ this (filtered in DuckDB, so the pairs below the
             threshold never reach pandas); default every candidate pair.
 
@@ -257,7 +379,6 @@ def predict_pairs(records, model: dict[str, Any] | None = None, min_weight: floa
     from splink import Linker
     from splink.backends.duckdb import DuckDBAPI
 
-    model = model or load_model()
     cols = ["record_key_l", "record_key_r", "match_weight", "match_probability", "agreed_fields"]
     if len(records) < 2 or not records["residue"].any():
         return pd.DataFrame(columns=cols)
@@ -270,8 +391,7 @@ def predict_pairs(records, model: dict[str, Any] | None = None, min_weight: floa
     pred = linker.inference.predict(threshold_match_weight=min_weight).as_pandas_dataframe()
     if pred.empty:
         return pd.DataFrame(columns=cols)
-    labels = {c["name"]: [str(lv["label"]) for lv in c["levels"] if not lv.get("is_null")][::-1]
-              for c in model["comparisons"]}
+    labels = {c.name: [lv.label for lv in c.levels if not lv.is_null][::-1] for c in model.comparisons}
 
     def explain(row) -> str:
         out = []
@@ -367,7 +487,7 @@ def _neg(s: str) -> tuple:
 
 
 def link_residue(spark: SparkSession, residue: DataFrame, reference: DataFrame, existing: DataFrame | None = None,
-                 model: dict[str, Any] | None = None) -> DataFrame:
+                 *, model: LinkageModel) -> DataFrame:
     """Link the candidate records without a valid ID (Spark in, Spark out; the residue is collected).
 
     The driver holds the residue, its blocked reference records (:func:`blocking_reference`: at most
@@ -379,12 +499,11 @@ def link_residue(spark: SparkSession, residue: DataFrame, reference: DataFrame, 
             on record_key, record_key not NULL).
         reference: ID'd candidate rows with ``person_id``.
         existing: optional DataFrame record_key, person_id (``unified.person_link``), for stable ids.
-        model: :func:`load_model` (default ``linkage.yaml``).
+        model: :func:`load_model`.
 
     Returns:
         DataFrame :data:`LINK_SCHEMA` — one row per residue record (see :func:`assign_person_ids`).
     """
-    model = model or load_model()
     res_rows = [tuple(r) for r in residue.select(*LINK_FIELDS).collect()]
     if not res_rows:
         return spark.createDataFrame([], LINK_SCHEMA)
@@ -392,7 +511,7 @@ def link_residue(spark: SparkSession, residue: DataFrame, reference: DataFrame, 
     ref = blocking_reference(residue, reference, model).select(*LINK_FIELDS, "person_id").collect()
     reference_person = {r["record_key"]: r["person_id"] for r in ref}
     records = prepare_records(res_rows + [tuple(r)[:-1] for r in ref], residue_keys)
-    threshold = float(model["match_weight_threshold"])
+    threshold = model.match_weight_threshold
     pairs = predict_pairs(records, model, min_weight=threshold)  # assign_person_ids ignores pairs below it
     log.info("linkage: %d residue records, %d blocked reference records, %d pairs at or above %s",
              len(res_rows), len(ref), len(pairs), threshold)
@@ -461,7 +580,7 @@ def role_objects() -> set[str]:
     from govlake.extract.registry import load_registry
 
     return {f"{name}:{obj.name}" for name, spec in load_registry().items() for obj in spec.objects.values()
-            if obj.unified.get("roles")}
+            if obj.unified is not None and obj.unified.roles}
 
 
 def truth_records(truth_dir: Path, multi_person: set[str] | None = None):

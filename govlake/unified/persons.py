@@ -58,7 +58,10 @@ records without a valid ID is in :mod:`govlake.unified.linkage`.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -66,9 +69,12 @@ import yaml
 from govlake.codes import code_lists as codes
 from govlake.core import lake
 from govlake.core.config import SCHEMAS_DIR
+from govlake.extract.registry import RELATIONSHIP_TYPES, check_identifier
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
+
+    from govlake.extract.registry import UnifiedRules
 
 #: Variants of the middle dot used in transliterated names (GB 18030 / GA 1050-2013 practice: U+00B7).
 NAME_DOT_VARIANTS = ".•・．‧∙⋅●·｡"
@@ -96,23 +102,81 @@ MARITAL_STATUS_CODES = ("10", "20", "21", "22", "23", "30", "40", "90")
 REGISTRATION_TYPES = ("户籍", "流动")
 
 
-def load_survivorship(path=SURVIVORSHIP_FILE) -> dict[str, Any]:
-    """The survivorship configuration: ``{"default": [source, ...], "attributes": {attribute: [source, ...]}}``.
+@dataclass(frozen=True)
+class SurvivorshipRules:
+    """The survivorship configuration of ``schemas/unified/survivorship.yaml`` (:func:`load_survivorship`).
+
+    Attributes:
+        default: departments in order of authority for an attribute not in ``attributes``.
+        attributes: :data:`PERSON_ATTRIBUTES` attribute -> departments in order of authority.
+        relationships: :data:`RELATIONSHIP_TYPES` type -> departments in order of authority for an edge's basis and
+            validity (:func:`relationships`).
+        version: the file's version.
+    """
+
+    default: tuple[str, ...] = ()
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    relationships: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    version: int = 1
+
+    def order(self, attribute: str) -> tuple[str, ...]:
+        """The departments in order of authority for ``attribute`` (its own list, else ``default``)."""
+        return self.attributes.get(attribute) or self.default
+
+
+def load_survivorship(path: Path | str = SURVIVORSHIP_FILE) -> SurvivorshipRules:
+    """The survivorship configuration of ``path`` (read and checked once per path).
 
     Raises:
-        ValueError: an attribute not in :data:`PERSON_ATTRIBUTES` is configured.
+        ValueError: the file is malformed: names the file and the field (an unknown field, an attribute not in
+            :data:`PERSON_ATTRIBUTES`, a relationship not in :data:`RELATIONSHIP_TYPES`, an order that is not a
+            list of department names).
     """
     return _load_survivorship(str(path))
 
 
 @lru_cache(maxsize=4)
-def _load_survivorship(path: str) -> dict[str, Any]:
+def _load_survivorship(path: str) -> SurvivorshipRules:
     with open(path, encoding="utf-8") as fh:
-        conf = yaml.safe_load(fh)
-    unknown = set(conf.get("attributes", {})) - set(PERSON_ATTRIBUTES)
+        raw = yaml.safe_load(fh)
+    try:
+        return _parse_survivorship(raw)
+    except ValueError as exc:
+        raise ValueError(f"survivorship file {path}: {exc}") from exc
+
+
+def _parse_survivorship(raw: Any) -> SurvivorshipRules:
+    fields = ("version", "default", "attributes", "relationships")
+    if not isinstance(raw, dict):
+        raise ValueError(f"must be a map of {', '.join(fields)}, not {raw!r}")
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ValueError(f"{path}: unknown attributes {sorted(unknown)}; attributes are {PERSON_ATTRIBUTES}")
-    return conf
+        raise ValueError(f"unknown field(s) {', '.join(map(str, unknown))}; fields are {', '.join(fields)}")
+    version = raw.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"version must be an integer, not {version!r}")
+
+    def order(where: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"{where} must be a list of departments, not {value!r}")
+        for source in value:
+            check_identifier(source, f"{where}: department")
+        if len(set(value)) != len(value):
+            raise ValueError(f"{where} lists a department twice: {value!r}")
+        return tuple(value)
+
+    def orders(name: str, allowed: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+        value = raw.get(name) or {}
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a map of {name[:-1]}: [department, ...], not {value!r}")
+        for key in value:
+            if key not in allowed:
+                raise ValueError(f"{name}: unknown {name[:-1]} {key!r}; {name} are {', '.join(allowed)}")
+        return {key: order(f"{name}.{key}", v) for key, v in value.items()}
+
+    return SurvivorshipRules(default=order("default", raw.get("default") or []),
+                             attributes=orders("attributes", PERSON_ATTRIBUTES),
+                             relationships=orders("relationships", RELATIONSHIP_TYPES), version=version)
 
 
 def normalize_name_col(c: Column) -> Column:
@@ -132,7 +196,7 @@ def district_of_col(community_code: Column) -> Column:
     return F.when(community_code.rlike(r"^\d{12}$"), F.substring(community_code, 1, 6))
 
 
-def person_candidates(df: DataFrame, source: str, rules: dict[str, Any]) -> DataFrame:
+def person_candidates(df: DataFrame, source: str, rules: UnifiedRules) -> DataFrame:
     """Standardise one department's person records (a staging frame) to candidate rows.
 
     An object whose rows name SEVERAL persons (a marriage registration: husband and wife; a birth certificate:
@@ -147,7 +211,8 @@ def person_candidates(df: DataFrame, source: str, rules: dict[str, Any]) -> Data
         df: accepted rows of ``staging.<source>_<object>`` (delivered STRING columns + lineage
             ``_source_table``, ``_row_number``, optionally ``_batch_id`` and ``_logical_date``).
         source: department source name (e.g. ``hukou``).
-        rules: the object's ``unified`` block: ``priority`` (int, 1 = most authoritative),
+        rules: the object's ``unified`` block (:class:`govlake.extract.registry.UnifiedRules`): ``priority`` (int,
+            1 = most authoritative),
             ``record_key`` (business key columns naming the record; default ``_row_number``),
             ``columns`` (role -> delivered column; roles id_no, name, sex, birth_date, ethnic,
             household_no, relation, community_code, address, phone, marital_status, death_date, education,
@@ -174,18 +239,18 @@ def person_candidates(df: DataFrame, source: str, rules: dict[str, Any]) -> Data
     """
     from functools import reduce
 
-    if "roles" not in rules:
-        return _role_candidates(df, source, rules, rules["columns"], {}, None)
+    if not rules.roles:
+        return _role_candidates(df, source, rules, rules.columns, {}, None)
     parts = []
-    for name, spec in rules["roles"].items():
-        missing = sorted(set((spec.get("columns") or {}).values()) - set(df.columns))
+    for name, spec in rules.roles.items():
+        missing = sorted(set(spec.columns.values()) - set(df.columns))
         if missing:
             raise ValueError(f"{source}: unified role {name!r} names columns {missing} the frame lacks")
-        parts.append(_role_candidates(df, source, rules, spec.get("columns") or {}, spec.get("values") or {}, name))
+        parts.append(_role_candidates(df, source, rules, spec.columns, spec.values, name))
     return reduce(lambda a, b: a.unionByName(b), parts)
 
 
-def _role_candidates(df: DataFrame, source: str, rules: dict[str, Any], cols: dict[str, str], values: dict[str, str],
+def _role_candidates(df: DataFrame, source: str, rules: UnifiedRules, cols: dict[str, str], values: dict[str, str],
                      role_name: str | None) -> DataFrame:
     """:func:`person_candidates` for one column mapping (``role_name`` None: the object's single person)."""
     from pyspark.sql import functions as F
@@ -200,7 +265,7 @@ def _role_candidates(df: DataFrame, source: str, rules: dict[str, Any], cols: di
     def has(name):
         return name in df.columns
 
-    key_cols = list(rules.get("record_key") or ["_row_number"])
+    key_cols = list(rules.record_key or ["_row_number"])
     business_key = F.concat_ws("|", *[F.col(k).cast("string") for k in key_cols])
     key_ok = F.lit(True)
     for k in key_cols:
@@ -210,17 +275,17 @@ def _role_candidates(df: DataFrame, source: str, rules: dict[str, Any], cols: di
         record_key = F.concat(record_key, F.lit(f"#{role_name}"))
         df = df.where(_role_present(cols))
     community = F.trim(role("community_code"))
-    formats = rules.get("date_formats", codes.DATE_FORMATS)
-    watermark = rules.get("watermark", "updated_at")
+    formats = codes.DATE_FORMATS if rules.date_formats is None else rules.date_formats
+    watermark = rules.watermark
     marital = role("marital_status")
-    if "marital_map" in rules:
-        marital = _map_col(F.trim(marital), rules["marital_map"])
+    if rules.marital_map is not None:
+        marital = _map_col(F.trim(marital), rules.marital_map)
     education = codes.normalize_code_col(role("education"))
-    if "education_map" in rules:
-        education = _map_col(education, {codes.normalize_code(k): v for k, v in rules["education_map"].items()})
+    if rules.education_map is not None:
+        education = _map_col(education, {codes.normalize_code(k): v for k, v in rules.education_map.items()})
     registration = F.trim(role("registration_type"))
-    if "registration_map" in rules:
-        registration = _map_col(registration, rules["registration_map"])
+    if rules.registration_map is not None:
+        registration = _map_col(registration, rules.registration_map)
     # The normalised ID is projected once and validated in a second projection: inlined, the
     # GB 11643 expression tree grows past Spark's 64 KB code-generation limit.
     standardised = df.select(
@@ -228,13 +293,13 @@ def _role_candidates(df: DataFrame, source: str, rules: dict[str, Any], cols: di
         F.lit(source).alias("source"),
         F.col("_source_table").alias("source_object"),
         F.when(key_ok, business_key).alias("business_key"),
-        F.lit(int(rules.get("priority", 9))).alias("priority"),
+        F.lit(int(rules.priority)).alias("priority"),
         (source_timestamp_col(F.col(watermark)) if watermark else F.lit(None).cast("timestamp")).alias("updated_at"),
         (F.col("_batch_id") if has("_batch_id") else null).alias("batch_id"),
         (F.col("_logical_date") if has("_logical_date") else F.lit(None)).cast("date").alias("batch_date"),
         codes.id_normalize_col(role("id_no")).alias("id_no"),
         normalize_name_col(role("name")).alias("name"),
-        codes.standardize_sex_col(role("sex"), rules.get("sex_map", {})).alias("sex_code"),
+        codes.standardize_sex_col(role("sex"), rules.sex_map).alias("sex_code"),
         codes.parse_date_col(role("birth_date"), formats).alias("birth_date"),
         (codes.standardize_ethnic_col(role("ethnic")) if "ethnic" in cols or "ethnic" in values
          else null).alias("ethnic_code"),
@@ -265,7 +330,7 @@ def _role_present(cols: dict[str, str]) -> Column:
     return present
 
 
-def _map_col(c: Column, mapping: dict[str | None, str]) -> Column:
+def _map_col(c: Column, mapping: Mapping[str | None, str] | Mapping[str, str]) -> Column:
     """``mapping[c]`` (NULL for values not in the mapping), as a native CASE expression."""
     from pyspark.sql import functions as F
 
@@ -343,19 +408,19 @@ def id_links(records: DataFrame) -> DataFrame:
         F.lit(None).cast("double").alias("match_weight"), F.lit("id_no").alias("agreed_fields"))
 
 
-def _authority_rank(attribute: str, conf: dict[str, Any]) -> Column:
+def _authority_rank(attribute: str, conf: SurvivorshipRules) -> Column:
     """Rank (INT, 0 = most authoritative) of the row's ``source`` for ``attribute``: position in the
     configured list, else 100 + the department's ``priority``."""
     from pyspark.sql import functions as F
 
-    order = conf.get("attributes", {}).get(attribute) or conf.get("default") or []
+    order = conf.order(attribute)
     rank = F.lit(100) + F.col("priority")
     for i, src in reversed(list(enumerate(order))):
         rank = F.when(F.col("source") == F.lit(src), F.lit(i)).otherwise(rank)
     return rank
 
 
-def _survive(links: DataFrame, conf: dict[str, Any]) -> DataFrame:
+def _survive(links: DataFrame, conf: SurvivorshipRules) -> DataFrame:
     """One row per person_id with, per attribute, the surviving struct(value, source, record_key, batch_id,
     batch_date, updated_at) — ``min_by`` over (authority rank, latest updated_at, record_key). For ``id_no`` a
     valid GB 11643 number (:func:`govlake.codes.code_lists.id_is_valid_col`) ranks before any invalid one, whatever the
@@ -380,14 +445,13 @@ def _survive(links: DataFrame, conf: dict[str, Any]) -> DataFrame:
     )
 
 
-def golden_records(links: DataFrame, logical_date: dt.date,
-                   survivorship: dict[str, Any] | None = None) -> DataFrame:
+def golden_records(links: DataFrame, logical_date: dt.date, survivorship: SurvivorshipRules) -> DataFrame:
     """The golden record of every person in ``links`` (``unified.person_link`` rows).
 
     Each attribute takes the value of the most authoritative department that has one, per
     ``schemas/unified/survivorship.yaml`` (e.g. the household registry for name and birth date, civil
-    affairs for marital status, health for death); ties go to the latest ``updated_at``, then the
-    smallest ``record_key``.
+    affairs for marital status, health for death; ``survivorship``: :func:`load_survivorship`); ties go to the
+    latest ``updated_at``, then the smallest ``record_key``.
 
     Returns:
         the ``unified.person`` columns (module doc). ``first_seen_date`` is ``logical_date`` (kept from the
@@ -397,8 +461,7 @@ def golden_records(links: DataFrame, logical_date: dt.date,
     """
     from pyspark.sql import functions as F
 
-    conf = survivorship or load_survivorship()
-    s = _survive(links, conf)
+    s = _survive(links, survivorship)
     method = (F.when(F.col("_method") == 0, "id").when(F.col("_method") == 1, "probabilistic")
               .when(F.col("_method") == 2, "cluster").otherwise("singleton"))
     out = s.select(
@@ -411,8 +474,9 @@ def golden_records(links: DataFrame, logical_date: dt.date,
     return with_content_hash(out, exclude=("first_seen_date",))
 
 
-def attribute_provenance(links: DataFrame, survivorship: dict[str, Any] | None = None) -> DataFrame:
-    """Provenance of every surviving attribute of the golden record: which department, batch and time.
+def attribute_provenance(links: DataFrame, survivorship: SurvivorshipRules) -> DataFrame:
+    """Provenance of every surviving attribute of the golden record (``survivorship``: :func:`load_survivorship`):
+    which department, batch and time.
 
     Returns:
         DataFrame person_id STRING, attribute STRING, value STRING (dates ISO 8601), source STRING,
@@ -421,8 +485,7 @@ def attribute_provenance(links: DataFrame, survivorship: dict[str, Any] | None =
     """
     from pyspark.sql import functions as F
 
-    conf = survivorship or load_survivorship()
-    s = _survive(links, conf)
+    s = _survive(links, survivorship)
     entries = F.array(*[F.struct(F.lit(a).alias("attribute"), F.col(f"{a}.value").cast("string").alias("value"),
                                  F.col(f"{a}.source").alias("source"), F.col(f"{a}.record_key").alias("record_key"),
                                  F.col(f"{a}.batch_id").alias("batch_id"), F.col(f"{a}.batch_date").alias("batch_date"),
@@ -433,8 +496,7 @@ def attribute_provenance(links: DataFrame, survivorship: dict[str, Any] | None =
     return with_content_hash(out)
 
 
-def resolve_persons(candidates: DataFrame, logical_date: dt.date,
-                    survivorship: dict[str, Any] | None = None) -> DataFrame:
+def resolve_persons(candidates: DataFrame, logical_date: dt.date, survivorship: SurvivorshipRules) -> DataFrame:
     """Golden rows of the candidates with a valid GB 11643 ID (deterministic linkage on the ID).
 
     Shortcut of :func:`id_links` + :func:`link_rows` + :func:`golden_records` for records linked by ID only;
@@ -519,8 +581,8 @@ def scd2_changes(history: DataFrame | None, current: DataFrame, logical_date: dt
     return with_content_hash(out)
 
 
-#: Relationship types of ``unified.person_relationship``.
-RELATIONSHIP_TYPES = ("spouse", "parent_child")
+#: Relationship types of ``unified.person_relationship``: :data:`govlake.extract.registry.RELATIONSHIP_TYPES`
+#: (imported above; the registry's ``unified.relationships`` and the survivorship file name them).
 #: One statement of a relationship by one source (:func:`household_relationships`, :func:`stated_relationships`): the
 #: two persons (parent, child for 'parent_child'), the statement's basis and validity, and its provenance.
 CLAIM_COLUMNS = ("person_id_1", "person_id_2", "relationship", "household_no", "basis", "valid_from", "valid_to",
@@ -530,7 +592,7 @@ STATEMENT_COLUMNS = ("statement_key", "source", "source_object", "business_key",
                      "record_key_2", "basis", "valid_from", "valid_to", "updated_at", "batch_id", "batch_date")
 
 
-def relationship_statements(df: DataFrame, source: str, rules: dict[str, Any]) -> DataFrame:
+def relationship_statements(df: DataFrame, source: str, rules: UnifiedRules) -> DataFrame:
     """Relationships stated by department records that name several persons (a staging frame).
 
     Args:
@@ -560,11 +622,10 @@ def relationship_statements(df: DataFrame, source: str, rules: dict[str, Any]) -
 
     from pyspark.sql import functions as F
 
-    specs = rules.get("relationships") or []
-    roles = rules.get("roles") or {}
-    key_cols = list(rules.get("record_key") or ["_row_number"])
-    formats = rules.get("date_formats", codes.DATE_FORMATS)
-    watermark = rules.get("watermark", "updated_at")
+    roles = rules.roles
+    key_cols = list(rules.record_key or ["_row_number"])
+    formats = codes.DATE_FORMATS if rules.date_formats is None else rules.date_formats
+    watermark = rules.watermark
     has = lambda c: c in df.columns  # noqa: E731
     business_key = F.concat_ws("|", *[F.col(k).cast("string") for k in key_cols])
     key_ok = F.lit(True)
@@ -572,28 +633,27 @@ def relationship_statements(df: DataFrame, source: str, rules: dict[str, Any]) -
         key_ok = key_ok & F.col(k).isNotNull() & (F.length(F.trim(F.col(k).cast("string"))) > 0)
     row_key = F.concat_ws(":", F.lit(source), F.col("_source_table"), business_key)
     parts = []
-    for spec in specs:
-        rel, a, b = spec.get("relationship"), spec.get("from"), spec.get("to")
+    for spec in rules.relationships:
+        rel, a, b = spec.relationship, spec.from_role, spec.to_role
         if rel not in RELATIONSHIP_TYPES or a not in roles or b not in roles:
             raise ValueError(f"{source}: relationship {spec!r}: type must be one of {RELATIONSHIP_TYPES} and "
                              f"from/to roles of {sorted(roles)}")
-        for c in (spec.get("valid_from"), spec.get("valid_to")):
+        for c in (spec.valid_from, spec.valid_to):
             if c and not has(c):
                 raise ValueError(f"{source}: relationship {rel} names column {c!r} the frame lacks")
 
         def date_of(c):
             return codes.parse_date_col(F.col(c), formats) if c else F.lit(None).cast("date")
 
-        rows = df.where(key_ok & _role_present(roles[a].get("columns") or {})
-                        & _role_present(roles[b].get("columns") or {}))
+        rows = df.where(key_ok & _role_present(roles[a].columns) & _role_present(roles[b].columns))
         parts.append(rows.select(
             F.concat(row_key, F.lit(f":{rel}:{a}-{b}")).alias("statement_key"),
             F.lit(source).alias("source"), F.col("_source_table").alias("source_object"),
             business_key.alias("business_key"), F.lit(rel).alias("relationship"),
             F.concat(row_key, F.lit(f"#{a}")).alias("record_key_1"),
             F.concat(row_key, F.lit(f"#{b}")).alias("record_key_2"),
-            F.lit(spec.get("basis")).cast("string").alias("basis"),
-            date_of(spec.get("valid_from")).alias("valid_from"), date_of(spec.get("valid_to")).alias("valid_to"),
+            F.lit(spec.basis).cast("string").alias("basis"),
+            date_of(spec.valid_from).alias("valid_from"), date_of(spec.valid_to).alias("valid_to"),
             source_timestamp_col(F.col(watermark)).alias("updated_at") if watermark and has(watermark)
             else F.lit(None).cast("timestamp").alias("updated_at"),
             (F.col("_batch_id") if has("_batch_id") else F.lit(None)).cast("string").alias("batch_id"),
@@ -625,8 +685,8 @@ def dedupe_statements(statements: DataFrame) -> DataFrame:
 _HEAD = ("01", "02")
 
 
-def household_relationships(membership: DataFrame, provenance: DataFrame | None = None,
-                            survivorship: dict[str, Any] | None = None) -> DataFrame:
+def household_relationships(membership: DataFrame, provenance: DataFrame | None = None, *,
+                            survivorship: SurvivorshipRules) -> DataFrame:
     """Spouse and parent–child claims of the household registry: current household membership and each
     member's relation to the head (GB/T 4761-2008).
 
@@ -642,7 +702,7 @@ def household_relationships(membership: DataFrame, provenance: DataFrame | None 
         provenance: optional ``unified.person_attribute_provenance`` rows (person_id, attribute, source,
             record_key, batch_id, batch_date): the records whose ``relation_code`` survived give the claim's
             source, source_object, record keys and batch (the later batch of the two persons' records).
-        survivorship: :func:`load_survivorship` (default file); without ``provenance`` the claim's source is
+        survivorship: :func:`load_survivorship`; without ``provenance`` the claim's source is
             the first department of ``attributes.relation_code``.
 
     Returns:
@@ -652,7 +712,6 @@ def household_relationships(membership: DataFrame, provenance: DataFrame | None 
     """
     from pyspark.sql import functions as F
 
-    conf = survivorship or load_survivorship()
     m = membership.where("is_current") if "is_current" in membership.columns else membership
     m = m.where("household_no IS NOT NULL AND relation_code IS NOT NULL").select(
         "person_id", "household_no", "relation_code")
@@ -677,7 +736,7 @@ def household_relationships(membership: DataFrame, provenance: DataFrame | None 
         F.when(spouse, F.greatest("p1", "p2")).otherwise(F.col("p2")).alias("person_id_2"),
         "relationship", "household_no", "basis").distinct()
     null = F.lit(None)
-    default_source = ((conf.get("attributes") or {}).get("relation_code") or [None])[0]
+    default_source = (survivorship.attributes.get("relation_code") or (None,))[0]
     if provenance is None:
         return out.select("person_id_1", "person_id_2", "relationship", "household_no", "basis",
                           null.cast("date").alias("valid_from"), null.cast("date").alias("valid_to"),
@@ -734,7 +793,7 @@ def stated_relationships(statements: DataFrame, links: DataFrame) -> DataFrame:
 
 
 def relationships(membership: DataFrame, statements: DataFrame | None = None, links: DataFrame | None = None,
-                  provenance: DataFrame | None = None, survivorship: dict[str, Any] | None = None) -> DataFrame:
+                  provenance: DataFrame | None = None, *, survivorship: SurvivorshipRules) -> DataFrame:
     """``unified.person_relationship``: spouse and parent–child edges of the household registry
     (:func:`household_relationships`) and of department records naming several persons (marriage
     registrations, birth certificates: :func:`stated_relationships`), one row per edge with every provenance.
@@ -754,7 +813,7 @@ def relationships(membership: DataFrame, statements: DataFrame | None = None, li
         membership: see :func:`household_relationships`.
         statements, links: see :func:`stated_relationships` (both or neither).
         provenance: see :func:`household_relationships`.
-        survivorship: :func:`load_survivorship` (default file).
+        survivorship: :func:`load_survivorship`.
 
     Returns:
         DataFrame person_id_1 STRING, person_id_2 STRING, relationship STRING ('spouse' | 'parent_child'),
@@ -767,12 +826,11 @@ def relationships(membership: DataFrame, statements: DataFrame | None = None, li
     """
     from pyspark.sql import functions as F
 
-    conf = survivorship or load_survivorship()
-    claims = household_relationships(membership, provenance, conf)
+    claims = household_relationships(membership, provenance, survivorship=survivorship)
     if statements is not None and links is not None:
         claims = claims.unionByName(stated_relationships(statements, links))
     rank = F.lit(100)
-    for rel, order in sorted((conf.get("relationships") or {}).items()):
+    for rel, order in sorted(survivorship.relationships.items()):
         for i, src in reversed(list(enumerate(order))):
             rank = F.when((F.col("relationship") == rel) & (F.col("source") == src), F.lit(i)).otherwise(rank)
     fields = ("source", "source_object", "record_key_1", "record_key_2", "household_no", "basis", "valid_from",

@@ -212,6 +212,10 @@ def run_unify(spark: SparkSession, settings: Settings, logical_date: dt.date, da
         return _unified_history(spark, settings, logical_date, latest)
     day = logical_date.isoformat()
     versions: dict[str, int] = {}
+    # the configuration, read and checked once at the stage's edge; the transforms receive it
+    registry = load_registry()
+    survivorship = unified.load_survivorship()
+    model = linkage.load_model()
     plan = UnifiedPlan(spark, settings, run_id)
     current, plan_merge = plan.current, plan.merge
 
@@ -225,15 +229,13 @@ def run_unify(spark: SparkSession, settings: Settings, logical_date: dt.date, da
 
     try:
         candidates, statements = [], []
-        for name, spec in load_registry().items():
+        for name, spec in registry.items():
             for obj in spec.objects.values():
-                if obj.unified.get("entity") == "person":
-                    rules = dict(obj.unified)
-                    rules.setdefault("record_key", list(obj.business_key))
-                    rules.setdefault("watermark", obj.watermark)  # the department's update time of each record
+                rules = obj.unified  # record_key / watermark default to the object's business key / watermark
+                if rules is not None and rules.entity == "person":
                     frame = staging(f"{name}_{obj.name}")
                     candidates.append(unified.person_candidates(frame, name, rules))
-                    if rules.get("relationships"):
+                    if rules.relationships:
                         statements.append(unified.relationship_statements(frame, name, rules))
         persons_in = reduce(lambda a, b: a.unionByName(b), candidates)
         keyed, null_keyed = unified.split_null_keys(persons_in)
@@ -250,15 +252,16 @@ def run_unify(spark: SparkSession, settings: Settings, logical_date: dt.date, da
         reference = unified.id_reference(records)
         existing = current("person_link")
         probabilistic = linkage.link_residue(spark, residue, reference,
-                                             None if existing is None else existing.select("record_key", "person_id"))
+                                             None if existing is None else existing.select("record_key", "person_id"),
+                                             model=model)
         all_links = plan_merge(unified.link_rows(records, by_id.unionByName(probabilistic)), "person_link")
         statement_state = current("person_relationship_statement")
         if statements:
             statement_state = plan_merge(unified.dedupe_statements(reduce(lambda a, b: a.unionByName(b), statements)),
                                          "person_relationship_statement")
         methods = {r[0]: int(r[1]) for r in all_links.groupBy("link_method").count().orderBy("link_method").collect()}
-        golden = plan_merge(unified.golden_records(all_links, logical_date), "person")
-        provenance = plan_merge(unified.attribute_provenance(all_links), "person_attribute_provenance")
+        golden = plan_merge(unified.golden_records(all_links, logical_date, survivorship), "person")
+        provenance = plan_merge(unified.attribute_provenance(all_links, survivorship), "person_attribute_provenance")
         address_rows = _address_rows(spark, settings, golden, versions)
         if address_rows is not None:
             plan_merge(address_rows, "address")
@@ -274,8 +277,8 @@ def run_unify(spark: SparkSession, settings: Settings, logical_date: dt.date, da
                  unified.HOUSEHOLD_COLUMNS, ())):
             plan_merge(unified.scd2_changes(current(table), current_rows, logical_date, "person_id", tracked,
                                             overwrite), table)
-        plan.rewrite(unified.relationships(plan.states["household_membership"], statement_state, all_links, provenance),
-                     "person_relationship")
+        plan.rewrite(unified.relationships(plan.states["household_membership"], statement_state, all_links, provenance,
+                                           survivorship=survivorship), "person_relationship")
 
         grid = unified.grid_events(staging("wangge_events"))
         hotline = unified.hotline_events(staging("zhengwu_messages"), _hotline_labels(spark))

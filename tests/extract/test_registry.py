@@ -38,14 +38,14 @@ def test_registry_has_every_department_with_keys():
     assert registry["hukou"].objects["persons"].business_key == ("person_no",)
     assert registry["zhengwu"].objects["messages"].header_map["留言编号"] == "message_id"
     assert registry["wangge"].kind == "mongo"
-    assert registry["civil"].objects["subsistence_allowance"].unified["sex_map"] == {"男": "1", "女": "2"}
+    assert registry["civil"].objects["subsistence_allowance"].unified.sex_map == {"男": "1", "女": "2"}
     assert sorted(registry["hukou"].objects) == ["households", "persons", "residence_changes"]
     moves = registry["hukou"].objects["residence_changes"]  # 户口迁移登记, written by sample (writers.TABLES)
     assert (moves.title, moves.business_key, moves.watermark, moves.sharing_type, moves.update_cycle) == (
         "户口迁移登记", ("change_no",), "updated_at", "conditional", "daily")
     assert moves.columns == ("change_no", "person_no", "id_no", "from_community_code", "to_community_code",
                              "move_date", "change_type", "updated_at")
-    assert moves.unified == {}  # not a unified source (yet)
+    assert moves.unified is None  # not a unified source (yet)
     assert registry["address"].objects["standard_address"].sharing_type == "unconditional"  # the source's
     assert sum(len(s.objects) for s in registry.values()) == 15
 
@@ -651,3 +651,66 @@ def test_mongo_nested_values_keep_numbers_as_numbers(spark):
     assert (row.score, row.tags) == ('{"n":5,"w":5.25,"d":{"$numberDecimal":"5.10"}}', '[1,"a"]')
     assert json.loads(row.document)["score"] == {"n": 5, "w": 5.25, "d": {"$numberDecimal": "5.10"}}
     assert isinstance(json_util.loads(row.document)["score"]["d"], Decimal128)
+
+
+def test_registry_unified_blocks_are_typed():
+    registry = load_registry()
+    hukou = registry["hukou"].objects["persons"].unified
+    assert isinstance(hukou, sources.UnifiedRules)
+    assert (hukou.entity, hukou.priority, hukou.record_key, hukou.watermark) == ("person", 1, ("person_no",),
+                                                                                "updated_at")
+    assert hukou.columns["sex"] == "sex_code" and hukou.roles == {}
+    assert (hukou.registration_map, hukou.marital_map, hukou.date_formats) == (
+        {"户籍": "户籍", "流动": "流动"}, None, ("yyyyMMdd",))
+    births = registry["health"].objects["births"].unified
+    assert births is not None and births.columns == {} and births.date_formats is None
+    assert births.roles["mother"] == sources.PersonRole(
+        columns={"id_no": "mother_id_no", "name": "mother_name", "community_code": "community_code"},
+        values={"sex": "2"})
+    assert births.relationships[0] == sources.RelationshipRule(
+        relationship="parent_child", from_role="mother", to_role="child", basis="出生医学证明", valid_from="birth_date")
+    assert sorted(f"{s}.{o.name}" for s, spec in registry.items() for o in spec.objects.values() if o.unified) == [
+        "civil.elderly_subsidy", "civil.marriages", "civil.subsistence_allowance", "health.births", "health.deaths",
+        "hrss.employment", "hrss.social_insurance", "hukou.persons", "zhengwu.applications"]
+
+
+_UNIFIED_SOURCE = """source: x
+department: d
+kind: sql
+objects:
+  people:
+    business_key: [pid]
+    watermark: updated_at
+    columns: [pid, id_no, name, husband_id_no, wife_id_no, married_on, updated_at]
+    unified:
+{block}
+"""
+
+
+@pytest.mark.parametrize("block, field", [
+    ("      entity: person\n      columns: {id_no: id_no, shoe_size: name}\n",
+     "x.people: unified.columns: role 'shoe_size' must be one of id_no"),
+    ("      entity: person\n      columns: {id_no: idcard}\n",
+     "x.people: unified.columns: id_no: 'idcard' is not a delivered column"),
+    ("      entity: person\n      priority: first\n      columns: {id_no: id_no}\n",
+     "x.people: unified.priority must be an integer, not 'first'"),
+    ("      entity: person\n      columns: {id_no: id_no}\n      sexmap: {M: '1'}\n",
+     "x.people: unified: unknown field(s) sexmap"),
+    ("      entity: person\n      roles:\n        husband: {columns: {id_no: husband_id_no}}\n"
+     "        wife: {columns: {id_no: wife_id_no}}\n"
+     "      relationships: [{relationship: spouse, from: husband, to: bride}]\n",
+     "x.people: unified.relationships[0].to must be a role of unified.roles (husband, wife), not 'bride'"),
+])
+def test_registry_rejects_a_malformed_unified_block(tmp_path, block, field):
+    (tmp_path / "x.yaml").write_text(_UNIFIED_SOURCE.format(block=block), encoding="utf-8")
+    with pytest.raises(ValueError, match="source registry file x.yaml: ") as err:
+        load_registry(tmp_path)
+    assert field in str(err.value)
+
+
+def test_registry_unified_block_defaults_to_the_objects_key_and_watermark(tmp_path):
+    block = "      entity: person\n      columns: {name: name}\n"
+    (tmp_path / "x.yaml").write_text(_UNIFIED_SOURCE.format(block=block), encoding="utf-8")
+    rules = load_registry(tmp_path)["x"].objects["people"].unified
+    assert rules == sources.UnifiedRules(entity="person", record_key=("pid",), watermark="updated_at",
+                                         columns={"name": "name"})

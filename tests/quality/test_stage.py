@@ -126,6 +126,7 @@ def test_two_versions_of_a_record_in_one_batch_the_newest_reaches_staging_and_un
     assert (held._source_key, list(held._rule_ids), json.loads(held._row)["name"]) == (
         "HK1", ["hukou_persons.person_no.unique"], "张三")
 
-    rules = {**obj.unified, "record_key": list(obj.business_key), "watermark": obj.watermark}
-    (person,) = unified.resolve_persons(unified.person_candidates(staged, "hukou", rules), D).collect()
+    assert obj.unified is not None
+    (person,) = unified.resolve_persons(unified.person_candidates(staged, "hukou", obj.unified), D,
+                                        unified.load_survivorship()).collect()
     assert (person.person_id, person.name) == ("130102199001011237", "张珊")

@@ -1,6 +1,8 @@
 """Person linkage: deterministic on the GB 11643 ID, Fellegi–Sunter (Splink, fixed m/u) without it; accuracy."""
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
 from govlake.extract.registry import load_registry
@@ -36,7 +38,7 @@ def test_linkage_decisions(spark):
     records = unified.dedupe_records(cands)
     by_id = unified.id_links(records)
     reference = records.join(by_id.select("record_key", "person_id"), "record_key")
-    prob = linkage.link_residue(spark, records.where("NOT id_valid"), reference)
+    prob = linkage.link_residue(spark, records.where("NOT id_valid"), reference, model=linkage.load_model())
     got = sorted(tuple(r) for r in by_id.unionByName(prob).collect())
     namesake = linkage.synthetic_person_id("civil:subsistence_allowance:DB3")
     assert [g[:3] for g in got] == [
@@ -100,12 +102,11 @@ def test_birth_certificate_links_child_probabilistically_and_parents_by_id(spark
        "_source_table string, _row_number long")
     reg = load_registry()
     cands = unified.person_candidates(hukou, "hukou", reg["hukou"].objects["persons"].unified).unionByName(
-        unified.person_candidates(births, "health", {**reg["health"].objects["births"].unified,
-                                                     "record_key": ["cert_no"]}))
+        unified.person_candidates(births, "health", reg["health"].objects["births"].unified))
     records = unified.dedupe_records(cands)
     by_id = unified.id_links(records)
     reference = records.join(by_id.select("record_key", "person_id"), "record_key")
-    prob = linkage.link_residue(spark, records.where("NOT id_valid"), reference)
+    prob = linkage.link_residue(spark, records.where("NOT id_valid"), reference, model=linkage.load_model())
     got = sorted(tuple(r)[:3] for r in by_id.unionByName(prob).collect())
     # the certificate carries no ID for the child: name, birth date, sex and community link it to the registry
     assert got == [
@@ -161,7 +162,8 @@ def test_blocking_reference_uses_compound_keys_only(spark):
         ("h:id_body", "130102198503041238", "李四", "1", "1985-03-04", None, None, None, "P6"),
         ("h:pinyin_comm", "130102197001011234", "章三", "2", "1970-01-01", "130102001002", None, None, "P7"),
     ])
-    got = sorted(r[0] for r in linkage.blocking_reference(residue, reference).select("record_key").collect())
+    got = sorted(r[0] for r in linkage.blocking_reference(residue, reference, linkage.load_model())
+                 .select("record_key").collect())
     # a birth date alone or a name alone no longer blocks (h:birth_only, h:name_only); every compound rule does
     assert got == ["h:birth_comm", "h:id_body", "h:name_birth", "h:name_comm", "h:pinyin_comm"]
 
@@ -173,12 +175,13 @@ def test_blocking_reference_skips_values_shared_by_more_than_max_block_size(spar
         ("h:2", "130102199001012345", "张三", "1", "1990-01-01", None, None, None, "P2"),
         ("h:3", "130102199001013456", "赵六", "2", "1960-05-05", None, None, "13800000000", "P3"),
     ])
-    model = {**linkage.load_model(), "max_block_size": 1}
+    model = dataclasses.replace(linkage.load_model(), max_block_size=1)
     with caplog.at_level("WARNING", logger="govlake.unified.linkage"):
         got = sorted(r[0] for r in linkage.blocking_reference(residue, reference, model).select("record_key").collect())
     assert got == ["h:3"]   # name + birth date is shared by 2 > 1 records: skipped; the phone block (1) stays
     assert "['name', 'birth_date']: 1 value(s) shared by more than 1 ID'd records (largest block 2)" in caplog.text
-    assert sorted(r[0] for r in linkage.blocking_reference(residue, reference).select("record_key").collect()) == [
+    assert sorted(r[0] for r in linkage.blocking_reference(residue, reference, linkage.load_model())
+                  .select("record_key").collect()) == [
         "h:1", "h:2", "h:3"]
 
 
@@ -188,5 +191,5 @@ def test_splink_blocking_rules_are_the_model_rules():
     assert rules[:3] == ["(l.id_body = r.id_body) AND (l.residue + r.residue) > 0",
                          "(l.phone = r.phone) AND (l.residue + r.residue) > 0",
                          "(l.name = r.name AND l.birth_date = r.birth_date) AND (l.residue + r.residue) > 0"]
-    assert len(rules) == len(model["blocking_rules"])
-    assert all(len(r["keys"]) > 1 or r["keys"][0] in ("id_body", "phone") for r in model["blocking_rules"])
+    assert len(rules) == len(model.blocking_rules)
+    assert all(len(r.keys) > 1 or r.keys[0] in ("id_body", "phone") for r in model.blocking_rules)

@@ -10,6 +10,7 @@ from govlake.extract.registry import load_registry
 from govlake.unified import persons as unified
 
 DAY = dt.date(2025, 6, 30)
+SURVIVORSHIP = unified.load_survivorship()
 LINEAGE = "_source_table string, _row_number long"
 
 
@@ -73,7 +74,7 @@ def test_department_conventions_to_national_codes(spark):
 
 
 def test_one_person_per_id_with_registry_as_authority(spark):
-    persons = unified.resolve_persons(_candidates(spark), DAY).orderBy("person_id").collect()
+    persons = unified.resolve_persons(_candidates(spark), DAY, SURVIVORSHIP).orderBy("person_id").collect()
     assert [p.person_id for p in persons] == ["11010519491231002X", "130102199001011237"]
     aygul, zhang = persons
     # the household registry (priority 1) wins for community; civil affairs only adds its name to sources
@@ -89,7 +90,7 @@ def test_survivorship_fills_gaps_from_the_next_source(spark):
     cands = unified.person_candidates(hukou, "hukou", registry["hukou"].objects["persons"].unified).unionByName(
         unified.person_candidates(_civil(spark).where("case_no = 'DB2'"), "civil",
                                   registry["civil"].objects["subsistence_allowance"].unified))
-    (zhang,) = unified.resolve_persons(cands, DAY).collect()
+    (zhang,) = unified.resolve_persons(cands, DAY, SURVIVORSHIP).collect()
     assert (zhang.address, zhang.community_code, zhang.household_no) == (None, "130102001002", "H2")
 
 
@@ -102,7 +103,7 @@ def test_a_valid_id_survives_over_a_more_authoritative_invalid_one(spark):
              .withColumn("person_id", F.lit(zhang)).withColumn("link_method", F.lit("id"))
              .withColumn("id_no", F.when(F.col("source") == "hukou", F.lit("130102199001011236"))
                          .otherwise(F.col("id_no"))))
-    conf = {"default": ["hukou", "civil"], "attributes": {}}
+    conf = unified.SurvivorshipRules(default=("hukou", "civil"))
     (person,) = unified.golden_records(links, DAY, conf).collect()
     assert (person.id_no, person.name, person.household_no) == (zhang, "张三", "H2")
     only_invalid = links.where("source = 'hukou'")
@@ -152,7 +153,7 @@ def test_finalize_events_dedupes_deterministically(spark):
 
 
 def test_survivorship_by_attribute_authority_with_provenance(spark):
-    conf = {"default": ["hukou", "civil"], "attributes": {"community_code": ["civil", "hukou"]}}
+    conf = unified.SurvivorshipRules(default=("hukou", "civil"), attributes={"community_code": ("civil", "hukou")})
     recs = unified.dedupe_records(_candidates(spark).withColumn("batch_id", F.concat("source", F.lit(":2025-06-30"))))
     links = unified.link_rows(recs, unified.id_links(recs)).where("person_id = '11010519491231002X'")
     (aygul,) = unified.golden_records(links, DAY, conf).collect()
@@ -183,7 +184,8 @@ def test_relationships_from_relation_to_head(spark):
     m = spark.createDataFrame([("A", "H1", "02"), ("B", "H1", "10"), ("C", "H1", "20"), ("D", "H1", "51"),
                                ("E", "H1", "41"), ("F", "H2", "02")],
                               "person_id string, household_no string, relation_code string")
-    got = sorted((r.person_id_1, r.person_id_2, r.relationship, r.basis) for r in unified.relationships(m).collect())
+    got = sorted((r.person_id_1, r.person_id_2, r.relationship, r.basis)
+                 for r in unified.relationships(m, survivorship=SURVIVORSHIP).collect())
     assert got == [("A", "B", "spouse", "02-10"), ("A", "C", "parent_child", "02-20"),
                    ("B", "C", "parent_child", "10-20"), ("D", "A", "parent_child", "51-02")]
 
@@ -229,8 +231,8 @@ def _births(spark):
 
 
 def _rules(source, obj):
-    rules = dict(load_registry()[source].objects[obj].unified)
-    rules.setdefault("record_key", list(load_registry()[source].objects[obj].business_key))
+    rules = load_registry()[source].objects[obj].unified
+    assert rules is not None
     return rules
 
 
@@ -254,7 +256,7 @@ def test_a_marriage_row_links_both_spouses_and_states_one_spouse_edge(spark):
     records = unified.dedupe_records(cands)
     links = unified.id_links(records)
     empty = spark.createDataFrame([], "person_id string, household_no string, relation_code string")
-    (edge,) = unified.relationships(empty, st, links).collect()
+    (edge,) = unified.relationships(empty, st, links, survivorship=SURVIVORSHIP).collect()
     # one undirected edge: the smaller person_id first (the wife's ID here), record keys swapped with it
     assert (edge.person_id_1, edge.person_id_2, edge.relationship, edge.household_no, edge.basis, edge.valid_from,
             edge.valid_to, edge.sources) == (WIFE, HUSBAND, "spouse", None, "结婚登记", dt.date(2015, 5, 20), None,
@@ -284,7 +286,7 @@ def test_a_birth_row_yields_mother_to_child_and_father_to_child(spark):
                                    ("health:births:P2#mother", "130102199501011234")],
                                   "record_key string, person_id string")
     empty = spark.createDataFrame([], "person_id string, household_no string, relation_code string")
-    edges = unified.relationships(empty, statements, links).collect()
+    edges = unified.relationships(empty, statements, links, survivorship=SURVIVORSHIP).collect()
     # P2's child is not linked (e.g. quarantined): no edge
     assert sorted((e.person_id_1, e.person_id_2, e.relationship, e.basis, e.valid_from, e.sources) for e in edges) == [
         (WIFE, "130102202403040018", "parent_child", "出生医学证明", dt.date(2024, 3, 4), ["health"]),
@@ -307,7 +309,7 @@ def test_a_registry_spouse_edge_and_a_marriage_edge_are_one_edge_and_rerun_write
     rules = _rules("civil", "marriages")
     statements = unified.dedupe_statements(unified.relationship_statements(_marriages(spark), "civil", rules))
     links = unified.id_links(unified.dedupe_records(unified.person_candidates(_marriages(spark), "civil", rules)))
-    edges = unified.relationships(membership, statements, links, provenance)
+    edges = unified.relationships(membership, statements, links, provenance, survivorship=SURVIVORSHIP)
     got = {(e.person_id_1, e.person_id_2, e.relationship): e for e in edges.collect()}
     assert sorted(got) == [(WIFE, HUSBAND, "spouse"), (WIFE, "130102201001010013", "parent_child"),
                            (HUSBAND, "130102201001010013", "parent_child")]
@@ -328,7 +330,8 @@ def test_a_registry_spouse_edge_and_a_marriage_edge_are_one_edge_and_rerun_write
     assert lake.merge_by_key(spark, statements, spath, ["statement_key"]) == {"inserted": 1, "updated": 0}
     assert lake.merge_by_key(spark, statements, spath, ["statement_key"]) == {"inserted": 0, "updated": 0}
     assert lake.overwrite_if_changed(spark, edges, epath, ["person_id_1", "person_id_2", "relationship"]) is True
-    again = unified.relationships(membership, spark.read.format("delta").load(spath), links, provenance)
+    again = unified.relationships(membership, spark.read.format("delta").load(spath), links, provenance,
+                                  survivorship=SURVIVORSHIP)
     assert lake.overwrite_if_changed(spark, again, epath, ["person_id_1", "person_id_2", "relationship"]) is False
     assert unified.table_version(spark, epath) == 0
 
@@ -385,7 +388,7 @@ def test_unified_gate_publishes_a_good_state_and_a_fail_rule_stops_publication(s
 
     settings = Settings.from_env({**os.environ, "GOVLAKE_HOME": str(tmp_path)})
     zhang = "130102199001011237"
-    person = unified.resolve_persons(_candidates(spark), DAY)
+    person = unified.resolve_persons(_candidates(spark), DAY, SURVIVORSHIP)
 
     def results(day):
         rows = (spark.read.format("delta").load(settings.table_path("ops", "validation_results"))
@@ -461,16 +464,16 @@ def test_every_person_source_carries_its_updated_at(spark):
     checked = []
     for source, spec in load_registry().items():
         for obj in spec.objects.values():
-            if obj.unified.get("entity") != "person":
+            if obj.unified is None or obj.unified.entity != "person":
                 continue
             mongo = (obj.kind or spec.kind) == "mongo"
             columns = list(obj.projection) if mongo else list(obj.columns)
             wm = '{"$date": "2025-06-30T01:15:30Z"}' if mongo else "2025-06-30 09:15:30"
             row = tuple(wm if c == obj.watermark else "1" for c in columns) + (obj.name, 1)
             frame = spark.createDataFrame([row], ", ".join(f"{c} string" for c in columns) + ", " + LINEAGE)
-            rules = {**_rules(source, obj.name), "watermark": obj.watermark}
+            rules = _rules(source, obj.name)  # its watermark: the object's registry watermark
             got = {r.updated_at for r in unified.person_candidates(frame, source, rules).collect()}
-            if rules.get("relationships"):
+            if rules.relationships:
                 got |= {r.updated_at for r in unified.relationship_statements(frame, source, rules).collect()}
             checked.append((source, obj.name, got))
     assert ("zhengwu", "applications", {local}) in checked  # the MongoDB source
