@@ -32,9 +32,15 @@ from govlake.core import catalog
 from govlake.core.config import SCHEMAS_DIR, Settings
 from govlake.marts.population import (
     CLOSED_STATUS,
+    OLD_AGE_MIN,
     UNCATEGORISED,
     UNKNOWN_DISTRICT_CODE,
+    WORKING_AGE_MIN,
     age_in_completed_years,
+    counted_residents,
+    per_100_working_age,
+    sex_ratio,
+    share,
 )
 
 THEMES_DIR = SCHEMAS_DIR / "themes"
@@ -45,7 +51,7 @@ THEMES_DIR = SCHEMAS_DIR / "themes"
 LEVELS: dict[str, tuple[str, int]] = {"district": ("district_code", 6), "street": ("community_code", 9),
                                       "community": ("community_code", 12)}
 #: Age from which a person is elderly (老年人) for household indicators: 60 周岁, 《中华人民共和国老年人
-#: 权益保障法》 第二条. The ageing rate of the structure mart uses 65+ (UN convention), see govlake.analysis.tables.
+#: 权益保障法》 第二条. The ageing rate of the structure mart uses 65+ (UN convention), see govlake.marts.population.
 ELDERLY_AGE = 60
 #: Authalic (equal-area) radius of the GRS 80 / CGCS2000 ellipsoid in metres (Snyder 1987,
 #: *Map Projections — A Working Manual*, USGS PP 1395, p. 16: R_q = 6 371 007.2 m).
@@ -73,15 +79,6 @@ def _cat(c: str) -> Column:
 
 # ===================================================================================== population theme
 
-def _counted_residents(person: DataFrame, snapshot_date: dt.date) -> DataFrame:
-    """Residents counted by marts.population_by_district_sex_age (same inclusion rule) with their age."""
-    age = age_in_completed_years(F.col("birth_date"), F.lit(snapshot_date).cast("date"))
-    return person.where(
-        F.coalesce(F.col("is_current"), F.lit(False)) & F.col("birth_date").isNotNull() & (age >= 0)
-        & ~_blank(F.col("sex_code")) & ~_blank(F.col("district_code"))
-    ).withColumn("age", age)
-
-
 def population_structure(person: DataFrame, snapshot_date: dt.date,
                          levels: Iterable[str] = ("district", "street", "community")) -> DataFrame:
     """Natural structure of the resident population per district, street (乡镇街道) and community (村居).
@@ -96,7 +93,7 @@ def population_structure(person: DataFrame, snapshot_date: dt.date,
     KPIs (UN / 国家统计局 broad age groups): ``sex_ratio`` = male / female × 100 (GB/T 2261.1 '1'/'2');
     shares = group / population; ``child_dependency_ratio`` = (0–14)/(15–64) × 100,
     ``old_age_dependency_ratio`` = (65+)/(15–64) × 100, ``total_dependency_ratio`` their sum;
-    ``ageing_rate_65`` = (65+)/population (7 % / 14 % / 20 % thresholds, see govlake.analysis.tables); ratios NULL
+    ``ageing_rate_65`` = (65+)/population (classes 7 / 14 / 20 %: govlake.marts.population.ageing_class); ratios NULL
     when the denominator is 0.
 
     Args:
@@ -116,7 +113,7 @@ def population_structure(person: DataFrame, snapshot_date: dt.date,
     Raises:
         ValueError: unknown level.
     """
-    rows = _area_rows(_counted_residents(person, snapshot_date), levels, "sex_code", "age")
+    rows = _area_rows(counted_residents(person, snapshot_date), levels, "sex_code", "age")
     age = F.col("age")
 
     def n(cond: Column) -> Column:
@@ -125,18 +122,20 @@ def population_structure(person: DataFrame, snapshot_date: dt.date,
     agg = rows.groupBy("area_level", "area_code").agg(
         F.min("district_code").alias("district_code"), F.count(F.lit(1)).cast("long").alias("population"),
         n(F.col("sex_code") == "1").alias("male"), n(F.col("sex_code") == "2").alias("female"),
-        n(age < 15).alias("age_0_14"), n((age >= 15) & (age < 65)).alias("age_15_64"),
-        n(age >= 65).alias("age_65_plus"))
-    pop, work = F.col("population"), F.col("age_15_64")
+        n(age < WORKING_AGE_MIN).alias("age_0_14"),
+        n((age >= WORKING_AGE_MIN) & (age < OLD_AGE_MIN)).alias("age_15_64"),
+        n(age >= OLD_AGE_MIN).alias("age_65_plus"))
+    # one definition per KPI: govlake.marts.population (also used by analysis.age_structure_by_district)
+    pop, young, work, old = F.col("population"), F.col("age_0_14"), F.col("age_15_64"), F.col("age_65_plus")
     return agg.select(
         F.lit(snapshot_date).cast("date").alias("snapshot_date"), "area_level", "area_code", "district_code",
         "population", "male", "female", "age_0_14", "age_15_64", "age_65_plus",
-        F.when(F.col("female") > 0, F.col("male") * 100.0 / F.col("female")).alias("sex_ratio"),
-        (F.col("age_0_14") / pop).alias("share_0_14"), (work / pop).alias("share_15_64"),
-        (F.col("age_65_plus") / pop).alias("ageing_rate_65"),
-        F.when(work > 0, F.col("age_0_14") * 100.0 / work).alias("child_dependency_ratio"),
-        F.when(work > 0, F.col("age_65_plus") * 100.0 / work).alias("old_age_dependency_ratio"),
-        F.when(work > 0, (F.col("age_0_14") + F.col("age_65_plus")) * 100.0 / work).alias("total_dependency_ratio"),
+        sex_ratio(F.col("male"), F.col("female")).alias("sex_ratio"),
+        share(young, pop).alias("share_0_14"), share(work, pop).alias("share_15_64"),
+        share(old, pop).alias("ageing_rate_65"),
+        per_100_working_age(young, work).alias("child_dependency_ratio"),
+        per_100_working_age(old, work).alias("old_age_dependency_ratio"),
+        per_100_working_age(young + old, work).alias("total_dependency_ratio"),
     )
 
 
@@ -342,7 +341,7 @@ def education_marital_structure(person: DataFrame, snapshot_date: dt.date,
     Raises:
         ValueError: unknown level.
     """
-    res = _counted_residents(person, snapshot_date)
+    res = counted_residents(person, snapshot_date)
     edu = F.trim(F.col("education_code"))
     mar = F.trim(F.col("marital_status_code"))
     edu_cat = F.when(edu.rlike(r"^\d{2}$"), F.concat(F.substring(edu, 1, 1), F.lit("0")))
@@ -408,7 +407,7 @@ def registration_structure(person: DataFrame, snapshot_date: dt.date,
     from govlake.unified.persons import REGISTRATION_TYPES
 
     registered, floating = REGISTRATION_TYPES
-    res = _counted_residents(person, snapshot_date).withColumn("reg", F.trim(F.col("registration_type")))
+    res = counted_residents(person, snapshot_date).withColumn("reg", F.trim(F.col("registration_type")))
     rows = _area_rows(res, levels, "sex_code", "reg")
 
     def n(cond: Column) -> Column:
@@ -1158,7 +1157,7 @@ def build_theme_tables(spark: SparkSession, inputs: dict[str, DataFrame], logica
                 out["marts.grid_hot_fields"] = hot_fields(event, logical_date, days, int(p.get("top_n", 10)),
                                                           str(p.get("city_code", "130100")))
             elif m == "grid_hotspots":
-                res = _counted_residents(person, logical_date).where(
+                res = counted_residents(person, logical_date).where(
                     F.trim("community_code").rlike(r"^\d{12}$")).groupBy(
                     F.trim("community_code").alias("cell_code")).agg(F.count(F.lit(1)).alias("residents"))
                 grid_ev = event.where(F.col("channel") == "grid")
