@@ -523,10 +523,12 @@ def test_contracts_and_theme_configurations(spark):
     hist = spark.createDataFrame([], "person_id string, district_code string, valid_from date, valid_to date")
     staging = spark.createDataFrame([], "event_no string, worker_id string, grid_code string, reported_at string, "
                                         "closed_at string, updated_at string, document string, _logical_date date")
+    divisions = spark.createDataFrame([("130102", "长安区")], "district_code string, district_name string")
     inputs = {"unified.person": _persons(spark), "unified.event": _events(spark),
               "unified.residence_history": hist, "staging.wangge_events": staging,
-              "unified.person_relationship": spark.createDataFrame(EDGES, EDGE_SCHEMA)}
-    tables = themes.build_theme_tables(spark, inputs, SNAP, geo)  # lazy: schemas only
+              "unified.person_relationship": spark.createDataFrame(EDGES, EDGE_SCHEMA),
+              "reference.divisions": divisions}
+    tables = themes.build_theme_tables(spark, inputs, SNAP, themes.load_themes(), geo)  # lazy: schemas only
     assert themes.list_themes() == ["grid", "population"]
     for name, df in tables.items():
         layer, table = name.split(".", 1)
@@ -543,7 +545,11 @@ def test_contracts_and_theme_configurations(spark):
         assert set(contract["primary_key"]) <= {c["name"] for c in contract["columns"]}, name
         assert contract["kpis"] and all({"name", "definition", "numerator", "denominator", "period", "exclusions"}
                                         <= set(k) for k in contract["kpis"]), name
-    assert len(tables) == 25  # 13 population + 12 grid tables
+    assert len(tables) == 28  # 15 population + 13 grid tables (first-cut marts included)
+    assert themes.write_order(tables)[:3] == list(themes.FIRST_TABLES)
+    with pytest.raises(KeyError, match="reference.divisions"):
+        themes.build_theme_tables(spark, {k: v for k, v in inputs.items() if k != "reference.divisions"}, SNAP,
+                                  themes.load_themes(["population"]))
 
 
 def test_run_themes_writes_registers_and_is_idempotent(spark, settings, tmp_path):
@@ -556,7 +562,8 @@ def test_run_themes_writes_registers_and_is_idempotent(spark, settings, tmp_path
     lake.record_publication(spark, own, "unified", SNAP, ["person", "event"], run_id="rerun")
     assert lake.table_version(spark, pubs) == 0  # same versions again: nothing new is published
     first = themes.run_themes(spark, own, SNAP, themes=["population"])
-    assert set(first) == {"marts.population_natural_structure", "marts.population_density",
+    assert set(first) == {"marts.population_by_district_sex_age", "marts.population_exclusions",
+                          "marts.population_natural_structure", "marts.population_density",
                           "marts.population_households", "marts.population_education_marital",
                           "marts.population_registration", "analysis.population_category_ethnic_by_district",
                           "analysis.population_time_birth_month", "analysis.population_trend_new_records_by_district",
