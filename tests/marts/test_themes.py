@@ -14,7 +14,7 @@ import yaml
 from pyspark.sql import functions as F
 from scipy.stats import norm
 
-from govlake.analysis import services
+from govlake.analysis import findings, services
 from govlake.core import lake
 from govlake.core.catalog import TABLES_DIR
 from govlake.core.config import REFERENCE_DIR, Settings
@@ -603,7 +603,7 @@ def test_theme_findings_sentences():
             [("W1", 10, 8, 8, 6, 10.0), ("W2", 10, 2, 4, 1, 40.0)],
             columns=["worker_id", "reported", "closed", "due", "closed_on_time", "mean_handling_hours"]),
     }
-    assert themes.theme_findings(tables) == [
+    assert findings.theme_findings(tables) == [
         "人口密度最高的区县是桥西区：每平方公里 4.0 人（200 人，50.0 平方公里）；全市 3.33 人/平方公里。",
         "全市 160 个家庭户中，独居老人（60岁及以上）8 人，占老年人的 13.3%；纯老户 3 户。",
         # 130105 has the highest share but only 25 registered residents (< 30): 130104 is named
@@ -613,8 +613,8 @@ def test_theme_findings_sentences():
         "2025-06-03至2025-06-30全市第一热点领域是“A/a1/x”：12 件（上期 8 件，环比 +50.0%）。",
         "2 名网格员期内上报 20 件，结案率 50.0%，按期结案率 58.3%（时限 120 小时），平均处置 16.0 小时。",
     ]
-    assert themes.theme_findings({}) == []
-    named = themes.theme_findings(tables, {"130104": "桥西区", "130104001": "东华街道"})
+    assert findings.theme_findings({}) == []
+    named = findings.theme_findings(tables, {"130104": "桥西区", "130104001": "东华街道"})
     assert named[2].endswith("流动人口占比最高的区县（登记≥30人）是桥西区（130104）：50.0%。")
 
 
