@@ -1,34 +1,25 @@
-"""The run summary: rows per table, headline findings, and its console rendering.
+"""The run summary: rows per table, headline findings (:func:`govlake.analysis.findings.findings`, re-exported here),
+and its console rendering.
 """
 from __future__ import annotations
 
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from govlake.analysis.stage import report_tables
+from govlake.analysis.findings import findings
 from govlake.core import lake
 from govlake.core.config import Settings
 
 if TYPE_CHECKING:  # annotations only: this module does not import pyspark at import time
     from pyspark.sql import SparkSession
 
+__all__ = ["findings", "print_summary", "table_counts"]
+
 
 def table_counts(spark: SparkSession, settings: Settings, logical_date: dt.date) -> dict[str, int]:
     """Rows per registered table (``layer.table`` -> rows), for the run summary."""
     names = lake.register_tables(spark, settings)
     return {name: spark.table(name).count() for name in names}
-
-
-def findings(spark: SparkSession, settings: Settings, logical_date: dt.date) -> list[str]:
-    """Headline findings of the themes (see :func:`govlake.analysis.report.headline_findings`)."""
-    from govlake.analysis import report
-    from govlake.marts import themes
-    from govlake.unified import address
-
-    gaz = address.load_gazetteer()
-    return (report.headline_findings(report_tables(spark, settings, logical_date))
-            + themes.theme_findings(themes.read_findings_tables(spark, settings, logical_date),
-                                    {**gaz.district_names, **gaz.street_names}))
 
 
 def print_summary(summary: dict) -> None:

@@ -202,66 +202,6 @@ def headline_kpis(tables: dict[str, pd.DataFrame]) -> dict:
     }
 
 
-def headline_findings(tables: dict[str, pd.DataFrame]) -> list[str]:
-    """The three headline findings of the report, computed from the data (Chinese sentences).
-
-    1. The most aged district (largest 65+ share; ties → smallest district code) against the city.
-    2. The district with the most events in the report period (the unknown place ``'000000'`` is
-       not a district; ties → smallest code), its events per 1,000 residents, the city's events and
-       closure rate.
-    3. The city's top first-level event category in the period (ties → smallest category name) and
-       its share of all events.
-
-    Args:
-        tables: see the module docstring.
-
-    Returns:
-        three strings; a finding without data says so (``…：无数据``).
-
-    Raises:
-        KeyError: a required table is missing.
-    """
-    tables = _tables(tables)
-    kpi = headline_kpis(tables)
-    summary = district_summary(tables)
-    findings: list[str] = []
-
-    aged = summary[summary["population"] > 0].dropna(subset=["share_65_plus"])
-    if aged.empty:
-        findings.append("老龄化程度最高的区县：无数据。")
-    else:
-        top = _first_by(aged, "share_65_plus", "district_code")
-        findings.append(
-            f"老龄化程度最高的区县是{top['district_name']}：65岁及以上人口占比 {_pct(top['share_65_plus'])}"
-            f"（{AGEING_FLAG_ZH.get(top['ageing_flag'], top['ageing_flag'])}），全市为 {_pct(kpi['ageing_rate'])}。"
-        )
-
-    period = (f"{kpi['period_start'].isoformat()}至{kpi['period_end'].isoformat()}"
-              if kpi["period_start"] else "统计期内")
-    busy = summary[(summary["district_code"] != UNKNOWN_DISTRICT_CODE) & (summary["events"] > 0)]
-    if busy.empty:
-        findings.append(f"{period}事件最多的区县：无数据。")
-    else:
-        top = _first_by(busy, "events", "district_code")
-        findings.append(
-            f"{period}事件最多的区县是{top['district_name']}：{_int(top['events'])} 件，"
-            f"每千名居民 {_num(top['events_per_1000'])} 件；全市共 {_int(kpi['events'])} 件，"
-            f"结案率 {_pct(kpi['closure_rate'])}。"
-        )
-
-    ev = _events_in_period(tables)
-    if ev.empty:
-        findings.append(f"{period}全市事件类别：无数据。")
-    else:
-        cats = ev.groupby("category_l1", as_index=False)["events"].sum()
-        top = _first_by(cats, "events", "category_l1")
-        findings.append(
-            f"同期全市第一大事件类别是“{top['category_l1']}”：{_int(top['events'])} 件，"
-            f"占全部事件的 {_pct(top['events'] / kpi['events'])}。"
-        )
-    return findings
-
-
 # ------------------------------------------------------------------------------------------ charts
 
 def _pyramid(tables):
@@ -469,7 +409,7 @@ def build_report(tables: dict[str, pd.DataFrame], boundaries_geojson: dict, out_
     """Write the decision-support report ``<out_dir>/index.html`` and return its path.
 
     Content: headline KPIs (residents, ageing rate, events, closure rate), the three findings of
-    :func:`headline_findings`, a choropleth map of the districts (``featureidkey`` =
+    :func:`govlake.analysis.findings.headline_findings`, a choropleth map of the districts (``featureidkey`` =
     ``properties.gb`` = ``'156'`` + district code; toggles ageing rate / events per 1,000
     residents), the city's population pyramid, dependency ratios by district, weekly events by
     first-level category, a district table and notes on definitions, exclusions and sources.
@@ -498,6 +438,8 @@ def build_report(tables: dict[str, pd.DataFrame], boundaries_geojson: dict, out_
     logical = pd.to_datetime(logical_date).date() if logical_date is not None else None
     kpi = headline_kpis(tables)
     summary = district_summary(tables)
+    from govlake.analysis.findings import headline_findings
+
     findings = headline_findings(tables)
     _, city = _age_rows(tables)
     city_name = str(city["district_name"]) if city is not None else "全市"

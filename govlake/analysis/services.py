@@ -19,11 +19,14 @@ Output contracts: ``tables/analysis.service_<service>.yaml`` (same columns for e
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+
+if TYPE_CHECKING:
+    from govlake.marts.theme_config import ThemeConfig
 
 #: Separator of grouping values in ``group_key`` (not used inside GB/T 2260 codes or category names).
 GROUP_SEP = "|"
@@ -258,7 +261,7 @@ _FUNCTIONS: dict[str, Callable[..., DataFrame]] = {
     "association": association, "subject": subject_profile}
 
 
-def run_service(service: str, df: DataFrame, params: dict[str, Any]) -> DataFrame:
+def run_service(service: str, df: DataFrame, params: Mapping[str, Any]) -> DataFrame:
     """Run one service by name on ``df`` with keyword ``params`` (lists become tuples).
 
     Raises:
@@ -270,10 +273,11 @@ def run_service(service: str, df: DataFrame, params: dict[str, Any]) -> DataFram
     return _FUNCTIONS[service](df, **{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
 
 
-def run_services(theme: dict[str, Any], inputs: dict[str, DataFrame]) -> dict[str, DataFrame]:
-    """Run every service of a theme configuration (``schemas/themes/<theme>.yaml``) on ``inputs``.
+def run_services(theme: ThemeConfig, inputs: Mapping[str, DataFrame]) -> dict[str, DataFrame]:
+    """Run every service of a parsed theme configuration (:func:`govlake.marts.theme_config.load_theme`) on
+    ``inputs``.
 
-    Each entry of ``theme['services']`` has ``name`` (output table suffix), ``service`` (one of
+    Each :class:`~govlake.marts.theme_config.ServiceSpec` has ``name`` (output table suffix), ``service`` (one of
     :data:`SERVICES`), ``table`` (a key of ``inputs``, e.g. ``unified.event``), optional ``where``
     (a Spark SQL boolean expression), optional ``columns`` (name → Spark SQL expression, added before
     the service, e.g. ``week_start: "date_trunc('week', report_date)"``) and ``params`` (keyword
@@ -288,12 +292,11 @@ def run_services(theme: dict[str, Any], inputs: dict[str, DataFrame]) -> dict[st
         ValueError: unknown service.
     """
     out = {}
-    for spec in theme.get("services", []):
-        df = inputs[spec["table"]]
-        for col, expr in (spec.get("columns") or {}).items():
+    for spec in theme.services:
+        df = inputs[spec.table]
+        for col, expr in spec.columns:
             df = df.withColumn(col, F.expr(expr))
-        if spec.get("where"):
-            df = df.where(F.expr(spec["where"]))
-        out[f"analysis.{theme['theme']}_{spec['service']}_{spec['name']}"] = run_service(
-            spec["service"], df, spec.get("params") or {})
+        if spec.where:
+            df = df.where(F.expr(spec.where))
+        out[f"analysis.{theme.name}_{spec.service}_{spec.name}"] = run_service(spec.service, df, spec.params)
     return out

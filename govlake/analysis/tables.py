@@ -11,23 +11,23 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from govlake.core.config import SAMPLE_CITY_CODE
+from govlake.marts.population import (
+    AGEING_CLASSES,
+    NOT_AGEING,
+    OLD_AGE_MIN,
+    WORKING_AGE_MIN,
+    ageing_class,
+    per_100_working_age,
+    sex_ratio,
+    share,
+)
+
+__all__ = ["AGEING_CLASSES", "AGEING_FLAG_ZH", "NOT_AGEING", "SAMPLE_CITY_NAME", "age_structure_by_district",
+           "event_period", "top_event_categories_by_district"]
 
 #: Name of the sample municipality (GB/T 2260 130100).
 SAMPLE_CITY_NAME = "石家庄市"
 
-#: Population-ageing classes by the share of persons aged 65+, highest first, as
-#: (minimum share in percent, flag). 7 %: United Nations (1956), *The Aging of Populations and Its
-#: Economic and Social Implications*, Population Studies No. 26; 14 % ("aged") and 20 %
-#: ("super-aged"): the widely used extension of that convention (WHO usage), also used by China's
-#: National Health Commission (国家卫生健康委员会), which described China as entering 深度老龄化 when the
-#: 65+ share passed 14 % in 2021 (老龄化社会 / 深度老龄化社会 / 超老龄化社会).
-AGEING_CLASSES: tuple[tuple[int, str], ...] = (
-    (20, "super-aged"),
-    (14, "aged society"),
-    (7, "ageing society"),
-)
-#: Flag of a population below the 7 % threshold.
-NOT_AGEING = "not ageing"
 #: Chinese names of the flags (for reports).
 AGEING_FLAG_ZH = {
     "super-aged": "超老龄化",
@@ -82,9 +82,10 @@ def age_structure_by_district(pop_mart: DataFrame, city_code: str = SAMPLE_CITY_
             F.sum(pop).cast("long").alias("population"),
             F.sum(F.when(F.col("sex_code") == "1", pop).otherwise(0)).cast("long").alias("male"),
             F.sum(F.when(F.col("sex_code") == "2", pop).otherwise(0)).cast("long").alias("female"),
-            F.sum(F.when(lower < 15, pop).otherwise(0)).cast("long").alias("_young"),
-            F.sum(F.when((lower >= 15) & (lower < 65), pop).otherwise(0)).cast("long").alias("_working"),
-            F.sum(F.when(lower >= 65, pop).otherwise(0)).cast("long").alias("_old"),
+            F.sum(F.when(lower < WORKING_AGE_MIN, pop).otherwise(0)).cast("long").alias("_young"),
+            F.sum(F.when((lower >= WORKING_AGE_MIN) & (lower < OLD_AGE_MIN), pop).otherwise(0)).cast("long")
+            .alias("_working"),
+            F.sum(F.when(lower >= OLD_AGE_MIN, pop).otherwise(0)).cast("long").alias("_old"),
         ]
 
     districts = pop_mart.groupBy("snapshot_date", "district_code").agg(
@@ -101,16 +102,7 @@ def age_structure_by_district(pop_mart: DataFrame, city_code: str = SAMPLE_CITY_
 
     young, working, old, total = F.col("_young"), F.col("_working"), F.col("_old"), F.col("population")
 
-    def share(part: Column) -> Column:
-        return F.when(total > 0, part / total)
-
-    def per_100_working(part: Column) -> Column:
-        return F.when(working > 0, part * 100.0 / working)
-
-    flag = F.lit(NOT_AGEING)
-    for threshold, name in reversed(AGEING_CLASSES):  # lowest first, so the highest class wins
-        flag = F.when((total > 0) & (old * 100 >= total * threshold), F.lit(name)).otherwise(flag)
-
+    # one definition per KPI: govlake.marts.population (also used by marts.population_natural_structure)
     return both.select(
         "snapshot_date",
         "area_level",
@@ -119,14 +111,14 @@ def age_structure_by_district(pop_mart: DataFrame, city_code: str = SAMPLE_CITY_
         "population",
         "male",
         "female",
-        F.when(F.col("female") > 0, F.col("male") * 100.0 / F.col("female")).alias("sex_ratio"),
-        share(young).alias("share_0_14"),
-        share(working).alias("share_15_64"),
-        share(old).alias("share_65_plus"),
-        per_100_working(young).alias("child_dependency_ratio"),
-        per_100_working(old).alias("old_age_dependency_ratio"),
-        per_100_working(young + old).alias("total_dependency_ratio"),
-        flag.alias("ageing_flag"),
+        sex_ratio(F.col("male"), F.col("female")).alias("sex_ratio"),
+        share(young, total).alias("share_0_14"),
+        share(working, total).alias("share_15_64"),
+        share(old, total).alias("share_65_plus"),
+        per_100_working_age(young, working).alias("child_dependency_ratio"),
+        per_100_working_age(old, working).alias("old_age_dependency_ratio"),
+        per_100_working_age(young + old, working).alias("total_dependency_ratio"),
+        ageing_class(old, total).alias("ageing_flag"),
     )
 
 

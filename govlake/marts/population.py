@@ -85,25 +85,85 @@ def age_group(age: Column) -> Column:
     return F.when(age.isNull() | (age < 0), F.lit(None).cast("string")).when(age >= 85, "85+").otherwise(label)
 
 
-def _residents_with_reason(person: DataFrame, snapshot_date: date) -> DataFrame:
-    """Current residents with their age and the first exclusion reason (NULL when included)."""
-    snap = F.lit(snapshot_date).cast("date")
-    age = age_in_completed_years(F.col("birth_date"), snap)
-    reason = (
+def _exclusion_reason(age: Column) -> Column:
+    """First reason of :data:`EXCLUSION_REASONS` that applies to a person of age ``age``; NULL when counted."""
+    return (
         F.when(F.col("birth_date").isNull(), "missing_birth_date")
         .when(age < 0, "birth_after_snapshot")
         .when(_blank(F.col("sex_code")), "missing_sex_code")
         .when(_blank(F.col("district_code")), "missing_district_code")
     )
+
+
+def counted_residents(person: DataFrame, snapshot_date: date) -> DataFrame:
+    """The residents counted by every population mart, with their ``age`` (INT, :func:`age_in_completed_years`).
+
+    The one resident-counting rule of the population theme: ``is_current`` TRUE (NULL counts as FALSE) and no
+    exclusion reason (:data:`EXCLUSION_REASONS`: birth date present and not after ``snapshot_date``, sex and
+    district codes present). Every column of ``person`` is kept as it is (not trimmed).
+    """
+    age = age_in_completed_years(F.col("birth_date"), F.lit(snapshot_date).cast("date"))
+    return person.where(F.coalesce(F.col("is_current"), F.lit(False)) & _exclusion_reason(age).isNull()) \
+        .withColumn("age", age)
+
+
+def _residents_with_reason(person: DataFrame, snapshot_date: date) -> DataFrame:
+    """Current residents with their age and the first exclusion reason (NULL when included)."""
+    snap = F.lit(snapshot_date).cast("date")
+    age = age_in_completed_years(F.col("birth_date"), snap)
     return (
         person.where(F.coalesce(F.col("is_current"), F.lit(False)))
         .select(
             F.trim("district_code").alias("district_code"),
             F.trim("sex_code").alias("sex_code"),
             age.alias("age"),
-            reason.alias("exclusion_reason"),
+            _exclusion_reason(age).alias("exclusion_reason"),
         )
     )
+
+
+# ------------------------------------------------------------------ population structure KPIs (one definition)
+# The KPIs of analysis.age_structure_by_district and marts.population_natural_structure, from counts of persons.
+
+#: Population-ageing classes by the share of persons aged 65+, highest first, as
+#: (minimum share in percent, flag). 7 %: United Nations (1956), *The Aging of Populations and Its
+#: Economic and Social Implications*, Population Studies No. 26; 14 % ("aged") and 20 %
+#: ("super-aged"): the widely used extension of that convention (WHO usage), also used by China's
+#: National Health Commission (国家卫生健康委员会), which described China as entering 深度老龄化 when the
+#: 65+ share passed 14 % in 2021 (老龄化社会 / 深度老龄化社会 / 超老龄化社会).
+AGEING_CLASSES: tuple[tuple[int, str], ...] = (
+    (20, "super-aged"),
+    (14, "aged society"),
+    (7, "ageing society"),
+)
+#: Flag of a population below the 7 % threshold.
+NOT_AGEING = "not ageing"
+#: Broad age groups (UN / 国家统计局): children 0–14, working age 15–64, old 65+ (age in completed years).
+WORKING_AGE_MIN, OLD_AGE_MIN = 15, 65
+
+
+def sex_ratio(male: Column, female: Column) -> Column:
+    """Males per 100 females (GB/T 2261.1 '1' / '2'); NULL when there are no females."""
+    return F.when(female > 0, male * 100.0 / female)
+
+
+def share(part: Column, total: Column) -> Column:
+    """``part`` / ``total`` (fraction 0–1, e.g. the ageing rate 65+ / population); NULL when ``total`` is 0."""
+    return F.when(total > 0, part / total)
+
+
+def per_100_working_age(part: Column, working: Column) -> Column:
+    """Dependency ratio: ``part`` per 100 persons aged 15–64; NULL when nobody is 15–64."""
+    return F.when(working > 0, part * 100.0 / working)
+
+
+def ageing_class(old: Column, total: Column) -> Column:
+    """Ageing class (:data:`AGEING_CLASSES`) of a population of ``total`` persons of whom ``old`` are 65+:
+    compared in exact integer arithmetic (100 × old ≥ threshold × total); :data:`NOT_AGEING` below 7 %."""
+    flag = F.lit(NOT_AGEING)
+    for threshold, name in reversed(AGEING_CLASSES):  # lowest first, so the highest class wins
+        flag = F.when((total > 0) & (old * 100 >= total * threshold), F.lit(name)).otherwise(flag)
+    return flag
 
 
 def _division_names(divisions: DataFrame) -> DataFrame:

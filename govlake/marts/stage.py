@@ -57,42 +57,28 @@ def run_marts(spark: SparkSession, settings: Settings, logical_date: dt.date, ru
     """Rebuild the topic marts for ``logical_date`` from the unified layer as published for that date
     (:func:`govlake.core.lake.read_published`), then record the marts' publication for the date.
 
-    Snapshot / period tables replace the date's partition; whole-table marts are rewritten when changed, except on a
-    rerun of a past date (the layer was published for a later date): they hold the latest state and stay as they are.
+    Every table — the first-cut marts (population_by_district_sex_age, population_exclusions,
+    grid_events_by_district_category_week), the theme marts and the theme service tables (``analysis.*``) — is
+    built and written by :func:`govlake.marts.themes.run_themes` from ``schemas/themes/*.yaml``. Snapshot / period
+    tables replace the date's partition; whole-table marts are rewritten when changed, except on a rerun of a past
+    date (the layer was published for a later date): they hold the latest state and stay as they are.
 
     Returns:
-        ``{"population_rows", "event_mart_rewritten", "theme_tables_rewritten", "historical"}``.
+        ``{"population_rows", "event_mart_rewritten", "theme_tables_rewritten", "historical"}``;
+        ``theme_tables_rewritten`` is ``layer.table`` → rewritten for every table written (first-cut marts included).
 
     Raises:
         RuntimeError: the unified layer was never published on or before ``logical_date``.
     """
-    from govlake.core.failpoints import failpoint
-    from govlake.marts import population as marts
     from govlake.marts import themes
 
     historical = _is_historical(spark, settings, "marts", logical_date)
-    person = lake.read_published(spark, settings, "unified", "person", logical_date)
-    event = lake.read_published(spark, settings, "unified", "event", logical_date)
-    if person is None or event is None:
-        raise RuntimeError(f"marts {logical_date}: the unified layer has no publication on or before that date "
-                           "(unify has not completed for it): run unify first")
-    divisions = divisions_frame(spark)
-    pop = marts.population_by_district_sex_age(person, divisions, logical_date)
-    lake.replace_partition_if_changed(spark, pop, settings.table_path("marts", "population_by_district_sex_age"),
-                                      catalog.partition_column("marts.population_by_district_sex_age"), logical_date)
-    failpoint("marts.after_table")
-    excl = marts.population_exclusions(person, logical_date)
-    lake.replace_partition_if_changed(spark, excl, settings.table_path("marts", "population_exclusions"),
-                                      catalog.partition_column("marts.population_exclusions"), logical_date)
-    written_tables = ["population_by_district_sex_age", "population_exclusions"]
-    written = False
-    if not historical:
-        ev = marts.grid_events_by_district_category_week(event, divisions)
-        written = lake.overwrite_if_changed(spark, ev,
-                                            settings.table_path("marts", "grid_events_by_district_category_week"),
-                                            list(catalog.table("marts.grid_events_by_district_category_week").primary_key))
-    theme_tables = themes.run_themes(spark, settings, logical_date, historical=historical)
-    written_tables += [n.split(".", 1)[1] for n in theme_tables if n.startswith("marts.")]
+    written = themes.run_themes(spark, settings, logical_date, historical=historical)
+    written_tables = [n.split(".", 1)[1] for n in written if n.startswith("marts.")]
     _publish_stage(spark, settings, "marts", logical_date, written_tables, historical, run_id)
-    return {"population_rows": pop.count(), "event_mart_rewritten": written, "theme_tables_rewritten": theme_tables,
-            "historical": historical}
+    pop = spark.read.format("delta").load(settings.table_path("marts", "population_by_district_sex_age"))
+    population_rows = pop.where(pop[catalog.partition_column("marts.population_by_district_sex_age")]
+                                == logical_date).count()
+    return {"population_rows": population_rows,
+            "event_mart_rewritten": written.get("marts.grid_events_by_district_category_week", False),
+            "theme_tables_rewritten": written, "historical": historical}

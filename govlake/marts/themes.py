@@ -21,23 +21,29 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from govlake.core import catalog
-from govlake.core.config import SCHEMAS_DIR, Settings
+from govlake.core.config import Settings
+from govlake.marts import population as first_cut
 from govlake.marts.population import (
     CLOSED_STATUS,
+    OLD_AGE_MIN,
     UNCATEGORISED,
     UNKNOWN_DISTRICT_CODE,
+    WORKING_AGE_MIN,
     age_in_completed_years,
+    counted_residents,
+    per_100_working_age,
+    sex_ratio,
+    share,
 )
-
-THEMES_DIR = SCHEMAS_DIR / "themes"
+from govlake.marts.theme_config import THEMES_DIR, ThemeConfig, ThemeParams
 
 #: Area levels of the population structure: level → (source column, code length). Street (乡镇街道) is
 #: the first 9 digits and community (村/居委会) all 12 digits of the statistical division code
@@ -45,8 +51,8 @@ THEMES_DIR = SCHEMAS_DIR / "themes"
 LEVELS: dict[str, tuple[str, int]] = {"district": ("district_code", 6), "street": ("community_code", 9),
                                       "community": ("community_code", 12)}
 #: Age from which a person is elderly (老年人) for household indicators: 60 周岁, 《中华人民共和国老年人
-#: 权益保障法》 第二条. The ageing rate of the structure mart uses 65+ (UN convention), see govlake.analysis.tables.
-ELDERLY_AGE = 60
+#: 权益保障法》 第二条. The ageing rate of the structure mart uses 65+ (UN convention), see govlake.marts.population.
+ELDERLY_AGE = ThemeParams.elderly_age  # the default of the theme parameter (govlake.marts.theme_config)
 #: Authalic (equal-area) radius of the GRS 80 / CGCS2000 ellipsoid in metres (Snyder 1987,
 #: *Map Projections — A Working Manual*, USGS PP 1395, p. 16: R_q = 6 371 007.2 m).
 AUTHALIC_RADIUS_M = 6_371_007.181
@@ -73,15 +79,6 @@ def _cat(c: str) -> Column:
 
 # ===================================================================================== population theme
 
-def _counted_residents(person: DataFrame, snapshot_date: dt.date) -> DataFrame:
-    """Residents counted by marts.population_by_district_sex_age (same inclusion rule) with their age."""
-    age = age_in_completed_years(F.col("birth_date"), F.lit(snapshot_date).cast("date"))
-    return person.where(
-        F.coalesce(F.col("is_current"), F.lit(False)) & F.col("birth_date").isNotNull() & (age >= 0)
-        & ~_blank(F.col("sex_code")) & ~_blank(F.col("district_code"))
-    ).withColumn("age", age)
-
-
 def population_structure(person: DataFrame, snapshot_date: dt.date,
                          levels: Iterable[str] = ("district", "street", "community")) -> DataFrame:
     """Natural structure of the resident population per district, street (乡镇街道) and community (村居).
@@ -96,7 +93,7 @@ def population_structure(person: DataFrame, snapshot_date: dt.date,
     KPIs (UN / 国家统计局 broad age groups): ``sex_ratio`` = male / female × 100 (GB/T 2261.1 '1'/'2');
     shares = group / population; ``child_dependency_ratio`` = (0–14)/(15–64) × 100,
     ``old_age_dependency_ratio`` = (65+)/(15–64) × 100, ``total_dependency_ratio`` their sum;
-    ``ageing_rate_65`` = (65+)/population (7 % / 14 % / 20 % thresholds, see govlake.analysis.tables); ratios NULL
+    ``ageing_rate_65`` = (65+)/population (classes 7 / 14 / 20 %: govlake.marts.population.ageing_class); ratios NULL
     when the denominator is 0.
 
     Args:
@@ -116,7 +113,7 @@ def population_structure(person: DataFrame, snapshot_date: dt.date,
     Raises:
         ValueError: unknown level.
     """
-    rows = _area_rows(_counted_residents(person, snapshot_date), levels, "sex_code", "age")
+    rows = _area_rows(counted_residents(person, snapshot_date), levels, "sex_code", "age")
     age = F.col("age")
 
     def n(cond: Column) -> Column:
@@ -125,18 +122,20 @@ def population_structure(person: DataFrame, snapshot_date: dt.date,
     agg = rows.groupBy("area_level", "area_code").agg(
         F.min("district_code").alias("district_code"), F.count(F.lit(1)).cast("long").alias("population"),
         n(F.col("sex_code") == "1").alias("male"), n(F.col("sex_code") == "2").alias("female"),
-        n(age < 15).alias("age_0_14"), n((age >= 15) & (age < 65)).alias("age_15_64"),
-        n(age >= 65).alias("age_65_plus"))
-    pop, work = F.col("population"), F.col("age_15_64")
+        n(age < WORKING_AGE_MIN).alias("age_0_14"),
+        n((age >= WORKING_AGE_MIN) & (age < OLD_AGE_MIN)).alias("age_15_64"),
+        n(age >= OLD_AGE_MIN).alias("age_65_plus"))
+    # one definition per KPI: govlake.marts.population (also used by analysis.age_structure_by_district)
+    pop, young, work, old = F.col("population"), F.col("age_0_14"), F.col("age_15_64"), F.col("age_65_plus")
     return agg.select(
         F.lit(snapshot_date).cast("date").alias("snapshot_date"), "area_level", "area_code", "district_code",
         "population", "male", "female", "age_0_14", "age_15_64", "age_65_plus",
-        F.when(F.col("female") > 0, F.col("male") * 100.0 / F.col("female")).alias("sex_ratio"),
-        (F.col("age_0_14") / pop).alias("share_0_14"), (work / pop).alias("share_15_64"),
-        (F.col("age_65_plus") / pop).alias("ageing_rate_65"),
-        F.when(work > 0, F.col("age_0_14") * 100.0 / work).alias("child_dependency_ratio"),
-        F.when(work > 0, F.col("age_65_plus") * 100.0 / work).alias("old_age_dependency_ratio"),
-        F.when(work > 0, (F.col("age_0_14") + F.col("age_65_plus")) * 100.0 / work).alias("total_dependency_ratio"),
+        sex_ratio(F.col("male"), F.col("female")).alias("sex_ratio"),
+        share(young, pop).alias("share_0_14"), share(work, pop).alias("share_15_64"),
+        share(old, pop).alias("ageing_rate_65"),
+        per_100_working_age(young, work).alias("child_dependency_ratio"),
+        per_100_working_age(old, work).alias("old_age_dependency_ratio"),
+        per_100_working_age(young + old, work).alias("total_dependency_ratio"),
     )
 
 
@@ -262,8 +261,8 @@ def household_structure(person: DataFrame, snapshot_date: dt.date, elderly_age: 
 
 #: Census age floors (第七次全国人口普查 长表): educational attainment of persons aged 6 and over (6岁及以上人口
 #: 受教育程度), marital status of persons aged 15 and over (15岁及以上人口 婚姻状况).
-EDUCATION_MIN_AGE = 6
-MARITAL_MIN_AGE = 15
+EDUCATION_MIN_AGE = ThemeParams.education_min_age  # the default of the theme parameter (govlake.marts.theme_config)
+MARITAL_MIN_AGE = ThemeParams.marital_min_age  # the default of the theme parameter (govlake.marts.theme_config)
 #: Code of an eligible person whose education / marital status is unknown (NULL in unified.person).
 UNKNOWN_CODE = "unknown"
 UNKNOWN_CODE_NAME = "不详"
@@ -342,7 +341,7 @@ def education_marital_structure(person: DataFrame, snapshot_date: dt.date,
     Raises:
         ValueError: unknown level.
     """
-    res = _counted_residents(person, snapshot_date)
+    res = counted_residents(person, snapshot_date)
     edu = F.trim(F.col("education_code"))
     mar = F.trim(F.col("marital_status_code"))
     edu_cat = F.when(edu.rlike(r"^\d{2}$"), F.concat(F.substring(edu, 1, 1), F.lit("0")))
@@ -408,7 +407,7 @@ def registration_structure(person: DataFrame, snapshot_date: dt.date,
     from govlake.unified.persons import REGISTRATION_TYPES
 
     registered, floating = REGISTRATION_TYPES
-    res = _counted_residents(person, snapshot_date).withColumn("reg", F.trim(F.col("registration_type")))
+    res = counted_residents(person, snapshot_date).withColumn("reg", F.trim(F.col("registration_type")))
     rows = _area_rows(res, levels, "sex_code", "reg")
 
     def n(cond: Column) -> Column:
@@ -871,7 +870,7 @@ def workflow_columns(document: str = "document", worker_id: str = "worker_id") -
 #: Handling deadline (处置时限) in hours from acceptance, used for 按期结案率. The documents carry no
 #: deadline; 120 h (5 days) is a configurable GovLake assumption (cities set their own limits per
 #: category under GB/T 30428 数字化城市管理信息系统), not a national figure.
-DEFAULT_DEADLINE_HOURS = 120
+DEFAULT_DEADLINE_HOURS = ThemeParams.deadline_hours  # the default of the theme parameter (govlake.marts.theme_config)
 
 
 def grid_worker_stats(workflow: DataFrame, period_start: dt.date, period_end: dt.date,
@@ -936,7 +935,7 @@ def grid_worker_stats(workflow: DataFrame, period_start: dt.date, period_end: dt
 
 
 #: Repeat-complaint window in days (重复投诉: same place and category within N days).
-REPEAT_WINDOW_DAYS = 30
+REPEAT_WINDOW_DAYS = ThemeParams.repeat_window_days  # the default of the theme parameter (govlake.marts.theme_config)
 
 
 def repeat_complaints(event: DataFrame, window_days: int = REPEAT_WINDOW_DAYS) -> DataFrame:
@@ -1082,105 +1081,224 @@ def cross_cube(event: DataFrame, keywords: DataFrame, period_start: dt.date, per
 
 # ======================================================================================== entry point
 
-def load_theme(name: str, themes_dir: Path = THEMES_DIR) -> dict[str, Any]:
-    """The theme configuration ``schemas/themes/<name>.yaml`` as a dict.
+@dataclass(frozen=True)
+class MartContext:
+    """What a mart builder gets: the inputs of the logical date and its theme's typed parameters."""
+
+    spark: SparkSession
+    #: ``unified.person``, ``unified.event``, ``reference.divisions`` (required) and the optional inputs of
+    #: :func:`build_theme_tables`.
+    inputs: Mapping[str, DataFrame]
+    logical_date: dt.date
+    params: ThemeParams
+    #: District boundaries (enables ``marts.population_density``).
+    geojson: dict | None = None
+
+    @property
+    def person(self) -> DataFrame:
+        return self.inputs["unified.person"]
+
+    @property
+    def event(self) -> DataFrame:
+        return self.inputs["unified.event"]
+
+    @property
+    def period(self) -> tuple[dt.date, dt.date]:
+        """(start, end) of the ``params.period_days``-day period ending on the logical date."""
+        start, end, _, _ = period_bounds(self.logical_date, self.params.period_days)
+        return start, end
+
+
+MartBuilder = Callable[[MartContext], dict[str, DataFrame]]
+#: Mart name (the ``marts`` entries of ``schemas/themes/*.yaml``) → builder returning ``layer.table`` → frame.
+#: The only dispatch of mart tables: the first-cut marts (govlake.marts.population) are entries too.
+MART_BUILDERS: dict[str, MartBuilder] = {}
+
+
+def _mart(name: str) -> Callable[[MartBuilder], MartBuilder]:
+    def register(fn: MartBuilder) -> MartBuilder:
+        MART_BUILDERS[name] = fn
+        return fn
+    return register
+
+
+def _divisions(ctx: MartContext) -> DataFrame:
+    try:
+        return ctx.inputs["reference.divisions"]
+    except KeyError:
+        raise KeyError("input reference.divisions (district_code, district_name) is required: "
+                       "see govlake.marts.stage.divisions_frame") from None
+
+
+@_mart("population_by_district_sex_age")
+def _population_by_district_sex_age(ctx: MartContext) -> dict[str, DataFrame]:
+    return {"marts.population_by_district_sex_age":
+            first_cut.population_by_district_sex_age(ctx.person, _divisions(ctx), ctx.logical_date)}
+
+
+@_mart("population_exclusions")
+def _population_exclusions(ctx: MartContext) -> dict[str, DataFrame]:
+    return {"marts.population_exclusions": first_cut.population_exclusions(ctx.person, ctx.logical_date)}
+
+
+@_mart("grid_events_by_district_category_week")
+def _grid_events_by_district_category_week(ctx: MartContext) -> dict[str, DataFrame]:
+    return {"marts.grid_events_by_district_category_week":
+            first_cut.grid_events_by_district_category_week(ctx.event, _divisions(ctx))}
+
+
+@_mart("population_natural_structure")
+def _population_natural_structure(ctx: MartContext) -> dict[str, DataFrame]:
+    return {"marts.population_natural_structure": population_structure(ctx.person, ctx.logical_date)}
+
+
+@_mart("population_education_marital")
+def _population_education_marital(ctx: MartContext) -> dict[str, DataFrame]:
+    return {"marts.population_education_marital": education_marital_structure(
+        ctx.person, ctx.logical_date, education_min_age=ctx.params.education_min_age,
+        marital_min_age=ctx.params.marital_min_age)}
+
+
+@_mart("population_registration")
+def _population_registration(ctx: MartContext) -> dict[str, DataFrame]:
+    return {"marts.population_registration": registration_structure(ctx.person, ctx.logical_date)}
+
+
+@_mart("population_household_relations")
+def _population_household_relations(ctx: MartContext) -> dict[str, DataFrame]:
+    if "unified.person_relationship" not in ctx.inputs:
+        return {}
+    edges = ctx.inputs["unified.person_relationship"]
+    return {"marts.population_household_generations": household_generations(ctx.person, edges, ctx.logical_date),
+            "marts.population_relationship_edges": relationship_summary(ctx.person, edges, ctx.logical_date)}
+
+
+@_mart("population_density")
+def _population_density(ctx: MartContext) -> dict[str, DataFrame]:
+    if ctx.geojson is None:
+        return {}
+    areas = ctx.spark.createDataFrame(district_areas_km2(ctx.geojson),
+                                      "district_code string, district_name string, area_km2 double")
+    return {"marts.population_density": population_density(
+        population_structure(ctx.person, ctx.logical_date, ("district",)), areas)}
+
+
+@_mart("population_households")
+def _population_households(ctx: MartContext) -> dict[str, DataFrame]:
+    return {"marts.population_households": household_structure(ctx.person, ctx.logical_date,
+                                                               ctx.params.elderly_age)}
+
+
+@_mart("population_migration")
+def _population_migration(ctx: MartContext) -> dict[str, DataFrame]:
+    if "unified.residence_history" not in ctx.inputs:
+        return {}
+    flows, rates = migration_by_district(ctx.inputs["unified.residence_history"])
+    return {"marts.population_migration_flows": flows, "marts.population_migration_rates": rates}
+
+
+@_mart("grid_hot_fields")
+def _grid_hot_fields(ctx: MartContext) -> dict[str, DataFrame]:
+    p = ctx.params
+    return {"marts.grid_hot_fields": hot_fields(ctx.event, ctx.logical_date, p.period_days, p.top_n, p.city_code)}
+
+
+@_mart("grid_hotspots")
+def _grid_hotspots(ctx: MartContext) -> dict[str, DataFrame]:
+    start, end = ctx.period
+    res = counted_residents(ctx.person, ctx.logical_date).where(
+        F.trim("community_code").rlike(r"^\d{12}$")).groupBy(
+        F.trim("community_code").alias("cell_code")).agg(F.count(F.lit(1)).alias("residents"))
+    grid_ev = ctx.event.where(F.col("channel") == "grid")
+    return {"marts.grid_hotspots": grid_hotspots(grid_ev, start, end, "grid_code", 9, None, "grid")
+            .unionByName(grid_hotspots(grid_ev, start, end, "community_code", 9, res, "community"))}
+
+
+@_mart("grid_worker_stats")
+def _grid_worker_stats(ctx: MartContext) -> dict[str, DataFrame]:
+    if "staging.wangge_events" not in ctx.inputs:
+        return {}
+    start, end = ctx.period
+    return {"marts.grid_worker_stats": grid_worker_stats(grid_workflow(ctx.inputs["staging.wangge_events"]),
+                                                         start, end, ctx.params.deadline_hours)}
+
+
+@_mart("grid_repeat_complaints")
+def _grid_repeat_complaints(ctx: MartContext) -> dict[str, DataFrame]:
+    start, end = ctx.period
+    rep = repeat_complaints(ctx.event, ctx.params.repeat_window_days)
+    return {"marts.grid_repeat_complaints": rep,
+            "marts.grid_repeat_summary": repeat_complaint_summary(rep, start, end)}
+
+
+@_mart("grid_cross_cube")
+def _grid_cross_cube(ctx: MartContext) -> dict[str, DataFrame]:
+    start, end = ctx.period
+    ev = ctx.event.where(_day(ctx.event).between(F.lit(start), F.lit(end)))
+    return {"marts.grid_cross_cube": cross_cube(ev, event_keywords(ev), start, end, ctx.params.max_keywords)}
+
+
+def load_theme(name: str, themes_dir: Path = THEMES_DIR) -> ThemeConfig:
+    """The theme ``<themes_dir>/<name>.yaml``, checked against the marts of :data:`MART_BUILDERS` and the services
+    of :mod:`govlake.analysis.services` (:func:`govlake.marts.theme_config.load_theme`).
 
     Raises:
         FileNotFoundError: no such theme.
+        ThemeConfigError: the file is not a valid theme (the message names the file and the field).
     """
-    import yaml
+    from govlake.analysis.services import SERVICES
+    from govlake.marts import theme_config
 
-    return yaml.safe_load((themes_dir / f"{name}.yaml").read_text(encoding="utf-8"))
+    return theme_config.load_theme(name, themes_dir, known_marts=tuple(MART_BUILDERS), known_services=SERVICES)
 
 
 def list_themes(themes_dir: Path = THEMES_DIR) -> list[str]:
     """Names of the configured themes (sorted file stems of ``schemas/themes/*.yaml``)."""
-    return sorted(p.stem for p in themes_dir.glob("*.yaml"))
+    from govlake.marts import theme_config
+
+    return theme_config.list_themes(themes_dir)
 
 
-def build_theme_tables(spark: SparkSession, inputs: dict[str, DataFrame], logical_date: dt.date,
-                       geojson: dict | None = None, themes: Iterable[str] | None = None) -> dict[str, DataFrame]:
-    """Every theme table for ``logical_date`` as lazy frames (no writes): theme marts + service outputs.
+def load_themes(names: Iterable[str] | None = None, themes_dir: Path = THEMES_DIR) -> list[ThemeConfig]:
+    """The themes ``names`` (default every configured theme), parsed (:func:`load_theme`)."""
+    return [load_theme(n, themes_dir) for n in (list_themes(themes_dir) if names is None else names)]
+
+
+def build_theme_tables(spark: SparkSession, inputs: Mapping[str, DataFrame], logical_date: dt.date,
+                       themes: Iterable[ThemeConfig], geojson: dict | None = None) -> dict[str, DataFrame]:
+    """Every table of the ``themes`` for ``logical_date`` as lazy frames (no writes, no file read): theme marts
+    (:data:`MART_BUILDERS`) + service outputs (:func:`govlake.analysis.services.run_services`).
 
     Args:
-        inputs: ``unified.person``, ``unified.event`` (required); optional ``staging.wangge_events``
+        inputs: ``unified.person``, ``unified.event`` (required); ``reference.divisions`` (district_code,
+            district_name; required by the first-cut marts population_by_district_sex_age and
+            grid_events_by_district_category_week); optional ``staging.wangge_events``
             (all dates; enables ``marts.grid_worker_stats``) and ``unified.residence_history`` (read from
             ``unified.person_residence``)
             (person_id, district_code, valid_from, valid_to; enables the migration marts) and
             ``unified.person_relationship`` (enables the generation and relationship-edge marts).
+        themes: parsed theme configurations (:func:`load_themes`); each one's ``marts`` selects the marts built
+            and ``params`` their settings.
         geojson: district boundaries (enables ``marts.population_density``).
-        themes: theme names (default every ``schemas/themes/*.yaml``); each YAML's ``marts`` list
-            selects the marts built and ``params`` their settings.
 
     Returns:
-        ``layer.table`` → DataFrame.
+        ``layer.table`` → DataFrame, theme by theme in configuration order.
 
     Raises:
-        KeyError: a required input is missing or a YAML names an unknown mart.
+        KeyError: a required input is missing or a theme names an unknown mart.
     """
-    out: dict[str, DataFrame] = {}
-    person, event = inputs["unified.person"], inputs["unified.event"]
-    for name in (themes or list_themes()):
-        cfg = load_theme(name)
-        p = cfg.get("params") or {}
-        marts_wanted = cfg.get("marts") or []
-        days = int(p.get("period_days", 28))
-        start, end, _, _ = period_bounds(logical_date, days)
-        for m in marts_wanted:
-            if m == "population_natural_structure":
-                out["marts.population_natural_structure"] = population_structure(person, logical_date)
-            elif m == "population_education_marital":
-                out["marts.population_education_marital"] = education_marital_structure(
-                    person, logical_date, education_min_age=int(p.get("education_min_age", EDUCATION_MIN_AGE)),
-                    marital_min_age=int(p.get("marital_min_age", MARITAL_MIN_AGE)))
-            elif m == "population_registration":
-                out["marts.population_registration"] = registration_structure(person, logical_date)
-            elif m == "population_household_relations":
-                if "unified.person_relationship" in inputs:
-                    edges = inputs["unified.person_relationship"]
-                    out["marts.population_household_generations"] = household_generations(person, edges, logical_date)
-                    out["marts.population_relationship_edges"] = relationship_summary(person, edges, logical_date)
-            elif m == "population_density":
-                if geojson is not None:
-                    areas = spark.createDataFrame(district_areas_km2(geojson),
-                                                  "district_code string, district_name string, area_km2 double")
-                    out["marts.population_density"] = population_density(
-                        population_structure(person, logical_date, ("district",)), areas)
-            elif m == "population_households":
-                out["marts.population_households"] = household_structure(
-                    person, logical_date, int(p.get("elderly_age", ELDERLY_AGE)))
-            elif m == "population_migration":
-                if "unified.residence_history" in inputs:
-                    flows, rates = migration_by_district(inputs["unified.residence_history"])
-                    out["marts.population_migration_flows"] = flows
-                    out["marts.population_migration_rates"] = rates
-            elif m == "grid_hot_fields":
-                out["marts.grid_hot_fields"] = hot_fields(event, logical_date, days, int(p.get("top_n", 10)),
-                                                          str(p.get("city_code", "130100")))
-            elif m == "grid_hotspots":
-                res = _counted_residents(person, logical_date).where(
-                    F.trim("community_code").rlike(r"^\d{12}$")).groupBy(
-                    F.trim("community_code").alias("cell_code")).agg(F.count(F.lit(1)).alias("residents"))
-                grid_ev = event.where(F.col("channel") == "grid")
-                out["marts.grid_hotspots"] = grid_hotspots(grid_ev, start, end, "grid_code", 9, None, "grid") \
-                    .unionByName(grid_hotspots(grid_ev, start, end, "community_code", 9, res, "community"))
-            elif m == "grid_worker_stats":
-                if "staging.wangge_events" in inputs:
-                    out["marts.grid_worker_stats"] = grid_worker_stats(
-                        grid_workflow(inputs["staging.wangge_events"]), start, end,
-                        float(p.get("deadline_hours", DEFAULT_DEADLINE_HOURS)))
-            elif m == "grid_repeat_complaints":
-                rep = repeat_complaints(event, int(p.get("repeat_window_days", REPEAT_WINDOW_DAYS)))
-                out["marts.grid_repeat_complaints"] = rep
-                out["marts.grid_repeat_summary"] = repeat_complaint_summary(rep, start, end)
-            elif m == "grid_cross_cube":
-                ev = event.where(_day(event).between(F.lit(start), F.lit(end)))
-                out["marts.grid_cross_cube"] = cross_cube(ev, event_keywords(ev), start, end,
-                                                          int(p.get("max_keywords", 30)))
-            else:
-                raise KeyError(f"theme {name}: unknown mart {m!r}")
-        from govlake.analysis.services import run_services
+    from govlake.analysis.services import run_services
 
+    out: dict[str, DataFrame] = {}
+    for required in ("unified.person", "unified.event"):
+        if required not in inputs:
+            raise KeyError(f"input {required} is required")
+    for cfg in themes:
+        ctx = MartContext(spark, inputs, logical_date, cfg.params, geojson)
+        for m in cfg.marts:
+            if m not in MART_BUILDERS:
+                raise KeyError(f"theme {cfg.name} ({cfg.source}): unknown mart {m!r}")
+            out.update(MART_BUILDERS[m](ctx))
         out.update(run_services(cfg, inputs))
     return out
 
@@ -1188,35 +1306,57 @@ def build_theme_tables(spark: SparkSession, inputs: dict[str, DataFrame], logica
 #: Tables holding one snapshot / period per logical date → their date column (the Delta partition column, equal to
 #: the logical date on every row), from the table catalog. The other tables are rewritten whole (when changed).
 PARTITIONED_TABLES = {**catalog.partitioned_tables("marts"), **catalog.partitioned_tables("analysis")}
+#: The first-cut marts are written first, in this order (the order the marts stage always wrote them in); the other
+#: tables follow sorted by name.
+FIRST_TABLES = ("marts.population_by_district_sex_age", "marts.population_exclusions",
+                "marts.grid_events_by_district_category_week")
+
+
+def write_order(names: Iterable[str]) -> list[str]:
+    """``names`` in the order :func:`run_themes` writes them: :data:`FIRST_TABLES` first, then by name."""
+    return sorted(names, key=lambda n: (FIRST_TABLES.index(n) if n in FIRST_TABLES else len(FIRST_TABLES), n))
 
 
 def run_themes(spark: SparkSession, settings: Settings, logical_date: dt.date, themes: Iterable[str] | None = None,
                historical: bool = False) -> dict[str, bool]:
     """Build and write every theme table for ``logical_date``, then register all tables for Spark SQL.
 
-    Reads ``unified.person``, ``unified.event`` and, when present, ``staging.wangge_events`` (all
-    logical dates up to ``logical_date``), ``unified.person_residence`` (SCD2 residence, the migration
-    input) and ``unified.person_relationship`` (the relationship marts); the boundaries
+    Reads the theme files (:func:`load_themes`), ``unified.person``, ``unified.event`` and, when present,
+    ``staging.wangge_events`` (all logical dates up to ``logical_date``), ``unified.person_residence`` (SCD2
+    residence, the migration input) and ``unified.person_relationship`` (the relationship marts); the divisions
+    of the city (:func:`govlake.marts.stage.divisions_frame`) and the boundaries
     ``schemas/reference/boundaries/districts_130100.geojson``. Idempotent: snapshot / period tables
     (:data:`PARTITIONED_TABLES`) replace their ``snapshot_date`` / ``period_end`` partition of the logical
     date only when its content differs (other dates are kept); the others use
     :func:`govlake.core.lake.overwrite_if_changed` — a rerun of a day writes nothing. The unified tables are read as
     published for ``logical_date`` (:func:`govlake.core.lake.read_published`). ``historical`` (a rerun of a past day):
     only the snapshot / period tables are written; the whole tables hold the latest state and are left as they are.
+    Tables are written in :func:`write_order`, each followed by the failpoint ``marts.after_table``.
 
     Returns:
-        ``layer.table`` → True when the table was (re)written.
+        ``layer.table`` → True when the table was (re)written (whole tables skipped on a historical date are absent).
+
+    Raises:
+        RuntimeError: the unified layer was never published on or before ``logical_date``.
+        ThemeConfigError: a theme file is not valid.
     """
     import json
 
     from govlake.core import lake
     from govlake.core.config import REFERENCE_DIR
     from govlake.core.failpoints import failpoint
+    from govlake.marts.stage import divisions_frame
+
+    configs = load_themes(themes)
 
     def load(layer: str, name: str):
         return lake.read_published(spark, settings, layer, name, logical_date)
 
-    inputs = {"unified.person": load("unified", "person"), "unified.event": load("unified", "event")}
+    person, event = load("unified", "person"), load("unified", "event")
+    if person is None or event is None:
+        raise RuntimeError(f"marts {logical_date}: the unified layer has no publication on or before that date "
+                           "(unify has not completed for it): run unify first")
+    inputs = {"unified.person": person, "unified.event": event, "reference.divisions": divisions_frame(spark)}
     # staging has no publications: its rows are per logical date, so the dates up to this one are this day's view
     wangge_path = settings.table_path("staging", "wangge_events")
     wangge = spark.read.format("delta").load(wangge_path) if lake.exists(spark, wangge_path) else None
@@ -1229,9 +1369,10 @@ def run_themes(spark: SparkSession, settings: Settings, logical_date: dt.date, t
     if edges is not None:
         inputs["unified.person_relationship"] = edges
     geojson = json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text(encoding="utf-8"))
-    tables = build_theme_tables(spark, inputs, logical_date, geojson, themes)
+    tables = build_theme_tables(spark, inputs, logical_date, configs, geojson)
     written = {}
-    for name, df in sorted(tables.items()):
+    for name in write_order(tables):
+        df = tables[name]
         layer, table = name.split(".", 1)
         path = settings.table_path(layer, table)
         if name in PARTITIONED_TABLES:
@@ -1245,135 +1386,16 @@ def run_themes(spark: SparkSession, settings: Settings, logical_date: dt.date, t
         elif historical:
             continue
         else:
-            written[name] = lake.overwrite_if_changed(spark, df, path, list(df.columns))
+            written[name] = lake.overwrite_if_changed(spark, df, path, _order_by(name, df))
         failpoint("marts.after_table")
     lake.register_tables(spark, settings)
     return written
 
 
-# ========================================================================================= findings
-
-#: Theme tables the headline findings read (small: one period / snapshot each).
-FINDINGS_TABLES = ("marts.population_density", "marts.population_households", "marts.population_natural_structure",
-                   "marts.population_registration", "marts.population_household_generations",
-                   "marts.grid_hot_fields", "marts.grid_hotspots", "marts.grid_worker_stats",
-                   "marts.grid_repeat_summary")
-#: Minimum residents of a street for the "highest ageing rate" finding (smaller streets are too noisy).
-MIN_STREET_RESIDENTS = 30
-#: Minimum residents of known registration type (户籍 + 流动) of a district for the "highest floating share" finding.
-MIN_DISTRICT_REGISTERED = 30
-
-
-def read_findings_tables(spark: SparkSession, settings: Settings, logical_date: dt.date) -> dict:
-    """The :data:`FINDINGS_TABLES` that exist, as pandas frames (snapshot tables at ``logical_date``)."""
-    from govlake.core import lake
-
-    out = {}
-    for name in FINDINGS_TABLES:
-        path = settings.table_path(*name.split(".", 1))
-        if not lake.exists(spark, path):
-            continue
-        df = spark.read.format("delta").load(path)
-        if "snapshot_date" in df.columns:
-            df = df.where(F.col("snapshot_date") == F.lit(logical_date))
-        elif "period_end" in df.columns:
-            df = df.where(F.col("period_end") == F.lit(logical_date))
-        out[name] = df.toPandas()
-    return out
-
-
-def _pct(x) -> str:
-    return "–" if x is None or x != x else f"{x * 100:.1f}%"
-
-
-def theme_findings(tables: dict, names: dict[str, str] | None = None) -> list[str]:
-    """Headline findings (Chinese sentences) of the population and grid themes, 2–4 per theme.
-
-    Args:
-        tables: ``layer.table`` → pandas DataFrame of :data:`FINDINGS_TABLES` (missing or empty tables
-            are skipped), as returned by :func:`read_findings_tables`.
-        names: GB/T 2260 district (6-digit) and street (9-digit) code → name, e.g. from
-            :func:`govlake.unified.address.load_gazetteer`; a named area is written ``长安区（130102）``, an
-            unknown code as the code alone.
-
-    Returns:
-        list of sentences, population first; deterministic (ties broken by code).
-    """
-    names = names or {}
-
-    def area(code: str) -> str:
-        return f"{names[code]}（{code}）" if code in names else code
-
-    out: list[str] = []
-    dens = tables.get("marts.population_density")
-    if dens is not None and len(dens.dropna(subset=["density_per_km2"])):
-        d = dens.dropna(subset=["density_per_km2"]).sort_values(["density_per_km2", "district_code"],
-                                                                 ascending=[False, True]).iloc[0]
-        total_pop, total_area = int(dens["population"].sum()), float(dens["area_km2"].sum())
-        out.append(f"人口密度最高的区县是{d.district_name}：每平方公里 {d.density_per_km2:.1f} 人"
-                   f"（{int(d.population)} 人，"
-                   f"{d.area_km2:.1f} 平方公里）；全市 {total_pop / total_area:.2f} 人/平方公里。")
-    hh = tables.get("marts.population_households")
-    if hh is not None and len(hh):
-        alone, only, households = int(hh["elderly_living_alone"].sum()), int(hh["elderly_only_households"].sum()), \
-            int(hh["households"].sum())
-        elderly = int(hh["elderly_persons"].sum())
-        out.append(f"全市 {households} 个家庭户中，独居老人（60岁及以上）{alone} 人，占老年人的 "
-                   f"{_pct(alone / elderly if elderly else None)}；纯老户 {only} 户。")
-    reg = tables.get("marts.population_registration")
-    if reg is not None and len(reg[reg["area_level"] == "district"]):
-        d = reg[reg["area_level"] == "district"]
-        r, f = int(d["registered"].sum()), int(d["floating"].sum())
-        top = d[(d["registered"] + d["floating"]) >= MIN_DISTRICT_REGISTERED].dropna(subset=["floating_share"])
-        tail = ""
-        if len(top):
-            t = top.sort_values(["floating_share", "area_code"], ascending=[False, True]).iloc[0]
-            tail = (f"；流动人口占比最高的区县（登记≥{MIN_DISTRICT_REGISTERED}人）是{area(t.area_code)}："
-                    f"{_pct(t.floating_share)}")
-        out.append(f"常住人口中户籍人口 {r} 人、流动人口 {f} 人，流动人口占 {_pct(f / (r + f) if r + f else None)}"
-                   f"（户籍类型已知者）{tail}。")
-    gen = tables.get("marts.population_household_generations")
-    if gen is not None and len(gen):
-        hh, three = int(gen["households"].sum()), int(gen["three_plus_generation"].sum())
-        known = hh - int(gen["generation_unknown"].sum())
-        one, alone, persons = int(gen["one_generation"].sum()), int(gen["persons_without_relatives"].sum()), \
-            int(gen["persons"].sum())
-        out.append(f"{hh} 户中一代户 {one} 户（{_pct(one / known if known else None)}），三代及以上户 {three} 户"
-                   f"（{_pct(three / known if known else None)}）；无登记亲属的在册人口 {alone} 人"
-                   f"（{_pct(alone / persons if persons else None)}）。")
-    st = tables.get("marts.population_natural_structure")
-    if st is not None and len(st):
-        streets = st[(st["area_level"] == "street") & (st["area_code"] != "0" * 9)]
-        big = streets[streets["population"] >= MIN_STREET_RESIDENTS]
-        if len(big):
-            s = big.sort_values(["ageing_rate_65", "area_code"], ascending=[False, True]).iloc[0]
-            out.append(f"老龄化率最高的街道（常住≥{MIN_STREET_RESIDENTS}人）是{area(s.area_code)}：65岁及以上占 "
-                       f"{_pct(s.ageing_rate_65)}，老年抚养比 {s.old_age_dependency_ratio:.1f}。")
-    hot = tables.get("marts.grid_hot_fields")
-    if hot is not None and len(hot[hot["area_level"] == "city"]):
-        h = hot[(hot["area_level"] == "city")].sort_values("rank").iloc[0]
-        growth = "上期无" if h.prev_events == 0 else f"环比 {h.growth * 100:+.1f}%"
-        out.append(f"{h.period_start}至{h.period_end}全市第一热点领域是“{h.category_l1}/{h.category_l2}/{h.category_l3}”："
-                   f"{int(h.events)} 件（上期 {int(h.prev_events)} 件，{growth}）。")
-    spots = tables.get("marts.grid_hotspots")
-    if spots is not None and len(spots):
-        g = spots[spots["cell_level"] == "grid"]
-        hot95 = g[g["hotspot"].isin(["hot 99%", "hot 95%"])]
-        top = g.dropna(subset=["gi_star_z"]).sort_values(["gi_star_z", "cell_code"], ascending=[False, True])
-        if len(top):
-            t = top.iloc[0]
-            out.append(f"热点检验（Getis–Ord Gi*，同街道网格为邻域）：{len(g)} 个网格中 {len(hot95)} 个为95%显著热点；"
-                       f"最突出的是网格 {t.cell_code}（{int(t.events)} 件，z={t.gi_star_z:.2f}，p={t.p_value:.3f}）。")
-    ws = tables.get("marts.grid_worker_stats")
-    if ws is not None and len(ws):
-        rep, closed, due, ontime = (int(ws[c].sum()) for c in ("reported", "closed", "due", "closed_on_time"))
-        hours = (ws["mean_handling_hours"] * ws["closed"]).sum() / closed if closed else None
-        out.append(f"{len(ws)} 名网格员期内上报 {rep} 件，结案率 {_pct(closed / rep if rep else None)}，按期结案率 "
-                   f"{_pct(ontime / due if due else None)}（时限 {DEFAULT_DEADLINE_HOURS} 小时），平均处置 "
-                   f"{'–' if hours is None else f'{hours:.1f}'} 小时。")
-    rs = tables.get("marts.grid_repeat_summary")
-    if rs is not None and len(rs):
-        ev, rp = int(rs["events"].sum()), int(rs["repeat_events"].sum())
-        out.append(f"重复投诉（同一网格、同一三级类别 {REPEAT_WINDOW_DAYS} 天内再次发生）{rp} 件，占有地点事件的 "
-                   f"{_pct(rp / ev if ev else None)}。")
-    return out
+def _order_by(name: str, df: DataFrame) -> list[str]:
+    """Row order of a whole-table write: the contract's primary key, else every column."""
+    try:
+        key = list(catalog.table(name).primary_key)
+    except KeyError:
+        key = []
+    return key or list(df.columns)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from govlake.analysis import services
+from govlake.marts.theme_config import parse_theme
 
 D = date.fromisoformat
 EV_SCHEMA = "event_id string, district_code string, grid_code string, category_l1 string, reported_at timestamp"
@@ -138,13 +139,13 @@ def test_category_time_association_subject(spark):
 
 
 def test_run_services_from_theme_configuration(spark):
-    theme = {"theme": "demo", "services": [
+    theme = parse_theme({"theme": "demo", "services": [
         {"name": "by_district", "service": "category", "table": "unified.event",
          "where": "grid_code = 'g1'", "params": {"category_col": "category_l1", "group_cols": ["district_code"]}},
         {"name": "cells", "service": "subject", "table": "unified.event",
          "columns": {"wk": "date_trunc('week', reported_at)"},
          "params": {"subject_cols": ["grid_code", "wk"], "item_col": "category_l1"}},
-    ]}
+    ]}, "<test>", known_services=services.SERVICES)
     out = services.run_services(theme, {"unified.event": _events(spark)})
     assert sorted(out) == ["analysis.demo_category_by_district", "analysis.demo_subject_cells"]
     got = {(r.category, r.n) for r in out["analysis.demo_category_by_district"].collect()}

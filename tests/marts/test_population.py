@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from govlake.analysis import report
+from govlake.analysis import findings, report
 from govlake.analysis import tables as analysis
 from govlake.core.catalog import TABLES_DIR
 from govlake.marts import population as marts
@@ -279,14 +279,14 @@ EXPECTED_FINDINGS = [
 
 def test_headline_findings_and_kpis():
     tables = _report_tables()
-    assert report.headline_findings(tables) == EXPECTED_FINDINGS
+    assert findings.headline_findings(tables) == EXPECTED_FINDINGS
     bare = {key.split(".", 1)[1]: df for key, df in tables.items()}  # keys as the pipeline passes them
-    assert report.headline_findings(bare) == EXPECTED_FINDINGS
+    assert findings.headline_findings(bare) == EXPECTED_FINDINGS
     kpi = report.headline_kpis(tables)
     assert (kpi["residents"], kpi["ageing_rate"], kpi["events"], kpi["closed"]) == (200, 0.15, 12, 8)
     assert kpi["closure_rate"] == pytest.approx(8 / 12)
     with pytest.raises(KeyError):
-        report.headline_findings({report.POPULATION: tables[report.POPULATION]})
+        findings.headline_findings({report.POPULATION: tables[report.POPULATION]})
 
 
 def test_build_report_self_contained_and_deterministic(tmp_path):

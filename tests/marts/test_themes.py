@@ -14,7 +14,7 @@ import yaml
 from pyspark.sql import functions as F
 from scipy.stats import norm
 
-from govlake.analysis import services
+from govlake.analysis import findings, services
 from govlake.core import lake
 from govlake.core.catalog import TABLES_DIR
 from govlake.core.config import REFERENCE_DIR, Settings
@@ -523,10 +523,12 @@ def test_contracts_and_theme_configurations(spark):
     hist = spark.createDataFrame([], "person_id string, district_code string, valid_from date, valid_to date")
     staging = spark.createDataFrame([], "event_no string, worker_id string, grid_code string, reported_at string, "
                                         "closed_at string, updated_at string, document string, _logical_date date")
+    divisions = spark.createDataFrame([("130102", "长安区")], "district_code string, district_name string")
     inputs = {"unified.person": _persons(spark), "unified.event": _events(spark),
               "unified.residence_history": hist, "staging.wangge_events": staging,
-              "unified.person_relationship": spark.createDataFrame(EDGES, EDGE_SCHEMA)}
-    tables = themes.build_theme_tables(spark, inputs, SNAP, geo)  # lazy: schemas only
+              "unified.person_relationship": spark.createDataFrame(EDGES, EDGE_SCHEMA),
+              "reference.divisions": divisions}
+    tables = themes.build_theme_tables(spark, inputs, SNAP, themes.load_themes(), geo)  # lazy: schemas only
     assert themes.list_themes() == ["grid", "population"]
     for name, df in tables.items():
         layer, table = name.split(".", 1)
@@ -543,7 +545,11 @@ def test_contracts_and_theme_configurations(spark):
         assert set(contract["primary_key"]) <= {c["name"] for c in contract["columns"]}, name
         assert contract["kpis"] and all({"name", "definition", "numerator", "denominator", "period", "exclusions"}
                                         <= set(k) for k in contract["kpis"]), name
-    assert len(tables) == 25  # 13 population + 12 grid tables
+    assert len(tables) == 28  # 15 population + 13 grid tables (first-cut marts included)
+    assert themes.write_order(tables)[:3] == list(themes.FIRST_TABLES)
+    with pytest.raises(KeyError, match="reference.divisions"):
+        themes.build_theme_tables(spark, {k: v for k, v in inputs.items() if k != "reference.divisions"}, SNAP,
+                                  themes.load_themes(["population"]))
 
 
 def test_run_themes_writes_registers_and_is_idempotent(spark, settings, tmp_path):
@@ -556,7 +562,8 @@ def test_run_themes_writes_registers_and_is_idempotent(spark, settings, tmp_path
     lake.record_publication(spark, own, "unified", SNAP, ["person", "event"], run_id="rerun")
     assert lake.table_version(spark, pubs) == 0  # same versions again: nothing new is published
     first = themes.run_themes(spark, own, SNAP, themes=["population"])
-    assert set(first) == {"marts.population_natural_structure", "marts.population_density",
+    assert set(first) == {"marts.population_by_district_sex_age", "marts.population_exclusions",
+                          "marts.population_natural_structure", "marts.population_density",
                           "marts.population_households", "marts.population_education_marital",
                           "marts.population_registration", "analysis.population_category_ethnic_by_district",
                           "analysis.population_time_birth_month", "analysis.population_trend_new_records_by_district",
@@ -596,7 +603,7 @@ def test_theme_findings_sentences():
             [("W1", 10, 8, 8, 6, 10.0), ("W2", 10, 2, 4, 1, 40.0)],
             columns=["worker_id", "reported", "closed", "due", "closed_on_time", "mean_handling_hours"]),
     }
-    assert themes.theme_findings(tables) == [
+    assert findings.theme_findings(tables) == [
         "人口密度最高的区县是桥西区：每平方公里 4.0 人（200 人，50.0 平方公里）；全市 3.33 人/平方公里。",
         "全市 160 个家庭户中，独居老人（60岁及以上）8 人，占老年人的 13.3%；纯老户 3 户。",
         # 130105 has the highest share but only 25 registered residents (< 30): 130104 is named
@@ -606,8 +613,8 @@ def test_theme_findings_sentences():
         "2025-06-03至2025-06-30全市第一热点领域是“A/a1/x”：12 件（上期 8 件，环比 +50.0%）。",
         "2 名网格员期内上报 20 件，结案率 50.0%，按期结案率 58.3%（时限 120 小时），平均处置 16.0 小时。",
     ]
-    assert themes.theme_findings({}) == []
-    named = themes.theme_findings(tables, {"130104": "桥西区", "130104001": "东华街道"})
+    assert findings.theme_findings({}) == []
+    named = findings.theme_findings(tables, {"130104": "桥西区", "130104001": "东华街道"})
     assert named[2].endswith("流动人口占比最高的区县（登记≥30人）是桥西区（130104）：50.0%。")
 
 
