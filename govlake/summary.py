@@ -1,4 +1,4 @@
-"""The run summary: rows per table, headline findings (:func:`govlake.analysis.findings.findings`, re-exported here),
+"""The run summary: rows per table, headline findings (:func:`govlake.analysis.stage.findings`, re-exported here),
 and its console rendering.
 """
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from govlake.analysis.findings import findings
+from govlake.analysis.stage import findings
 from govlake.core import lake
 from govlake.core.config import Settings
 

@@ -1,8 +1,8 @@
 """Headline findings of a run (Chinese sentences), in one place: the report's findings (the first-cut tables, also
 shown in the decision-support report) and the theme findings (the theme marts).
 
-Entry point: :func:`findings` (the run summary, :mod:`govlake.summary`). The two parts are pure functions of pandas
-frames: :func:`headline_findings` (``marts.population_by_district_sex_age``, ``analysis.age_structure_by_district``
+Entry point: :func:`govlake.analysis.stage.findings` (the run summary, :mod:`govlake.summary`). The two parts are
+pure functions of pandas frames: :func:`headline_findings` (``marts.population_by_district_sex_age``, ``analysis.age_structure_by_district``
 …, see :mod:`govlake.analysis.report`) and :func:`theme_findings` (:data:`FINDINGS_TABLES`).
 
 This module imports neither pyspark nor pandas at import time.
@@ -18,20 +18,6 @@ from govlake.marts.theme_config import ThemeParams
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import SparkSession
-
-
-def findings(spark: SparkSession, settings: Settings, logical_date: dt.date) -> list[str]:
-    """Every headline finding of ``logical_date``: :func:`headline_findings` of the report tables, then
-    :func:`theme_findings` of the theme marts (area names from the gazetteer, parameters from the grid theme)."""
-    from govlake.analysis.stage import report_tables
-    from govlake.marts.themes import list_themes, load_theme
-    from govlake.unified import address
-
-    gaz = address.load_gazetteer()
-    grid = load_theme("grid").params if "grid" in list_themes() else None
-    return (headline_findings(report_tables(spark, settings, logical_date))
-            + theme_findings(read_findings_tables(spark, settings, logical_date),
-                             {**gaz.district_names, **gaz.street_names}, grid))
 
 
 # ============================================================================ report findings (first-cut tables)
@@ -55,7 +41,7 @@ def headline_findings(tables: dict[str, pd.DataFrame]) -> list[str]:
     Raises:
         KeyError: a required table is missing.
     """
-    from govlake.analysis import report as r
+    from govlake.analysis import kpis as r
 
     tables = r._tables(tables)
     kpi = r.headline_kpis(tables)

@@ -67,3 +67,17 @@ def build_report(spark: SparkSession, settings: Settings, logical_date: dt.date)
     geojson = json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text(encoding="utf-8"))
     return report.build_report(report_tables(spark, settings, logical_date), geojson,
                                settings.reports_dir / "decision_support" / logical_date.isoformat(), logical_date)
+
+
+def findings(spark: SparkSession, settings: Settings, logical_date: dt.date) -> list[str]:
+    """Every headline finding of ``logical_date``: :func:`headline_findings` of the report tables, then
+    :func:`theme_findings` of the theme marts (area names from the gazetteer, parameters from the grid theme)."""
+    from govlake.analysis.findings import headline_findings, read_findings_tables, theme_findings
+    from govlake.marts.themes import list_themes, load_theme
+    from govlake.unified import address
+
+    gaz = address.load_gazetteer()
+    grid = load_theme("grid").params if "grid" in list_themes() else None
+    return (headline_findings(report_tables(spark, settings, logical_date))
+            + theme_findings(read_findings_tables(spark, settings, logical_date),
+                             {**gaz.district_names, **gaz.street_names}, grid))

@@ -6,24 +6,10 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from govlake.core import catalog, lake
-from govlake.core.config import REFERENCE_DIR, SAMPLE_CITY_CODE, Settings
+from govlake.core.config import Settings
 
 if TYPE_CHECKING:  # annotations only: this module does not import pyspark at import time
-    from pyspark.sql import DataFrame, SparkSession
-
-
-def divisions_frame(spark: SparkSession, city_code: str = SAMPLE_CITY_CODE) -> DataFrame:
-    """District codes and names of the city from ``schemas/reference/divisions/areas.csv``.
-
-    Returns:
-        DataFrame district_code STRING, district_name STRING.
-    """
-    import pandas as pd
-
-    areas = pd.read_csv(REFERENCE_DIR / "divisions" / "areas.csv", dtype=str)
-    city = areas[areas["cityCode"] == city_code[:4]][["code", "name"]]
-    city = city.rename(columns={"code": "district_code", "name": "district_name"}).sort_values("district_code")
-    return spark.createDataFrame(city, "district_code string, district_name string")
+    from pyspark.sql import SparkSession
 
 
 def _is_historical(spark: SparkSession, settings: Settings, layer: str, logical_date: dt.date) -> bool:

@@ -1127,7 +1127,7 @@ def _divisions(ctx: MartContext) -> DataFrame:
         return ctx.inputs["reference.divisions"]
     except KeyError:
         raise KeyError("input reference.divisions (district_code, district_name) is required: "
-                       "see govlake.marts.stage.divisions_frame") from None
+                       "see govlake.marts.reference.divisions_frame") from None
 
 
 @_mart("population_by_district_sex_age")
@@ -1324,7 +1324,7 @@ def run_themes(spark: SparkSession, settings: Settings, logical_date: dt.date, t
     Reads the theme files (:func:`load_themes`), ``unified.person``, ``unified.event`` and, when present,
     ``staging.wangge_events`` (all logical dates up to ``logical_date``), ``unified.person_residence`` (SCD2
     residence, the migration input) and ``unified.person_relationship`` (the relationship marts); the divisions
-    of the city (:func:`govlake.marts.stage.divisions_frame`) and the boundaries
+    of the city (:func:`govlake.marts.reference.divisions_frame`) and the boundaries
     ``schemas/reference/boundaries/districts_130100.geojson``. Idempotent: snapshot / period tables
     (:data:`PARTITIONED_TABLES`) replace their ``snapshot_date`` / ``period_end`` partition of the logical
     date only when its content differs (other dates are kept); the others use
@@ -1345,7 +1345,7 @@ def run_themes(spark: SparkSession, settings: Settings, logical_date: dt.date, t
     from govlake.core import lake
     from govlake.core.config import REFERENCE_DIR
     from govlake.core.failpoints import failpoint
-    from govlake.marts.stage import divisions_frame
+    from govlake.marts.reference import divisions_frame
 
     configs = load_themes(themes)
 

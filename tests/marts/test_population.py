@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from govlake.analysis import findings, report
+from govlake.analysis import findings, kpis, report
 from govlake.analysis import tables as analysis
 from govlake.core.catalog import TABLES_DIR
 from govlake.marts import population as marts
@@ -260,8 +260,8 @@ def _report_tables() -> dict[str, pd.DataFrame]:
                 "share"])
     excl = pd.DataFrame([(s, "missing_birth_date", 2, 202), (s, "missing_sex_code", 0, 202)],
                         columns=["snapshot_date", "reason", "persons", "residents"])
-    return {report.POPULATION: pop, report.AGE_STRUCTURE: age, report.EVENTS: events,
-            report.TOP_CATEGORIES: top, report.EXCLUSIONS: excl}
+    return {kpis.POPULATION: pop, kpis.AGE_STRUCTURE: age, kpis.EVENTS: events,
+            kpis.TOP_CATEGORIES: top, kpis.EXCLUSIONS: excl}
 
 
 def _square(gb: str, lon: float) -> dict:
@@ -282,11 +282,11 @@ def test_headline_findings_and_kpis():
     assert findings.headline_findings(tables) == EXPECTED_FINDINGS
     bare = {key.split(".", 1)[1]: df for key, df in tables.items()}  # keys as the pipeline passes them
     assert findings.headline_findings(bare) == EXPECTED_FINDINGS
-    kpi = report.headline_kpis(tables)
+    kpi = kpis.headline_kpis(tables)
     assert (kpi["residents"], kpi["ageing_rate"], kpi["events"], kpi["closed"]) == (200, 0.15, 12, 8)
     assert kpi["closure_rate"] == pytest.approx(8 / 12)
     with pytest.raises(KeyError):
-        findings.headline_findings({report.POPULATION: tables[report.POPULATION]})
+        findings.headline_findings({kpis.POPULATION: tables[kpis.POPULATION]})
 
 
 def test_build_report_self_contained_and_deterministic(tmp_path):

@@ -7,7 +7,8 @@ from datetime import date
 from govlake.core import failpoints, lake
 from govlake.core.config import Settings
 from govlake.marts import population, themes
-from govlake.marts.stage import divisions_frame, run_marts
+from govlake.marts.reference import divisions_frame
+from govlake.marts.stage import run_marts
 from tests.marts.test_themes import SNAP, _events, _persons
 
 EARLIER = date(2025, 6, 23)
