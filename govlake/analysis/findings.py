@@ -3,7 +3,8 @@ shown in the decision-support report) and the theme findings (the theme marts).
 
 Entry point: :func:`govlake.analysis.stage.findings` (the run summary, :mod:`govlake.summary`). The two parts are
 pure functions of pandas frames: :func:`headline_findings` (``marts.population_by_district_sex_age``,
-``analysis.age_structure_by_district`` …, see :mod:`govlake.analysis.kpis`) and :func:`theme_findings` (:data:`FINDINGS_TABLES`).
+``analysis.age_structure_by_district`` …, see :mod:`govlake.analysis.kpis`) and :func:`theme_findings`
+(:data:`FINDINGS_TABLES`).
 
 This module imports neither pyspark nor pandas at import time.
 """
