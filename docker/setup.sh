@@ -75,4 +75,10 @@ if [[ ! -x $CACHE/bin/ferretdb ]]; then
   rm -rf "$src"
   "$CACHE/bin/ferretdb" --version | sed -n 1p   # sed reads to the end: `head -1` could SIGPIPE the binary and, with pipefail, fail the set-up
 fi
+# --- Chromium for the browser tests (Debian's package; Playwright drives it, no browser download) -------
+if ! command -v chromium >/dev/null; then
+  log "Chromium from Debian packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
 log "ready"

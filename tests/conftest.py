@@ -30,6 +30,7 @@ def spark(settings):
     session.stop()
 
 
+from tests.browser import browser  # noqa: E402,F401  (shared fixture)
 from tests.servers import (  # noqa: E402,F401  (shared fixtures)
     dag_rerun,
     dag_run,
