@@ -258,7 +258,7 @@ def district_blocks(family: Family, frames: Mapping[str, pd.DataFrame], ctx: Con
         df = df.query(family.where)
     df = df.copy()
     if "district_code" not in df.columns and family.district_from:
-        df["district_code"] = df[family.district_from].astype(str).str[:6]
+        df["district_code"] = df[family.district_from].str[:6].fillna(UNKNOWN_DISTRICT_CODE)
     df = _with_names(df, ctx.district_names)
     sheet = SheetData(family.sheet, f"{family.sheet}（{ctx.logical_date.isoformat()}）", (family.table,))
     values = family.columns
@@ -626,7 +626,8 @@ def _chart(spec: Chart, ws, header_row: int, first_row: int, last_row: int, col_
             chart.overlap = 100
             chart.gapWidth = 10
             chart.x_axis.scaling.orientation = "minMax"
-            chart.y_axis.number_format = "#,##0;#,##0"
+            chart.y_axis.number_format = "#,##0;#,##0"  # the male bars are negative: shown without sign
+            chart.x_axis.tickLblPos = "low"  # age labels at the left edge, clear of the bars
     chart.title = spec.title
     chart.y_axis.title = spec.y_title
     chart.height, chart.width = 9, 16

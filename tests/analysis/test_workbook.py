@@ -195,3 +195,22 @@ def test_a_new_mart_family_is_one_registry_entry():
     assert block.frame.values.tolist() == [["130102", "长安区", 1, 0.0, 0], ["130104", "桥西区", 3, 1.0, 3],
                                            ["130100", "全市合计", 4, 0.75, 3]]
     assert [c.number_format for c in block.cols] == [None, None, "#,##0", "0.0%", "#,##0"]
+
+
+def test_a_family_with_detail_keys_gets_a_per_district_summary():
+    """Detail rows (here per grid worker, district from the grid code; a worker without grid under 未知区县) are
+    summarised per district: a count of rows, the summed columns and the ratios recomputed from them."""
+    frames = {"marts.grid_workers_new": pd.DataFrame({
+        "worker_id": ["W2", "W1", "unknown"], "grid_code": ["130102001001002", "130102001001001", None],
+        "reported": [2, 3, 1], "closed": [1, 3, 0], "rate": [0.5, 1.0, 0.0]})}
+    family = wb.Family("marts.grid_workers_new", "网格员", (
+        wb.Col("reported", "上报", "件"), wb.Col("closed", "结案", "件"),
+        wb.Col("rate", "结案率", "%", (("closed",), ("reported",), 1))),
+        keys=(wb.Col("worker_id", "网格员", total=None),), count_label="网格员数", district_from="grid_code")
+    [sheet] = wb.build_workbook_data(frames, SNAP, (family,))
+    summary, detail = sheet.blocks
+    assert summary.frame.values.tolist() == [["000000", "未知区县", 1, 1, 0, 0.0], ["130102", "长安区", 2, 5, 4, 0.8],
+                                             ["130100", "全市合计", 3, 6, 4, pytest.approx(4 / 6)]]
+    assert [c.label for c in summary.cols][2:] == ["网格员数", "上报", "结案", "结案率"]
+    assert detail.frame[["district_code", "worker_id", "reported"]].values.tolist() == [
+        ["000000", "unknown", 1], ["130102", "W1", 3], ["130102", "W2", 2]]
