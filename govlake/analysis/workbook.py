@@ -57,6 +57,8 @@ DECIMAL_FORMAT = "#,##0.0"
 TOTAL_LABEL = "全市合计"
 UNKNOWN_DISTRICT_CODE = "000000"
 UNKNOWN_DISTRICT_NAME = "未知区县"
+#: Group key of a NULL value in the service tables (govlake.analysis.services.NULL_LABEL).
+NULL_GROUP = "(空)"
 
 
 def workbook_path(settings: Settings, logical_date: dt.date) -> Path:
@@ -322,8 +324,9 @@ def population_sheet(family: Family, frames: Mapping[str, pd.DataFrame], ctx: Co
     per = _with_names(per, ctx.district_names).sort_values("district_code", kind="stable").reset_index(drop=True)
     per["sex_ratio"] = per["male"] / per["female"].where(per["female"] != 0) * 100
     per["share_65_plus"] = per["age_65_plus"] / per["population"].where(per["population"] != 0)
-    cols = (Col("population", "常住人口", "人"), Col("male", "男", "人", source=""),
-            Col("female", "女", "人", source=""),
+    cols = (Col("population", "常住人口", "人"),
+            Col("male", "男", "人", source="", note="性别代码 '1'（男）的常住人口"),
+            Col("female", "女", "人", source="", note="性别代码 '2'（女）的常住人口"),
             Col("sex_ratio", "性别比", "每百名女性", _ratio(("male",), ("female",), 100), source="",
                 note="男性人口 / 女性人口 × 100（性别代码 GB/T 2261.1 '1'/'2'）"),
             Col("age_0_14", "0–14岁", "人", source="", note="周岁 0–14 的常住人口"),
@@ -340,8 +343,7 @@ def population_sheet(family: Family, frames: Mapping[str, pd.DataFrame], ctx: Co
     pyramid["female"] = [int(grid["female"].get(g, 0)) for g in AGE_GROUPS]
     pyramid["population"] = pyramid["male"] + pyramid["female"]
     pyramid["male_chart"] = -pyramid["male"]
-    pcols = (Col("age_group", "年龄组（岁）", total=None, source="age_group"), Col("male", "男", "人", source=""),
-             Col("female", "女", "人", source=""),
+    pcols = (Col("age_group", "年龄组（岁）", total=None, source="age_group"), cols[1], cols[2],
              Col("population", "男女合计", "人", source="", note="男 + 女（不含性别代码 0/9 的人口）"),
              Col("male_chart", "男（作图用，负值）", "人", total=None, source="", note="金字塔图左侧：男性人口取负值"))
     sheet.blocks.append(Block("全市人口金字塔（年龄组 × 性别）", pyramid, pcols,
@@ -362,7 +364,7 @@ def ethnic_sheet(family: Family, frames: Mapping[str, pd.DataFrame], ctx: Contex
     """民族构成 from the category service table of ethnic groups per district (``group_key`` = district code,
     ``category`` = GB/T 3304 code, ``n`` = current residents): per district one column per ethnic group (ordered by
     the city's count, then code), the total and the minority share (GB/T 3304 codes other than 01 汉族 over all
-    residents, those without a code included in the denominator)."""
+    residents, those without a code included in the denominator); residents without a district under 000000."""
     from govlake.codes.code_lists import load_code_list
 
     src = frames.get(family.table)
@@ -370,6 +372,8 @@ def ethnic_sheet(family: Family, frames: Mapping[str, pd.DataFrame], ctx: Contex
         return None
     names = load_code_list("ethnicity")
     df = src.rename(columns={"group_key": "district_code"})
+    # residents without a district (the service's NULL label '(空)') under the unknown place, as in the event mart
+    df["district_code"] = df["district_code"].replace(NULL_GROUP, UNKNOWN_DISTRICT_CODE)
     order = (df.groupby("category", as_index=False)["n"].sum()
              .sort_values(["n", "category"], ascending=[False, True], kind="stable")["category"].tolist())
     wide = df.pivot_table(index="district_code", columns="category", values="n", aggfunc="sum", fill_value=0)

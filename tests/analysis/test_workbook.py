@@ -48,7 +48,8 @@ MIGRATION = ("month date, district_code string, population_start long, in_moves 
                  (date(2025, 5, 1), "130104", 50, 1, 3, -2, 20.0, 60.0, -40.0),
                  (date(2025, 6, 1), "130102", 102, 2, 0, 2, 2000 / 102, 0.0, 2000 / 102)])
 ETHNIC = ("group_key string, category string, n long, share double, rank int", [
-    ("130102", "01", 5, 5 / 6, 1), ("130102", "03", 1, 1 / 6, 2), ("130104", "01", 11, 1.0, 1)])
+    ("130102", "01", 5, 5 / 6, 1), ("130102", "03", 1, 1 / 6, 2), ("130104", "01", 11, 1.0, 1),
+    ("(空)", "01", 2, 1.0, 1)])  # residents without a district
 MARTS = {"population_by_district_sex_age": (POPULATION, "snapshot_date"),
          "grid_events_by_district_category_week": (EVENTS, None),
          "population_households": (HOUSEHOLDS, "snapshot_date"), "grid_hotspots": (HOTSPOTS, "period_end"),
@@ -126,11 +127,12 @@ def test_workbook_figures_formats_charts_and_idempotent_rewrite(spark, settings,
     assert by_age[-1][:3] == ("130100", "全市合计", 4) and sum(by_age[-1][2:20]) == 17
 
     eth = _block(book["民族构成"], "分区县民族构成")
-    assert [r[:2] for r in eth] == [("130102", "长安区"), ("130104", "桥西区"), ("130100", "全市合计")]
+    assert [r[:2] for r in eth] == [("000000", "未知区县"), ("130102", "长安区"), ("130104", "桥西区"),
+                                    ("130100", "全市合计")]
     header = [c.value for c in book["民族构成"][4]][:7]
     assert header == ["区县代码（GB/T 2260）", "区县名称", "汉族", "回族", "合计", "少数民族", "少数民族占比"]
-    assert [r[2:7] for r in eth] == [(5, 1, 6, 1, pytest.approx(1 / 6)), (11, 0, 11, 0, 0.0),
-                                     (16, 1, 17, 1, pytest.approx(1 / 17))]
+    assert [r[2:7] for r in eth] == [(2, 0, 2, 0, 0.0), (5, 1, 6, 1, pytest.approx(1 / 6)), (11, 0, 11, 0, 0.0),
+                                     (18, 1, 19, 1, pytest.approx(1 / 19))]
 
     ev = book["网格事件"]
     assert ev["A1"].value == "网格事件（2025-04-07 至 2025-06-29，12 个完整周）"
@@ -167,6 +169,12 @@ def test_workbook_figures_formats_charts_and_idempotent_rewrite(spark, settings,
     before, mtime = path.read_bytes(), path.stat().st_mtime_ns
     assert wb.build_workbook(spark, own, SNAP, run_id="cli:test:1", generated_at=RUN_TIME) == path
     assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime
+
+
+def test_another_run_changes_only_the_generated_at_and_the_stage_writes_the_workbook(spark, settings, tmp_path):
+    own = _lakehouse(spark, settings, tmp_path)
+    path = wb.build_workbook(spark, own, SNAP, run_id="cli:test:1", generated_at=RUN_TIME)
+    before = path.read_bytes()
     first = _values(path)
     wb.build_workbook(spark, own, SNAP, run_id="cli:test:1", generated_at=RUN_TIME + dt.timedelta(hours=1))
     second = _values(path)
