@@ -93,11 +93,12 @@ def govlake_daily():
 
     @task
     def analysis(data_interval_start=None, data_interval_end=None, logical_date=None, dag_run=None):
-        """Analysis tables and the decision-support report; the last task: it releases the run's leases."""
-        from govlake.orchestration import business_date, stage
+        """Analysis tables, the decision-support report and the Excel workbook (its path in the result); the last
+        task: it releases the run's leases."""
+        from govlake.orchestration import business_date, run_started_at, stage
 
         return stage("analysis", business_date(data_interval_start, data_interval_end, logical_date), dag_run,
-                     final=True)
+                     final=True, run_time=run_started_at(dag_run))
 
     gate = []
     for source in SOURCES:

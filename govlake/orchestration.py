@@ -97,6 +97,15 @@ def run_holder(dag_run=None):
                   single_process=False)
 
 
+def run_started_at(dag_run=None) -> dt.datetime | None:
+    """When the DAG run started (its ``start_date``, else ``run_after``) as a timezone-aware datetime: the same for
+    every task and retry of the run (the workbook's generated-at); None outside a DAG run."""
+    if dag_run is None:
+        return None
+    when = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
+    return None if when is None else dt.datetime.fromtimestamp(when.timestamp(), dt.UTC)
+
+
 def stage(name: str, day: dt.date, dag_run=None, final: bool = False, **kwargs):
     """Run one pipeline stage for ``day`` in this process under the DAG run's leases and return a JSON-safe result
     (XCom). The leases stay with the run between its tasks; ``final`` (the last task) releases them.

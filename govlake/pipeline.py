@@ -66,7 +66,7 @@ def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = Non
         "analysis": run_analysis}
     fn = stage_functions[stage]
     with run_leases(spark, settings, logical_date, stage in CUMULATIVE_STAGES, holder, wait_s, release) as leases:
-        if stage in ("unify", "marts"):
+        if stage in ("unify", "marts", "analysis"):
             kwargs.setdefault("run_id", leases.holder.run_id)
         return fn(spark, settings, logical_date, **kwargs)
 
@@ -81,6 +81,7 @@ def run_all(settings: Settings, logical_date: dt.date, spark: SparkSession | Non
     quarantined rows per rule, MERGE statistics, wall seconds per stage (``stage_seconds``) and headline findings.
     """
     spark = spark or get_spark(settings, app_name="govlake-main")
+    started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)  # the run's time (the workbook's generated-at)
     summary: dict[str, Any] = {"logical_date": logical_date.isoformat(), "lakehouse": settings.lakehouse}
     timings: dict[str, float] = {}
     with run_leases(spark, settings, logical_date, cumulative=True, wait_s=wait_s) as leases:
@@ -90,7 +91,8 @@ def run_all(settings: Settings, logical_date: dt.date, spark: SparkSession | Non
                  ("validate", lambda: run_validate(spark, settings, logical_date, data_docs=data_docs)),
                  ("unify", lambda: run_unify(spark, settings, logical_date, data_docs=data_docs, run_id=run_id)),
                  ("marts", lambda: run_marts(spark, settings, logical_date, run_id=run_id)),
-                 ("analysis", lambda: run_analysis(spark, settings, logical_date)))
+                 ("analysis", lambda: run_analysis(spark, settings, logical_date, run_id=run_id,
+                                                   run_time=started_at)))
         for name, step in steps:
             leases.check()
             started = time.monotonic()

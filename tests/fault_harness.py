@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +182,13 @@ def unreadable_report_files(home: Path) -> list[str]:
                 bad.append(f"{path.relative_to(home)}: {exc}")
         elif path.suffix in (".html", ".yml", ".yaml") and path.stat().st_size == 0:
             bad.append(f"{path.relative_to(home)}: empty")
+        elif path.suffix == ".xlsx":  # the workbook (报表): a whole zip whose entries all check
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    if (broken := archive.testzip()) is not None:
+                        bad.append(f"{path.relative_to(home)}: bad entry {broken}")
+            except zipfile.BadZipFile as exc:
+                bad.append(f"{path.relative_to(home)}: {exc}")
     return bad
 
 

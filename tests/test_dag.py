@@ -156,3 +156,4 @@ def test_airflow_dags_test_runs_every_task_against_the_real_servers(dag_run, spa
     assert 0 < persons <= staged
     report = settings.reports_dir / "decision_support" / "2025-06-30" / "index.html"
     assert report.is_file()
+    assert (settings.reports_dir / "baobiao" / "govlake_2025-06-30.xlsx").is_file()  # the analysis task's workbook

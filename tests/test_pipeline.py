@@ -92,6 +92,7 @@ def test_layers_are_filled_and_queryable_by_name(spark, run):
     assert city[0][0] == pop
     assert len(findings(spark, settings, DAY)) >= 5
     assert (settings.reports_dir / "decision_support" / DAY.isoformat() / "index.html").is_file()
+    assert (settings.reports_dir / "baobiao" / f"govlake_{DAY.isoformat()}.xlsx").is_file()
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
-"""The analysis stage: the analysis tables of a logical date from the marts as published for that date, and the
-decision-support report.
+"""The analysis stage: the analysis tables of a logical date from the marts as published for that date, the
+decision-support report and the Excel workbook (报表, :mod:`govlake.analysis.workbook`).
 """
 from __future__ import annotations
 
@@ -17,9 +17,20 @@ if TYPE_CHECKING:  # annotations only: this module imports neither pyspark nor p
     from pyspark.sql import SparkSession
 
 
-def run_analysis(spark: SparkSession, settings: Settings, logical_date: dt.date, report: bool = True) -> dict:
-    """Compute the analysis tables of ``logical_date`` from the marts as published for that date and build the
-    decision-support report."""
+def run_analysis(spark: SparkSession, settings: Settings, logical_date: dt.date, report: bool = True,
+                 run_id: str | None = None, run_time: dt.datetime | None = None) -> dict:
+    """Compute the analysis tables of ``logical_date`` from the marts as published for that date, then build the
+    decision-support report and the workbook (:func:`govlake.analysis.workbook.build_workbook`).
+
+    Args:
+        report: build the report and the workbook (False: the analysis tables only).
+        run_id: the run, shown on the workbook's cover.
+        run_time: when the run started (timezone-aware; default now): the workbook's generated-at, so a rerun of
+            the same run (an Airflow task retry) writes the same bytes.
+
+    Returns:
+        ``{"report": <index.html path> | None, "workbook": <.xlsx path> | None}``.
+    """
     from pyspark.sql import functions as F
 
     from govlake.analysis import tables as analysis
@@ -36,9 +47,12 @@ def run_analysis(spark: SparkSession, settings: Settings, logical_date: dt.date,
     lake.replace_partition_if_changed(spark, top, settings.table_path("analysis", "top_event_categories_by_district"),
                                       partition_column("analysis.top_event_categories_by_district"), logical_date)
     failpoint("analysis.before_report")
-    out: dict[str, str | None] = {"report": None}
+    out: dict[str, str | None] = {"report": None, "workbook": None}
     if report:
+        from govlake.analysis.workbook import build_workbook
+
         out["report"] = str(build_report(spark, settings, logical_date))
+        out["workbook"] = str(build_workbook(spark, settings, logical_date, run_id=run_id, generated_at=run_time))
     return out
 
 
