@@ -110,7 +110,8 @@ def district_figure(frame: pd.DataFrame, geojson: dict, metric: str):
     share = metric == "share_65_plus"
     z = frame[metric] * (100.0 if share else 1.0)
     fig = go.Figure(go.Choroplethmap(
-        geojson=geojson, featureidkey="properties.gb", locations=frame["location"], z=z.round(2),
+        geojson=data.subset_geojson(geojson, "gb", frame["location"]), featureidkey="properties.gb",
+        locations=frame["location"], z=z.round(2),
         text=frame["district_name"], colorscale="OrRd" if share else "Blues",
         colorbar_title="65+ %" if share else "件/千人", marker_line_color="white", marker_line_width=1,
         marker_opacity=0.85, customdata=frame[["residents", "events"]],
@@ -128,12 +129,14 @@ def grid_figure(frame: pd.DataFrame, geojson: dict, district_geojson: dict | Non
     traces = []
     if district_geojson is not None:
         codes = sorted({"156" + c for c in frame["district_code"]})
-        traces.append(go.Choroplethmap(geojson=district_geojson, featureidkey="properties.gb", locations=codes,
+        traces.append(go.Choroplethmap(geojson=data.subset_geojson(district_geojson, "gb", codes),
+                                       featureidkey="properties.gb", locations=codes,
                                        z=[0] * len(codes), colorscale=[[0, "#f1f1f1"], [1, "#f1f1f1"]],
                                        showscale=False, marker_line_color="#888", marker_line_width=1,
                                        hoverinfo="skip"))
     traces.append(go.Choroplethmap(
-        geojson=geojson, featureidkey="properties.grid_code", locations=frame["grid_code"], z=frame["events"],
+        geojson=data.subset_geojson(geojson, "grid_code", frame["grid_code"]), featureidkey="properties.grid_code",
+        locations=frame["grid_code"], z=frame["events"],
         colorscale="YlOrRd", colorbar_title="事件", marker_line_color="#555", marker_line_width=0.5,
         customdata=frame[["hotspot"]],
         hovertemplate="网格 %{location}<br>事件 %{z:,}<br>Gi* %{customdata[0]}<extra></extra>"))
@@ -216,7 +219,7 @@ def main() -> None:
     first, _ = data.default_period(events_all, day)
     lowest = min([first, *pd.to_datetime(events_all["week_start"]).dt.date]) if not events_all.empty else first
     period = st.sidebar.date_input("统计期 event period", value=(first, day), min_value=lowest,
-                                   max_value=day, key="period")
+                                   max_value=day, key=f"period-{day}")  # another date: its own default
     start, end = (period[0], period[-1]) if isinstance(period, tuple) and period else (first, day)
 
     pop = data.filter_districts(population, codes)

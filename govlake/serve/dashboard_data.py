@@ -129,6 +129,14 @@ def read_geojson(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def subset_geojson(geojson: dict, key: str, ids: Iterable[str]) -> dict:
+    """The FeatureCollection with only the features whose ``properties[key]`` is in ``ids`` (in the file's order):
+    a figure carries its GeoJSON to the browser on every rerun, and the sample city's grid file alone is ~0.5 MB."""
+    wanted = set(ids)
+    return {**geojson, "features": [f for f in geojson.get("features", [])
+                                    if str(f.get("properties", {}).get(key)) in wanted]}
+
+
 def fit_view(geojson: dict, key: str, ids: Iterable[str], width_px: int = 600, height_px: int = 520
              ) -> tuple[dict[str, float], float]:
     """Centre and zoom of a plotly ``map`` (Web Mercator, 512-px tiles at zoom 0) that show the features of

@@ -161,6 +161,7 @@ def test_fit_view_centres_and_zooms_on_the_chosen_features():
     assert data.fit_view(gj, "gb", ["a", "b"], 512, 2048)[0] == {"lon": 6.0, "lat": 0.5}
     assert data.fit_view(gj, "gb", ["zzz"], 512, 2048)[0] == {"lon": 6.0, "lat": 0.5}  # no match: all features
     assert data.fit_view({"features": []}, "gb", []) == ({"lon": 114.5, "lat": 38.0}, 7.5)
+    assert data.subset_geojson(gj, "gb", ["b", "c"]) == {"type": "FeatureCollection", "features": [gj["features"][1]]}
 
 
 def test_pyramid_figure_uses_a_category_axis_in_age_order():
@@ -177,6 +178,7 @@ def test_district_figure_draws_on_a_blank_map_style():
     fig = dashboard_app.district_figure(data.district_map(_pop(), _events(), opts), geo, "events_per_1000")
     assert fig.layout.map.style == "white-bg"  # a background layer only: no tile server
     assert 113.5 < fig.layout.map.center.lon < 115.5 and 37.5 < fig.layout.map.center.lat < 38.5
+    assert [f["properties"]["gb"] for f in fig.data[0].geojson["features"]] == ["156130104", "156130102"]  # file order
     assert list(fig.data[0].locations) == ["156130102", "156130104"] and list(fig.data[0].z) == [1400.0, 400.0]
 
 
