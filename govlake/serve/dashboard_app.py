@@ -162,6 +162,8 @@ def main() -> None:
     """Draw the page (Streamlit script body)."""
     import streamlit as st
 
+    from govlake.analysis.tables import event_period  # imports pyspark's Python API only: no JVM is started
+
     st.set_page_config(page_title="GovLake 决策支持看板", layout="wide")
     settings = Settings.from_env()
 
@@ -216,11 +218,11 @@ def main() -> None:
     codes = st.sidebar.multiselect("区县 districts（不选 = 全市）", list(options["district_code"]),
                                    format_func=lambda c: labels[c], key="districts",
                                    placeholder="全市 whole city")
-    first, _ = data.default_period(events_all, day)
+    first, last = event_period(day, data.DEFAULT_WEEKS)  # the report's period: 12 complete ISO weeks
     lowest = min([first, *pd.to_datetime(events_all["week_start"]).dt.date]) if not events_all.empty else first
-    period = st.sidebar.date_input("统计期 event period", value=(first, day), min_value=lowest,
+    period = st.sidebar.date_input("统计期 event period", value=(first, last), min_value=lowest,
                                    max_value=day, key=f"period-{day}")  # another date: its own default
-    start, end = (period[0], period[-1]) if isinstance(period, tuple) and period else (first, day)
+    start, end = (period[0], period[-1]) if isinstance(period, tuple) and period else (first, last)
 
     pop = data.filter_districts(population, codes)
     events = data.weeks_in_period(data.filter_districts(events_all, codes), start, end)

@@ -32,7 +32,8 @@ __all__ = ["AGE_GROUPS", "UNKNOWN_DISTRICT_CODE"]
 POPULATION = "population_by_district_sex_age"
 EVENTS = "grid_events_by_district_category_week"
 HOTSPOTS = "grid_hotspots"
-#: Weeks shown by default, ending with the publication's date: the report's event period (12 ISO weeks).
+#: Weeks shown first: the report's event period, the 12 complete ISO weeks ending on or before the publication's
+#: date (:func:`govlake.analysis.tables.event_period`).
 DEFAULT_WEEKS = 12
 
 
@@ -232,16 +233,6 @@ def period_weeks(start: dt.date, end: dt.date) -> list[dt.date]:
         weeks.append(monday)
         monday += dt.timedelta(weeks=1)
     return weeks
-
-
-def default_period(events: pd.DataFrame, as_of: dt.date, weeks: int = DEFAULT_WEEKS) -> tuple[dt.date, dt.date]:
-    """The period shown first: the last ``weeks`` ISO weeks ending with the week of ``as_of`` (Monday of the first
-    week, ``as_of``), clipped to the mart's first week; ``(as_of, as_of)`` when the mart is empty."""
-    monday = as_of - dt.timedelta(days=as_of.weekday())
-    start = monday - dt.timedelta(weeks=weeks - 1)
-    if not events.empty:
-        start = max(start, min(_dates(events["week_start"])))
-    return min(start, as_of), as_of
 
 
 def _age_lower(age_group: pd.Series) -> pd.Series:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from govlake.analysis.tables import event_period
 from govlake.core import lake
 from govlake.core.config import REPO_ROOT, Settings
 from govlake.serve import dashboard, dashboard_app
@@ -64,13 +65,6 @@ def test_weeks_in_period_keeps_the_weeks_a_period_touches():
     # Sun 2025-06-22 is the last day of the week of 06-16
     assert list(data.weeks_in_period(ev, D(2025, 6, 22), D(2025, 6, 22))["events"]) == [7]
     assert data.weeks_in_period(ev, D(2025, 7, 7), D(2025, 7, 31)).empty
-
-
-def test_default_period_is_twelve_weeks_clipped_to_the_first_week():
-    assert data.default_period(_events(), DAY) == (D(2025, 6, 16), DAY)  # the mart starts on 06-16
-    long = pd.DataFrame({"week_start": [D(2024, 1, 1)]})
-    assert data.default_period(long, D(2025, 7, 2)) == (D(2025, 4, 14), D(2025, 7, 2))
-    assert data.default_period(long.iloc[0:0], DAY) == (D(2025, 4, 14), DAY)
 
 
 def test_kpis_of_the_city_and_of_one_district():
@@ -276,11 +270,11 @@ def test_published_marts_are_read_at_their_published_versions(spark, published_h
     latest = data.read_delta(data.table_dir(published_home, "marts", data.POPULATION))
     assert (day, int(pop["population"].sum()), int(latest["population"].sum())) == (DAY, 6, 2)
     ev = data.read_delta(data.table_dir(published_home, "marts", data.EVENTS), versions[data.EVENTS])
-    start, end = data.default_period(ev, DAY)
-    assert (start, end) == (D(2025, 4, 14), DAY)
+    start, end = event_period(DAY, data.DEFAULT_WEEKS)  # the page's first period: the report's
+    assert (start, end) == (D(2025, 4, 7), D(2025, 6, 29))
     assert data.kpis(pop, data.weeks_in_period(ev, start, end)) == {
-        "residents": 6, "share_65_plus": 2 / 6, "events": 6, "closed": 3, "closure_rate": 0.5,
-        "events_per_1000": 1000.0 * 5 / 6}
+        "residents": 6, "share_65_plus": 2 / 6, "events": 5, "closed": 3, "closure_rate": 0.6,
+        "events_per_1000": 1000.0 * 4 / 6}
 
 
 # ------------------------------------------------------------------------------------------- the CLI
@@ -319,7 +313,6 @@ def _metric(page, label: str):
     return page.locator('[data-testid="stMetric"]').filter(has_text=label).locator('[data-testid="stMetricValue"]')
 
 
-@pytest.mark.slow  # the marts are written with Spark first; the page itself takes ~25 s
 def test_dashboard_filters_a_district_offline(browser, published_home):
     import psutil
     from playwright.sync_api import expect
@@ -333,7 +326,7 @@ def test_dashboard_filters_a_district_offline(browser, published_home):
             page = op.page
             page.goto(f"http://127.0.0.1:{PORT}/", wait_until="domcontentloaded")
             expect(_metric(page, "居民 residents")).to_have_text("6", timeout=60_000)
-            expect(_metric(page, "事件 events")).to_have_text("6")
+            expect(_metric(page, "事件 events")).to_have_text("5")  # 12 complete weeks: not e4 (06-30), e7 (03-04)
             expect(page.locator(".maplibregl-canvas")).to_have_count(2, timeout=30_000)
             page.wait_for_function(f"({_MAP_LOCATIONS})().length === 2", timeout=30_000)
             # district map: both districts; grid map: their outlines, then both grid cells
