@@ -163,6 +163,7 @@ def main() -> None:
     import streamlit as st
 
     from govlake.analysis.tables import event_period  # imports pyspark's Python API only: no JVM is started
+    from govlake.marts.reference import city_divisions
 
     st.set_page_config(page_title="GovLake 决策支持看板", layout="wide")
     settings = Settings.from_env()
@@ -182,10 +183,7 @@ def main() -> None:
 
     @st.cache_data(show_spinner=False)
     def divisions(city_code: str) -> pd.DataFrame:
-        areas = pd.read_csv(REFERENCE_DIR / "divisions" / "areas.csv", dtype=str)
-        city = areas[areas["cityCode"] == city_code[:4]]
-        return city.rename(columns={"code": "district_code", "name": "district_name"})[
-            ["district_code", "district_name"]]
+        return city_divisions(city_code)
 
     st.title("人口与网格事件决策支持看板")
     pubs = publications(settings.lakehouse)

@@ -114,6 +114,15 @@ def test_district_options_add_codes_the_marts_hold():
         "label": ["000000 未知区县", "130102 长安区", "130104 桥西区", "130105 新华区"]}
 
 
+def test_district_options_of_the_sample_city():
+    from govlake.marts.reference import city_divisions
+
+    opts = data.district_options(city_divisions("130100"))
+    assert len(opts) == 24  # GB/T 2260 county-level divisions of 石家庄市 in areas.csv
+    assert list(opts["label"][:2]) == ["130102 长安区", "130104 桥西区"]
+    assert list(opts["label"][-1:]) == ["130184 新乐市"]
+
+
 def test_district_map_joins_population_and_events_without_the_unknown_place():
     opts = data.district_options(pd.DataFrame({"district_code": [], "district_name": []}), _pop(), _events())
     m = data.district_map(_pop(), _events(), opts)
