@@ -24,6 +24,8 @@ variable                        meaning                                         
 ``GOVLAKE_RUN_ID``              the run several processes share (set by the Airflow tasks)   unset
 ``GOVLAKE_SPARK_TINY``          ``1``: Spark tuned for tiny data (tests)                     unset
 ``GOVLAKE_FAILPOINTS``          armed failpoints (fault-injection tests only)                unset
+``GOVLAKE_DASHBOARD_PORT``      loopback port of the decision-support dashboard             ``8501``
+                                (``python -m govlake.serve.dashboard``)
 ``GOVLAKE_DATA_DOCS_BASE_URL``  URL of the reports folder for the Airflow Data Docs link     unset (file: URL)
                                 (read by ``plugins/govlake_data_docs.py`` in the Airflow
                                 webserver, which does not import this package)
@@ -197,3 +199,15 @@ def spark_tiny(env: Mapping[str, str] | None = None) -> bool:
 def failpoints_spec(env: Mapping[str, str] | None = None) -> str | None:
     """``GOVLAKE_FAILPOINTS``: the armed failpoints (None: none)."""
     return _env(env).get(FAILPOINTS_VAR)
+
+
+def dashboard_port(env: Mapping[str, str] | None = None) -> int:
+    """``GOVLAKE_DASHBOARD_PORT``: the TCP port the dashboard binds on 127.0.0.1 (default 8501, Streamlit's).
+
+    Raises:
+        ValueError: not an integer in 1–65535.
+    """
+    value = _env(env).get("GOVLAKE_DASHBOARD_PORT", "8501")
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ValueError(f"GOVLAKE_DASHBOARD_PORT must be a TCP port (1-65535), not {value!r}")
+    return int(value)

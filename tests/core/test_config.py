@@ -23,6 +23,7 @@ def test_run_options_read_their_variables():
             config.lease_seconds(env), config.run_id(env), config.spark_tiny(env), config.failpoints_spec(env)) == (
         "snapshot", False, "spark", 3, (2.5, 60.0), "airflow:govlake_daily:r1", True, "unify.merge")
     assert config.lease_seconds({}, wait_default="900") == (900.0, 600.0)
+    assert (config.dashboard_port({}), config.dashboard_port({"GOVLAKE_DASHBOARD_PORT": "28501"})) == (8501, 28501)
 
 
 @pytest.mark.parametrize("fn, env, message", [
@@ -31,6 +32,7 @@ def test_run_options_read_their_variables():
     (config.validate_threads, {"GOVLAKE_VALIDATE_THREADS": "0"}, "GOVLAKE_VALIDATE_THREADS must be a positive"),
     (config.lease_seconds, {"GOVLAKE_LEASE_TTL_S": "10"}, "GOVLAKE_LEASE_TTL_S must be at least 30 seconds"),
     (config.lease_seconds, {"GOVLAKE_LEASE_WAIT_S": "soon"}, "GOVLAKE_LEASE_WAIT_S must be a number of seconds"),
+    (config.dashboard_port, {"GOVLAKE_DASHBOARD_PORT": "70000"}, "GOVLAKE_DASHBOARD_PORT must be a TCP port"),
 ])
 def test_a_bad_value_names_its_variable(fn, env, message):
     with pytest.raises(ValueError, match=message):
