@@ -150,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "stop":
         print("reports_http: stopped" if stop(pdir) else "reports_http: not running")
     else:
-        pid = pid_alive(pdir / f"{NAME}.pid")
-        print(f"reports_http: running (pid {pid}) on http://{HOST}:{args.port}/" if pid
+        running = pid_alive(pdir / f"{NAME}.pid")
+        print(f"reports_http: running (pid {running}) on http://{HOST}:{args.port}/" if running
               else "reports_http: stopped")
-        return 0 if pid else 3
+        return 0 if running else 3
     return 0
 
 
