@@ -9,7 +9,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: demo test test-fast lint setup setup-servers services-start services-stop dag-test sql clean
+.PHONY: demo test test-fast lint setup setup-servers services-start services-stop dag-test sql up down status clean
 
 ## demo: the main job — the whole pipeline on the bundled sample municipality (embedded sources)
 demo: setup
@@ -48,6 +48,16 @@ services-stop:
 dag-test: setup-servers
 	@bash docker/services.sh start
 	@set -a; eval "$$(bash docker/services.sh env)"; set +a; bash docker/dag_test.sh $(DATE)
+
+## up / down / status: the day-to-day platform on loopback (Airflow UI, scheduler, reports server; docker/platform.sh)
+up: setup-servers
+	@bash docker/platform.sh up
+
+down: setup-servers
+	@bash docker/platform.sh down
+
+status: setup-servers
+	@bash docker/platform.sh status
 
 ## sql: make sql Q="SELECT * FROM marts.population_by_district_sex_age LIMIT 10"
 sql: setup

@@ -4,14 +4,18 @@
 Mechanism (Airflow 3 "add links to existing operators"): the link class names the operator class of ``@task``
 tasks (``_PythonDecoratedOperator``) in ``operators``; the API server attaches it when it deserialises the DAG and
 calls :meth:`DataDocsLink.get_link` when the task's page is opened. The link is read from the task's own XCom
-``return_value`` — the validate stage returns ``[{"table", ..., "data_docs": "<path of the GX Data Docs
-index.html>"}, ...]`` — so the DAG file needs no change and the worker pushes nothing extra. Other tasks, and
-validate runs without Data Docs, get an empty (disabled) link.
+``return_value`` — the validate stage returns ``[{"table", "quarantined", ..., "data_docs": "<path of the GX Data
+Docs index.html>", "data_docs_page": "<path of this batch's validation page on the site>"}, ...]`` — so the DAG
+file needs no change and the worker pushes nothing extra. A validate task links to its own batch's validation
+page (of a source with several tables: the first table with quarantined rows, else the first table); the
+``data_docs`` task to the site's index. Other tasks, and validate runs without Data Docs, get an empty (disabled)
+link.
 
 The Data Docs site is static HTML under ``$GOVLAKE_HOME/reports/gx/uncommitted/data_docs/local_site/``. Browsers
 do not open ``file://`` links from an ``http://`` page, so set ``GOVLAKE_DATA_DOCS_BASE_URL`` (in the API server's
 environment) to the URL where the reports folder is served (e.g. ``http://reports.internal/govlake``): the link
-becomes ``<base>/gx/uncommitted/data_docs/local_site/index.html``. Without it the link is the ``file://`` URI.
+becomes ``<base>/gx/uncommitted/data_docs/local_site/<page>``. Without it the link is the ``file://`` URI.
+``docker/platform.sh`` serves the reports folder (govlake.serve.reports_http) and sets the variable.
 
 Parse-time cost: Airflow modules only (no pyspark, GX, pandas or ``govlake``).
 """
@@ -38,13 +42,14 @@ def data_docs_url(value: Any, base_url: str | None = None) -> str:
     """The Data Docs URL from a validate task's return value.
 
     Args:
-        value: the XCom ``return_value`` of a validate task: a list of dicts with a ``data_docs`` path (or its
-            JSON text); anything else gives ''.
+        value: the XCom ``return_value`` of a validate task: a list of dicts with a ``data_docs_page`` and/or
+            ``data_docs`` path (or its JSON text); anything else gives ''.
         base_url: URL serving the reports folder (see the module docstring); None → a ``file://`` URI.
 
     Returns:
-        the URL of the first non-empty ``data_docs`` path ('' when there is none). All tables of a run share one
-        Data Docs site, so the first is the site's index.
+        the URL of a batch's own validation page (``data_docs_page``: of the first table with quarantined rows,
+        else of the first table), else of the first non-empty ``data_docs`` path (the site's index: all tables
+        of a run share one site); '' when there is none.
     """
     if isinstance(value, (str, bytes)):
         try:
@@ -55,7 +60,11 @@ def data_docs_url(value: Any, base_url: str | None = None) -> str:
         value = [value]
     if not isinstance(value, list):
         return ""
-    path = next((v.get("data_docs") for v in value if isinstance(v, dict) and v.get("data_docs")), None)
+    items = [v for v in value if isinstance(v, dict)]
+    pages = [v for v in items if v.get("data_docs_page")]
+    flagged = [v for v in pages if (v.get("quarantined") or 0) > 0]
+    path = ((flagged or pages)[0]["data_docs_page"] if pages
+            else next((v["data_docs"] for v in items if v.get("data_docs")), None))
     if not path:
         return ""
     posix = PurePosixPath(str(path))

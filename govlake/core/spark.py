@@ -18,6 +18,9 @@ from govlake.core.config import TIME_ZONE, Settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+#: log4j2 configuration of the driver: to stdout, WARN, known noise cut (see the file's comments).
+LOG4J2_PROPERTIES = Path(__file__).with_name("log4j2.properties")
+
 
 def cached_jars(jars_dir: Path) -> list[str]:
     """Paths of the cached jars (Delta Lake, delta-storage, PostgreSQL JDBC) in ``jars_dir``; GovLake's own
@@ -97,8 +100,10 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
         conf.update({
             "spark.jars": ",".join([*cached_jars(settings.jars_dir), str(udf.build_jar(settings.jars_dir))]),
             "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
+            # Spark's log to stdout at WARN (LOG4J2_PROPERTIES: Airflow logs a task's stderr as ERROR)
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.home / 'derby'} "
-                                             f"-Duser.timezone={TIME_ZONE}",
+                                             f"-Duser.timezone={TIME_ZONE} "
+                                             f"-Dlog4j2.configurationFile={LOG4J2_PROPERTIES.as_uri()}",
             "spark.driver.memory": "4g",
             "spark.ui.showConsoleProgress": "false",
         })

@@ -1214,7 +1214,11 @@ def _checkpoint_summary(context, key, vr, suite: Suite, reports_dir: Path, data_
     backend = context.validation_results_store.store_backend
     results_path = Path(backend.full_base_directory) / backend._convert_key_to_filepath(key.to_tuple())
     docs_index = _docs_index(context, reports_dir)
-    for path in (results_path, docs_index) if data_docs else (results_path,):
+    # GX's site mirrors the results store: validations/<suite>/<run name>/<run time>/<batch>.json has its page at
+    # <site>/validations/<same>.html (built now with data_docs, else by build_data_docs afterwards)
+    page = (docs_index.parent / "validations"
+            / results_path.relative_to(backend.full_base_directory).with_suffix(".html"))
+    for path in (results_path, docs_index, page) if data_docs else (results_path,):
         if not path.is_file():
             raise FileNotFoundError(f"GX did not write {path}")
     severity = vr.get_max_severity_failure()
@@ -1223,6 +1227,7 @@ def _checkpoint_summary(context, key, vr, suite: Suite, reports_dir: Path, data_
         "statistics": dict(vr.statistics),
         "results_path": str(results_path),
         "data_docs_index": str(docs_index),
+        "data_docs_page": str(page),
         "suite_version": suite.version,
         "max_severity": severity.value if severity is not None else None,
         "expectations": expectation_figures(vr),

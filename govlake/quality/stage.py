@@ -47,7 +47,9 @@ def validate_table(spark: SparkSession, settings: Settings, table: str, logical_
     ``rules`` to ``ops.validation_results`` (:func:`write_validation_results`, one commit for many tables).
 
     Returns:
-        ``{"table", "raw", "accepted", "quarantined", "rules": [...], "data_docs": path|None}``.
+        ``{"table", "raw", "accepted", "quarantined", "rules": [...], "data_docs": path|None,
+        "data_docs_page": path|None}`` (``data_docs``: the site's index.html; ``data_docs_page``: this batch's
+        validation page on the site, written when the site is built).
 
     Raises:
         govlake.quality.rules.FailRuleViolated: a fail rule failed (nothing of the batch is published).
@@ -73,7 +75,7 @@ def validate_table(spark: SparkSession, settings: Settings, table: str, logical_
         evaluated = frame.drop(*quality.derived_column_names(suite).values())
     else:
         frame = evaluated = quality.evaluate(batch, suite, newest_first=newest_first).cache()
-    docs = None
+    docs = page = None
     try:
         tally = quality.count_rules(evaluated, suite)
         counts = tally.rules
@@ -102,13 +104,15 @@ def validate_table(spark: SparkSession, settings: Settings, table: str, logical_
             checkpoint = quality.save_validation_result(suite, tally, batch_id, settings.reports_dir,
                                                         data_docs=build_site)
         docs = checkpoint.get("data_docs_index") if data_docs else None
+        page = checkpoint.get("data_docs_page") if data_docs else None
     finally:
         frame.unpersist()
     rows = [{"_logical_date": logical_date, "table": f"raw.{table}", "batch_id": batch_id, "suite": suite.name,
              "suite_version": suite.version, **{k: c[k] for k in ("rule_id", "expectation_type", "column", "action")},
              "evaluated": int(c["evaluated"]), "failed": int(c["failed"])} for c in counts]
     out = {"table": f"raw.{table}", "raw": n_raw, "accepted": n_acc, "quarantined": n_quar,
-           "rules": [dict(r) for r in rows], "data_docs": str(docs) if docs else None}
+           "rules": [dict(r) for r in rows], "data_docs": str(docs) if docs else None,
+           "data_docs_page": str(page) if page else None}
     if write_results:
         write_validation_results(spark, settings, logical_date, [out])
     return out

@@ -192,6 +192,7 @@ def test_crosscheck_of_the_stored_validation_result_with_gx(spark, tmp_path):
     assert out["data_docs"].endswith("local_site/index.html")
     pages = list(Path(out["data_docs"]).parent.glob("validations/**/*.html"))  # the page says who computed it
     assert len(pages) == 1 and "GovLake single pass" in pages[0].read_text(encoding="utf-8")
+    assert out["data_docs_page"] == str(pages[0])  # the validate task's own page (the Airflow Data Docs link)
     key, stored = stored_result(settings.reports_dir, "t.people:2025-06-30")
     assert stored.meta["govlake"] == {"engine": "single-pass", "rows": 9,
                                       "suite_version": out["rules"][0]["suite_version"]}
@@ -225,4 +226,15 @@ def test_data_docs_link_url():
     assert plugin.data_docs_url(json.dumps(value), "http://docs.example/govlake/") == (
         "http://docs.example/govlake/gx/uncommitted/data_docs/local_site/index.html")
     assert plugin.data_docs_url([{"data_docs": None}]) == "" and plugin.data_docs_url(None) == ""
+    # a validate task's own page: the first table with quarantined rows, else the first; ':' of batch ids quoted
+    site = "/h/reports/gx/uncommitted/data_docs/local_site"
+    pages = [{"table": f"raw.hukou_{t}", "quarantined": q, "data_docs": f"{site}/index.html",
+              "data_docs_page": f"{site}/validations/raw/hukou_{t}/hukou.{t}:2025-06-30/20250630T160000Z/b.html"}
+             for t, q in (("persons", 0), ("households", 2))]
+    assert plugin.data_docs_url(pages, "http://127.0.0.1:8000") == (
+        "http://127.0.0.1:8000/gx/uncommitted/data_docs/local_site/validations/raw/hukou_households/"
+        "hukou.households%3A2025-06-30/20250630T160000Z/b.html")
+    pages[1]["quarantined"] = 0
+    assert plugin.data_docs_url(pages).endswith("/validations/raw/hukou_persons/hukou.persons%3A2025-06-30/"
+                                                "20250630T160000Z/b.html")
     assert [link.name for link in plugin.GovLakeDataDocsPlugin.operator_extra_links] == ["Data Docs"]

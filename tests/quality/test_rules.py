@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -310,6 +311,8 @@ def test_hukou_suite_rows_and_checkpoint(spark, tmp_path):
     with open(out["data_docs_index"], encoding="utf-8") as f:
         index = f.read()
     assert "raw.hukou_persons" in index
+    page = Path(out["data_docs_page"])  # this batch's own page on the site (the Airflow Data Docs link)
+    assert page.parent.parent.name == "b7" and "raw.hukou_persons" in page.read_text(encoding="utf-8")
 
 
 def test_checkpoint_on_the_evaluated_frame_then_one_data_docs_build(spark, tmp_path):
@@ -351,6 +354,7 @@ def test_checkpoint_on_the_evaluated_frame_then_one_data_docs_build(spark, tmp_p
     assert "hukou.persons:2025-06-30" in html and "other:2025-06-30" not in html  # the index lists rendered runs
     pages = sorted(p.name for p in (index.parent / "validations").rglob("*.html"))
     assert len(pages) == 1  # only the pages of the named run were rendered
+    assert Path(on_frame["data_docs_page"]).is_file() and not Path(on_raw["data_docs_page"]).exists()
 
 
 CODE_PACK_SUITE = {
