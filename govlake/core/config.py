@@ -24,6 +24,8 @@ variable                        meaning                                         
 ``GOVLAKE_RUN_ID``              the run several processes share (set by the Airflow tasks)   unset
 ``GOVLAKE_SPARK_TINY``          ``1``: Spark tuned for tiny data (tests)                     unset
 ``GOVLAKE_FAILPOINTS``          armed failpoints (fault-injection tests only)                unset
+``GOVLAKE_CJK_FONT``            TrueType/OpenType font with CJK glyphs, subset and embedded  Debian's
+                                in the decision-support report (:mod:`govlake.analysis.fonts`) ``fonts-droid-fallback``
 ``GOVLAKE_DATA_DOCS_BASE_URL``  URL of the reports folder for the Airflow Data Docs link     unset (file: URL)
                                 (read by ``plugins/govlake_data_docs.py`` in the Airflow
                                 webserver, which does not import this package)
@@ -197,3 +199,14 @@ def spark_tiny(env: Mapping[str, str] | None = None) -> bool:
 def failpoints_spec(env: Mapping[str, str] | None = None) -> str | None:
     """``GOVLAKE_FAILPOINTS``: the armed failpoints (None: none)."""
     return _env(env).get(FAILPOINTS_VAR)
+
+
+#: Debian's ``fonts-droid-fallback`` (installed by docker/setup.sh): Droid Sans Fallback, CJK glyphs, Apache-2.0.
+DEFAULT_CJK_FONT = Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
+
+
+def cjk_font_path(env: Mapping[str, str] | None = None) -> Path:
+    """``GOVLAKE_CJK_FONT``: the font file whose subset the report embeds (default :data:`DEFAULT_CJK_FONT`).
+    Existence is checked by the reader (:func:`govlake.analysis.fonts.load_cjk_font`)."""
+    value = _env(env).get("GOVLAKE_CJK_FONT")
+    return Path(value) if value else DEFAULT_CJK_FONT
