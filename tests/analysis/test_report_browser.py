@@ -3,7 +3,14 @@ non-local request aborted: it must need nothing from the network, log no error, 
 embedded face, draw the district and grid polygons as SVG paths, and keep legends out of the plots."""
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import pytest
 
 from govlake.analysis import report
 from govlake.analysis.fonts import FAMILY
@@ -18,10 +25,34 @@ def _overlap(a: dict, b: dict) -> bool:
         and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
 
 
-def test_report_renders_offline_from_file(browser, tmp_path):
-    path = report.build_report(fx.tables(), fx.district_geojson(), tmp_path, fx.DAY, grid_geojson=fx.grid_geojson())
-    with offline_page(browser, width=1280, height=900) as p:
-        p.page.goto(path.as_uri(), wait_until="load")
+@contextmanager
+def _served(folder: Path) -> Iterator[str]:
+    """``folder`` over http on 127.0.0.1 at a port the OS picks free (port 0): never one another program owns."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    return report.build_report(fx.tables(), fx.district_geojson(), out, fx.DAY, grid_geojson=fx.grid_geojson())
+
+
+@pytest.mark.parametrize("scheme", ["file", "http"])
+def test_report_renders_offline(browser, built, scheme):
+    with _served(built.parent) as http_url, offline_page(browser, width=1280, height=900) as p:
+        p.page.goto(built.as_uri() if scheme == "file" else http_url, wait_until="load")
         p.page.wait_for_function("document.querySelectorAll('#govlake-hotspots .choroplethlocation').length > 0",
                                  timeout=30000)
         p.page.evaluate("document.fonts.ready.then(() => true)")
@@ -42,8 +73,8 @@ def test_report_renders_offline_from_file(browser, tmp_path):
         png = p.page.screenshot(full_page=True)
         map_png = p.page.locator("#govlake-map").screenshot()
         ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "report_offline.png").write_bytes(png)
-        (ARTIFACTS / "report_offline_map.png").write_bytes(map_png)
+        (ARTIFACTS / f"report_offline_{scheme}.png").write_bytes(png)
+        (ARTIFACTS / f"report_offline_{scheme}_map.png").write_bytes(map_png)
         blocked, errors = list(p.blocked), list(p.errors)
 
     assert blocked == []
