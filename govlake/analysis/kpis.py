@@ -23,7 +23,8 @@ REQUIRED_TABLES = (POPULATION, EVENTS, AGE_STRUCTURE, TOP_CATEGORIES)
 HOTSPOTS = "marts.grid_hotspots"
 WORKERS = "marts.grid_worker_stats"
 MIGRATION = "marts.population_migration_flows"
-OPTIONAL_TABLES = (EXCLUSIONS, HOTSPOTS, WORKERS, MIGRATION)
+MIGRATION_PERIOD = "marts.population_migration_period_flows"
+OPTIONAL_TABLES = (EXCLUSIONS, HOTSPOTS, WORKERS, MIGRATION, MIGRATION_PERIOD)
 
 _EXCLUSION_REASON_ZH = {
     "missing_birth_date": "缺出生日期",

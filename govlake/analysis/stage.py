@@ -45,7 +45,8 @@ def run_analysis(spark: SparkSession, settings: Settings, logical_date: dt.date,
 def report_tables(spark: SparkSession, settings: Settings, logical_date: dt.date) -> dict[str, pd.DataFrame]:
     """The tables the report reads, as pandas frames (small: marts and analysis only; marts as published for
     ``logical_date``): the four required tables and, when published, ``grid_hotspots`` and ``grid_worker_stats`` (the
-    date's period) and ``population_migration_flows``."""
+    date's period), ``population_migration_period_flows`` (the date's period) and
+    ``population_migration_flows``."""
     d = logical_date.isoformat()
     marts_ = lambda name: lake.require_published(spark, settings, "marts", name, logical_date)  # noqa: E731
     analysis_ = lambda name: spark.read.format("delta").load(settings.table_path("analysis", name))  # noqa: E731
@@ -61,6 +62,7 @@ def report_tables(spark: SparkSession, settings: Settings, logical_date: dt.date
     }
     # theme marts charted when present: grid hotspots and worker KPIs of the date's period, migration flows
     for name, where in (("grid_hotspots", f"period_end = DATE'{d}'"), ("grid_worker_stats", f"period_end = DATE'{d}'"),
+                        ("population_migration_period_flows", f"period_end = DATE'{d}'"),
                         ("population_migration_flows", None)):
         df = lake.read_published(spark, settings, "marts", name, logical_date)
         if df is not None:

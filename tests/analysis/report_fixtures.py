@@ -95,7 +95,12 @@ def tables() -> dict[str, pd.DataFrame]:
         (date(2025, 6, 1), "130105", "130102", 1, 1),
         (date(2025, 6, 1), "130104", "130102", 3, 2),
     ], columns=["month", "origin_district_code", "destination_district_code", "moves", "movers"])
-    return {"marts.population_by_district_sex_age": pop, "marts.grid_events_by_district_category_week": ev,
+    period_flows = pd.DataFrame([
+        (p0, p1, "130102", "130104", 4, 3),
+        (p0, p1, "130104", "130105", 1, 1),
+    ], columns=["period_start", "period_end", "origin_district_code", "destination_district_code", "moves", "movers"])
+    return {"marts.population_migration_period_flows": period_flows,
+            "marts.population_by_district_sex_age": pop, "marts.grid_events_by_district_category_week": ev,
             "analysis.age_structure_by_district": age, "analysis.top_event_categories_by_district": top,
             "marts.grid_hotspots": hot, "marts.grid_worker_stats": workers,
             "marts.population_migration_flows": flows}

@@ -67,9 +67,18 @@ def test_rings_are_wound_clockwise_for_plotly():
 
 def test_migration_matrix_sums_the_months_of_the_period():
     t = _tables(fx.tables())
-    m = report.migration_matrix(t, fx.DISTRICTS)
+    t.pop("marts.population_migration_period_flows")
+    m, label = report.migration_matrix(t, fx.DISTRICTS)
     assert list(m.index) == ["新华区", "桥西区", "长安区"] and list(m.columns) == ["桥西区", "长安区"]
     assert m.values.tolist() == [[0, 1], [0, 3], [2, 0]]  # May's 7 moves are before the period
+    assert label == "2025-06 至 2025-06"
+
+
+def test_migration_matrix_prefers_the_period_mart():
+    m, label = report.migration_matrix(_tables(fx.tables()), fx.DISTRICTS)
+    assert label == "2025-06-03 至 2025-06-30"
+    assert list(m.index) == ["桥西区", "长安区"] and list(m.columns) == ["新华区", "桥西区"]
+    assert m.values.tolist() == [[1, 0], [0, 4]]
 
 
 def _cjk(ch: str) -> bool:
