@@ -101,6 +101,9 @@ def test_embedded_font_covers_every_cjk_character_of_the_page(tmp_path):
     assert len(woff2) < 200_000  # a subset, not the 4 MB font
     assert 'font-family:"GovLake CJK",sans-serif' in own and '\\"GovLake CJK\\", sans-serif' in own
     assert "cdn.plot.ly" not in own
+    again = report.build_report(fx.tables(), fx.district_geojson(), tmp_path / "again", fx.DAY,
+                                grid_geojson=fx.grid_geojson())
+    assert again.read_bytes() == path.read_bytes()  # deterministic, font subset included
 
 
 def test_missing_font_is_a_clear_error(tmp_path):
