@@ -171,6 +171,8 @@ def _weekly(tables):
     if weeks:
         # the reported period only: half a week of margin on each side of the first and last Monday
         xaxis["range"] = [(weeks[0] - timedelta(days=4)).isoformat(), (weeks[-1] + timedelta(days=4)).isoformat()]
+        # ticks on the Mondays (every other week), not on plotly's own Sunday-based date ticks
+        xaxis.update(tick0=weeks[0].isoformat(), dtick=14 * 86_400_000)
     fig.update_layout(title="全市每周事件数（按一级类别）Weekly events by category", xaxis=xaxis,
                       yaxis=dict(title="事件 events", rangemode="tozero"))
     return fig
