@@ -563,7 +563,7 @@ def test_contracts_and_theme_configurations(spark):
         assert set(contract["primary_key"]) <= {c["name"] for c in contract["columns"]}, name
         assert contract["kpis"] and all({"name", "definition", "numerator", "denominator", "period", "exclusions"}
                                         <= set(k) for k in contract["kpis"]), name
-    assert len(tables) == 28  # 15 population + 13 grid tables (first-cut marts included)
+    assert len(tables) == 29  # 16 population + 13 grid tables (first-cut marts included)
     assert themes.write_order(tables)[:3] == list(themes.FIRST_TABLES)
     with pytest.raises(KeyError, match="reference.divisions"):
         themes.build_theme_tables(spark, {k: v for k, v in inputs.items() if k != "reference.divisions"}, SNAP,
