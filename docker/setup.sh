@@ -50,6 +50,13 @@ if ! command -v javac >/dev/null && [[ ! -x ${JAVA_HOME:-/nonexistent}/bin/javac
 fi
 PYTHONPATH=$ROOT .venv/bin/python -m govlake.codes.udf "$JARS" >/dev/null   # a no-op when the jar of these sources exists
 
+# --- CJK font embedded (subset) in the decision-support report (govlake/analysis/fonts.py, GOVLAKE_CJK_FONT) ----
+if [[ ! -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ]]; then
+  log "CJK font (fonts-droid-fallback) from Debian packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq fonts-droid-fallback >/dev/null
+fi
+
 [[ "${1:-}" == "--servers" ]] || exit 0
 
 # --- PostgreSQL server (Debian package) ---------------------------------------------------------

@@ -19,6 +19,12 @@ AGE_STRUCTURE = "analysis.age_structure_by_district"
 TOP_CATEGORIES = "analysis.top_event_categories_by_district"
 EXCLUSIONS = "marts.population_exclusions"
 REQUIRED_TABLES = (POPULATION, EVENTS, AGE_STRUCTURE, TOP_CATEGORIES)
+#: Theme marts charted when given (grid hotspots, grid-worker KPIs, migration flows between districts).
+HOTSPOTS = "marts.grid_hotspots"
+WORKERS = "marts.grid_worker_stats"
+MIGRATION = "marts.population_migration_flows"
+MIGRATION_PERIOD = "marts.population_migration_period_flows"
+OPTIONAL_TABLES = (EXCLUSIONS, HOTSPOTS, WORKERS, MIGRATION, MIGRATION_PERIOD)
 
 _EXCLUSION_REASON_ZH = {
     "missing_birth_date": "缺出生日期",
@@ -38,7 +44,7 @@ def _tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         KeyError: a required table is missing.
     """
     out = dict(tables)
-    for key in REQUIRED_TABLES + (EXCLUSIONS,):
+    for key in REQUIRED_TABLES + OPTIONAL_TABLES:
         bare = key.split(".", 1)[1]
         if key not in out and bare in out:
             out[key] = out[bare]

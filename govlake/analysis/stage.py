@@ -58,11 +58,13 @@ def run_analysis(spark: SparkSession, settings: Settings, logical_date: dt.date,
 
 def report_tables(spark: SparkSession, settings: Settings, logical_date: dt.date) -> dict[str, pd.DataFrame]:
     """The tables the report reads, as pandas frames (small: marts and analysis only; marts as published for
-    ``logical_date``)."""
+    ``logical_date``): the four required tables and, when published, ``grid_hotspots`` and ``grid_worker_stats`` (the
+    date's period), ``population_migration_period_flows`` (the date's period) and
+    ``population_migration_flows``."""
     d = logical_date.isoformat()
     marts_ = lambda name: lake.require_published(spark, settings, "marts", name, logical_date)  # noqa: E731
     analysis_ = lambda name: spark.read.format("delta").load(settings.table_path("analysis", name))  # noqa: E731
-    return {
+    tables = {
         "population_by_district_sex_age":
             marts_("population_by_district_sex_age").where(f"snapshot_date = DATE'{d}'").toPandas(),
         "grid_events_by_district_category_week": marts_("grid_events_by_district_category_week").toPandas(),
@@ -72,15 +74,32 @@ def report_tables(spark: SparkSession, settings: Settings, logical_date: dt.date
             analysis_("top_event_categories_by_district").where(f"logical_date = DATE'{d}'").drop("logical_date")
             .toPandas(),
     }
+    # theme marts charted when present: grid hotspots and worker KPIs of the date's period, migration flows
+    for name, where in (("grid_hotspots", f"period_end = DATE'{d}'"), ("grid_worker_stats", f"period_end = DATE'{d}'"),
+                        ("population_migration_period_flows", f"period_end = DATE'{d}'"),
+                        ("population_migration_flows", None)):
+        df = lake.read_published(spark, settings, "marts", name, logical_date)
+        if df is not None:
+            tables[name] = (df.where(where) if where else df).toPandas()
+    return tables
 
 
 def build_report(spark: SparkSession, settings: Settings, logical_date: dt.date) -> Path:
-    """Write the decision-support report for ``logical_date``; returns the index.html path."""
+    """Write the decision-support report for ``logical_date``; returns the index.html path. Grid polygons come from
+    ``<sources>/reference/grid_boundaries.geojson`` when that file exists (else the grid map says it is missing).
+
+    Raises:
+        FileNotFoundError: the CJK font to embed is missing (:func:`govlake.analysis.fonts.load_cjk_font`)."""
     from govlake.analysis import report
+    from govlake.unified import address
 
     geojson = json.loads((REFERENCE_DIR / "boundaries" / "districts_130100.geojson").read_text(encoding="utf-8"))
+    # the grid-management centre's grid polygons (the same file the unify stage assigns grids with), when published
+    grid_file = settings.sources_dir / address.BOUNDARIES_FILE
+    grids = json.loads(grid_file.read_text(encoding="utf-8")) if grid_file.is_file() else None
     return report.build_report(report_tables(spark, settings, logical_date), geojson,
-                               settings.reports_dir / "decision_support" / logical_date.isoformat(), logical_date)
+                               settings.reports_dir / "decision_support" / logical_date.isoformat(), logical_date,
+                               grid_geojson=grids)
 
 
 def findings(spark: SparkSession, settings: Settings, logical_date: dt.date) -> list[str]:

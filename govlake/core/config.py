@@ -26,6 +26,8 @@ variable                        meaning                                         
 ``GOVLAKE_FAILPOINTS``          armed failpoints (fault-injection tests only)                unset
 ``GOVLAKE_DASHBOARD_PORT``      loopback port of the decision-support dashboard             ``8501``
                                 (``python -m govlake.serve.dashboard``)
+``GOVLAKE_CJK_FONT``            TrueType/OpenType font with CJK glyphs, subset and embedded  Debian's
+                                in the decision-support report (:mod:`govlake.analysis.fonts`) ``fonts-droid-fallback``
 ``GOVLAKE_DATA_DOCS_BASE_URL``  URL of the reports folder for the Airflow Data Docs link     unset (file: URL)
                                 (read by ``plugins/govlake_data_docs.py`` in the Airflow
                                 webserver, which does not import this package)
@@ -211,3 +213,14 @@ def dashboard_port(env: Mapping[str, str] | None = None) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 65535:
         raise ValueError(f"GOVLAKE_DASHBOARD_PORT must be a TCP port (1-65535), not {value!r}")
     return int(value)
+
+
+#: Debian's ``fonts-droid-fallback`` (installed by docker/setup.sh): Droid Sans Fallback, CJK glyphs, Apache-2.0.
+DEFAULT_CJK_FONT = Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
+
+
+def cjk_font_path(env: Mapping[str, str] | None = None) -> Path:
+    """``GOVLAKE_CJK_FONT``: the font file whose subset the report embeds (default :data:`DEFAULT_CJK_FONT`).
+    Existence is checked by the reader (:func:`govlake.analysis.fonts.load_cjk_font`)."""
+    value = _env(env).get("GOVLAKE_CJK_FONT")
+    return Path(value) if value else DEFAULT_CJK_FONT

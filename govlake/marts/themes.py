@@ -12,7 +12,8 @@ Population theme:
   :func:`district_areas_km2` + :func:`population_density`, :func:`household_structure` (household size,
   独居老人, 纯老户), :func:`household_generations` (一代户/二代户/三代及以上户 from GB/T 4761 relations, persons
   without registered relatives), :func:`relationship_summary` (relationship edges by type and source),
-  :func:`migration_by_district` (origin–destination flows and in/out/net rates from residence history).
+  :func:`migration_by_district` (origin–destination flows and in/out/net rates from residence history) and
+  :func:`migration_in_period` (flows between districts within the theme period).
 Grid-management theme:
   :func:`hot_fields`, :func:`grid_hotspots` (Getis–Ord Gi*), :func:`grid_workflow` +
   :func:`grid_worker_stats`, :func:`repeat_complaints`, :func:`event_keywords` + :func:`cross_cube`.
@@ -594,6 +595,57 @@ def relationship_summary(person: DataFrame, edges: DataFrame, snapshot_date: dt.
         "households")
 
 
+def district_moves(residence: DataFrame) -> DataFrame:
+    """Moves between districts in residence history: a spell whose district differs from the person's previous
+    spell (spells ordered by ``valid_from``, then district code); the first spell of a person is not a move
+    (births, first registrations); spells with NULL ``district_code`` or ``valid_from`` are ignored.
+
+    Args:
+        residence: SCD2 residence history, ``person_id`` STRING, ``district_code`` STRING, ``valid_from`` DATE
+            (``unified.person_residence``; other columns ignored).
+
+    Returns:
+        DataFrame ``person_id`` STRING, ``moved_on`` DATE (the new spell's ``valid_from``),
+        ``origin_district_code`` STRING, ``destination_district_code`` STRING; one row per move.
+    """
+    spells = residence.where(F.col("district_code").isNotNull() & F.col("valid_from").isNotNull())
+    w = Window.partitionBy("person_id").orderBy("valid_from", "district_code")
+    return spells.select("person_id", "district_code", "valid_from",
+                         F.lag("district_code").over(w).alias("origin")).where(
+        F.col("origin").isNotNull() & (F.col("origin") != F.col("district_code"))).select(
+        "person_id", F.col("valid_from").cast("date").alias("moved_on"),
+        F.col("origin").alias("origin_district_code"), F.col("district_code").alias("destination_district_code"))
+
+
+def migration_in_period(residence: DataFrame, period_start: dt.date, period_end: dt.date) -> DataFrame:
+    """Moves between districts within one period (迁移流向), per origin and destination district.
+
+    → ``marts.population_migration_period_flows``. A move (:func:`district_moves`) counts when it happened in
+    [``period_start``, ``period_end``] (its new spell's ``valid_from``, a business date, both ends included).
+
+    Args:
+        residence: SCD2 residence history (``person_id``, ``district_code``, ``valid_from`` DATE).
+        period_start: first day of the period.
+        period_end: last day (the logical date).
+
+    Returns:
+        DataFrame ``period_start`` DATE, ``period_end`` DATE, ``origin_district_code`` STRING,
+        ``destination_district_code`` STRING, ``moves`` LONG (moves), ``movers`` LONG (distinct persons);
+        key (period_end, origin_district_code, destination_district_code); only pairs with a move.
+
+    Raises:
+        ValueError: ``period_start`` after ``period_end``.
+    """
+    if period_start > period_end:
+        raise ValueError(f"period_start {period_start} is after period_end {period_end}")
+    moves = district_moves(residence).where(
+        F.col("moved_on").between(F.lit(period_start).cast("date"), F.lit(period_end).cast("date")))
+    return moves.groupBy("origin_district_code", "destination_district_code").agg(
+        F.count(F.lit(1)).cast("long").alias("moves"), F.countDistinct("person_id").cast("long").alias("movers"),
+    ).select(F.lit(period_start).cast("date").alias("period_start"), F.lit(period_end).cast("date").alias("period_end"),
+             "origin_district_code", "destination_district_code", "moves", "movers")
+
+
 def migration_by_district(residence: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Monthly origin–destination flows and in/out/net migration per district, from residence history.
 
@@ -622,12 +674,8 @@ def migration_by_district(residence: DataFrame) -> tuple[DataFrame, DataFrame]:
         key (month, district_code).
     """
     spells = residence.where(F.col("district_code").isNotNull() & F.col("valid_from").isNotNull())
-    w = Window.partitionBy("person_id").orderBy("valid_from", "district_code")
-    moves = spells.select("person_id", "district_code", "valid_from",
-                          F.lag("district_code").over(w).alias("origin")).where(
-        F.col("origin").isNotNull() & (F.col("origin") != F.col("district_code"))).select(
-        "person_id", F.trunc("valid_from", "month").alias("month"),
-        F.col("origin").alias("origin_district_code"), F.col("district_code").alias("destination_district_code"))
+    moves = district_moves(residence).select(
+        "person_id", F.trunc("moved_on", "month").alias("month"), "origin_district_code", "destination_district_code")
     flows = moves.groupBy("month", "origin_district_code", "destination_district_code").agg(
         F.count(F.lit(1)).cast("long").alias("moves"), F.countDistinct("person_id").cast("long").alias("movers"))
     span = moves.agg(F.min("month").alias("lo"), F.max("month").alias("hi")).where(F.col("lo").isNotNull())
@@ -1195,6 +1243,15 @@ def _population_migration(ctx: MartContext) -> dict[str, DataFrame]:
         return {}
     flows, rates = migration_by_district(ctx.inputs["unified.residence_history"])
     return {"marts.population_migration_flows": flows, "marts.population_migration_rates": rates}
+
+
+@_mart("population_migration_period")
+def _population_migration_period(ctx: MartContext) -> dict[str, DataFrame]:
+    if "unified.residence_history" not in ctx.inputs:
+        return {}
+    start, end = ctx.period
+    return {"marts.population_migration_period_flows":
+            migration_in_period(ctx.inputs["unified.residence_history"], start, end)}
 
 
 @_mart("grid_hot_fields")

@@ -351,6 +351,24 @@ def test_migration_flows_and_rates(spark):
         assert got[k][:4] == e[:4] and got[k][4] == (pytest.approx(e[4]) if e[4] is not None else None), k
 
 
+def test_migration_in_period_counts_moves_dated_in_the_period(spark):
+    # P1 moves 长安→桥西 on the first day and 桥西→新华 on the last day of the period; P2 moved before it;
+    # P3 moves 长安→桥西 in it; P4 changes address within 新华区 (not a move); P5 only has a first spell (not a move);
+    # P6 moves the day after the period
+    hist = [("P1", "130102", D("2024-01-01")), ("P1", "130104", D("2025-06-03")), ("P1", "130105", D("2025-06-30")),
+            ("P2", "130102", D("2024-01-01")), ("P2", "130104", D("2025-06-02")),
+            ("P3", "130102", D("2023-05-01")), ("P3", "130104", D("2025-06-15")),
+            ("P4", "130105", D("2022-01-01")), ("P4", "130105", D("2025-06-10")),
+            ("P5", "130102", D("2025-06-20")),
+            ("P6", "130105", D("2024-01-01")), ("P6", "130102", D("2025-07-01"))]
+    res = spark.createDataFrame(hist, "person_id string, district_code string, valid_from date")
+    got = sorted(tuple(r) for r in themes.migration_in_period(res, D("2025-06-03"), SNAP).collect())
+    assert got == [(D("2025-06-03"), SNAP, "130102", "130104", 2, 2),
+                   (D("2025-06-03"), SNAP, "130104", "130105", 1, 1)]
+    with pytest.raises(ValueError, match="after"):
+        themes.migration_in_period(res, SNAP, D("2025-06-03"))
+
+
 # -------------------------------------------------------------------------------- grid-management theme
 
 def test_hot_fields_growth_and_top_n(spark):
@@ -545,7 +563,7 @@ def test_contracts_and_theme_configurations(spark):
         assert set(contract["primary_key"]) <= {c["name"] for c in contract["columns"]}, name
         assert contract["kpis"] and all({"name", "definition", "numerator", "denominator", "period", "exclusions"}
                                         <= set(k) for k in contract["kpis"]), name
-    assert len(tables) == 28  # 15 population + 13 grid tables (first-cut marts included)
+    assert len(tables) == 29  # 16 population + 13 grid tables (first-cut marts included)
     assert themes.write_order(tables)[:3] == list(themes.FIRST_TABLES)
     with pytest.raises(KeyError, match="reference.divisions"):
         themes.build_theme_tables(spark, {k: v for k, v in inputs.items() if k != "reference.divisions"}, SNAP,
