@@ -26,6 +26,8 @@ variable                        meaning                                         
 ``GOVLAKE_FAILPOINTS``          armed failpoints (fault-injection tests only)                unset
 ``GOVLAKE_DASHBOARD_PORT``      loopback port of the decision-support dashboard             ``8501``
                                 (``python -m govlake.serve.dashboard``)
+``GOVLAKE_PLATFORM_DIR``        pid files, logs and secrets of ``make up`` (platform.sh)    ``<home>/platform``
+``GOVLAKE_REPORTS_PORT``        loopback port of the reports HTTP server                    ``8000``
 ``GOVLAKE_CJK_FONT``            TrueType/OpenType font with CJK glyphs, subset and embedded  Debian's
                                 in the decision-support report (:mod:`govlake.analysis.fonts`) ``fonts-droid-fallback``
 ``GOVLAKE_DATA_DOCS_BASE_URL``  URL of the reports folder for the Airflow Data Docs link     unset (file: URL)
@@ -203,16 +205,34 @@ def failpoints_spec(env: Mapping[str, str] | None = None) -> str | None:
     return _env(env).get(FAILPOINTS_VAR)
 
 
+def tcp_port(var: str, default: int, env: Mapping[str, str] | None = None) -> int:
+    """A ``GOVLAKE_*_PORT`` variable: a TCP port a GovLake server binds on 127.0.0.1 (``default`` when unset).
+
+    Raises:
+        ValueError: not an integer in 1–65535 (the message names the variable).
+    """
+    value = _env(env).get(var, str(default))
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ValueError(f"{var} must be a TCP port (1-65535), not {value!r}")
+    return int(value)
+
+
 def dashboard_port(env: Mapping[str, str] | None = None) -> int:
     """``GOVLAKE_DASHBOARD_PORT``: the TCP port the dashboard binds on 127.0.0.1 (default 8501, Streamlit's).
 
     Raises:
         ValueError: not an integer in 1–65535.
     """
-    value = _env(env).get("GOVLAKE_DASHBOARD_PORT", "8501")
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise ValueError(f"GOVLAKE_DASHBOARD_PORT must be a TCP port (1-65535), not {value!r}")
-    return int(value)
+    return tcp_port("GOVLAKE_DASHBOARD_PORT", 8501, env)
+
+
+def platform_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``GOVLAKE_PLATFORM_DIR``: folder of the platform's pid files, logs and secrets (default
+    ``$GOVLAKE_HOME/platform``)."""
+    value = _env(env).get("GOVLAKE_PLATFORM_DIR")
+    if value:
+        return Path(value)
+    return Settings.from_env(dict(_env(env))).home / "platform"
 
 
 #: Debian's ``fonts-droid-fallback`` (installed by docker/setup.sh): Droid Sans Fallback, CJK glyphs, Apache-2.0.

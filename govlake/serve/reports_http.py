@@ -33,12 +33,9 @@ NAME = "reports_http"
 
 def platform_dir(env: dict[str, str] | None = None) -> Path:
     """Folder of the platform's pid files and logs: ``GOVLAKE_PLATFORM_DIR`` or ``$GOVLAKE_HOME/platform``."""
-    from govlake.core.config import Settings
+    from govlake.core import config
 
-    env = dict(os.environ if env is None else env)
-    if env.get("GOVLAKE_PLATFORM_DIR"):
-        return Path(env["GOVLAKE_PLATFORM_DIR"])
-    return Settings.from_env(env).home / "platform"
+    return config.platform_dir(env)
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:
@@ -137,9 +134,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m govlake.serve.reports_http")
     parser.add_argument("command", choices=["start", "stop", "status", "serve"])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GOVLAKE_REPORTS_PORT", DEFAULT_PORT)))
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"port (default GOVLAKE_REPORTS_PORT or {DEFAULT_PORT})")
     parser.add_argument("--dir", type=Path, default=None, help="folder to serve (default $GOVLAKE_HOME/reports)")
     args = parser.parse_args(argv)
+    if args.port is None:
+        from govlake.core import config
+
+        args.port = config.tcp_port("GOVLAKE_REPORTS_PORT", DEFAULT_PORT)
     directory = args.dir or Settings.from_env().reports_dir
     pdir = platform_dir()
     if args.command == "serve":
