@@ -192,6 +192,7 @@ def run_validate(spark: SparkSession, settings: Settings, logical_date: dt.date,
         what :func:`validate_table` raises, for the first table (in the order of ``tables``) that raised, after
         every other table was validated and the results and the site were written.
     """
+    import contextvars
     from concurrent.futures import ThreadPoolExecutor
 
     if data_docs is None:
@@ -205,7 +206,8 @@ def run_validate(spark: SparkSession, settings: Settings, logical_date: dt.date,
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(names))),
                             thread_name_prefix="govlake-validate") as pool:
-        futures = [pool.submit(one, t) for t in names]
+        # each table in a copy of this context: its log lines keep the run id, date and stage (govlake.core.runlog)
+        futures = [pool.submit(contextvars.copy_context().run, one, t) for t in names]
     results: list[dict] = []
     first_error: BaseException | None = None
     for future in futures:
