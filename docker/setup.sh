@@ -57,6 +57,19 @@ if [[ ! -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ]]; then
   apt-get update -qq && apt-get install -y -qq fonts-droid-fallback >/dev/null
 fi
 
+# --- Web assets of the Great Expectations Data Docs (scripts, styles, fonts its pages load from CDNs) -------------
+# npm packages at the versions GX's templates name, each tarball's SHA-512 checked against the integrity pinned in
+# govlake/quality/offline_docs.py; every Data Docs build then points its pages at copies of them (offline site)
+if ! PYTHONPATH=$ROOT .venv/bin/python -m govlake.quality.offline_docs check "$CACHE/web"; then
+  if ! command -v npm >/dev/null; then
+    log "npm from Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq npm >/dev/null
+  fi
+  log "Data Docs web assets from the npm registry into $CACHE/web"
+  PYTHONPATH=$ROOT .venv/bin/python -m govlake.quality.offline_docs fetch "$CACHE/web" >/dev/null
+fi
+
 [[ "${1:-}" == "--servers" ]] || exit 0
 
 # --- PostgreSQL server (Debian package) ---------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from govlake.analysis.stage import run_analysis
-from govlake.core import lake
+from govlake.core import lake, runlog
 from govlake.core.config import SAMPLE_LOGICAL_DATE, Settings
 from govlake.core.fsio import atomic_write_text
 from govlake.core.lease import CUMULATIVE_STAGES, Holder, LeaseHeld, run_leases
@@ -65,7 +65,9 @@ def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = Non
         "extract": run_extract, "validate": run_validate, "unify": run_unify, "marts": run_marts,
         "analysis": run_analysis}
     fn = stage_functions[stage]
-    with run_leases(spark, settings, logical_date, stage in CUMULATIVE_STAGES, holder, wait_s, release) as leases:
+    runlog.install()  # every log record of the stage names the run, the date and the stage
+    with run_leases(spark, settings, logical_date, stage in CUMULATIVE_STAGES, holder, wait_s, release) as leases, \
+            runlog.run_context(leases.holder.run_id, logical_date, stage), runlog.stage_step(stage):
         if stage in ("unify", "marts", "analysis"):
             kwargs.setdefault("run_id", leases.holder.run_id)
         return fn(spark, settings, logical_date, **kwargs)
@@ -84,7 +86,9 @@ def run_all(settings: Settings, logical_date: dt.date, spark: SparkSession | Non
     started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)  # the run's time (the workbook's generated-at)
     summary: dict[str, Any] = {"logical_date": logical_date.isoformat(), "lakehouse": settings.lakehouse}
     timings: dict[str, float] = {}
-    with run_leases(spark, settings, logical_date, cumulative=True, wait_s=wait_s) as leases:
+    runlog.install()
+    with run_leases(spark, settings, logical_date, cumulative=True, wait_s=wait_s) as leases, \
+            runlog.run_context(leases.holder.run_id, logical_date):
         run_id = leases.holder.run_id
         summary["run_id"] = run_id
         steps = (("extract", lambda: run_extract(spark, settings, logical_date, redeliver=redeliver)),
@@ -96,7 +100,8 @@ def run_all(settings: Settings, logical_date: dt.date, spark: SparkSession | Non
         for name, step in steps:
             leases.check()
             started = time.monotonic()
-            summary[name] = step()
+            with runlog.run_context(stage=name), runlog.stage_step(name):
+                summary[name] = step()
             timings[name] = round(time.monotonic() - started, 1)
     summary["stage_seconds"] = timings
     summary["tables"] = table_counts(spark, settings, logical_date)
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     sql.add_argument("query")
     sql.add_argument("--limit", type=int, default=50)
     args = parser.parse_args(argv)
+    runlog.configure()  # log lines on stderr, each with the run id, logical date and stage
     settings = Settings.from_env()
     if args.command == "sql":
         spark = get_spark(settings, app_name="govlake-sql")

@@ -10,6 +10,9 @@
 - :func:`retry_on_conflict`: retry a commit to a table shared by parallel tasks (ledgers, results) when
   Delta's optimistic concurrency control rejects it.
 
+Each write helper logs one line (:func:`govlake.core.runlog.log_write`): the operation, ``<layer>.<table>``, the
+rows written (Delta's commit metrics, no re-read) and the seconds.
+
 A table ``<layer>.<name>`` lives at ``Settings.table_path(layer, name)``.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from govlake.core import runlog
 from govlake.core.config import Settings
 
 if TYPE_CHECKING:
@@ -64,12 +68,33 @@ def replace_partition(df: DataFrame, path: str, date_column: str, value: dt.date
     Raises:
         ValueError: ``df`` holds a row whose ``date_column`` is not ``value`` (Delta refuses it).
     """
+    import uuid
+
     partition_by = partition_by or date_column
-    add_columns_of(df, path)
-    (df.write.format("delta").mode("overwrite")
-       .option("replaceWhere", f"{date_column} = DATE'{value.isoformat()}'")
-       .partitionBy(partition_by)
-       .save(path))
+    tag = f"govlake-replace-{uuid.uuid4()}"
+    with runlog.timed_write("replace_partition", path) as logged:
+        add_columns_of(df, path)
+        (df.write.format("delta").mode("overwrite")
+           .option("replaceWhere", f"{date_column} = DATE'{value.isoformat()}'")
+           .option("userMetadata", tag)
+           .partitionBy(partition_by)
+           .save(path))
+        logged.rows = _tagged_commit_rows(df.sparkSession, path, tag)
+
+
+def _tagged_commit_rows(spark: SparkSession, path: str, tag: str) -> int | None:
+    """``numOutputRows`` of the commit of ``path`` whose ``userMetadata`` is ``tag`` (0 when Delta recorded no
+    commit or no data file for it: an empty write); None when the history cannot be read."""
+    from delta.tables import DeltaTable
+
+    try:
+        history = DeltaTable.forPath(spark, path).history(50).select("userMetadata", "operationMetrics").collect()
+    except Exception:  # noqa: BLE001 - a log figure must never fail the write it describes
+        return None
+    for row in history:
+        if row["userMetadata"] == tag:
+            return int((row["operationMetrics"] or {}).get("numOutputRows", 0))
+    return 0
 
 
 def replace_partition_counted(spark: SparkSession, df: DataFrame, path: str, date_column: str, value: dt.date,
@@ -92,6 +117,13 @@ def replace_partition_counted(spark: SparkSession, df: DataFrame, path: str, dat
     Raises:
         ValueError: as :func:`replace_partition`.
     """
+    with runlog.timed_write("replace_partition", path) as logged:
+        logged.rows = _replace_partition_counted(spark, df, path, date_column, value, stats_columns)
+        return logged.rows
+
+
+def _replace_partition_counted(spark: SparkSession, df: DataFrame, path: str, date_column: str, value: dt.date,
+                               stats_columns: str | None) -> int:
     import uuid
 
     from delta.tables import DeltaTable
@@ -129,9 +161,11 @@ def replace_partition_if_changed(spark: SparkSession, df: DataFrame, path: str, 
     """
     from pyspark.sql import functions as F
 
+    started = time.monotonic()
     if exists(spark, path):
         current = spark.read.format("delta").load(path).where(F.col(date_column) == F.lit(value))
         if same_content(current, df):
+            runlog.log_write("replace_partition", path, 0, time.monotonic() - started, skipped="unchanged")
             return False
     replace_partition(df, path, date_column, value)
     return True
@@ -177,6 +211,15 @@ def merge_by_key(spark: SparkSession, df: DataFrame, path: str, keys: list[str],
     Raises:
         ValueError: ``df`` has duplicate keys (names the table and one duplicated key).
     """
+    with runlog.timed_write("merge_by_key", path) as logged:
+        counts = _merge_by_key(spark, df, path, keys, hash_column, insert_only_columns)
+        logged.rows = counts["inserted"] + counts["updated"]
+        logged.details = dict(counts)
+        return counts
+
+
+def _merge_by_key(spark: SparkSession, df: DataFrame, path: str, keys: list[str], hash_column: str,
+                  insert_only_columns: tuple[str, ...]) -> dict[str, int]:
     from functools import reduce
 
     from delta.tables import DeltaTable
@@ -275,12 +318,19 @@ def overwrite_if_changed(spark: SparkSession, df: DataFrame, path: str, order_by
     Returns:
         True when the table was written.
     """
-    if exists(spark, path):
-        current = spark.read.format("delta").load(path)
-        if same_content(current, df):
-            return False
-    df.orderBy(*order_by).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
-    return True
+    import uuid
+
+    with runlog.timed_write("overwrite", path) as logged:
+        if exists(spark, path):
+            current = spark.read.format("delta").load(path)
+            if same_content(current, df):
+                logged.rows, logged.details = 0, {"skipped": "unchanged"}
+                return False
+        tag = f"govlake-overwrite-{uuid.uuid4()}"
+        (df.orderBy(*order_by).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+         .option("userMetadata", tag).save(path))
+        logged.rows = _tagged_commit_rows(spark, path, tag)
+        return True
 
 
 def register_tables(spark: SparkSession, settings: Settings) -> list[str]:

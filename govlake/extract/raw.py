@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from govlake.core import lake
+from govlake.core import lake, runlog
 from govlake.core.config import Settings
 from govlake.core.failpoints import failpoint
 from govlake.extract.registry import (
@@ -263,11 +263,22 @@ def _write_batch(spark: SparkSession, batch: DataFrame, path: str,
         write or None when this write created the table)``.
     """
     from delta.tables import DeltaTable
-    from pyspark.sql import Observation
 
     before = DeltaTable.forPath(spark, path).history(1).collect()[0]["version"] if lake.exists(spark, path) else None
     if before is not None:
         lake.add_columns_of(batch, path)  # a newly projected source field (older partitions read NULL)
+    with runlog.timed_write("raw_batch", path) as logged:
+        out = _write_observed(spark, batch, path, logical_date, before)
+        logged.rows = out[2]
+    return out
+
+
+def _write_observed(spark: SparkSession, batch: DataFrame, path: str, logical_date: dt.date,
+                    before: int | None) -> tuple[int, str, int, int | None]:
+    """The write of :func:`_write_batch` (``before``: the table's version before it)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import Observation
+
     observation = Observation("govlake_raw_batch")
     (batch.observe(observation, *_fingerprint_columns())
         .write.format("delta").mode("overwrite")

@@ -1458,7 +1458,10 @@ def run_checkpoint(spark: SparkSession, df: DataFrame, suite: Suite, batch_id: s
         result = checkpoint.run(batch_parameters={"dataframe": gx_df},
                                 run_id=RunIdentifier(run_name=batch_id, run_time=run_time))
         (key, vr), = result.run_results.items()
-        return _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
+        summary = _checkpoint_summary(context, key, vr, suite, reports_dir, data_docs)
+        if data_docs:  # GX's UpdateDataDocsAction built the pages with their CDN links
+            _offline_site(Path(summary["data_docs_index"]))
+        return summary
 
 
 def _docs_index(context, reports_dir: Path) -> Path:
@@ -1516,4 +1519,13 @@ def _build_data_docs(context, reports_dir: Path, run_names: list[str] | None) ->
     context.build_data_docs(resource_identifiers=resources or None, build_index=True)
     if not index.is_file():
         raise FileNotFoundError(f"GX did not write {index}")
+    _offline_site(index)
     return index
+
+
+def _offline_site(index: Path) -> None:
+    """Make the site of ``index`` self-contained (local copies of GX's CDN assets, links from failed rules to their
+    quarantine extracts): :func:`govlake.quality.offline_docs.make_site_offline`."""
+    from govlake.quality.offline_docs import make_site_offline
+
+    make_site_offline(index.parent)

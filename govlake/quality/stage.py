@@ -45,6 +45,9 @@ def validate_table(spark: SparkSession, settings: Settings, table: str, logical_
     ``build_site``: also update the Data Docs site after the checkpoint (False: the caller builds it once for
     many tables, see :func:`build_data_docs`). ``write_results`` False: the caller writes the returned
     ``rules`` to ``ops.validation_results`` (:func:`write_validation_results`, one commit for many tables).
+    With ``data_docs``, each rule's quarantined rows (the first 1000, with the total) are also written as
+    ``<reports>/quarantine/<date>/<table>/<rule_id>.html`` (:mod:`govlake.quality.quarantine_pages`), which the
+    batch's validation page links from the rule's row.
 
     Returns:
         ``{"table", "raw", "accepted", "quarantined", "rules": [...], "data_docs": path|None,
@@ -60,6 +63,7 @@ def validate_table(spark: SparkSession, settings: Settings, table: str, logical_
 
     from govlake.core.failpoints import failpoint
     from govlake.extract.raw import RAW_STATS_COLUMNS
+    from govlake.quality import quarantine_pages
     from govlake.quality import rules as quality
     from govlake.quality.audit import (
         RELEASE_COLUMNS,  # an older quarantine table gets them from replace_partition_counted
@@ -97,6 +101,9 @@ def validate_table(spark: SparkSession, settings: Settings, table: str, logical_
         if n_raw != n_acc + n_quar:
             raise RuntimeError(f"validate raw.{table} {logical_date}: {n_raw} raw rows != {n_acc} accepted"
                                f" + {n_quar} quarantined")
+        if data_docs:  # the pages the validation page links failed rules to (before the site is built)
+            quarantine_pages.write_extracts(settings.reports_dir, table, logical_date, suite,
+                                            quarantine_pages.collect_extracts(quarantined))
         if data_docs and engine == "spark":
             checkpoint = quality.run_checkpoint(spark, frame, suite, batch_id, settings.reports_dir,
                                                 data_docs=build_site)
@@ -189,6 +196,7 @@ def run_validate(spark: SparkSession, settings: Settings, logical_date: dt.date,
         what :func:`validate_table` raises, for the first table (in the order of ``tables``) that raised, after
         every other table was validated and the results and the site were written.
     """
+    import contextvars
     from concurrent.futures import ThreadPoolExecutor
 
     if data_docs is None:
@@ -202,7 +210,8 @@ def run_validate(spark: SparkSession, settings: Settings, logical_date: dt.date,
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(names))),
                             thread_name_prefix="govlake-validate") as pool:
-        futures = [pool.submit(one, t) for t in names]
+        # each table in a copy of this context: its log lines keep the run id, date and stage (govlake.core.runlog)
+        futures = [pool.submit(contextvars.copy_context().run, one, t) for t in names]
     results: list[dict] = []
     first_error: BaseException | None = None
     for future in futures:
