@@ -68,7 +68,18 @@ def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = Non
     with run_leases(spark, settings, logical_date, stage in CUMULATIVE_STAGES, holder, wait_s, release) as leases:
         if stage in ("unify", "marts"):
             kwargs.setdefault("run_id", leases.holder.run_id)
-        return fn(spark, settings, logical_date, **kwargs)
+        result = fn(spark, settings, logical_date, **kwargs)
+        register_written(spark, settings)
+        return result
+
+
+def register_written(spark: SparkSession, settings: Settings) -> list[str]:
+    """After a stage: in a persistent catalog (``GOVLAKE_METASTORE_URL``) register the tables it wrote that have no
+    name yet (:func:`govlake.core.lake.register_new_tables`, cheap when none is new), so the SQL endpoint sees
+    them; with the in-memory catalog nothing (readers register per session). Returns the names registered."""
+    if not lake.is_persistent_catalog(spark):
+        return []
+    return lake.register_new_tables(spark, settings)
 
 
 
@@ -95,6 +106,7 @@ def run_all(settings: Settings, logical_date: dt.date, spark: SparkSession | Non
             leases.check()
             started = time.monotonic()
             summary[name] = step()
+            register_written(spark, settings)
             timings[name] = round(time.monotonic() - started, 1)
     summary["stage_seconds"] = timings
     summary["tables"] = table_counts(spark, settings, logical_date)
