@@ -109,9 +109,12 @@ def metastore_conf(url: str, settings: Settings) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
         "spark.hadoop.javax.jdo.option.ConnectionUserName": parts["user"],
         "spark.hadoop.javax.jdo.option.ConnectionPassword": parts["password"],
-        "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
-        # no foreign keys: DataNucleus adds a table's keys (ALTER TABLE … REFERENCES "TBLS") in its own transaction
-        # while the metastore's transaction holds TBLS, and PostgreSQL makes the two wait for each other forever
+        # tables and columns created on first use, but no foreign keys: DataNucleus adds a table's keys (ALTER TABLE …
+        # REFERENCES "TBLS") on a second connection while the metastore's transaction holds TBLS, and PostgreSQL makes
+        # the two wait for each other forever. autoCreateAll=true would switch the constraints back on.
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "false",
+        "spark.hadoop.datanucleus.schema.autoCreateTables": "true",
+        "spark.hadoop.datanucleus.schema.autoCreateColumns": "true",
         "spark.hadoop.datanucleus.schema.autoCreateConstraints": "false",
         "spark.hadoop.hive.metastore.schema.verification": "false",
         "spark.hadoop.hive.exec.scratchdir": str(hive_dir / "scratch"),

@@ -225,8 +225,10 @@ def _pid(settings: Settings) -> int | None:
 
 
 def port_in_use(port: int, host: str = BIND_HOST) -> bool:
-    """True when ``host:port`` cannot be bound (another program, or our server, listens there)."""
+    """True when ``host:port`` cannot be bound (another program, or our server, listens there); connections of a
+    stopped server left in TIME_WAIT do not count (``SO_REUSEADDR``)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -351,11 +353,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stop", help="stop the endpoint")
     sub.add_parser("status", help="is the endpoint running")
     sub.add_parser("build-jar", help="compile the authenticator's jar into the jar cache (docker/setup.sh)")
-    sql_p = sub.add_parser("spark-sql", help="pyspark's spark-sql on the endpoint's catalog (arguments passed on)")
-    sql_p.add_argument("args", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    sub.add_parser("spark-sql", help="pyspark's spark-sql on the endpoint's catalog (arguments passed on)")
+    argv = sys.argv[1:] if argv is None else argv
     settings = Settings.from_env()
     port = config.sql_port()
+    if argv[:1] == ["spark-sql"]:  # everything after it is spark-sql's (argparse's REMAINDER drops "-e" etc.)
+        try:
+            return spark_sql(settings, config.metastore_url(), argv[1:], port)
+        except RuntimeError as exc:
+            print(f"sql endpoint: {exc}", file=sys.stderr)
+            return 1
+    args = parser.parse_args(argv)
     try:
         if args.command == "init":
             password = init(settings, reset=args.reset)
@@ -373,8 +381,6 @@ def main(argv: list[str] | None = None) -> int:
             print(status(settings, port))
         elif args.command == "build-jar":
             print(build_auth_jar(settings.jars_dir))
-        else:
-            return spark_sql(settings, config.metastore_url(), args.args, port)
     except RuntimeError as exc:
         print(f"sql endpoint: {exc}", file=sys.stderr)
         return 1

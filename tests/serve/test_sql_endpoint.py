@@ -1,6 +1,6 @@
 """The SQL endpoint's pieces that need no Spark: metastore URL parsing, users file, the Java authenticator, ports.
 
-The end-to-end test (endpoint + metastore + beeline/PyHive + spark-sql) is not written yet: see the branch's report.
+The end-to-end test (endpoint + metastore + PyHive + spark-sql) is tests/serve/test_sql_endpoint_e2e.py.
 """
 from __future__ import annotations
 
