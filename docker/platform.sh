@@ -46,6 +46,8 @@ platform_env() {
   export GOVLAKE_SOURCES=${GOVLAKE_SOURCES:-servers}
   export GX_ANALYTICS_ENABLED=False
   export GOVLAKE_DATA_DOCS_BASE_URL=${GOVLAKE_DATA_DOCS_BASE_URL:-$REPORTS_URL}
+  # the persistent catalog the tasks register their tables in and the SQL endpoint serves (database created on use)
+  export GOVLAKE_METASTORE_URL=${GOVLAKE_METASTORE_URL:-postgresql://govlake@127.0.0.1:$PG_PORT/metastore}
   export AIRFLOW_HOME=$PLAT/airflow
   export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags
   export AIRFLOW__CORE__PLUGINS_FOLDER=$ROOT/plugins

@@ -49,6 +49,8 @@ if ! command -v javac >/dev/null && [[ ! -x ${JAVA_HOME:-/nonexistent}/bin/javac
   apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
 fi
 PYTHONPATH=$ROOT .venv/bin/python -m govlake.codes.udf "$JARS" >/dev/null   # a no-op when the jar of these sources exists
+# the SQL endpoint's password checker (govlake/serve/auth/*.java), against the wheel's thrift-server jar
+GOVLAKE_JARS=$JARS PYTHONPATH=$ROOT .venv/bin/python -m govlake.serve.sql_endpoint build-jar >/dev/null
 
 # --- CJK font embedded (subset) in the decision-support report (govlake/analysis/fonts.py, GOVLAKE_CJK_FONT) ----
 if [[ ! -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ]]; then

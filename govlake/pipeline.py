@@ -70,7 +70,18 @@ def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = Non
             runlog.run_context(leases.holder.run_id, logical_date, stage), runlog.stage_step(stage):
         if stage in ("unify", "marts", "analysis"):
             kwargs.setdefault("run_id", leases.holder.run_id)
-        return fn(spark, settings, logical_date, **kwargs)
+        result = fn(spark, settings, logical_date, **kwargs)
+        register_written(spark, settings)
+        return result
+
+
+def register_written(spark: SparkSession, settings: Settings) -> list[str]:
+    """After a stage: in a persistent catalog (``GOVLAKE_METASTORE_URL``) register the tables it wrote that have no
+    name yet (:func:`govlake.core.lake.register_new_tables`, cheap when none is new), so the SQL endpoint sees
+    them; with the in-memory catalog nothing (readers register per session). Returns the names registered."""
+    if not lake.is_persistent_catalog(spark):
+        return []
+    return lake.register_new_tables(spark, settings)
 
 
 
@@ -102,6 +113,7 @@ def run_all(settings: Settings, logical_date: dt.date, spark: SparkSession | Non
             started = time.monotonic()
             with runlog.run_context(stage=name), runlog.stage_step(name):
                 summary[name] = step()
+            register_written(spark, settings)
             timings[name] = round(time.monotonic() - started, 1)
     summary["stage_seconds"] = timings
     summary["tables"] = table_counts(spark, settings, logical_date)

@@ -30,6 +30,10 @@ variable                        meaning                                         
 ``GOVLAKE_REPORTS_PORT``        loopback port of the reports HTTP server                    ``8000``
 ``GOVLAKE_CJK_FONT``            TrueType/OpenType font with CJK glyphs, subset and embedded  Debian's
                                 in the decision-support report (:mod:`govlake.analysis.fonts`) ``fonts-droid-fallback``
+``GOVLAKE_METASTORE_URL``       PostgreSQL database of the persistent Hive metastore        unset (in-memory
+                                (``postgresql://user@host:port/metastore`` or a             catalog: tables
+                                ``jdbc:postgresql:`` URL); see :func:`metastore_url`        registered per session)
+``GOVLAKE_SQL_PORT``            port of the SQL endpoint (govlake.serve.sql_endpoint)       ``10000``
 ``GOVLAKE_DATA_DOCS_BASE_URL``  URL of the reports folder for the Airflow Data Docs link     unset (file: URL)
                                 (read by ``plugins/govlake_data_docs.py`` in the Airflow
                                 webserver, which does not import this package)
@@ -244,3 +248,29 @@ def cjk_font_path(env: Mapping[str, str] | None = None) -> Path:
     Existence is checked by the reader (:func:`govlake.analysis.fonts.load_cjk_font`)."""
     value = _env(env).get("GOVLAKE_CJK_FONT")
     return Path(value) if value else DEFAULT_CJK_FONT
+
+
+def metastore_url(env: Mapping[str, str] | None = None) -> str | None:
+    """``GOVLAKE_METASTORE_URL``: the PostgreSQL database of the persistent Hive metastore (None: Spark's in-memory
+    catalog, every session registers the tables itself). Parsed by :func:`govlake.core.spark.metastore_jdbc`.
+
+    Raises:
+        ValueError: not a ``postgresql://`` (or ``postgresql+driver://``) or ``jdbc:postgresql://`` URL.
+    """
+    value = _env(env).get("GOVLAKE_METASTORE_URL") or None
+    if value is not None and not (value.startswith(("postgresql://", "postgresql+", "jdbc:postgresql://"))):
+        raise ValueError("GOVLAKE_METASTORE_URL must be a postgresql://user@host:port/database or "
+                         f"jdbc:postgresql:// URL, not {value.split('@')[-1]!r}")
+    return value
+
+
+def sql_port(env: Mapping[str, str] | None = None) -> int:
+    """``GOVLAKE_SQL_PORT``: TCP port of the SQL endpoint on 127.0.0.1 (default 10000, HiveServer2's).
+
+    Raises:
+        ValueError: not an integer in 1..65535.
+    """
+    text = _env(env).get("GOVLAKE_SQL_PORT", "10000")
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"GOVLAKE_SQL_PORT must be a TCP port (1..65535), not {text!r}")
+    return int(text)

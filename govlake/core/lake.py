@@ -7,6 +7,7 @@
 - :func:`merged_state`: what a table would hold after :func:`merge_by_key`, without writing (audit before publish);
 - :func:`overwrite_if_changed`: whole-table rewrite for small derived tables, skipped when equal;
 - :func:`register_tables`: name every table as ``<layer>.<table>`` for Spark SQL;
+- :func:`register_new_tables`: the same in a persistent catalog (Hive metastore), registering only what is new;
 - :func:`retry_on_conflict`: retry a commit to a table shared by parallel tasks (ledgers, results) when
   Delta's optimistic concurrency control rejects it.
 
@@ -342,9 +343,15 @@ def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
     registered as views pinned at its latest publication, so a reader never sees a run's tables half
     published; its tables themselves stay readable by path (``delta.`<path>```, time travel, history).
 
+    In a persistent catalog (``GOVLAKE_METASTORE_URL``, :func:`is_persistent_catalog`) this is
+    :func:`register_new_tables`: the names are kept across sessions, only new tables and changed publications are
+    registered.
+
     Returns:
         the registered names, sorted.
     """
+    if is_persistent_catalog(spark):
+        return register_new_tables(spark, settings)
     names = []
     root = settings.lakehouse
     if root.startswith("file:"):
@@ -370,6 +377,66 @@ def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
                           f"VERSION AS OF {pinned[1][table_dir.name]}")
             else:
                 continue  # not published (e.g. written by a run killed before its publication)
+            names.append(name)
+    return sorted(names)
+
+
+def is_persistent_catalog(spark: SparkSession) -> bool:
+    """True when ``spark``'s catalog is a Hive metastore (``spark.sql.catalogImplementation=hive``, set by
+    :func:`govlake.core.spark.get_spark` when ``GOVLAKE_METASTORE_URL`` is), whose names outlive the session."""
+    return spark.conf.get("spark.sql.catalogImplementation", "in-memory") == "hive"
+
+
+def _lakehouse_dirs(settings: Settings) -> list[tuple[str, Path]]:
+    """``(layer, layer folder)`` of each layer of :data:`LAYERS` present under a local lakehouse."""
+    root = settings.lakehouse[5:] if settings.lakehouse.startswith("file:") else settings.lakehouse
+    return [(layer, Path(root) / layer) for layer in LAYERS if (Path(root) / layer).is_dir()]
+
+
+#: Table property of a published layer's view: the Delta version it is pinned at (see :func:`register_new_tables`).
+PINNED_VERSION_PROPERTY = "govlake.pinned_version"
+
+
+def register_new_tables(spark: SparkSession, settings: Settings) -> list[str]:
+    """Register in ``spark``'s catalog, as ``<layer>.<table>``, every Delta table of the lakehouse not registered yet
+    (``CREATE TABLE IF NOT EXISTS … USING delta LOCATION``: EXTERNAL, the data is never touched), creating the
+    layer's database when missing; a published layer (:data:`PUBLISHED_LAYERS`) gets views pinned at its latest
+    publication (as :func:`register_tables`), replaced when the publication moved on.
+
+    Meant for a persistent catalog (Hive metastore): the pipeline calls it after each stage, so the SQL endpoint
+    (:mod:`govlake.serve.sql_endpoint`) and ``spark-sql`` see every table by name without registering anything.
+    Idempotent and cheap when nothing is new: one ``SHOW TABLES`` per layer, one property read per published view,
+    a Delta log check only for folders not registered yet. A name is kept as registered: one metastore database
+    serves one lakehouse.
+
+    Returns:
+        every registered ``<layer>.<table>`` of the lakehouse, sorted.
+    """
+    names = []
+    for layer, layer_dir in _lakehouse_dirs(settings):
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
+        known = {r["tableName"] for r in spark.sql(f"SHOW TABLES IN {layer}").collect() if not r["isTemporary"]}
+        published = layer in PUBLISHED_LAYERS
+        pinned = published_versions(spark, settings, layer) if published else None
+        for table_dir in sorted(p for p in layer_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            table, name = table_dir.name, f"{layer}.{table_dir.name}"
+            if not published:
+                if table.lower() not in known:
+                    if not exists(spark, str(table_dir)):
+                        continue
+                    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{table_dir}'")
+                names.append(name)
+                continue
+            if pinned is None or table not in pinned[1]:
+                continue  # not published (e.g. written by a run killed before its publication)
+            version = str(pinned[1][table])
+            if table.lower() in known:
+                props = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+                if props.get(PINNED_VERSION_PROPERTY) == version:
+                    names.append(name)
+                    continue
+            spark.sql(f"CREATE OR REPLACE VIEW {name} TBLPROPERTIES ('{PINNED_VERSION_PROPERTY}' = '{version}') "
+                      f"AS SELECT * FROM delta.`{table_dir}` VERSION AS OF {version}")
             names.append(name)
     return sorted(names)
 

@@ -31,12 +31,105 @@ def cached_jars(jars_dir: Path) -> list[str]:
     """
     from govlake.codes.udf import JAR_PREFIX
 
-    jars = sorted(str(p) for p in Path(jars_dir).glob("*.jar") if not p.name.startswith(JAR_PREFIX))
+    # GovLake's own jars (govlake-udf-*, govlake-auth-*) are built from sources, not cached: never listed here
+    jars = sorted(str(p) for p in Path(jars_dir).glob("*.jar")
+                  if not p.name.startswith((JAR_PREFIX, "govlake-")))
     if not any("delta-spark" in Path(j).name for j in jars):
         raise FileNotFoundError(
             f"no Delta Lake jar in {jars_dir}; run docker/setup.sh to fetch it from Maven Central"
         )
     return jars
+
+
+def metastore_jdbc(url: str) -> dict[str, str]:
+    """Split ``GOVLAKE_METASTORE_URL`` (:func:`govlake.core.config.metastore_url`) into its JDBC parts.
+
+    Accepts ``postgresql[+driver]://user[:password]@host[:port]/database`` (SQLAlchemy / libpq style, as
+    ``docker/services.sh env`` prints) and ``jdbc:postgresql://host[:port]/database?user=..&password=..``.
+
+    Returns:
+        ``{"jdbc_url": "jdbc:postgresql://host:port/database", "user": .., "password": .. ("" when none),
+        "host": .., "port": .. (default "5432"), "database": ..}``; the JDBC URL carries no credentials.
+
+    Raises:
+        ValueError: no host or no database in the URL.
+    """
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    text = url[len("jdbc:"):] if url.startswith("jdbc:") else url
+    parts = urlsplit(text)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    database = parts.path.lstrip("/")
+    if not parts.hostname or not database:
+        raise ValueError("GOVLAKE_METASTORE_URL needs a host and a database: postgresql://user@host:port/metastore")
+    port = str(parts.port or 5432)
+    return {"jdbc_url": f"jdbc:postgresql://{parts.hostname}:{port}/{database}",
+            "user": unquote(parts.username or query.get("user", "")),
+            "password": unquote(parts.password or query.get("password", "")),
+            "host": parts.hostname, "port": port, "database": database}
+
+
+def ensure_metastore_database(url: str) -> bool:
+    """Create the metastore's PostgreSQL database when it is missing (its tables are created by DataNucleus on first
+    use, ``datanucleus.schema.autoCreateAll``); connects to the server's ``postgres`` database to do so.
+
+    Returns:
+        True when the database was created.
+
+    Raises:
+        psycopg.OperationalError: the server is unreachable or refuses the user.
+    """
+    import psycopg
+    from psycopg import sql
+
+    parts = metastore_jdbc(url)
+    with psycopg.connect(host=parts["host"], port=parts["port"], user=parts["user"] or None,
+                         password=parts["password"] or None, dbname="postgres", autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parts["database"],)).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parts["database"])))
+        return True
+
+
+def metastore_conf(url: str, settings: Settings) -> dict[str, str]:
+    """Spark properties of a session whose catalog is the persistent Hive metastore in PostgreSQL at ``url``
+    (Spark's built-in Hive 2.3 metastore client over JDBC; the pipeline's sessions, the SQL endpoint and
+    ``spark-sql`` use the same ones, so a table registered by one is seen by the others by name).
+
+    The metastore's schema is created on first use (``datanucleus.schema.autoCreateAll``; no schema version check,
+    ``hive.metastore.schema.verification=false``). Hive's scratch and log folders go under
+    ``$GOVLAKE_HOME/hive`` instead of the shared ``/tmp/hive``.
+
+    Returns:
+        property -> value (contains the database password when the URL has one: never put it on a command line).
+    """
+    parts = metastore_jdbc(url)
+    hive_dir = settings.home / "hive"
+    pg_jars = sorted(str(p) for p in Path(settings.jars_dir).glob("postgresql-*.jar"))
+    conf = {
+        "spark.sql.catalogImplementation": "hive",
+        "spark.hadoop.javax.jdo.option.ConnectionURL": parts["jdbc_url"],
+        "spark.hadoop.javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
+        "spark.hadoop.javax.jdo.option.ConnectionUserName": parts["user"],
+        "spark.hadoop.javax.jdo.option.ConnectionPassword": parts["password"],
+        # tables and columns created on first use, but no foreign keys: DataNucleus adds a table's keys (ALTER TABLE …
+        # REFERENCES "TBLS") on a second connection while the metastore's transaction holds TBLS, and PostgreSQL makes
+        # the two wait for each other forever. autoCreateAll=true would switch the constraints back on.
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "false",
+        "spark.hadoop.datanucleus.schema.autoCreateTables": "true",
+        "spark.hadoop.datanucleus.schema.autoCreateColumns": "true",
+        "spark.hadoop.datanucleus.schema.autoCreateConstraints": "false",
+        "spark.hadoop.hive.metastore.schema.verification": "false",
+        "spark.hadoop.hive.exec.scratchdir": str(hive_dir / "scratch"),
+        "spark.hadoop.hive.exec.local.scratchdir": str(hive_dir / "local-scratch"),
+        "spark.hadoop.hive.downloaded.resources.dir": str(hive_dir / "resources"),
+        "spark.hadoop.hive.querylog.location": str(hive_dir / "querylog"),
+        "spark.hadoop.hive.server2.logging.operation.log.location": str(hive_dir / "operation-logs"),
+        "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
+    }
+    if pg_jars:  # DataNucleus loads the JDBC driver from the JVM's class path, not from spark.jars
+        conf["spark.driver.extraClassPath"] = pg_jars[-1]
+    return conf
 
 
 def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny: bool = False,
@@ -49,6 +142,9 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
         tiny: tune for tiny data (tests): one shuffle partition, no UI, small memory; also on when
             ``GOVLAKE_SPARK_TINY=1`` (the Airflow end-to-end test's tasks).
         extra_conf: further Spark properties, applied last.
+
+    With ``GOVLAKE_METASTORE_URL`` set the session's catalog is the persistent Hive metastore
+    (:func:`metastore_conf`, database created when missing); otherwise Spark's in-memory catalog.
 
     Side effect: sets the process time zone (``TZ``) to Asia/Shanghai, so that timestamps
     collected to Python read as the session's wall time.
@@ -107,6 +203,10 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
             "spark.driver.memory": "4g",
             "spark.ui.showConsoleProgress": "false",
         })
+    metastore = config.metastore_url()
+    if metastore and not submitted:
+        ensure_metastore_database(metastore)
+        conf.update(metastore_conf(metastore, settings))
     if tiny or config.spark_tiny():
         conf.update({
             "spark.sql.shuffle.partitions": "1",

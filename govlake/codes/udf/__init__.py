@@ -83,26 +83,39 @@ def build_jar(jars_dir: Path) -> Path:
         subprocess.CalledProcessError: the sources do not compile (javac's messages on stderr).
     """
     jars_dir = Path(jars_dir)
-    target = jars_dir / jar_name()
+    return compile_jar(jars_dir / jar_name(), _sources(), [_spark_api_jar()], JAR_PREFIX)
+
+
+def compile_jar(target: Path, sources: list[Path], classpath: list[Path], prefix: str) -> Path:
+    """Compile ``sources`` with ``javac --release 17`` against ``classpath`` into the jar ``target`` (skipped when
+    it exists), atomically (concurrent callers get the same file); then delete the other ``<prefix>*.jar`` files of
+    its folder (jars of older sources). Shared by :func:`build_jar` and the SQL endpoint's authenticator
+    (:mod:`govlake.serve.sql_endpoint`).
+
+    Raises:
+        FileNotFoundError: no ``javac`` on PATH or under ``JAVA_HOME`` (install a JDK 17: ``docker/setup.sh``).
+        subprocess.CalledProcessError: the sources do not compile (javac's messages on stderr).
+    """
     if target.exists():
         return target
+    jars_dir = target.parent
     javac = shutil.which("javac") or (str(Path(os.environ["JAVA_HOME"]) / "bin" / "javac")
                                       if os.environ.get("JAVA_HOME") else None)
     if not javac or not Path(javac).exists():
-        raise FileNotFoundError("javac not found: GovLake's Spark functions (govlake/codes/udf) are compiled "
-                                "with a JDK 17; run docker/setup.sh")
+        raise FileNotFoundError("javac not found: GovLake's Java classes (govlake/codes/udf, govlake/serve) are "
+                                "compiled with a JDK 17; run docker/setup.sh")
     jars_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=jars_dir, prefix=".udf-build-") as tmp:
+    with tempfile.TemporaryDirectory(dir=jars_dir, prefix=".build-") as tmp:
         classes = Path(tmp) / "classes"
-        subprocess.run([javac, "--release", "17", "-nowarn", "-cp", str(_spark_api_jar()), "-d", str(classes),
-                        *map(str, _sources())], check=True)
+        subprocess.run([javac, "--release", "17", "-nowarn", "-cp", os.pathsep.join(map(str, classpath)),
+                        "-d", str(classes), *map(str, sources)], check=True)
         built = Path(tmp) / target.name
         with zipfile.ZipFile(built, "w", zipfile.ZIP_DEFLATED) as jar:
-            jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: govlake.codes.udf\n\n")
+            jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: govlake\n\n")
             for cls in sorted(classes.rglob("*.class")):
                 jar.write(cls, cls.relative_to(classes).as_posix())
         os.replace(built, target)
-    for old in jars_dir.glob(f"{JAR_PREFIX}*.jar"):
+    for old in jars_dir.glob(f"{prefix}*.jar"):
         if old.name != target.name:
             old.unlink(missing_ok=True)
     return target
