@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from govlake.core import fsio
+
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 NAME = "reports_http"
@@ -100,7 +102,7 @@ def start(directory: Path, port: int, pdir: Path) -> int:
     proc = subprocess.Popen([sys.executable, "-m", "govlake.serve.reports_http", "serve", "--port", str(port),
                              "--dir", str(directory)], stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
-    pid_file.write_text(str(proc.pid))
+    fsio.atomic_write_text(pid_file, str(proc.pid))
     for _ in range(100):
         if port_in_use(port):
             return proc.pid

@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from govlake.core import config
+from govlake.core import config, fsio
 from govlake.core.config import TIME_ZONE, Settings
 from govlake.core.spark import cached_jars, ensure_metastore_database, metastore_conf
 
@@ -276,7 +276,7 @@ def start(settings: Settings, port: int, metastore: str | None, timeout_s: float
              "spark-internal"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=state_dir(settings),
             start_new_session=True)
-    (state_dir(settings) / "server.pid").write_text(f"{proc.pid}\n")
+    fsio.atomic_write_text(state_dir(settings) / "server.pid", f"{proc.pid}\n")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

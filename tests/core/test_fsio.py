@@ -141,6 +141,8 @@ def test_file_lock_excludes_other_threads(tmp_path):
 IN_PLACE_WRITES = {
     ("govlake/pipeline.py", "made_by.write_text"): "the sample generator's fingerprint marker under <sources>/truth: "
                                                  "a half-written one only makes the next run generate the sample again",
+    ("govlake/serve/reports_http.py", "open"): "the server's log, appended to by the child it is handed to",
+    ("govlake/serve/sql_endpoint.py", "open"): "the endpoint's log, appended to by the JVM it is handed to",
 }
 _WRITERS = {"write_text", "write_bytes", "write_html", "write_image", "savefig", "to_csv", "to_json", "to_parquet",
             "dump"}
