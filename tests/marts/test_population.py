@@ -297,7 +297,9 @@ def test_build_report_self_contained_and_deterministic(tmp_path):
     assert "plotly.js v" in text and "Plotly.newPlot" in text          # plotly.js inline
     assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", text, re.I)
     assert not re.search(r"<link[^>]*href\s*=\s*[\"']?(https?:)?//", text, re.I)
-    assert '"style":"white-bg"' in text and "properties.gb" in text and "156130104" in text
+    # the district map: GeoJSON polygons on a hidden base map, fitted to them (no tiles, no topojson download)
+    assert '"type":"choropleth"' in text and '"fitbounds":"locations"' in text
+    assert "properties.gb" in text and "156130104" in text
     for name in ("长安区", "桥西区", "石家庄市"):
         assert name in text
     for finding in EXPECTED_FINDINGS:
