@@ -113,7 +113,10 @@ optional() {  # optional MODULE FLAG_VAR: a govlake.serve module started/stopped
 
 up() {
   mkdir -p "$PLAT"
-  if ! bash docker/services.sh status | grep -q "postgresql: running"; then
+  # status captured first: `status | grep -q` under pipefail fails by SIGPIPE when the server runs (then down would
+  # stop a PostgreSQL that others were using)
+  services_status=$(bash docker/services.sh status)
+  if [[ $services_status != *"postgresql: running"* ]]; then
     bash docker/services.sh start
     touch "$PLAT/started_services"                 # down stops them only then
   fi

@@ -154,9 +154,15 @@ def test_ui_login_and_dag_grid(platform, browser):
 def test_down_leaves_no_process(platform):
     pids = platform.pids()
     assert len(pids) >= 7      # api-server, scheduler, dag-processor, triggerer, 2 log servers, reports
+    started_by_up = (platform.dir / "started_services").exists()
     down = _script("down", platform.env)
     assert down.returncode == 0, down.stderr
     time.sleep(1)
     alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
     assert list(platform.dir.glob("*.pid")) == []
+    if os.environ.get("GOVLAKE_PG_URL"):
+        # the suite's PostgreSQL ran before `up`: `up` did not take it over and `down` left it running
+        after = subprocess.run(["bash", str(ROOT / "docker" / "services.sh"), "status"], cwd=ROOT, env=platform.env,
+                               capture_output=True, text=True).stdout
+        assert not started_by_up and "postgresql: running" in after
