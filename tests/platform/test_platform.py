@@ -2,8 +2,10 @@
 triggerer, log servers, reports over HTTP) started for real on test ports with a temporary GOVLAKE_HOME.
 
 Ports (overridable): GOVLAKE_TEST_AIRFLOW_PORT 28080, GOVLAKE_TEST_REPORTS_PORT 28000, GOVLAKE_TEST_WORKER_LOG_PORT
-28793, GOVLAKE_TEST_TRIGGER_LOG_PORT 28794; PostgreSQL is the one of GOVLAKE_PG_PORT (started by the script when
-not running, and then stopped by its `down`). The SQL endpoint and the dashboard are skipped (kept light).
+28793, GOVLAKE_TEST_TRIGGER_LOG_PORT 28794. The platform gets a PostgreSQL and FerretDB of its own
+(GOVLAKE_TEST_PG_PORT 28432, GOVLAKE_TEST_MONGO_PORT 28018: started by `up`, stopped by `down`), so the suite's
+servers are never touched; the test checks they still run after `down`.
+The SQL endpoint and the dashboard are skipped (kept light).
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 PORTS = {
+    "GOVLAKE_PG_PORT": int(os.environ.get("GOVLAKE_TEST_PG_PORT", "28432")),
+    "GOVLAKE_MONGO_PORT": int(os.environ.get("GOVLAKE_TEST_MONGO_PORT", "28018")),
     "GOVLAKE_AIRFLOW_PORT": int(os.environ.get("GOVLAKE_TEST_AIRFLOW_PORT", "28080")),
     "GOVLAKE_REPORTS_PORT": int(os.environ.get("GOVLAKE_TEST_REPORTS_PORT", "28000")),
     "GOVLAKE_WORKER_LOG_PORT": int(os.environ.get("GOVLAKE_TEST_WORKER_LOG_PORT", "28793")),
@@ -113,7 +117,8 @@ def test_every_listening_port_is_loopback(platform):
         except psutil.NoSuchProcess:
             continue
         listening |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
-    assert {p for _, p in listening} >= set(PORTS.values()), listening
+    served = {v for k, v in PORTS.items() if k not in ("GOVLAKE_PG_PORT", "GOVLAKE_MONGO_PORT")}  # its own processes
+    assert {p for _, p in listening} >= served, listening
     assert {ip for ip, _ in listening} <= LOOPBACK, listening
 
 
@@ -161,8 +166,8 @@ def test_down_leaves_no_process(platform):
     alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
     assert list(platform.dir.glob("*.pid")) == []
-    if os.environ.get("GOVLAKE_PG_URL"):
-        # the suite's PostgreSQL ran before `up`: `up` did not take it over and `down` left it running
-        after = subprocess.run(["bash", str(ROOT / "docker" / "services.sh"), "status"], cwd=ROOT, env=platform.env,
+    assert started_by_up  # its own servers (PORTS), started by `up`, stopped by `down`
+    if os.environ.get("GOVLAKE_PG_URL"):  # the suite's servers (the environment's ports) still run
+        after = subprocess.run(["bash", str(ROOT / "docker" / "services.sh"), "status"], cwd=ROOT, env=os.environ,
                                capture_output=True, text=True).stdout
-        assert not started_by_up and "postgresql: running" in after
+        assert "postgresql: running" in after and "ferretdb: running" in after
