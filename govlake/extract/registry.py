@@ -21,8 +21,8 @@ Connections:
 - ``embedded`` mode (the demo default): SQL departments are SQLite files and document
   departments JSON-lines exports under ``Settings.sources_dir``; file drops are under
   ``<sources_dir>/<inbox>/<logical date>/``.
-- ``servers`` mode: each source names an Airflow connection id; its URI is read from the
-  environment variable ``AIRFLOW_CONN_<ID>`` exactly as Airflow itself reads connections, e.g.
+- ``servers`` mode: each source names an Airflow connection id, resolved through Airflow's connection API
+  (secrets backends, ``AIRFLOW_CONN_<ID>`` variables, connections defined in the UI), e.g.
   ``AIRFLOW_CONN_GOVLAKE_HUKOU=postgresql://govlake@127.0.0.1:55432/departments``. PostgreSQL
   is read with Spark JDBC, MongoDB with pymongo (the database named in a MongoDB URI's path, as
   Airflow's connection ``schema``, wins over the registry's ``database``).
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -579,18 +579,48 @@ class Extracted:
 # --- connections -------------------------------------------------------------------------------------
 
 def connection_uri(spec: SourceSpec, env: Mapping[str, str] | None = None) -> str:
-    """The URI of ``spec``'s Airflow connection from ``AIRFLOW_CONN_<CONNECTION_ID>``.
+    """The URI of ``spec``'s Airflow connection, resolved the way Airflow resolves it.
+
+    With Airflow installed, through ``airflow.sdk.BaseHook.get_connection``: inside a task that is the
+    configured secrets backends, the ``AIRFLOW_CONN_<CONNECTION_ID>`` variables and the connections defined in the
+    UI (the metadata database, through the execution API); outside a task (the CLI), the variables and the
+    configured secrets backends. Without Airflow (a job under ``spark-submit`` on a cluster), or when ``env`` is
+    given, the variable ``AIRFLOW_CONN_<CONNECTION_ID>`` of ``env`` only.
+
+    Airflow's connection types come back as URI schemes the readers know: ``postgres`` → ``postgresql``,
+    ``mongo`` → ``mongodb`` (login and password stay percent-encoded, as in any URI).
 
     Raises:
-        SourceUnavailable: the variable is not set (names the source and the variable).
+        SourceUnavailable: no such connection (names the source, the connection and the variable).
     """
-    env = os.environ if env is None else env
-    var = f"AIRFLOW_CONN_{(spec.connection_id or '').upper()}"
-    uri = env.get(var)
+    conn_id = spec.connection_id or ""
+    var = f"AIRFLOW_CONN_{conn_id.upper()}"
+    uri = env.get(var) if env is not None else _airflow_connection_uri(conn_id)
     if not uri:
         raise SourceUnavailable(f"source {spec.source}: connection {spec.connection_id!r} is not configured "
-                                f"({var} is unset)")
-    return uri
+                                f"(no Airflow connection or secrets backend defines it, and {var} is unset)")
+    return _normalise_scheme(uri)
+
+
+def _airflow_connection_uri(conn_id: str) -> str | None:
+    """``conn_id``'s URI from Airflow's connection API, or from ``AIRFLOW_CONN_*`` when Airflow is not installed."""
+    try:
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:
+        return os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    try:
+        return BaseHook.get_connection(conn_id).get_uri()
+    except AirflowNotFoundException:
+        return None
+
+
+_SCHEMES = {"postgres": "postgresql", "mongo": "mongodb"}
+
+
+def _normalise_scheme(uri: str) -> str:
+    scheme, sep, rest = uri.partition("://")
+    return f"{_SCHEMES.get(scheme, scheme)}{sep}{rest}"
 
 
 def _redact(uri: str) -> str:
@@ -726,8 +756,8 @@ def extract_sql_object(spark: SparkSession, settings: Settings, spec: SourceSpec
     parts = urlsplit(uri)
     jdbc_url = f"jdbc:postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}"
     select = ", ".join(f"{c}::text AS {c}" for c in columns)
-    properties = {"user": parts.username or "", "password": parts.password or "", "driver": "org.postgresql.Driver",
-                  "fetchsize": str(JDBC_FETCHSIZE),
+    properties = {"user": unquote(parts.username or ""), "password": unquote(parts.password or ""),
+                  "driver": "org.postgresql.Driver", "fetchsize": str(JDBC_FETCHSIZE),
                   "sessionInitStatement": f"SET TIME ZONE '{TIME_ZONE}'; SET work_mem = '{JDBC_WORK_MEM}'"}
     frame, offset = None, 0
     for i, (predicate, count) in enumerate(zip(plan["predicates"], plan["counts"], strict=False)):
