@@ -22,11 +22,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from govlake.analysis.stage import run_analysis
-from govlake.core import lake, runlog
+from govlake.core import config, lake, runlog
 from govlake.core.config import SAMPLE_LOGICAL_DATE, Settings
 from govlake.core.fsio import atomic_write_text
 from govlake.core.lease import CUMULATIVE_STAGES, Holder, LeaseHeld, run_leases
-from govlake.core.spark import get_spark
+from govlake.core.spark import get_spark, metastore_lock
 from govlake.extract.stage import run_extract
 from govlake.marts.stage import run_marts
 from govlake.quality.stage import run_validate
@@ -81,7 +81,11 @@ def register_written(spark: SparkSession, settings: Settings) -> list[str]:
     them; with the in-memory catalog nothing (readers register per session). Returns the names registered."""
     if not lake.is_persistent_catalog(spark):
         return []
-    return lake.register_new_tables(spark, settings)
+    url = config.metastore_url()
+    if not url:  # under spark-submit: the cluster's own metastore
+        return lake.register_new_tables(spark, settings)
+    with metastore_lock(url):  # one process at a time (tasks of a run register concurrently)
+        return lake.register_new_tables(spark, settings)
 
 
 

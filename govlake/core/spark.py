@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,8 +89,38 @@ def ensure_metastore_database(url: str) -> bool:
                          password=parts["password"] or None, dbname="postgres", autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parts["database"],)).fetchone():
             return False
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parts["database"])))
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parts["database"])))
+        except psycopg.errors.DuplicateDatabase:  # another process created it since the check
+            return False
         return True
+
+
+#: pg_advisory_lock key of the metastore's DDL (any 64-bit number; "GovLake" in ASCII)
+METASTORE_LOCK_KEY = 0x476F764C616B65
+
+
+@contextmanager
+def metastore_lock(url: str, timeout_s: int = 900) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock on the metastore's server while the body runs, so the processes of a run
+    (Airflow tasks run two at a time) change the metastore one at a time: DataNucleus creates its schema lazily
+    and two JVMs creating it together, or two ``CREATE DATABASE/TABLE IF NOT EXISTS`` of one name, fail.
+
+    Raises:
+        psycopg.errors.LockNotAvailable: another process held the lock for longer than ``timeout_s`` seconds.
+        psycopg.OperationalError: the server is unreachable or refuses the user.
+    """
+    import psycopg
+
+    parts = metastore_jdbc(url)
+    with psycopg.connect(host=parts["host"], port=parts["port"], user=parts["user"] or None,
+                         password=parts["password"] or None, dbname="postgres", autocommit=True) as conn:
+        conn.execute(f"SET lock_timeout = '{int(timeout_s)}s'")
+        conn.execute("SELECT pg_advisory_lock(%s)", (METASTORE_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (METASTORE_LOCK_KEY,))
 
 
 def metastore_conf(url: str, settings: Settings) -> dict[str, str]:
@@ -205,7 +237,6 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
         })
     metastore = config.metastore_url()
     if metastore and not submitted:
-        ensure_metastore_database(metastore)
         conf.update(metastore_conf(metastore, settings))
     if tiny or config.spark_tiny():
         conf.update({
@@ -223,7 +254,13 @@ def get_spark(settings: Settings | None = None, app_name: str = "govlake", tiny:
         builder = builder.master(settings.spark_master)
     for key, value in conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    if metastore and not submitted:
+        with metastore_lock(metastore):
+            ensure_metastore_database(metastore)
+            spark = builder.getOrCreate()
+            spark.sql("SHOW DATABASES").collect()  # the metastore client starts (DataNucleus' first tables) here
+    else:
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     udf.register(spark)
     return spark

@@ -72,3 +72,35 @@ def test_start_refuses_a_port_another_program_owns(tmp_path):
             ep.start(settings, port, "postgresql://govlake@127.0.0.1:1/metastore")
     with pytest.raises(RuntimeError, match="GOVLAKE_METASTORE_URL is unset"):
         ep.start(settings, port, None)
+
+
+def test_the_metastore_lock_is_held_by_one_process_at_a_time(pg_url):
+    import psycopg
+
+    from govlake.core.spark import ensure_metastore_database, metastore_lock
+
+    url = pg_url.replace("/departments", "/metastore_locktest")
+    with metastore_lock(url):
+        # another process (a second connection) waits for it, here for at most one second
+        with pytest.raises(psycopg.errors.LockNotAvailable), metastore_lock(url, timeout_s=1):
+            pass
+    with metastore_lock(url, timeout_s=1):  # released on exit
+        assert ensure_metastore_database(url) in (True, False)
+        assert ensure_metastore_database(url) is False  # exists now
+
+
+def test_a_database_created_since_the_check_is_not_an_error(pg_url, monkeypatch):
+    import psycopg
+
+    from govlake.core.spark import ensure_metastore_database
+
+    url = pg_url.replace("/departments", "/metastore_racetest")
+    ensure_metastore_database(url)
+    real_execute = psycopg.Connection.execute
+
+    def check_says_absent(self, query, params=None, **kw):  # the other process creates it between check and CREATE
+        cur = real_execute(self, query, params, **kw)
+        return real_execute(self, "SELECT 1 WHERE false") if "pg_database" in str(query) else cur
+
+    monkeypatch.setattr(psycopg.Connection, "execute", check_says_absent)
+    assert ensure_metastore_database(url) is False
