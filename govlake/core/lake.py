@@ -363,13 +363,14 @@ def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
         published = layer in PUBLISHED_LAYERS
         pinned = published_versions(spark, settings, layer) if published else None
+        # names only (SHOW TABLES): resolving a name registered for a lakehouse since deleted fails
+        known = {r["tableName"] for r in spark.sql(f"SHOW TABLES IN {layer}").collect() if not r["isTemporary"]}
         for table_dir in sorted(p for p in layer_dir.iterdir() if exists(spark, str(p))):
             name = f"{layer}.{table_dir.name}"
             # re-point a name registered earlier in this session (another lakehouse): the tables are EXTERNAL
-            # (LOCATION), so DROP TABLE forgets the name and never touches the data
-            if spark.catalog.tableExists(name):
-                kind = "VIEW" if spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
-                spark.sql(f"DROP {kind} {name}")
+            # (LOCATION), so DROP TABLE forgets the name and never touches the data; a published layer has views
+            if table_dir.name.lower() in known:
+                spark.sql(f"DROP {'VIEW' if published else 'TABLE'} {name}")
             if not published:
                 spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{table_dir}'")
             elif pinned is not None and table_dir.name in pinned[1]:

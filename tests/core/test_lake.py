@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import threading
 
 import pytest
@@ -78,6 +79,9 @@ def test_register_tables_points_each_name_at_the_lakehouse_registered_last(spark
     assert spark.sql("SELECT count(*) FROM governance.lake_test").collect()[0][0] == 2
     lake.register_tables(spark, homes[0])  # data of the other lakehouse untouched by the re-pointing
     assert spark.sql("SELECT count(*) FROM governance.lake_test").collect()[0][0] == 1
+    shutil.rmtree(homes[0].home)  # a name left pointing at a deleted lakehouse is re-pointed too
+    assert "governance.lake_test" in lake.register_tables(spark, homes[1])
+    assert spark.sql("SELECT count(*) FROM governance.lake_test").collect()[0][0] == 2
     spark.sql("DROP TABLE governance.lake_test")
 
 
