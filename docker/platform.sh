@@ -38,9 +38,10 @@ secret() {  # a random secret kept in $PLAT/<name> (mode 600), made once
 platform_env() {
   # Everything the Airflow processes and their task subprocesses read.
   mkdir -p "$PLAT/logs" "$PLAT/airflow"; chmod 700 "$PLAT"
-  eval "$(bash docker/services.sh env)"            # GOVLAKE_PG_URL, GOVLAKE_MONGO_URL, AIRFLOW_CONN_GOVLAKE_*
+  # GOVLAKE_PG_URL, GOVLAKE_MONGO_URL; the departments' connections are not variables here but Airflow connections
+  # in its metadata database (imported by `up`, editable in the UI; an exported AIRFLOW_CONN_* would shadow them)
+  eval "$(bash docker/services.sh env | grep -v AIRFLOW_CONN_)"
   export GOVLAKE_PG_URL GOVLAKE_MONGO_URL
-  for v in $(compgen -e | grep '^AIRFLOW_CONN_GOVLAKE_' || true); do export "${v?}"; done
   export PATH=$VENV_BIN:$PATH                      # task subprocesses (Spark's python workers, spark-submit) find the venv
   export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
   export GOVLAKE_SOURCES=${GOVLAKE_SOURCES:-servers}
@@ -55,6 +56,9 @@ platform_env() {
   export AIRFLOW__CORE__EXECUTOR=LocalExecutor
   # Each task is a Spark driver (4 GB): two at a time by default
   export AIRFLOW__CORE__PARALLELISM=${GOVLAKE_AIRFLOW_PARALLELISM:-2}
+  # a queued task waits for one of those two slots, behind Spark stages that can take long: Airflow's default
+  # (600 s queued, then failed) failed a quiet day's extract on a loaded machine
+  export AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=${GOVLAKE_TASK_QUEUED_TIMEOUT_S:-7200}
   export AIRFLOW__CORE__DEFAULT_TIMEZONE=Asia/Shanghai
   export AIRFLOW__CORE__HOSTNAME_CALLABLE=govlake.serve.airflow_logs.hostname
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=$AIRFLOW_URL/execution/
@@ -134,6 +138,10 @@ SQL
     echo "platform: airflow db migrate"
     "$VENV_BIN/airflow" db migrate >>"$PLAT/logs/db-migrate.log" 2>&1 \
       || { tail -30 "$PLAT/logs/db-migrate.log" >&2; exit 1; }
+    # the departments' connections, added when missing (one edited in the UI is kept)
+    bash docker/services.sh connections >"$PLAT/connections.json"
+    "$VENV_BIN/airflow" connections import "$PLAT/connections.json" >>"$PLAT/logs/db-migrate.log" 2>&1 \
+      || { tail -30 "$PLAT/logs/db-migrate.log" >&2; exit 1; }
   fi
   launch worker-logs "$WORKER_LOG_PORT" "$VENV_BIN/python" -m govlake.serve.airflow_logs --port "$WORKER_LOG_PORT"
   launch trigger-logs "$TRIGGER_LOG_PORT" "$VENV_BIN/python" -m govlake.serve.airflow_logs --port "$TRIGGER_LOG_PORT"
@@ -164,12 +172,27 @@ SQL
   fi
 }
 
-stop_pid() {  # stop_pid NAME: SIGTERM to its process group, SIGKILL after 30 s
-  local name=$1 pid
+descendants() {  # every process below pid $1 (a running task's supervisor and Spark driver leave the group)
+  local child
+  for child in $(pgrep -P "$1" || true); do echo "$child"; descendants "$child"; done
+}
+
+any_alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+
+stop_pid() {  # stop_pid NAME: SIGTERM to its process group and every descendant, SIGKILL after 30 s
+  local name=$1 pid tree
   pid=$(pid_of "$name") || { rm -f "$PLAT/$name.pid"; return 0; }
+  tree=$(descendants "$pid")
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.5; done
+  # shellcheck disable=SC2086
+  [[ -n $tree ]] && kill -TERM $tree 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    kill -0 -- "-$pid" 2>/dev/null || any_alive $tree || break   # shellcheck disable=SC2086
+    sleep 0.5
+  done
   kill -KILL -- "-$pid" 2>/dev/null || true
+  # shellcheck disable=SC2086
+  [[ -n $tree ]] && kill -KILL $tree 2>/dev/null || true
   rm -f "$PLAT/$name.pid"
   echo "platform: $name stopped"
 }

@@ -2,8 +2,9 @@
 # Starts / stops the real servers the tests use, on loopback only:
 #   PostgreSQL (Debian's server)      127.0.0.1:${GOVLAKE_PG_PORT:-55432}   user govlake, database departments
 #   FerretDB v1 (SQLite backend)      127.0.0.1:${GOVLAKE_MONGO_PORT:-27018}
-# Usage: docker/services.sh start|stop|status|env
-# `start` is idempotent (a running server is reused); `env` prints the variables the tests read.
+# Usage: docker/services.sh start|stop|status|env|connections
+# `start` is idempotent (a running server is reused); `env` prints the variables the tests read; `connections` the
+# departments' Airflow connections on these servers as an `airflow connections import` file (JSON).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -54,16 +55,33 @@ stop() {
   echo "services: stopped"
 }
 
+# the connection_id of each schemas/sources/*.yaml, by server
+PG_CONNECTIONS=(govlake_hukou govlake_civil govlake_health govlake_hrss govlake_address)
+MONGO_CONNECTIONS=(govlake_wangge govlake_zhengwu)
+
 env_vars() {
   # Tests read GOVLAKE_*_URL; jobs in servers mode read each source's Airflow connection.
   echo "export GOVLAKE_PG_URL=postgresql+psycopg://govlake@127.0.0.1:$PG_PORT/departments"
   echo "export GOVLAKE_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/"
-  for conn in HUKOU CIVIL HEALTH HRSS ADDRESS; do
-    echo "export AIRFLOW_CONN_GOVLAKE_$conn=postgresql://govlake@127.0.0.1:$PG_PORT/departments"
+  for conn in "${PG_CONNECTIONS[@]}"; do
+    echo "export AIRFLOW_CONN_${conn^^}=postgresql://govlake@127.0.0.1:$PG_PORT/departments"
   done
-  for conn in WANGGE ZHENGWU; do
-    echo "export AIRFLOW_CONN_GOVLAKE_$conn=mongodb://127.0.0.1:$MONGO_PORT/"
+  for conn in "${MONGO_CONNECTIONS[@]}"; do
+    echo "export AIRFLOW_CONN_${conn^^}=mongodb://127.0.0.1:$MONGO_PORT/"
   done
+}
+
+connections_json() {  # the same connections in the format of `airflow connections import`
+  local sep="" conn
+  echo "{"
+  for conn in "${PG_CONNECTIONS[@]}"; do
+    printf '%s  "%s": {"conn_type": "postgres", "host": "127.0.0.1", "port": %s, "login": "govlake", "schema": "departments"}' \
+      "$sep" "$conn" "$PG_PORT"; sep=$',\n'
+  done
+  for conn in "${MONGO_CONNECTIONS[@]}"; do
+    printf '%s  "%s": {"conn_type": "mongo", "host": "127.0.0.1", "port": %s}' "$sep" "$conn" "$MONGO_PORT"
+  done
+  printf '\n}\n'
 }
 
 case "${1:-}" in
@@ -72,5 +90,6 @@ case "${1:-}" in
   status) pg_running && echo "postgresql: running" || echo "postgresql: stopped"
           ferret_running && echo "ferretdb: running" || echo "ferretdb: stopped" ;;
   env) env_vars ;;
-  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+  connections) connections_json ;;
+  *) echo "usage: $0 start|stop|status|env|connections" >&2; exit 2 ;;
 esac

@@ -5,16 +5,24 @@ Ports (overridable): GOVLAKE_TEST_AIRFLOW_PORT 28080, GOVLAKE_TEST_REPORTS_PORT 
 28793, GOVLAKE_TEST_TRIGGER_LOG_PORT 28794. The platform gets a PostgreSQL and FerretDB of its own
 (GOVLAKE_TEST_PG_PORT 28432, GOVLAKE_TEST_MONGO_PORT 28018: started by `up`, stopped by `down`), so the suite's
 servers are never touched; the test checks they still run after `down`.
-The SQL endpoint and the dashboard are skipped (kept light).
+The SQL endpoint, the dashboard and Data Docs are skipped (kept light). The departments' connections are Airflow
+connections in the metadata database (imported by `up`, not AIRFLOW_CONN_* variables); the sample is loaded into the
+platform's servers and a scheduled run of a quiet day (nothing delivered in its interval) reads them and completes.
 """
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psutil
 import pytest
@@ -34,6 +42,7 @@ PORTS = {
     "GOVLAKE_TRIGGER_LOG_PORT": int(os.environ.get("GOVLAKE_TEST_TRIGGER_LOG_PORT", "28794")),
 }
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def _script(command: str, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
@@ -71,9 +80,12 @@ class Platform:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.load(resp)["access_token"]
 
-    def api(self, path: str) -> dict:
-        """GET ``/api/v2<path>`` as admin, JSON."""
-        req = urllib.request.Request(f"{self.url}/api/v2{path}", headers={"Authorization": f"Bearer {self.token()}"})
+    def api(self, path: str, method: str = "GET", body: dict | None = None) -> dict:
+        """``/api/v2<path>`` as admin (GET, or ``method`` with a JSON ``body``), JSON."""
+        req = urllib.request.Request(f"{self.url}/api/v2{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {self.token()}",
+                                              "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.load(resp)
 
@@ -84,19 +96,28 @@ def platform(tmp_path_factory):
     (home / "reports").mkdir()
     (home / "reports" / "hello.html").write_text("<p>GovLake reports 报告</p>", encoding="utf-8")
     env = {**os.environ, **{k: str(v) for k, v in PORTS.items()}, "GOVLAKE_HOME": str(home),
-           "GOVLAKE_SQL_ENDPOINT": "0", "GOVLAKE_DASHBOARD": "0"}
+           "GOVLAKE_SQL_ENDPOINT": "0", "GOVLAKE_DASHBOARD": "0",
+           "GOVLAKE_DATA_DOCS": "0"}  # kept light: no GX checkpoints, no site (tests/quality covers them)
     env.pop("GOVLAKE_PLATFORM_DIR", None)
     env.pop("AIRFLOW_HOME", None)
+    for var in [v for v in env if v.startswith("AIRFLOW_CONN_")]:  # the suite's servers: the tasks must not see them
+        env.pop(var)
     from govlake.serve.reports_http import port_in_use
 
     taken = [p for p in PORTS.values() if port_in_use(p)]
     if taken:  # the platform would refuse them: not this test's failure to find
         pytest.fail(f"test ports taken: {taken}; set GOVLAKE_TEST_*_PORT")
+    # a fresh data folder for its servers (a PostgreSQL kept from an earlier session would hold its Airflow runs);
+    # outside pytest's 0700 temporary folder, as the postgres user must reach it
+    run_dir = Path(tempfile.mkdtemp(prefix="govlake-platform-test-", dir="/tmp"))
+    run_dir.chmod(0o755)
+    env["GOVLAKE_RUN_DIR"] = str(run_dir / "services")
     up = _script("up", env)
     assert up.returncode == 0, up.stdout + up.stderr
     started = Platform(env, home, up.stdout)
     yield started
     _script("down", env)
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_up_prints_urls_and_password_once(platform):
@@ -154,6 +175,84 @@ def test_ui_login_and_dag_grid(platform, browser):
         assert page.get_by_text("analysis").count() >= 1
     finally:
         context.close()
+
+
+def test_departments_connections_are_airflow_connections(platform):
+    conn = platform.api("/connections/govlake_hukou")
+    assert (conn["conn_type"], conn["host"], conn["port"], conn["login"], conn["schema"]) == (
+        "postgres", "127.0.0.1", PORTS["GOVLAKE_PG_PORT"], "govlake", "departments")
+    conn = platform.api("/connections/govlake_wangge")
+    assert (conn["conn_type"], conn["host"], conn["port"]) == ("mongo", "127.0.0.1", PORTS["GOVLAKE_MONGO_PORT"])
+    scheduler = int((platform.dir / "scheduler.pid").read_text())
+    assert [v for v in psutil.Process(scheduler).environ() if v.startswith("AIRFLOW_CONN_")] == []
+
+
+def _task_failure(platform: Platform, run_id: str) -> str | None:
+    """"task: state" of the run's failed or retrying task instances, with the end of the first one's log."""
+    tis = platform.api(f"/dags/govlake_daily/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+    bad = [ti for ti in tis if ti["state"] in ("failed", "up_for_retry", "upstream_failed")]
+    if not bad:
+        return None
+    logs = sorted((platform.dir / "airflow" / "logs").rglob(f"task_id={bad[0]['task_id']}/attempt=*.log"))
+    tail = logs[-1].read_text(errors="replace")[-4000:] if logs else "(no log)"
+    return ", ".join(f"{ti['task_id']}: {ti['state']}" for ti in bad) + "\n" + tail
+
+
+def _quiet_drop(sources: Path, day: dt.date) -> None:
+    """The government service centre's file drop of a day without messages: each file of the sample's drop, header
+    only, with its manifest (the exchange delivers a drop every day; a missing one is a failed delivery)."""
+    from sample.writers import write_drop
+
+    sample = sources / "inbox" / "zhengwu" / "2025-06-30"
+    files: list[tuple[str, str, list[str], list[list[str]]]] = []
+    for entry in json.loads((sample / "manifest.json").read_text(encoding="utf-8"))["files"]:
+        with open(sample / entry["name"], encoding=entry["encoding"], newline="") as f:
+            header = next(csv.reader(f))
+        files.append((Path(entry["name"]).stem, entry.get("format", "csv"), header, []))
+    write_drop(sources / "inbox" / "zhengwu" / day.isoformat(), "zhengwu", day.isoformat(), files)
+
+
+@pytest.mark.timeout(2700)  # 18 tasks, two at a time, each a Spark driver: 15-25 min on a busy 2-core machine
+def test_a_scheduled_run_of_a_quiet_day_completes(platform):
+    # the sample municipality (business day 2025-06-30) in the platform's own servers: the latest closed interval,
+    # which the scheduler runs, has nothing delivered
+    pg, mongo = PORTS["GOVLAKE_PG_PORT"], PORTS["GOVLAKE_MONGO_PORT"]
+    load = subprocess.run([sys.executable, "-m", "sample.generate", "--residents", "300", "--seed", "20250630",
+                           "--logical-date", "2025-06-30", "--target", "servers", "--out",
+                           str(platform.home / "sources"), "--pg-url",
+                           f"postgresql+psycopg://govlake@127.0.0.1:{pg}/departments",
+                           "--mongo-url", f"mongodb://127.0.0.1:{mongo}/"],
+                          cwd=ROOT, env=platform.env, capture_output=True, text=True, timeout=600)
+    assert load.returncode == 0, load.stderr[-3000:]
+    today = dt.datetime.now(SHANGHAI).date()
+    for day in (today - dt.timedelta(days=1), today):  # the latest closed business day (today's: past midnight)
+        _quiet_drop(platform.home / "sources", day)
+    assert platform.api("/dags/govlake_daily", "PATCH", {"is_paused": False})["is_paused"] is False
+    deadline, run = time.time() + 2400, None
+    while time.time() < deadline:
+        runs = platform.api("/dags/govlake_daily/dagRuns?limit=5")["dag_runs"]
+        run = runs[0] if runs else None
+        if run:
+            failure = _task_failure(platform, run["dag_run_id"])
+            assert failure is None, failure
+            if run["state"] in ("success", "failed"):
+                break
+        time.sleep(10)
+    assert run is not None and run["state"] == "success", run
+    assert run["run_type"] == "scheduled"
+    start = dt.datetime.fromisoformat(run["data_interval_start"]).astimezone(SHANGHAI)
+    end = dt.datetime.fromisoformat(run["data_interval_end"]).astimezone(SHANGHAI)
+    assert (start.time(), end - start) == (dt.time(0), dt.timedelta(days=1))
+    assert end <= dt.datetime.now(SHANGHAI) < end + dt.timedelta(days=1)   # the latest closed business day
+    tis = platform.api(f"/dags/govlake_daily/dagRuns/{run['dag_run_id']}/taskInstances?limit=100")["task_instances"]
+    assert {ti["state"] for ti in tis} == {"success"} and len(tis) == 18
+    xcom = platform.api(f"/dags/govlake_daily/dagRuns/{run['dag_run_id']}/taskInstances/extract_hukou/xcomEntries/"
+                        "return_value")["value"]
+    batches = json.loads(xcom) if isinstance(xcom, str) else xcom
+    # read through the connections of the metadata database; nothing in the business day's interval
+    assert {(b["source"], b["logical_date"], b["rows_read"]) for b in batches} == {
+        ("hukou", start.date().isoformat(), 0)}
+    assert {b["status"] for b in batches} <= {"written", "unchanged"}
 
 
 def test_down_leaves_no_process(platform):
