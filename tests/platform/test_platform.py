@@ -7,7 +7,8 @@ Ports (overridable): GOVLAKE_TEST_AIRFLOW_PORT 28080, GOVLAKE_TEST_REPORTS_PORT 
 servers are never touched; the test checks they still run after `down`.
 The SQL endpoint, the dashboard and Data Docs are skipped (kept light). The departments' connections are Airflow
 connections in the metadata database (imported by `up`, not AIRFLOW_CONN_* variables); the sample is loaded into the
-platform's servers and a scheduled run of a quiet day (nothing delivered in its interval) reads them and completes.
+platform's servers and a scheduled run of a quiet day (an empty file drop; the databases' first, full delivery) reads
+them and completes.
 """
 from __future__ import annotations
 
@@ -215,7 +216,7 @@ def _quiet_drop(sources: Path, day: dt.date) -> None:
 @pytest.mark.timeout(2700)  # 18 tasks, two at a time, each a Spark driver: 15-25 min on a busy 2-core machine
 def test_a_scheduled_run_of_a_quiet_day_completes(platform):
     # the sample municipality (business day 2025-06-30) in the platform's own servers: the latest closed interval,
-    # which the scheduler runs, has nothing delivered
+    # which the scheduler runs, has no new rows and an empty drop
     pg, mongo = PORTS["GOVLAKE_PG_PORT"], PORTS["GOVLAKE_MONGO_PORT"]
     load = subprocess.run([sys.executable, "-m", "sample.generate", "--residents", "300", "--seed", "20250630",
                            "--logical-date", "2025-06-30", "--target", "servers", "--out",
@@ -246,14 +247,21 @@ def test_a_scheduled_run_of_a_quiet_day_completes(platform):
     assert end <= dt.datetime.now(SHANGHAI) < end + dt.timedelta(days=1)   # the latest closed business day
     tis = platform.api(f"/dags/govlake_daily/dagRuns/{run['dag_run_id']}/taskInstances?limit=100")["task_instances"]
     assert {ti["state"] for ti in tis} == {"success"} and len(tis) == 18
-    xcom = platform.api(f"/dags/govlake_daily/dagRuns/{run['dag_run_id']}/taskInstances/extract_hukou/xcomEntries/"
-                        "return_value")["value"]
-    batches = json.loads(xcom) if isinstance(xcom, str) else xcom
-    # read through the connections of the metadata database; nothing in the business day's interval
-    assert {(b["source"], b["logical_date"], b["rows_read"]) for b in batches} == {
-        ("hukou", start.date().isoformat(), 0)}
-    assert {b["status"] for b in batches} <= {"written", "unchanged"}
+    day = start.date().isoformat()
+    hukou, zhengwu = (_xcom(platform, run["dag_run_id"], f"extract_{s}") for s in ("hukou", "zhengwu"))
+    # the lakehouse's first run: the databases' objects are delivered in full (the initial load, read through the
+    # connections of the metadata database); the day's drop is empty
+    assert {(b["object"], b["logical_date"], b["status"], b["mode"]) for b in hukou} == {
+        (o, day, "written", "full") for o in ("persons", "households", "residence_changes")}
+    assert all(b["rows_read"] > 0 for b in hukou)
+    assert {(b["object"], b["mode"], b["rows_read"]) for b in zhengwu if b["mode"] == "drop"} == {
+        ("messages", "drop", 0), ("evaluations", "drop", 0)}
 
+
+def _xcom(platform: Platform, run_id: str, task_id: str) -> list[dict]:
+    """The return value (XCom) of a task of the run: an extract task's batches."""
+    value = platform.api(f"/dags/govlake_daily/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
+    return json.loads(value["value"]) if isinstance(value["value"], str) else value["value"]
 
 def test_down_leaves_no_process(platform):
     pids = platform.pids()
