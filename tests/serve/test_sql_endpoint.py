@@ -80,10 +80,9 @@ def test_the_metastore_lock_is_held_by_one_process_at_a_time(pg_url):
     from govlake.core.spark import ensure_metastore_database, metastore_lock
 
     url = pg_url.replace("/departments", "/metastore_locktest")
-    with metastore_lock(url):
-        # another process (a second connection) waits for it, here for at most one second
-        with pytest.raises(psycopg.errors.LockNotAvailable), metastore_lock(url, timeout_s=1):
-            pass
+    # held: another process (a second connection) waits for it, here for at most one second
+    with metastore_lock(url), pytest.raises(psycopg.errors.LockNotAvailable), metastore_lock(url, timeout_s=1):
+        pass
     with metastore_lock(url, timeout_s=1):  # released on exit
         assert ensure_metastore_database(url) in (True, False)
         assert ensure_metastore_database(url) is False  # exists now
