@@ -78,14 +78,22 @@ def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = Non
 def register_written(spark: SparkSession, settings: Settings) -> list[str]:
     """After a stage: in a persistent catalog (``GOVLAKE_METASTORE_URL``) register the tables it wrote that have no
     name yet (:func:`govlake.core.lake.register_new_tables`, cheap when none is new), so the SQL endpoint sees
-    them; with the in-memory catalog nothing (readers register per session). Returns the names registered."""
+    them, then the roles' share views over them (:func:`govlake.governance.access.publish_share_views`, only the
+    views that are new or changed); with the in-memory catalog nothing (readers register per session). Returns the
+    names registered."""
     if not lake.is_persistent_catalog(spark):
         return []
+    from govlake.governance.access import publish_share_views
+
     url = config.metastore_url()
     if not url:  # under spark-submit: the cluster's own metastore
-        return lake.register_new_tables(spark, settings)
+        names = lake.register_new_tables(spark, settings)
+        publish_share_views(spark, settings)
+        return names
     with metastore_lock(url):  # one process at a time (tasks of a run register concurrently)
-        return lake.register_new_tables(spark, settings)
+        names = lake.register_new_tables(spark, settings)
+        publish_share_views(spark, settings)
+        return names
 
 
 

@@ -47,6 +47,8 @@ from govlake.core.spark import cached_jars, ensure_metastore_database, metastore
 DEFAULT_USER = "analyst"
 #: Java authenticator (HiveServer2 ``PasswdAuthenticationProvider``) and its jar in the jar cache.
 AUTH_CLASS = "org.govlake.auth.PasswordFileAuthenticator"
+#: The authorization extension (routing to share views, checks, audit): ``govlake.governance.access``.
+AUTHZ_EXTENSION = "org.govlake.auth.GovLakeAuthzExtension"
 AUTH_SOURCES = Path(__file__).resolve().parent / "auth"
 AUTH_JAR_PREFIX = "govlake-auth-"
 SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
@@ -135,6 +137,24 @@ def init(settings: Settings, reset: bool = False) -> str | None:
     return password
 
 
+def init_principals(settings: Settings) -> list[str]:
+    """Give every user of ``schemas/governance/principals.yaml`` without a password one (24 URL-safe random
+    characters, in the users file and in ``<user>.password``, mode 600); returns the users created."""
+    from govlake.governance.policy import load_principals
+
+    path = users_file(settings)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    known = {line.split(":", 1)[0] for line in lines}
+    made = []
+    for name in sorted(load_principals()):
+        if name not in known:
+            password = secrets.token_urlsafe(18)
+            set_password(settings, name, password)
+            _write_private(password_file(settings, name), password + "\n")
+            made.append(name)
+    return made
+
+
 # --- the server -------------------------------------------------------------------------------------------------
 
 def spark_home() -> Path:
@@ -162,7 +182,8 @@ def build_auth_jar(jars_dir: Path) -> Path:
     for src in sources:
         digest.update(src.name.encode() + b"\0" + src.read_bytes())
     target = Path(jars_dir) / f"{AUTH_JAR_PREFIX}{digest.hexdigest()[:16]}.jar"
-    return compile_jar(target, sources, [server_jars[-1]], AUTH_JAR_PREFIX)
+    # the authenticator needs the thrift server's jar; the authorization extension, Spark SQL's and Scala's
+    return compile_jar(target, sources, sorted((spark_home() / "jars").glob("*.jar")), AUTH_JAR_PREFIX)
 
 
 def server_properties(settings: Settings, metastore: str, port: int) -> dict[str, str]:
@@ -171,11 +192,15 @@ def server_properties(settings: Settings, metastore: str, port: int) -> dict[str
     authenticator's on the driver class path, and HiveServer2's bind address, port and CUSTOM authentication."""
     jars = [*cached_jars(settings.jars_dir), str(build_auth_jar(settings.jars_dir))]
     conf = metastore_conf(metastore, settings)
+    from govlake.governance.access import access_file, audit_file
+
     users = users_file(settings)
     conf.update({
         "spark.master": settings.spark_master,
         "spark.app.name": "govlake-sql-endpoint",
-        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.extensions": f"io.delta.sql.DeltaSparkSessionExtension,{AUTHZ_EXTENSION}",
+        # no `SELECT ... FROM delta.`/path``: a user reads tables through the governed names only
+        "spark.sql.runSQLOnFiles": "false",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": TIME_ZONE,
         "spark.sql.shuffle.partitions": "4",
@@ -191,6 +216,8 @@ def server_properties(settings: Settings, metastore: str, port: int) -> dict[str
         # HiveServer2's authenticator builds a fresh HiveConf, which reads system properties: the class and the
         # users file go there (no secret among them)
         "spark.driver.extraJavaOptions": (f"-Duser.timezone={TIME_ZONE} -Dgovlake.sql.users={users} "
+                                          f"-Dgovlake.sql.access={access_file(settings)} "
+                                          f"-Dgovlake.sql.audit={audit_file(settings)} "
                                           f"-Dhive.server2.authentication=CUSTOM "
                                           f"-Dhive.server2.custom.authentication.class={AUTH_CLASS}"),
         "spark.hadoop.hive.server2.thrift.bind.host": BIND_HOST,
@@ -264,6 +291,11 @@ def start(settings: Settings, port: int, metastore: str | None, timeout_s: float
     password = init(settings)
     if password is not None:
         print(f"sql endpoint: user {DEFAULT_USER}, password {password} (kept in {password_file(settings)})")
+    for name in init_principals(settings):
+        print(f"sql endpoint: user {name}, password in {password_file(settings, name)}")
+    from govlake.governance.access import write_access_file
+
+    write_access_file(settings)  # every user's decisions, from the current grants
     ensure_metastore_database(metastore)
     props = write_properties(settings, server_properties(settings, metastore, port))
     log = state_dir(settings) / "server.log"
@@ -337,6 +369,9 @@ def spark_sql(settings: Settings, metastore: str | None, args: list[str], port: 
     ensure_metastore_database(metastore)
     conf = server_properties(settings, metastore, port)
     conf["spark.app.name"] = "govlake-spark-sql"
+    # a local tool of whoever can read the lakehouse's files (a steward): no routing, no checks
+    conf["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
+    conf.pop("spark.sql.runSQLOnFiles")
     props = write_properties(settings, conf)
     env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": BIND_HOST, "TZ": TIME_ZONE}
     return subprocess.run([str(spark_home() / "bin" / "spark-sql"), "--properties-file", str(props), *args],
