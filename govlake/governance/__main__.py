@@ -11,6 +11,7 @@
     access                                  rewrite the SQL endpoint's access file from the current grants
     publish                                 create the share views in the persistent catalog (Spark), then access
     audit [--user U]                        the endpoint's audit of statements
+    ranger-export --out F                   the policy, users' row filters and active grants as Ranger policies
 
 Reviewers and revokers are data stewards of ``schemas/governance/principals.yaml``. Every change rewrites the access
 file, so it holds at the user's next statement.
@@ -18,6 +19,7 @@ file, so it holds at the user's next statement.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import UTC, date, datetime
 
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("publish")
     p = sub.add_parser("audit")
     p.add_argument("--user", default=None)
+    p = sub.add_parser("ranger-export")
+    p.add_argument("--out", required=True)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     settings = Settings.from_env()
     try:
@@ -107,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
             spark = get_spark(settings, app_name="govlake-governance-publish")
             made = access.publish_share_views(spark, settings, gov)
             print(f"share views: {len(made)} (re)created")
+        elif args.command == "ranger-export":
+            from pathlib import Path
+
+            from govlake.governance.policy import ranger_export
+
+            doc = ranger_export(gov.policy, gov.principals, requests.grants(settings), datetime.now(UTC))
+            Path(args.out).write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            print(f"ranger policies: {len(doc['policies'])} in {args.out}")
+            return 0
         elif args.command == "audit":
             for rec in access.read_audit(settings):
                 if args.user in (None, rec["user"]):

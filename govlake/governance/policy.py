@@ -47,7 +47,7 @@ class PolicyError(ValueError):
     """The policy or principals file is wrong: the message names the file, the policy and the rule broken."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Principal:
     """A user of the SQL endpoint: its role and attributes (``district_code`` for a district official,
     ``department`` — a source name of ``schemas/sources`` — for a department analyst)."""
@@ -391,3 +391,62 @@ def view_sql(principal: Principal, table: str, columns: Sequence[tuple[str, str]
 
         sql += f" WHERE ({_USER_ATTR.sub(fill, expr)})"
     return sql
+
+
+def fill_user_attributes(expr: str, principal: Principal) -> str:
+    """``expr`` with each ``${{USER.<attribute>}}`` replaced by the principal's value (empty when unset)."""
+    return _USER_ATTR.sub(lambda m: str(principal.attribute(m.group(1)) or ""), expr)
+
+
+# --- Apache Ranger ------------------------------------------------------------------------------------------------
+
+def ranger_export(policy: Policy, principals: Mapping[str, Principal], grants: Sequence[GrantInfo],
+                  now: datetime) -> dict:
+    """The policy in the form Apache Ranger (and Kyuubi's Spark AuthZ plugin reading a Ranger policy cache) loads:
+    GovLake's mask types become ``CUSTOM`` masks whose ``valueExpr`` is :func:`mask_expression` with ``{col}``;
+    row filters get one item per user with the user's attributes filled in (Ranger's ``${{USER.x}}`` needs a user
+    store, a file cannot carry one); each active grant becomes an access policy for its user on its table with a
+    ``validitySchedules`` entry ending at the grant's expiry. Roles map to Ranger roles of the same name with their
+    users. The sharing-type rule itself (conditional needs a grant, not shared stays home) has no Ranger equivalent
+    beyond this: the exported allow items must be read with it.
+
+    Returns:
+        ``{"serviceName", "policies": [...], "roles": [{"name", "users": [{"name"}]}]}``.
+    """
+    out: list[dict] = []
+    next_id = 1
+    for pol in policy.raw.get("policies", []):
+        doc = json.loads(json.dumps(pol))
+        doc["id"] = next_id
+        next_id += 1
+        for item in doc.get("dataMaskPolicyItems", []):
+            info = item.get("dataMaskInfo", {})
+            if MASK_TYPES.get(info.get("dataMaskType")) is not None:
+                info["valueExpr"] = mask_expression(info["dataMaskType"], "{col}")
+                info["dataMaskType"] = "CUSTOM"
+        if doc.get("rowFilterPolicyItems"):
+            items = []
+            for item in doc["rowFilterPolicyItems"]:
+                for user in sorted(p for p in principals.values() if p.role in item.get("roles", [])):
+                    expr = fill_user_attributes(item["rowFilterInfo"]["filterExpr"], user)
+                    items.append({"users": [user.name], "accesses": item.get("accesses", []),
+                                  "rowFilterInfo": {"filterExpr": expr}})
+            doc["rowFilterPolicyItems"] = items
+        doc.pop("govlake:mandate", None)
+        out.append(doc)
+    for grant in sorted(grants, key=lambda g: g.grant_id):
+        if grant.revoked_at is not None or grant.expires_at <= now:
+            continue
+        db, table = grant.resource.split(".", 1)
+        out.append({"id": next_id, "name": f"grant-{grant.grant_id}", "isEnabled": True, "policyType": 0,
+                    "description": f"data request grant {grant.grant_id}: {grant.purpose}",
+                    "resources": {"database": {"values": [db]}, "table": {"values": [table]},
+                                  "column": {"values": ["*"]}},
+                    "policyItems": [{"users": [grant.user], "accesses": [{"type": "select", "isAllowed": True}]}],
+                    "validitySchedules": [{"startTime": now.strftime("%Y/%m/%d %H:%M:%S"),
+                                           "endTime": grant.expires_at.strftime("%Y/%m/%d %H:%M:%S"),
+                                           "timeZone": "UTC"}]})
+        next_id += 1
+    roles = [{"name": r, "users": [{"name": p.name, "isAdmin": False} for p in sorted(principals.values())
+                                   if p.role == r]} for r in policy.roles]
+    return {"serviceName": policy.raw.get("serviceName", "govlake_spark"), "policies": out, "roles": roles}

@@ -166,3 +166,19 @@ def test_access_file_lines_and_share_views_per_scope():
     assert sorted(views) == ["share_dept_hukou.raw__hukou_persons", "share_dept_hukou.unified__person",
                              "share_district_130102.unified__person"]
     assert views["share_dept_hukou.raw__hukou_persons"] == "SELECT `person_no`, `id_no`, `name` FROM raw.hukou_persons"
+
+
+def test_ranger_export_has_custom_masks_per_user_filters_and_grant_schedules():
+    principals = {p.name: p for p in (STEWARD, CHANGAN, Principal("qiaoxi", "district_official", "130104"))}
+    doc = pol.ranger_export(POLICY, principals, [_grant(), _grant("G-2", revoked=NOW)], NOW)
+    ids = next(p for p in doc["policies"] if p["name"] == "ids")["dataMaskPolicyItems"][0]["dataMaskInfo"]
+    assert ids["dataMaskType"] == "CUSTOM" and "{col}" in ids["valueExpr"]
+    rows = next(p for p in doc["policies"] if p["name"] == "district")["rowFilterPolicyItems"]
+    assert [(i["users"], i["rowFilterInfo"]["filterExpr"]) for i in rows] == [
+        (["changan"], "district_code = '130102'"), (["qiaoxi"], "district_code = '130104'")]
+    [grant] = [p for p in doc["policies"] if p["name"].startswith("grant-")]
+    assert grant["policyItems"][0]["users"] == ["changan"]
+    assert grant["validitySchedules"] == [{"startTime": "2026/12/06 04:00:00", "endTime": "2027/01/05 04:00:00",
+                                           "timeZone": "UTC"}]
+    assert {r["name"]: [u["name"] for u in r["users"]] for r in doc["roles"]}["district_official"] == [
+        "changan", "qiaoxi"]
