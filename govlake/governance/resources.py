@@ -99,6 +99,8 @@ _FIELDS = ("code", "name", "category", "provider", "provider_code", "summary", "
            "sharing_condition", "sharing_method", "open_attribute", "update_cycle", "published", "related",
            "columns", "instances")
 _INSTANCE_FIELDS = ("table", "code", "name", "summary", "related")
+#: libyaml's loader when built (ten times faster on the ~50 files read), else the pure-Python one.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _QUARANTINE_REASON = "未通过质量规则的交付记录，仅供提供部门与数据质量人员核查（不予共享）"
 
 
@@ -254,13 +256,12 @@ def _service_tables(kind: str, themes_dir: Path) -> list[tuple[str, str]]:
             for theme in list_themes(themes_dir) for s in load_theme(theme, themes_dir).services if s.service == kind]
 
 
-def _contract_resources(path: Path, themes_dir: Path) -> list[Resource]:
+def _contract_resources(path: Path, spec: contracts.TableSpec, themes_dir: Path) -> list[Resource]:
     where = f"tables/{path.name}: resource"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 - a safe loader
     block = doc.get("resource")
     if not isinstance(block, dict):
         raise ResourceError(f"{where}: missing (every table contract has a resource block)")
-    spec = contracts.parse_contract(path)
     described = {str(c.get("name")): str(c.get("description") or "") for c in doc.get("columns") or []}
     table_columns = [(c.name, c.type, described.get(c.name, "")) for c in spec.columns]
     columns = _columns(where, block, table_columns)
@@ -291,7 +292,7 @@ def _registry_resources(sources_dir: Path) -> list[Resource]:
     registry = load_registry(sources_dir)
     out = []
     for source, spec in registry.items():
-        doc = yaml.safe_load((sources_dir / f"{source}.yaml").read_text(encoding="utf-8"))
+        doc = yaml.load((sources_dir / f"{source}.yaml").read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506
         for name, obj in spec.objects.items():
             where = f"schemas/sources/{source}.yaml: objects.{name}.resource"
             block = (doc.get("objects") or {}).get(name, {}).get("resource")
@@ -337,7 +338,9 @@ def load_resources(tables_dir: Path = contracts.TABLES_DIR, sources_dir: Path = 
     """
     resources: dict[str, Resource] = {}
     by_code: dict[str, Resource] = {}
-    found = [r for path in sorted(Path(tables_dir).glob("*.yaml")) for r in _contract_resources(path, themes_dir)]
+    specs = contracts.load_catalog(Path(tables_dir))
+    found = [r for path in sorted(Path(tables_dir).glob("*.yaml"))
+             for r in _contract_resources(path, specs[path.stem], themes_dir)]
     for r in found + _registry_resources(Path(sources_dir)):
         if r.code in by_code:
             raise ResourceError(f"{r.source}.code: {r.code} is also the code of {by_code[r.code].table} "
