@@ -3,6 +3,8 @@
 Stages (each idempotent for its logical date; the Airflow DAG runs them as separate tasks, see ``STAGES``):
 extract (:mod:`govlake.extract.stage`), validate (:mod:`govlake.quality.stage`), unify
 (:mod:`govlake.unified.stage`), marts (:mod:`govlake.marts.stage`), analysis (:mod:`govlake.analysis.stage`).
+After the analysis stage the resource catalog is published as ``catalog.resources``
+(:func:`govlake.governance.resources.publish_resources`, rewritten only when the catalog changed).
 
 Command line (also the ``spark-submit`` entry point; ``--stage`` runs one stage)::
 
@@ -28,6 +30,7 @@ from govlake.core.fsio import atomic_write_text
 from govlake.core.lease import CUMULATIVE_STAGES, Holder, LeaseHeld, run_leases
 from govlake.core.spark import get_spark, metastore_lock
 from govlake.extract.stage import run_extract
+from govlake.governance.resources import publish_resources
 from govlake.marts.stage import run_marts
 from govlake.quality.stage import run_validate
 from govlake.summary import findings, print_summary, table_counts
@@ -71,6 +74,8 @@ def run_stage(stage: str, logical_date: dt.date, settings: Settings | None = Non
         if stage in ("unify", "marts", "analysis"):
             kwargs.setdefault("run_id", leases.holder.run_id)
         result = fn(spark, settings, logical_date, **kwargs)
+        if stage == "analysis":
+            publish_resources(spark, settings)  # catalog.resources, after the last stage (unchanged: no commit)
         register_written(spark, settings)
         return result
 
@@ -125,6 +130,8 @@ def run_all(settings: Settings, logical_date: dt.date, spark: SparkSession | Non
             started = time.monotonic()
             with runlog.run_context(stage=name), runlog.stage_step(name):
                 summary[name] = step()
+            if name == "analysis":
+                summary["catalog_resources_written"] = publish_resources(spark, settings)
             register_written(spark, settings)
             timings[name] = round(time.monotonic() - started, 1)
     summary["stage_seconds"] = timings

@@ -93,6 +93,14 @@ def test_layers_are_filled_and_queryable_by_name(spark, run):
     assert len(findings(spark, settings, DAY)) >= 5
     assert (settings.reports_dir / "decision_support" / DAY.isoformat() / "index.html").is_file()
     assert (settings.reports_dir / "baobiao" / f"govlake_{DAY.isoformat()}.xlsx").is_file()
+    # the resource catalog (govlake/governance/resources.py) has an entry for every table the run wrote, and the
+    # run published it as catalog.resources, one row per entry
+    from govlake.governance.resources import load_resources
+
+    resources = load_resources()
+    assert [n for n in names if n not in resources] == []
+    assert "catalog.resources" in names
+    assert spark.sql("SELECT count(*) FROM catalog.resources").collect()[0][0] == len(resources)
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ import yaml
 from govlake.core.config import REPO_ROOT
 
 TABLES_DIR = REPO_ROOT / "tables"
-LAYERS = ("raw", "staging", "quarantine", "unified", "marts", "analysis", "ops")
+LAYERS = ("raw", "staging", "quarantine", "unified", "marts", "analysis", "ops", "catalog")
 WRITES = ("merge", "rewrite")
 
 
@@ -84,7 +84,8 @@ def parse_contract(path: Path) -> TableSpec:
         CatalogError: a required field is missing or malformed, the name does not match the file name, a key or
             partition column is not a column, or a unified field is invalid.
     """
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # libyaml's safe loader when built: the contracts are parsed ten times faster
+    doc = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     if not isinstance(doc, dict):
         raise CatalogError(f"{path.name}: not a mapping")
     for field in ("name", "layer", "grain"):

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger("govlake.core.lake")
 T = TypeVar("T")
-LAYERS = ("raw", "ops", "quarantine", "staging", "unified", "marts", "analysis", "governance")
+LAYERS = ("raw", "ops", "quarantine", "staging", "unified", "marts", "analysis", "governance", "catalog")
 #: Layers whose readers go through publications (:func:`record_publication`).
 PUBLISHED_LAYERS = ("unified",)
 
