@@ -23,7 +23,7 @@ import yaml
 from govlake.core.config import REPO_ROOT
 
 TABLES_DIR = REPO_ROOT / "tables"
-LAYERS = ("raw", "staging", "quarantine", "unified", "marts", "analysis", "ops", "catalog")
+LAYERS = ("raw", "staging", "quarantine", "unified", "marts", "analysis", "ops", "catalog", "governance")
 WRITES = ("merge", "rewrite")
 
 

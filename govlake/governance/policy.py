@@ -15,7 +15,8 @@ On top of the allow items GovLake applies the sharing type of each resource (the
 《政务信息资源共享管理暂行办法》 art. 9): 无条件共享 readable by the roles the policy allows; 有条件共享 only with an
 active grant of an approved data request; 不予共享 never outside the provider department. A department analyst reads
 the department's own resources in full (no grant, no mask); a steward reads everything in clear; an access item
-marked ``"govlake:mandate": true`` (the auditor's oversight) needs no grant, masks still apply.
+marked ``"govlake:mandate": true`` (the auditor's oversight of quality results, quarantine and run records) needs
+no grant whatever the sharing type; masks still apply.
 """
 from __future__ import annotations
 
@@ -308,13 +309,15 @@ def decide(principal: Principal, resource: ResourceInfo, policy: Policy, grants:
     item = policy.access_item(principal.role, table)
     if item is None:
         return Decision(False, f"no access policy gives role {principal.role} select on {table}")
+    if item.mandate:  # the auditor's oversight duty: no request, whatever the sharing type; masks still apply
+        return Decision(True, "mandate")
     own = is_own(principal, resource, department_codes)
     label = f"{table} is {SHARING_LABELS[resource.sharing_type]} ({resource.sharing_type})"
     provider = resource.provider or resource.provider_code
     if resource.sharing_type == "not_shared" and not own:
         return Decision(False, f"{label}: never readable outside its provider department {provider} "
                                "(《政务信息资源共享管理暂行办法》 art. 9)")
-    if resource.sharing_type == "conditional" and not own and not item.mandate:
+    if resource.sharing_type == "conditional" and not own:
         mine = [g for g in grants if g.user == principal.name and g.resource == table]
         active = [g for g in mine if g.revoked_at is None and g.expires_at > now]
         if active:
@@ -327,8 +330,7 @@ def decide(principal: Principal, resource: ResourceInfo, policy: Policy, grants:
             return Decision(False, f"{label}: grant {last.grant_id} was {state}; file a new data request")
         return Decision(False, f"{label}: needs an approved data request (python -m govlake.governance request "
                                f"--user {principal.name} --resource {table} --purpose ...)")
-    basis = "own department" if own else ("mandate" if item.mandate else f"policy {item.policy}")
-    return Decision(True, basis)
+    return Decision(True, "own department" if own else f"policy {item.policy}")
 
 
 # --- share views --------------------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ OPEN_ATTRIBUTES = ("unconditional", "conditional", "not_open")
 SENSITIVITIES = ("public", "internal", "personal", "sensitive_personal")
 #: Layer -> the letter of its resource codes.
 LAYER_LETTERS = {"raw": "R", "staging": "S", "quarantine": "Q", "unified": "U", "marts": "M", "analysis": "A",
-                 "ops": "O", "catalog": "C"}
+                 "ops": "O", "catalog": "C", "governance": "G"}
 _CODE = re.compile(r"^([A-Z]{2}\d{2})-([A-Z])(\d{3})$")
 _FIELDS = ("code", "name", "category", "provider", "provider_code", "summary", "format", "sharing_type",
            "sharing_condition", "sharing_method", "open_attribute", "update_cycle", "published", "related",

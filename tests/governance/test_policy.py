@@ -16,6 +16,7 @@ KNOWN = {
     "marts.population_density": ["district_code", "persons"],
     "raw.hukou_persons": ["person_no", "id_no", "name"],
     "raw.health_deaths": ["death_no", "id_no", "cause"],
+    "ops.validation_results": ["table", "rule_id", "failed"],
 }
 SEL = [{"type": "select", "isAllowed": True}]
 
@@ -36,6 +37,8 @@ DOC = {
          "policyItems": [{"roles": ["city_analyst", "district_official", "dept_analyst"], "accesses": SEL}]},
         {"name": "raw", "policyType": 0, "resources": _res(["raw"], ["*"]),
          "policyItems": [{"roles": ["city_analyst", "dept_analyst"], "accesses": SEL}]},
+        {"name": "oversight", "policyType": 0, "resources": _res(["ops", "raw"], ["*"]), "govlake:mandate": True,
+         "policyItems": [{"roles": ["auditor"], "accesses": SEL}]},
         {"name": "ids", "policyType": 1, "resources": _res(["*"], ["*"], ["id_no"]),
          "dataMaskPolicyItems": [{"roles": ["city_analyst", "district_official", "dept_analyst"], "accesses": SEL,
                                   "dataMaskInfo": {"dataMaskType": "MASK_ID_NO"}}]},
@@ -58,7 +61,9 @@ RES = {
     "marts.population_density": ResourceInfo("marts.population_density", "unconditional", "DSJ-01", "大数据中心"),
     "raw.hukou_persons": ResourceInfo("raw.hukou_persons", "conditional", "GA-01", "公安局"),
     "raw.health_deaths": ResourceInfo("raw.health_deaths", "not_shared", "WJ-01", "卫健委"),
+    "ops.validation_results": ResourceInfo("ops.validation_results", "not_shared", "DSJ-01", "大数据中心"),
 }
+AUDITOR = Principal("auditor", "auditor")
 NOW = datetime(2026, 12, 6, 4, 0, tzinfo=UTC)
 COND = "unified.person is 有条件共享 (conditional)"
 NEEDS = "needs an approved data request (python -m govlake.governance request --user {} --resource unified.person " \
@@ -79,12 +84,12 @@ def _broken(path: str, value) -> dict:
 
 @pytest.mark.parametrize("path, value, message", [
     ("policies/1/resources/table/values", ["persons"], "policy 'unified': table 'persons' is in none of unified"),
-    ("policies/3/resources/column/values", ["id_number"], "policy 'ids': column 'id_number' is in no table"),
+    ("policies/4/resources/column/values", ["id_number"], "policy 'ids': column 'id_number' is in no table"),
     ("policies/0/resources/database/values", ["mart"], "policy 'aggregates': database 'mart' is not a catalogued"),
     ("policies/0/policyItems/0/roles", ["mayor"], "policy 'aggregates': unknown or missing roles ['mayor']"),
-    ("policies/4/dataMaskPolicyItems/0/dataMaskInfo/dataMaskType", "MASK_SHOW_LAST_4",
+    ("policies/5/dataMaskPolicyItems/0/dataMaskInfo/dataMaskType", "MASK_SHOW_LAST_4",
      "policy 'names': dataMaskType 'MASK_SHOW_LAST_4' is not one of"),
-    ("policies/5/rowFilterPolicyItems/0/rowFilterInfo/filterExpr", "district_code = '${{USER.city}}'",
+    ("policies/6/rowFilterPolicyItems/0/rowFilterInfo/filterExpr", "district_code = '${{USER.city}}'",
      "policy 'district': unknown user attribute 'city'"),
 ])
 def test_a_policy_naming_an_unknown_table_column_role_or_mask_is_refused(path, value, message):
@@ -120,6 +125,9 @@ def _grant(gid="G-1", expires=NOW + timedelta(days=30), revoked=None, user="chan
     (HUKOU, "raw.hukou_persons", [], Decision(True, "own department")),
     (HUKOU, "raw.health_deaths", [], Decision(False, DEATHS)),
     (CITY, "raw.health_deaths", [], Decision(False, DEATHS)),
+    (AUDITOR, "ops.validation_results", [], Decision(True, "mandate")),
+    (AUDITOR, "raw.health_deaths", [], Decision(True, "mandate")),
+    (AUDITOR, "unified.person", [], Decision(False, "no access policy gives role auditor select on unified.person")),
 ])
 def test_decisions_follow_sharing_type_grants_and_department(principal, table, grants, expected):
     assert pol.decide(principal, RES[table], POLICY, grants, NOW, CODES) == expected
@@ -150,7 +158,7 @@ def test_access_file_lines_and_share_views_per_scope():
     lines = access_lines(gov, [_grant()], NOW)
     expires = int((NOW + timedelta(days=30)).timestamp() * 1000)
     assert lines[1:] == [
-        "G\tmarts", "G\traw", "G\tunified",
+        "G\tmarts", "G\tops", "G\traw", "G\tunified",
         "U\tchangan\tdistrict_official\tshare_district_130102",
         "U\thukou_analyst\tdept_analyst\tshare_dept_hukou",
         "U\tsteward\tsteward\t-",
