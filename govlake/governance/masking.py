@@ -263,20 +263,47 @@ def mask_for(column: str, value: Any) -> str | None:
     return mask_value(kind, str(value)) if kind else scrub_text(value)
 
 
+def mask_key(key_columns: tuple[str, ...] | list[str], key: str | None, separator: str = "|") -> str | None:
+    """A ``separator``-joined source key (``govlake.quality.rules.source_key``) as it may be shown: each part
+    masked as :func:`mask_for` its key column; when the parts do not line up with ``key_columns`` (a value holding
+    the separator) the whole key is masked as the first personal key column's kind, else scrubbed."""
+    if key is None:
+        return None
+    parts = key.split(separator)
+    if len(parts) == len(key_columns):
+        return separator.join(mask_for(c, p) or "" for c, p in zip(key_columns, parts, strict=True))
+    kind = next((PII_COLUMNS[c] for c in key_columns if c in PII_COLUMNS), None)
+    return mask_value(kind, key) if kind else scrub_text(key)
+
+
+def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
+    """``record`` with its message and exception text scrubbed (:func:`scrub_text`), in place: the message is
+    formatted now (``msg`` = the scrubbed text, ``args`` dropped) only when scrubbing changed it; likewise a traceback
+    holding such a number is formatted now into ``exc_text`` (which formatters print) and ``exc_info`` dropped."""
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a broken format string is logging's own error to report, left as it is
+        return record
+    scrubbed = scrub_text(message)
+    if scrubbed != message:
+        record.msg, record.args = scrubbed, None
+    if record.exc_info and record.exc_info[1] is not None:
+        text = logging.Formatter().formatException(record.exc_info)
+        if scrub_text(text) != text:
+            record.exc_text = scrub_text(text)
+            record.exc_info = None  # a handler formatting exc_info again would print the clear traceback
+    if record.stack_info:
+        record.stack_info = scrub_text(record.stack_info)
+    return record
+
+
 class ScrubFilter(logging.Filter):
-    """A logging filter that scrubs (:func:`scrub_text`) every record's formatted message and exception text, so
-    no ID number or mobile number reaches a log handler in clear. Installed on handlers by :func:`install_log_scrub`.
-    """
+    """A logging filter applying :func:`scrub_record`: no ID number or mobile number reaches the handler it is
+    added to in clear (:func:`install_log_scrub`; the pipeline's record factory, ``govlake.core.runlog.install``,
+    scrubs every record at creation)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        scrubbed = scrub_text(message)
-        if scrubbed != message:
-            record.msg, record.args = scrubbed, None
-        if record.exc_info and record.exc_info[1] is not None:
-            # format the traceback now, scrubbed; the formatter then prints exc_text instead of re-formatting
-            record.exc_text = scrub_text(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
+        scrub_record(record)
         return True
 
 
