@@ -67,6 +67,8 @@ def test_sql_and_column_forms_equal_mask_value_on_real_spark(spark):
     by_col = {r["i"]: r for r in df.select("i", *[mask_column(k, "v").alias(k) for k in KINDS]).collect()}
     # the Ranger valueExpr form: '{col}' substituted by the column
     ranger = mask_sql("id_no", "{col}").replace("{col}", "v")
+    # a Ranger valueExpr template: no brace but {col}, no backslash
+    assert [k for k in KINDS if "{" in mask_sql(k, "{col}").replace("{col}", "") or "\\" in mask_sql(k, "c")] == []
     by_ranger = {r[0]: r[1] for r in spark.sql(f"SELECT i, {ranger} FROM mask_cases").collect()}
     for i, (kind, value, expected) in enumerate(CASES):
         assert by_sql[i][kind] == by_col[i][kind] == expected, (kind, value)
