@@ -6,7 +6,8 @@ line with the table, the rows written and the seconds it took.
 * :func:`install` sets a log record factory that copies them onto every record created through ``logging``
   (attributes ``run_id``, ``logical_date``, ``stage``; ``-`` outside a run). Records made another way (a third-party
   handler building ``logging.LogRecord`` itself) lack them: :class:`RunFormatter` then prints ``-``, and
-  :class:`ContextFilter` (for a handler of its own) adds them; neither fails on such a record.
+  :class:`ContextFilter` (for a handler of its own) adds them; neither fails on such a record. The factory also
+  scrubs ID and mobile numbers from the message and traceback (issue #21, :mod:`govlake.governance.masking`).
 * :func:`log_write` / :func:`timed_write` log one line per table write (``govlake.core.lake``'s write helpers, raw
   batch writes of ``govlake.extract.raw``), with the record attributes ``operation``, ``table``, ``path``,
   ``rows`` and ``seconds`` for machine readers.
@@ -84,14 +85,18 @@ _INSTALLED: list = []
 
 
 def install() -> None:
-    """Set the log record factory that adds the run fields to every record (idempotent; wraps the factory in
-    place before, so another library's factory keeps working)."""
+    """Set the log record factory that adds the run fields to every record and scrubs its message and traceback of
+    ID and mobile numbers (:func:`govlake.governance.masking.scrub_record`, issue #21) (idempotent; wraps the
+    factory in place before, so another library's factory keeps working)."""
     if _INSTALLED:
         return
     previous = logging.getLogRecordFactory()
 
+    from govlake.governance.masking import scrub_record
+
     def factory(*args, **kwargs) -> logging.LogRecord:
-        return _add_fields(previous(*args, **kwargs))
+        # issue #21: no ID or mobile number in clear in any log line, whatever handler (Airflow's task log) prints it
+        return scrub_record(_add_fields(previous(*args, **kwargs)))
 
     _INSTALLED.append(previous)
     logging.setLogRecordFactory(factory)

@@ -93,7 +93,13 @@ def fingerprint(df: DataFrame) -> tuple[int, str]:
 
 
 class ReconciliationError(RuntimeError):
-    """Rows at the source for the window != rows in raw + rows rejected at parse: the task fails."""
+    """Rows at the source for the window != rows in raw + rows rejected at parse: the task fails. ID and mobile
+    numbers quoted in the message are masked (issue #21, :func:`govlake.governance.masking.scrub_text`)."""
+
+    def __init__(self, *args: object) -> None:
+        from govlake.governance.masking import scrub_text
+
+        super().__init__(*(scrub_text(a) if isinstance(a, str) else a for a in args))
 
 
 @dataclass(frozen=True)
@@ -122,11 +128,14 @@ class BatchResult:
 
 
 def error_text(error: BaseException) -> str:
-    """``<exception class>: <first line of its message>`` (at most 1,000 characters): the reason a batch
-    failed, as the ledger records it. A Py4J error's first line names only the JVM call, so its second is kept."""
+    """``<exception class>: <first line of its message>`` (at most 1,000 characters, ID and mobile numbers masked):
+    the reason a batch failed, as the ledger records it. A Py4J error's first line names only the JVM call, so its
+    second is kept."""
+    from govlake.governance.masking import scrub_text
+
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = " ".join(lines[:2] if lines and lines[0].startswith("An error occurred while calling") else lines[:1])
-    return f"{type(error).__name__}: {text}"[:1000]
+    return scrub_text(f"{type(error).__name__}: {text}")[:1000]  # issue #21: no ID / mobile number in clear
 
 
 def failed_batch(spec: SourceSpec, obj: ObjectSpec, window: Window, error: BaseException,

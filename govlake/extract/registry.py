@@ -74,7 +74,14 @@ def _one_of(value: Any, allowed: tuple[str, ...], what: str) -> str:
 
 
 class SourceError(RuntimeError):
-    """A source cannot be read as registered. The message names the source, object and address."""
+    """A source cannot be read as registered. The message names the source, object and address; ID and mobile
+    numbers a driver quoted in it (a rejected value, a row key) are masked (issue #21,
+    :func:`govlake.governance.masking.scrub_text`)."""
+
+    def __init__(self, *args: object) -> None:
+        from govlake.governance.masking import scrub_text
+
+        super().__init__(*(scrub_text(a) if isinstance(a, str) else a for a in args))
 
 
 class SourceUnavailable(SourceError):

@@ -98,31 +98,30 @@ NOT_PERSONAL: dict[str, str] = {
 #: A column name that looks personal: the test fails when such a column is in neither map above.
 PERSONAL_LOOKING = re.compile(r"id_no|person_id|name|phone|mobile|tel|addr|姓名|身份证|电话|手机|地址|住址")
 
-# GB 11643-1999 18-character ID / GB 11643-1989 15-digit legacy ID / mainland mobile (11 digits)
-_ID18 = "^[0-9]{17}[0-9Xx]$"
-_ID15 = "^[0-9]{15}$"
-_MOBILE = "^1[3-9][0-9]{9}$"
-# address: digit-free, 号-free prefix ending at the community (else street) level marker; greedy = last marker
+# GB 11643-1999 18-character ID / GB 11643-1989 15-digit legacy ID / mainland mobile, each with its length
+# (checked beside the pattern, so no '{n}' quantifier: the SQL text holds no brace but Ranger's '{col}')
+_ID18 = ("^[0-9]*[0-9Xx]$", 18)
+_ID15 = ("^[0-9]*$", 15)
+_MOBILE = ("^1[3-9][0-9]*$", 11)
+# address: digit-free, 号-free prefix ending at the community level marker (greedy: the last one), else at the
+# street level; ordered alternation, the same in Python and Java regex
 _NO_NUMBER = "[^0-9０-９号]*"
-_COMMUNITY = f"^({_NO_NUMBER}(社区|居民委员会|村民委员会|居委会|村委会|村))"
-_STREET = f"^({_NO_NUMBER}(街道|镇|乡))"
+_PLACE = f"^({_NO_NUMBER}(?:社区|居民委员会|村民委员会|居委会|村委会|村)|{_NO_NUMBER}(?:街道|镇|乡))"
 _DROPPED = "***"
 # free text: an 18-character ID / 11-digit mobile not inside a longer digit run (Java and Python regex alike)
 _SCRUB_ID = "(?<![0-9])([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])(?![0-9])"
 _SCRUB_MOBILE = "(?<![0-9])(1[3-9][0-9])[0-9]{4}([0-9]{4})(?![0-9])"
 
 
-def _fullmatch(pattern: str, value: str) -> bool:
-    # '$' matches before a final '\n' in Python and Java alike: fullmatch here, a length test in SQL (_sql_match)
-    return re.fullmatch(pattern.strip("^$"), value) is not None
+def _matches(shape: tuple[str, int], value: str) -> bool:
+    # '$' matches before a final '\n' in Python and Java alike: the length test rules that out
+    pattern, length = shape
+    return len(value) == length and re.match(pattern, value) is not None
 
 
-def _address_prefix(value: str) -> str | None:
-    for pattern in (_COMMUNITY, _STREET):
-        m = re.match(pattern, value)
-        if m:
-            return m.group(1)
-    return None
+def _address_prefix(value: str) -> str:
+    m = re.match(_PLACE, value)
+    return m.group(1) if m else ""
 
 
 def mask_value(kind: str, value: str | None) -> str | None:
@@ -136,19 +135,19 @@ def mask_value(kind: str, value: str | None) -> str | None:
         return value
     n = len(value)
     if kind == "id_no":
-        if _fullmatch(_ID18, value):
+        if _matches(_ID18, value):
             return value[:6] + "*" * 8 + value[14:]
-        if _fullmatch(_ID15, value):
+        if _matches(_ID15, value):
             return value[:6] + "*" * 6 + value[12:]
         return "*" * n
     if kind == "name":
         return "*" if n == 1 else value[0] + "*" * (n - 1)
     if kind == "phone":
-        if _fullmatch(_MOBILE, value):
+        if _matches(_MOBILE, value):
             return value[:3] + "****" + value[7:]
         return "*" * n if n <= 4 else "*" * (n - 4) + value[-4:]
     prefix = _address_prefix(value)
-    if prefix is None:
+    if not prefix:
         return _DROPPED
     return prefix + (_DROPPED if len(value) > len(prefix) else "")
 
@@ -158,8 +157,8 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown mask kind {kind!r}: expected one of {', '.join(KINDS)} (issue #21)")
 
 
-def _sql_match(col: str, pattern: str, length: int) -> str:
-    # the length test keeps Java's '$' (which also matches before a final '\n') from accepting 'digits\n'
+def _sql_match(col: str, shape: tuple[str, int]) -> str:
+    pattern, length = shape
     return f"(length({col}) = {length} AND {col} RLIKE '{pattern}')"
 
 
@@ -167,9 +166,9 @@ def mask_sql(kind: str, column_sql: str) -> str:
     """Spark SQL expression text masking ``column_sql`` by the rule of ``kind``; equal to :func:`mask_value`.
 
     Built-in functions only (``length``, ``RLIKE``, ``substr``, ``repeat``, ``concat``, ``regexp_extract``), no
-    backslash in any literal, so the text can be used in generated SQL views and as an Apache Ranger CUSTOM
-    data-mask ``valueExpr`` with ``column_sql='{col}'``. ``column_sql`` is pasted as is (a column name quoted with
-    backticks, ``{col}``, or any expression); it is repeated, so pass a cheap expression.
+    backslash and no brace in any literal, so the text can be used in generated SQL views and as an Apache Ranger
+    CUSTOM data-mask ``valueExpr`` with ``column_sql='{col}'``. ``column_sql`` is pasted as is (a column name quoted
+    with backticks, ``{col}``, or any expression); it is repeated, so pass a cheap expression.
 
     Raises:
         ValueError: unknown kind.
@@ -177,21 +176,19 @@ def mask_sql(kind: str, column_sql: str) -> str:
     _check_kind(kind)
     c = column_sql
     if kind == "id_no":
-        body = (f"CASE WHEN {_sql_match(c, _ID18, 18)} THEN concat(substr({c}, 1, 6), '********', substr({c}, 15, 4)) "
-                f"WHEN {_sql_match(c, _ID15, 15)} THEN concat(substr({c}, 1, 6), '******', substr({c}, 13, 3)) "
+        body = (f"CASE WHEN {_sql_match(c, _ID18)} THEN concat(substr({c}, 1, 6), '********', substr({c}, 15, 4)) "
+                f"WHEN {_sql_match(c, _ID15)} THEN concat(substr({c}, 1, 6), '******', substr({c}, 13, 3)) "
                 f"ELSE repeat('*', length({c})) END")
     elif kind == "name":
         body = (f"CASE WHEN length({c}) = 1 THEN '*' "
                 f"ELSE concat(substr({c}, 1, 1), repeat('*', length({c}) - 1)) END")
     elif kind == "phone":
-        body = (f"CASE WHEN {_sql_match(c, _MOBILE, 11)} THEN concat(substr({c}, 1, 3), '****', substr({c}, 8, 4)) "
+        body = (f"CASE WHEN {_sql_match(c, _MOBILE)} THEN concat(substr({c}, 1, 3), '****', substr({c}, 8, 4)) "
                 f"WHEN length({c}) <= 4 THEN repeat('*', length({c})) "
                 f"ELSE concat(repeat('*', length({c}) - 4), substr({c}, -4, 4)) END")
     else:
-        community = f"regexp_extract({c}, '{_COMMUNITY}', 1)"
-        street = f"regexp_extract({c}, '{_STREET}', 1)"
-        prefix = f"CASE WHEN {community} <> '' THEN {community} WHEN {street} <> '' THEN {street} END"
-        body = (f"CASE WHEN ({prefix}) IS NULL THEN '{_DROPPED}' "
+        prefix = f"regexp_extract({c}, '{_PLACE}', 1)"
+        body = (f"CASE WHEN {prefix} = '' THEN '{_DROPPED}' "
                 f"WHEN length({c}) > length({prefix}) THEN concat({prefix}, '{_DROPPED}') ELSE {prefix} END")
     return f"(CASE WHEN {c} IS NULL OR {c} = '' THEN {c} ELSE {body} END)"
 
@@ -210,20 +207,20 @@ def mask_column(kind: str, col: Column | str) -> Column:
     star = F.lit("*")
     n = F.length(x)
     if kind == "id_no":
-        body = (F.when((n == 18) & x.rlike(_ID18), F.concat(x.substr(1, 6), F.lit("*" * 8), x.substr(15, 4)))
-                .when((n == 15) & x.rlike(_ID15), F.concat(x.substr(1, 6), F.lit("*" * 6), x.substr(13, 3)))
+        body = (F.when((n == _ID18[1]) & x.rlike(_ID18[0]),
+                       F.concat(x.substr(1, 6), F.lit("*" * 8), x.substr(15, 4)))
+                .when((n == _ID15[1]) & x.rlike(_ID15[0]), F.concat(x.substr(1, 6), F.lit("*" * 6), x.substr(13, 3)))
                 .otherwise(F.repeat(star, n)))
     elif kind == "name":
         body = F.when(n == 1, star).otherwise(F.concat(x.substr(1, 1), F.repeat(star, n - 1)))
     elif kind == "phone":
-        body = (F.when((n == 11) & x.rlike(_MOBILE), F.concat(x.substr(1, 3), F.lit("****"), x.substr(8, 4)))
+        body = (F.when((n == _MOBILE[1]) & x.rlike(_MOBILE[0]),
+                       F.concat(x.substr(1, 3), F.lit("****"), x.substr(8, 4)))
                 .when(n <= 4, F.repeat(star, n))
                 .otherwise(F.concat(F.repeat(star, n - 4), x.substr(-4, 4))))
     else:
-        community = F.regexp_extract(x, _COMMUNITY, 1)
-        street = F.regexp_extract(x, _STREET, 1)
-        prefix = F.when(community != "", community).when(street != "", street)
-        body = (F.when(prefix.isNull(), F.lit(_DROPPED))
+        prefix = F.regexp_extract(x, _PLACE, 1)
+        body = (F.when(prefix == "", F.lit(_DROPPED))
                 .when(n > F.length(prefix), F.concat(prefix, F.lit(_DROPPED))).otherwise(prefix))
     return F.when(x.isNull() | (x == ""), x).otherwise(body)
 
@@ -263,20 +260,47 @@ def mask_for(column: str, value: Any) -> str | None:
     return mask_value(kind, str(value)) if kind else scrub_text(value)
 
 
+def mask_key(key_columns: tuple[str, ...] | list[str], key: str | None, separator: str = "|") -> str | None:
+    """A ``separator``-joined source key (``govlake.quality.rules.source_key``) as it may be shown: each part
+    masked as :func:`mask_for` its key column; when the parts do not line up with ``key_columns`` (a value holding
+    the separator) the whole key is masked as the first personal key column's kind, else scrubbed."""
+    if key is None:
+        return None
+    parts = key.split(separator)
+    if len(parts) == len(key_columns):
+        return separator.join(mask_for(c, p) or "" for c, p in zip(key_columns, parts, strict=True))
+    kind = next((PII_COLUMNS[c] for c in key_columns if c in PII_COLUMNS), None)
+    return mask_value(kind, key) if kind else scrub_text(key)
+
+
+def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
+    """``record`` with its message and exception text scrubbed (:func:`scrub_text`), in place: the message is
+    formatted now (``msg`` = the scrubbed text, ``args`` dropped) only when scrubbing changed it; likewise a traceback
+    holding such a number is formatted now into ``exc_text`` (which formatters print) and ``exc_info`` dropped."""
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a broken format string is logging's own error to report, left as it is
+        return record
+    scrubbed = scrub_text(message)
+    if scrubbed != message:
+        record.msg, record.args = scrubbed, None
+    if record.exc_info and record.exc_info[1] is not None:
+        text = logging.Formatter().formatException(record.exc_info)
+        if scrub_text(text) != text:
+            record.exc_text = scrub_text(text)
+            record.exc_info = None  # a handler formatting exc_info again would print the clear traceback
+    if record.stack_info:
+        record.stack_info = scrub_text(record.stack_info)
+    return record
+
+
 class ScrubFilter(logging.Filter):
-    """A logging filter that scrubs (:func:`scrub_text`) every record's formatted message and exception text, so
-    no ID number or mobile number reaches a log handler in clear. Installed on handlers by :func:`install_log_scrub`.
-    """
+    """A logging filter applying :func:`scrub_record`: no ID number or mobile number reaches the handler it is
+    added to in clear (:func:`install_log_scrub`; the pipeline's record factory, ``govlake.core.runlog.install``,
+    scrubs every record at creation)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        scrubbed = scrub_text(message)
-        if scrubbed != message:
-            record.msg, record.args = scrubbed, None
-        if record.exc_info and record.exc_info[1] is not None:
-            # format the traceback now, scrubbed; the formatter then prints exc_text instead of re-formatting
-            record.exc_text = scrub_text(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
+        scrub_record(record)
         return True
 
 

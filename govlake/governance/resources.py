@@ -51,7 +51,9 @@ Command line::
     python -m govlake.governance.resources compliance [--date D] # write catalog.update_compliance, list overdue
 
 Tables: ``catalog.resources`` (:func:`resources_frame`, written by the pipeline after the analysis stage,
-:func:`publish_resources`) and ``catalog.update_compliance`` (:func:`update_compliance`, CLI ``compliance``);
+:func:`publish_resources`) and ``catalog.update_compliance`` (:func:`update_compliance`, CLI ``compliance``: every
+resource but that table itself, as of the end of ``--date`` (Asia/Shanghai) or now; Delta commit times are compared,
+so a date before the last commit flags nothing);
 contracts ``tables/catalog.*.yaml``.
 """
 from __future__ import annotations
@@ -599,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
         as_of = dt.datetime.now(dt.UTC).replace(microsecond=0)
     else:
         as_of = dt.datetime.combine(args.date + dt.timedelta(days=1), dt.time(0), ZoneInfo(TIME_ZONE))
-    rows = update_compliance(spark, resources, settings.table_path, as_of)
+    # the table this command writes is its output, not a resource it checks
+    checked = {t: r for t, r in resources.items() if t != "catalog.update_compliance"}
+    rows = update_compliance(spark, checked, settings.table_path, as_of)
     frame = compliance_frame(spark, rows, as_of)
     lake.replace_partition(frame, settings.table_path("catalog", "update_compliance"), "as_of_date",
                            as_of.astimezone(ZoneInfo(TIME_ZONE)).date())

@@ -4,8 +4,9 @@ of the rows that rule sent to quarantine (the first :data:`ROW_LIMIT` by deliver
 its page (:mod:`govlake.quality.offline_docs`).
 
 The pages show a row's source key (business key, ``|``-joined), its ``_row_number`` in the batch and the rule's
-message (which quotes the failing value); the whole row stays in ``quarantine.<table>``. Like the quarantine table,
-they hold personal data: serve the reports folder to auditors only.
+message (which quotes the failing value); the whole row stays in ``quarantine.<table>``. Personal values are masked
+(issue #21): the messages are masked by ``govlake.quality.rules.split``, the key here
+(:func:`govlake.governance.masking.mask_key`); still, serve the reports folder to auditors only.
 """
 from __future__ import annotations
 
@@ -101,17 +102,22 @@ def write_extracts(reports_dir: Path, table: str, logical_date: dt.date, suite: 
                    extracts: dict[str, dict]) -> list[Path]:
     """Write one page per rule of ``extracts`` (:func:`collect_extracts`) for ``table`` (no layer) and
     ``logical_date``, and remove the pages of rules that quarantined nothing this time (a rerun's pages are those of
-    its own quarantine). Atomic writes, unchanged pages left as they are.
+    its own quarantine). Atomic writes, unchanged pages left as they are. Keys are shown masked per
+    ``suite.key_columns`` (:func:`govlake.governance.masking.mask_key`).
 
     Returns:
         the pages written or kept, sorted.
     """
+    from govlake.governance.masking import mask_key, scrub_text
+
     notes = {r.rule_id: r.notes for r in suite.rules}
     pages = []
     for rule_id, entry in extracts.items():
         path = extract_path(reports_dir, logical_date, table, rule_id)
+        # issue #21: keys masked per key column; messages arrive masked, scrubbed again in case of an old batch
+        rows = [(mask_key(suite.key_columns, k), n, scrub_text(m) if m is not None else m) for k, n, m in entry["rows"]]
         fsio.atomic_write_text(path, render_page(table, logical_date, rule_id, notes.get(rule_id), entry["total"],
-                                                 entry["rows"]), skip_unchanged=True)
+                                                 rows), skip_unchanged=True)
         pages.append(path)
     folder = extract_path(reports_dir, logical_date, table, "x").parent
     if folder.is_dir():

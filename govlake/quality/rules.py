@@ -782,6 +782,22 @@ def source_key(key_columns: tuple[str, ...] | list[str]) -> Column:
     return F.concat_ws("|", *[F.coalesce(_as_string(c), F.lit(NULL_MARK)) for c in key_columns])
 
 
+def _shown(column: str) -> Column:
+    """A column's value as a message may show it (issue #21): masked by its kind when it is personal
+    (:data:`govlake.governance.masking.PII_COLUMNS`), else scrubbed of ID and mobile numbers (free text)."""
+    from govlake.governance import masking
+
+    kind = masking.PII_COLUMNS.get(column)
+    return masking.mask_column(kind, _as_string(column)) if kind else masking.scrub_column(_as_string(column))
+
+
+def _shown_key(key_columns: tuple[str, ...] | list[str]) -> Column:
+    """:func:`source_key` with each key column shown as :func:`_shown` does (for messages)."""
+    if not key_columns:
+        return F.lit(NULL_MARK)
+    return F.concat_ws("|", *[F.coalesce(_shown(c), F.lit(NULL_MARK)) for c in key_columns])
+
+
 def split(evaluated: DataFrame, suite: Suite) -> tuple[DataFrame, DataFrame]:
     """Split an evaluated batch into accepted and quarantined rows (lazy: no Spark action).
 
@@ -801,10 +817,15 @@ def split(evaluated: DataFrame, suite: Suite) -> tuple[DataFrame, DataFrame]:
         * quarantined: ``_source_key: string`` (key columns joined with ``|``, NULL as ``∅``),
           ``_rule_ids: array<string>`` (quarantine/fail rules failed, suite order),
           ``_messages: array<string>`` (one per rule id: ``"<table>.<column>: <rule_id> failed
-          for key <key>: value '<v>'"``, NULL value as ``∅``, compound values joined with ``|``),
+          for key <key>: value '<v>'"``, NULL value as ``∅``, compound values joined with ``|``;
+          key and values masked, issue #21: a column of :data:`govlake.governance.masking.PII_COLUMNS` by its
+          kind — ID ``110105********002X``, name ``张*``, phone ``138****1234``, address to community level —
+          any other column scrubbed of ID and mobile numbers (:func:`govlake.governance.masking.scrub_sql`)),
           ``_row: string`` (JSON object of the data columns — those not starting with ``_`` —
           NULLs kept as ``null``), then every lineage column of the input (name starting with
-          ``_``) unchanged.
+          ``_``) unchanged. ``_source_key`` and ``_row`` stay in clear: the release workflow matches and
+          re-admits rows by them, and the quarantine table is itself personal data whose readers the governance
+          policies restrict (auditors see it through a masked view); messages are what reports and logs quote.
 
     Raises:
         ValueError: ``evaluated`` has no ``_failed_rules`` column.
@@ -817,18 +838,19 @@ def split(evaluated: DataFrame, suite: Suite) -> tuple[DataFrame, DataFrame]:
     blocked = _blocked(suite)
     accepted = evaluated.where(F.size(blocked) == 0).drop(FAILED_RULES_COL)
     key = source_key(suite.key_columns)
+    shown_key = _shown_key(suite.key_columns)
     messages = []
     for rule in suite.rules:
         if rule.action not in ("quarantine", "fail"):
             continue
-        value = F.concat_ws("|", *[F.coalesce(_as_string(c), F.lit(NULL_MARK)) for c in rule.columns])
+        value = F.concat_ws("|", *[F.coalesce(_shown(c), F.lit(NULL_MARK)) for c in rule.columns])
         if rule.expectation_type == REGISTERED_FIELDS_TYPE:  # name the unknown fields, not the whole document
             from govlake.codes.code_lists import unknown_fields_col  # lazy: code pack
 
             value = F.concat(F.lit("unknown fields "), F.array_join(
                 unknown_fields_col(_as_string(rule.kwargs["column"]), list(rule.kwargs["fields"])), ", "))
         msg = F.concat(F.lit(f"{suite.table}.{rule.column_label}: {rule.rule_id} failed for key "),
-                       key, F.lit(": value '"), value, F.lit("'"))
+                       shown_key, F.lit(": value '"), value, F.lit("'"))
         messages.append(F.when(F.array_contains(F.col("_rule_ids"), rule.rule_id), msg))
     msg_arr = (F.filter(F.array(*messages), lambda x: x.isNotNull()) if messages
                else _empty_string_array())

@@ -15,6 +15,7 @@ from govlake.governance.masking import (
     ScrubFilter,
     mask_column,
     mask_for,
+    mask_key,
     mask_sql,
     mask_value,
     scrub_sql,
@@ -66,6 +67,8 @@ def test_sql_and_column_forms_equal_mask_value_on_real_spark(spark):
     by_col = {r["i"]: r for r in df.select("i", *[mask_column(k, "v").alias(k) for k in KINDS]).collect()}
     # the Ranger valueExpr form: '{col}' substituted by the column
     ranger = mask_sql("id_no", "{col}").replace("{col}", "v")
+    # a Ranger valueExpr template: no brace but {col}, no backslash
+    assert [k for k in KINDS if "{" in mask_sql(k, "{col}").replace("{col}", "") or "\\" in mask_sql(k, "c")] == []
     by_ranger = {r[0]: r[1] for r in spark.sql(f"SELECT i, {ranger} FROM mask_cases").collect()}
     for i, (kind, value, expected) in enumerate(CASES):
         assert by_sql[i][kind] == by_col[i][kind] == expected, (kind, value)
@@ -160,3 +163,51 @@ def test_the_personal_pattern_catches_new_columns():
     assert [n for n in ("spouse_id_no", "contact_mobile", "home_addr", "emergency_tel", "申请人姓名", "sex_code")
             if PERSONAL_LOOKING.search(n)] == ["spouse_id_no", "contact_mobile", "home_addr", "emergency_tel",
                                                 "申请人姓名"]
+
+
+def test_mask_key_masks_each_key_part_by_its_column():
+    assert mask_key(("person_no", "id_no"), "P1|11010519491231002X") == "P1|110105********002X"
+    assert mask_key(("case_no",), "C1 13812341234") == "C1 138****1234"
+    # parts that do not line up with the key columns: the whole key masked as the personal column's kind
+    assert mask_key(("id_no", "name"), "11010519491231002X|张|三") == "*" * 22
+    assert mask_key(("person_no",), None) is None
+
+
+def test_pipeline_log_records_are_scrubbed_at_creation(caplog):
+    from govlake.core import runlog
+
+    runlog.install()
+    log = logging.getLogger("govlake.test_masking")
+    with caplog.at_level(logging.INFO, logger="govlake"):
+        log.info("row %s phone %s", "11010519491231002X", "13812341234")
+        try:
+            raise KeyError("11010519491231002X")
+        except KeyError:
+            log.exception("lookup failed")
+    assert [r.getMessage() for r in caplog.records] == ["row 110105********002X phone 138****1234", "lookup failed"]
+    text = caplog.text
+    assert "110105********002X" in text and "11010519491231002X" not in text and "13812341234" not in text
+
+
+def test_extract_errors_and_ledger_reasons_are_scrubbed():
+    from govlake.extract.raw import ReconciliationError, error_text
+    from govlake.extract.registry import SourceUnavailable
+
+    err = SourceUnavailable("source hukou.persons: invalid input \"11010519491231002X\" for phone 13812341234")
+    assert str(err) == "source hukou.persons: invalid input \"110105********002X\" for phone 138****1234"
+    assert str(ReconciliationError("batch b: key 11010519491231002X")) == "batch b: key 110105********002X"
+    assert error_text(ValueError("bad 13812341234\nsecond line")) == "ValueError: bad 138****1234"
+
+
+def test_quarantine_extract_pages_show_masked_keys_and_messages(tmp_path):
+    import datetime as dt
+
+    from govlake.quality import quarantine_pages
+    from govlake.quality.rules import Suite
+
+    suite = Suite("raw.t0", "raw.t0", ("person_no", "id_no"), (), "")
+    extracts = {"t0.id_no.gb11643": {"total": 1, "rows": [
+        ("P1|11010519491231002X", 3, "raw.t0.id_no: t0.id_no.gb11643 failed for key P1|11010519491231002X")]}}
+    [page] = quarantine_pages.write_extracts(tmp_path, "t0", dt.date(2025, 6, 30), suite, extracts)
+    text = page.read_text(encoding="utf-8")
+    assert text.count("110105********002X") == 2 and "11010519491231002X" not in text

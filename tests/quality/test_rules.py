@@ -288,8 +288,11 @@ def test_hukou_suite_rows_and_checkpoint(spark, tmp_path):
         "N3": ["hukou_persons.sex_code.in_set"],
         "N5": ["hukou_persons.birth_date.yyyymmdd", "hukou_persons.community_code.shijiazhuang"],
     }
+    # the message masks the ID number (issue #21: first 6, 8 asterisks, last 4); _row keeps it for the release
     assert q["N2"]._messages == [
-        f"raw.hukou_persons.id_no: hukou_persons.id_no.gb11643 failed for key N2: value '{bad_check}'"]
+        f"raw.hukou_persons.id_no: hukou_persons.id_no.gb11643 failed for key N2: value "
+        f"'{bad_check[:6]}********{bad_check[14:]}'"]
+    assert json.loads(q["N2"]._row)["id_no"] == bad_check
     assert (q["N2"]._source, q["N2"]._batch_id) == ("hukou", "b7")
 
     out = run_checkpoint(spark, df, suite, "b7", tmp_path / "reports",
