@@ -23,6 +23,7 @@ import json
 import sys
 from datetime import UTC, date, datetime
 
+from govlake.core import fsio
 from govlake.core.config import Settings
 from govlake.governance import access, requests
 from govlake.governance.policy import PolicyError
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             from govlake.governance.policy import ranger_export
 
             doc = ranger_export(gov.policy, gov.principals, requests.grants(settings), datetime.now(UTC))
-            Path(args.out).write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            fsio.atomic_write_text(Path(args.out), json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
             print(f"ranger policies: {len(doc['policies'])} in {args.out}")
             return 0
         elif args.command == "audit":

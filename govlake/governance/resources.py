@@ -64,7 +64,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -72,6 +72,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from govlake.core import catalog as contracts
+from govlake.core import fsio
 from govlake.core.config import SCHEMAS_DIR, TIME_ZONE
 from govlake.extract.registry import UPDATE_CYCLES, load_registry
 from govlake.marts.theme_config import THEMES_DIR, list_themes, load_theme
@@ -311,17 +312,40 @@ def _registry_resources(sources_dir: Path) -> list[Resource]:
             out.append(_derived(raw, "staging", f"{raw.provider_code}-S{number}", f"{raw.name}（已校验）",
                                 f"{raw.name}中通过质量规则的行（staging.{source}_{name}，按逻辑日期分区）。",
                                 raw.sharing_type, raw.sharing_condition, raw.open_attribute))
-            out.append(_derived(raw, "quarantine", f"{raw.provider_code}-Q{number}", f"{raw.name}（质量隔离）",
-                                f"{raw.name}中未通过质量规则的行及其规则与原因（quarantine.{source}_{name}）。",
-                                "not_shared", _QUARANTINE_REASON, "not_open"))
+            quarantine = _derived(raw, "quarantine", f"{raw.provider_code}-Q{number}", f"{raw.name}（质量隔离）",
+                                  f"{raw.name}中未通过质量规则的行及其规则与原因（quarantine.{source}_{name}）。",
+                                  "not_shared", _QUARANTINE_REASON, "not_open")
+            out.append(replace(quarantine, columns=_quarantine_columns(raw)))
     return out
+
+
+def _quarantine_columns(raw: Resource) -> tuple[ResourceColumn, ...]:
+    """The information items of a registry object's quarantine table: the columns
+    :func:`govlake.quality.rules.split` and the quality stage write (a row's data is the JSON ``_row``, as sensitive
+    as the object's most sensitive column; a Mongo object's tables also carry ``_id``, left out here)."""
+    grades = [c.sensitivity for c in raw.columns]
+    row = next((g for g in ("sensitive_personal", "personal", "internal") if g in grades), "public")
+    return tuple(ResourceColumn(n, t, g, d) for n, t, g, d in (
+        ("_source_key", "STRING", "personal" if row != "public" else "internal",
+         "Business key of the row, key columns joined with |."),
+        ("_rule_ids", "ARRAY<STRING>", "internal", "Quarantine or fail rules the row failed."),
+        ("_messages", "ARRAY<STRING>", "internal", "One message per rule, personal values masked."),
+        ("_row", "STRING", row, "The row's data columns as JSON."),
+        ("_row_number", "BIGINT", "internal", "Row number in the delivery."),
+        ("_source", "STRING", "internal", "Source (department) name."),
+        ("_source_table", "STRING", "internal", "Source object."),
+        ("_batch_id", "STRING", "internal", "Extraction batch."),
+        ("_logical_date", "DATE", "internal", "Logical date of the batch."),
+        ("_extracted_at", "TIMESTAMP", "internal", "Extraction instant."),
+        ("_row_hash", "STRING", "internal", "SHA-256 of the row."),
+        ("_released", "BOOLEAN", "internal", "Released by a steward (python -m govlake.quality.audit release)."),
+        ("_release_id", "STRING", "internal", "The release."),
+        ("_released_row", "STRING", row, "The corrected row a release published, as JSON.")))
 
 
 def _derived(raw: Resource, layer: str, code: str, name: str, summary: str, sharing_type: str,
              condition: str | None, open_attribute: str) -> Resource:
     """The staging or quarantine entry of a registry object, derived from its raw entry (related to it)."""
-    from dataclasses import replace
-
     return replace(raw, code=code, table=f"{layer}.{raw.table.split('.', 1)[1]}", name=name, summary=summary,
                    sharing_type=sharing_type, sharing_condition=condition, open_attribute=open_attribute,
                    related_codes=(raw.code,), source=f"{raw.source} (derived: {layer})")
@@ -588,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         if problems := validate_dcat(doc):
             print("\n".join(problems), file=sys.stderr)
             return 1
-        args.out.write_text(json.dumps(doc, ensure_ascii=False, indent=2), encoding="utf-8")
+        fsio.atomic_write_text(args.out, json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
         print(f"{len(doc['dcat:dataset'])} datasets written to {args.out}")
         return 0
     from govlake.core import lake

@@ -29,7 +29,7 @@ def _unique_columns(expectations: list[dict]) -> list[tuple[str, ...]]:
 
 def test_every_layer_has_its_contracts():
     layers = {s.layer for s in catalog.load_catalog().values()}
-    assert layers == {"unified", "marts", "analysis", "ops", "quarantine", "catalog"}
+    assert layers == {"unified", "marts", "analysis", "ops", "quarantine", "catalog", "governance"}
     assert [s.table for s in catalog.tables("unified")] == list(UNIFIED_TABLES)
     assert [s.publish_order for s in catalog.tables("unified")] == list(range(1, 10))
 

@@ -39,7 +39,8 @@ SETUP = textwrap.dedent("""
     for table in sys.argv[2:]:
         layer, name = table.split(".", 1)
         columns = gov.columns[table]
-        schema = ", ".join(f"`{c}` {t}" for c, t in columns)
+        # a contract may state a bare STRUCT/ARRAY (its fields are the writer's): a string stands in here
+        schema = ", ".join(f"`{c}` {'STRING' if t.upper() in ('STRUCT', 'ARRAY', 'MAP') else t}" for c, t in columns)
         rows = []
         if table == "unified.person":
             keys = ["person_id", "id_no", "name", "phone", "district_code"]

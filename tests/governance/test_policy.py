@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -74,7 +75,7 @@ DEATHS = ("raw.health_deaths is 不予共享 (not_shared): never readable outsid
 
 def _broken(path: str, value) -> dict:
     doc = copy.deepcopy(DOC)
-    target = doc
+    target: Any = doc
     keys = path.split("/")
     for key in keys[:-1]:
         target = target[int(key) if key.isdigit() else key]

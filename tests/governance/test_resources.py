@@ -36,7 +36,7 @@ def _written_tables() -> set[str]:
 
 def test_the_catalog_covers_every_table_the_pipeline_writes(catalog):
     assert set(catalog) == _written_tables()
-    assert len(catalog) == 91
+    assert len(catalog) == 94
     assert {"catalog.resources", "catalog.update_compliance", "ops.exchange_ledger", "ops.publications",
             "ops.validation_results", "quarantine.unified_person_records", "analysis.grid_trend_by_district"} <= set(
         catalog)
@@ -127,7 +127,7 @@ def test_the_dcat_export_validates_and_a_missing_mandatory_property_is_reported(
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert res.validate_dcat(doc) == []
     datasets = {d["dct:identifier"]: d for d in doc["dcat:dataset"]}
-    assert len(datasets) == 91
+    assert len(datasets) == 94
     person = datasets["SJ01-U004"]
     eu = "http://publications.europa.eu/resource/authority/"
     assert (person["dct:accessRights"]["@id"], person["dct:accrualPeriodicity"]["@id"]) == (
@@ -197,4 +197,4 @@ def test_catalog_resources_is_one_row_per_resource_and_rewritten_only_when_chang
     path = str(tmp_path / "catalog" / "resources")
     assert lake.overwrite_if_changed(spark, frame, path, ["code"]) is True
     assert lake.overwrite_if_changed(spark, res.resources_frame(spark, load_resources()), path, ["code"]) is False
-    assert spark.read.format("delta").load(path).count() == 91
+    assert spark.read.format("delta").load(path).count() == 94
