@@ -72,8 +72,10 @@ def test_tables_registered_once_are_served_by_name_with_a_password(tmp_path, met
         assert started.returncode == 0, started.stdout + started.stderr
         password = ep.password_file(settings).read_text(encoding="utf-8").strip()
         assert password not in " ".join(_command_lines())  # never on a command line
-        cursor = hive.connect(host="127.0.0.1", port=port, database="marts", username="analyst",
-                              password=password, auth="CUSTOM").cursor()
+        # the steward reads tables as registered (other roles read share views: tests/governance)
+        steward = ep.password_file(settings, "steward").read_text(encoding="utf-8").strip()
+        cursor = hive.connect(host="127.0.0.1", port=port, database="marts", username="steward",
+                              password=steward, auth="CUSTOM").cursor()
         cursor.execute("SELECT district_code, population FROM marts.population_by_district ORDER BY district_code")
         assert cursor.fetchall() == [("130102", 194), ("130104", 201), ("130105", 188)]
         for kwargs in ({"username": "analyst", "password": "wrong", "auth": "CUSTOM"}, {}):
