@@ -5,7 +5,7 @@ AuthZ/Ranger stays mechanical: ``policies`` of ``policyType`` 0 (access: ``polic
 ``resources`` database/table/column), 1 (data mask: ``dataMaskPolicyItems`` with a ``dataMaskInfo.dataMaskType``)
 and 2 (row filter: ``rowFilterPolicyItems`` with ``rowFilterInfo.filterExpr``, where ``${{USER.<attribute>}}`` is a
 user attribute, as in Ranger 2.3+). Resource values are names or ``*``/``?`` wildcards (Ranger's matching). Mask
-types: Ranger's ``MASK_NULL`` and ``MASK_NONE`` and GovLake's ``MASK_ID_NO``, ``MASK_NAME``, ``MASK_PHONE``,
+types: Ranger's ``MASK_NULL``, ``MASK_NONE`` and ``MASK_HASH`` and GovLake's ``MASK_ID_NO``, ``MASK_NAME``, ``MASK_PHONE``,
 ``MASK_ADDRESS``, ``MASK_TEXT`` (the issue's formats, :mod:`govlake.governance.masking`; in Ranger, custom mask types
 of the service definition whose transformer is :func:`mask_expression` with ``{col}``).
 
@@ -37,7 +37,7 @@ PRINCIPALS_FILE = REPO_ROOT / "schemas" / "governance" / "principals.yaml"
 ROLES = ("steward", "city_analyst", "district_official", "auditor", "dept_analyst")
 #: Mask types → mask kind of :mod:`govlake.governance.masking` (None: Ranger's own MASK_NULL / MASK_NONE).
 MASK_TYPES = {"MASK_ID_NO": "id_no", "MASK_NAME": "name", "MASK_PHONE": "phone", "MASK_ADDRESS": "address",
-              "MASK_TEXT": "text", "MASK_NULL": None, "MASK_NONE": None}
+              "MASK_TEXT": "text", "MASK_HASH": None, "MASK_NULL": None, "MASK_NONE": None}
 SHARING_TYPES = ("unconditional", "conditional", "not_shared")
 SHARING_LABELS = {"unconditional": "无条件共享", "conditional": "有条件共享", "not_shared": "不予共享"}
 _USER_ATTR = re.compile(r"\$\{\{USER\.([A-Za-z_]+)\}\}")
@@ -338,7 +338,8 @@ def decide(principal: Principal, resource: ResourceInfo, policy: Policy, grants:
 def mask_expression(mask: str, column_sql: str, data_type: str = "STRING") -> str:
     """The Spark SQL expression of ``mask`` applied to ``column_sql`` (a quoted column name or Ranger's ``{col}``).
 
-    ``MASK_NULL`` is a typed NULL, ``MASK_NONE`` the column itself; the others are
+    ``MASK_NULL`` is a typed NULL, ``MASK_NONE`` the column itself, ``MASK_HASH`` its SHA-256 (hex), ``MASK_TEXT``
+    :func:`govlake.governance.masking.scrub_sql` (ID numbers and mobiles inside free text); the others are
     :func:`govlake.governance.masking.mask_sql` of their kind (only built-in functions).
 
     Raises:
@@ -347,11 +348,13 @@ def mask_expression(mask: str, column_sql: str, data_type: str = "STRING") -> st
     kind = MASK_TYPES[mask]
     if mask == "MASK_NULL":
         return f"CAST(NULL AS {data_type})"
+    if mask == "MASK_HASH":  # Ranger's MASK_HASH: SHA-256 of the value, the same in every table (joins still work)
+        return f"sha2(CAST({column_sql} AS STRING), 256)"
     if kind is None:
         return column_sql
-    from govlake.governance.masking import mask_sql
+    from govlake.governance.masking import mask_sql, scrub_sql
 
-    return mask_sql(kind, column_sql)
+    return scrub_sql(column_sql) if kind == "text" else mask_sql(kind, column_sql)
 
 
 def _quote(name: str) -> str:

@@ -191,3 +191,26 @@ def test_ranger_export_has_custom_masks_per_user_filters_and_grant_schedules():
                                            "timeZone": "UTC"}]
     assert {r["name"]: [u["name"] for u in r["users"]] for r in doc["roles"]}["district_official"] == [
         "changan", "qiaoxi"]
+
+
+def test_the_policy_file_masks_every_personal_identifier_and_filters_district_rows():
+    """On the real catalog and policy: every column of :data:`PII_COLUMNS` (and every golden-record key) is masked
+    for every role but the steward wherever the role may read it; a district official reads no person-level table
+    without a row filter."""
+    from govlake.governance.access import load_governance
+    from govlake.governance.masking import PII_COLUMNS
+
+    gov = load_governance()
+    unmasked = []
+    for table, columns in gov.columns.items():
+        for role in ("city_analyst", "district_official", "dept_analyst", "auditor"):
+            if gov.policy.access_item(role, table) is None:
+                continue
+            unmasked += [f"{role}:{table}.{c}" for c, _ in columns
+                         if c in PII_COLUMNS and gov.policy.mask_for(role, table, c) is None]
+    assert unmasked == []
+    person_level = [t for t in gov.columns if t.split(".")[0] in ("unified", "raw", "staging", "quarantine")]
+    unfiltered = [t for t in person_level if gov.policy.access_item("district_official", t) is not None
+                  and gov.policy.row_filter("district_official", t) is None]
+    assert unfiltered == []
+    assert gov.policy.mask_for("city_analyst", "unified.person", "person_id") == "MASK_HASH"
