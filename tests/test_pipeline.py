@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 
 import pytest
 
@@ -414,3 +415,97 @@ def test_grid_marts_equal_an_independent_count_on_the_generator_output(spark, ru
     exp_rep = {d: (len(g), int(g["repeat"].sum())) for d, g in in_period.groupby("district_code")}
     rep = mart("grid_repeat_summary")
     assert {r.district_code: (r.events, r.repeat_events) for r in rep.itertuples()} == exp_rep
+
+
+def _personal_needles(spark, settings):
+    """What must never appear in clear outside the data tables (issue #21): the sample truth's ID numbers
+    (``truth/persons.csv``, ``deceased.csv``, upper and lower case check character), names of 2+ characters, and
+    the 11-digit mobile numbers the departments delivered (the truth files carry no phones: taken from the raw
+    tables' phone columns, which hold what the generator wrote)."""
+    import pandas as pd
+
+    from govlake.governance.masking import PII_COLUMNS
+
+    truth = settings.sources_dir / "truth"
+    people = pd.concat([pd.read_csv(truth / f, dtype=str, keep_default_na=False)[["id_no", "name"]]
+                        for f in ("persons.csv", "deceased.csv")])
+    ids, names = set(people["id_no"]), {n for n in people["name"] if len(n) >= 2}
+    mobiles = set()
+    for table in ("hukou_persons", "hrss_employment", "zhengwu_applications"):
+        frame = spark.read.format("delta").load(settings.table_path("raw", table))
+        cols = [c for c in frame.columns if PII_COLUMNS.get(c) == "phone"]
+        assert cols, table
+        for row in frame.select(*cols).collect():
+            mobiles.update(v for v in row if v and len(v) == 11 and v.isdigit() and v.startswith("1"))
+    ids = {i.upper() for i in ids if len(i) == 18}
+    assert len(ids) >= 150 and len(names) >= 100 and len(mobiles) >= 50, (len(ids), len(names), len(mobiles))
+    return ids, names, mobiles
+
+
+def _texts(settings, logs):
+    """(where, text) of everything a person may read outside the data tables: every file under the reports folder
+    (Data Docs and GX stores, quarantine extract pages, the decision-support report, the run summary, linkage/recall
+    reports; a workbook as its cell values) and under ``logs["folders"]`` (Airflow task logs, extract pages written by
+    the test), then the texts of ``logs["outputs"]`` (console output of the runs, quarantine messages)."""
+    import openpyxl
+
+    roots = [settings.reports_dir, *logs["folders"]]
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if path.suffix == ".xlsx":
+                wb = openpyxl.load_workbook(path, read_only=True)
+                yield str(path), "\n".join(str(v) for ws in wb.worksheets for row in ws.iter_rows(values_only=True)
+                                           for v in row if v is not None)
+            elif path.suffix not in (".png", ".jpg", ".woff", ".woff2", ".ttf", ".otf", ".lock"):
+                yield str(path), path.read_bytes().decode("utf-8", errors="replace")
+    yield from logs["outputs"].items()
+
+
+@pytest.mark.slow
+def test_no_personal_data_in_clear_in_messages_docs_reports_or_logs(spark, run, dag_run, dag_rerun, request, tmp_path):
+    """Issue #21: no unmasked 18-digit ID number, name or mobile number of the sample's truth appears in the
+    quarantine tables' ``_messages``, the quarantine extract pages the Data Docs link to, the reports (HTML, workbook,
+    run summary) or the logs (Airflow task logs, the run's console output). The DAG run builds no Data Docs
+    (``GOVLAKE_DATA_DOCS=0``): the extract pages of every quarantine table are written here from the run's tables
+    (their GX result pages carry counts only, ``partial_unexpected_count`` 0). A plain substring search (an ID by
+    its first 17 characters); before govlake.governance.masking it found the IDs of the ``id_bad_checksum`` rows in
+    the run's ``_messages``."""
+    from pathlib import Path
+
+    from govlake.quality import quarantine_pages
+    from govlake.quality.rules import load_suite
+    from tests.servers import start_dag_run
+
+    settings = run
+    ids, names, mobiles = _personal_needles(spark, settings)
+    messages, pages = [], []
+    for table in sorted(p.name for p in (Path(settings.lakehouse.removeprefix("file:")) / "quarantine").iterdir()):
+        frame = spark.read.format("delta").load(settings.table_path("quarantine", table))
+        if "_messages" not in frame.columns:  # the unified audit's quarantine (no messages)
+            continue
+        messages += [m for row in frame.select("_messages").collect() for m in row[0] or []]
+        day = frame.where(f"_logical_date = DATE'{DAY}'")
+        pages += quarantine_pages.write_extracts(tmp_path, table, DAY, load_suite(f"raw.{table}"),
+                                                 quarantine_pages.collect_extracts(day))
+    assert len(messages) >= 10 and len(pages) >= 5
+    dag = start_dag_run(request.config)
+    logs = {"folders": [tmp_path, *(p for p in (Path(dag.env["AIRFLOW_HOME"]) / "logs", settings.home / "logs")
+                                    if p.is_dir())],
+            "outputs": {"dag run output": dag_run[2], "rerun output": dag_rerun[2],
+                        "quarantine _messages": "\n".join(messages)}}
+    found = _clear_personal_data(_texts(settings, logs), ids, names, mobiles)
+    assert (len(found), found[:20]) == (0, [])
+
+
+def _clear_personal_data(texts, ids, names, mobiles) -> list[tuple[str, str, str]]:
+    """(where, kind, value) of every truth ID number, name and mobile number found in clear in ``texts`` ((where,
+    text) pairs). An ID counts as clear when its first 17 characters (region, birth date, sequence) appear as a digit
+    run: a quarantined ID differs from the truth in its check character (fault ``id_bad_checksum``) or its case."""
+    prefixes = {i[:17] for i in ids}
+    found = []
+    for where, text in texts:
+        found += [(where, "id", c) for c in re.findall(r"(?<![0-9])[0-9]{17}", text) if c in prefixes]
+        found += [(where, "mobile", m) for m in re.findall(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])", text)
+                  if m in mobiles]
+        found += [(where, "name", n) for n in names if n in text]
+    return found
