@@ -5,9 +5,9 @@ AuthZ/Ranger stays mechanical: ``policies`` of ``policyType`` 0 (access: ``polic
 ``resources`` database/table/column), 1 (data mask: ``dataMaskPolicyItems`` with a ``dataMaskInfo.dataMaskType``)
 and 2 (row filter: ``rowFilterPolicyItems`` with ``rowFilterInfo.filterExpr``, where ``${{USER.<attribute>}}`` is a
 user attribute, as in Ranger 2.3+). Resource values are names or ``*``/``?`` wildcards (Ranger's matching). Mask
-types: Ranger's ``MASK_NULL``, ``MASK_NONE`` and ``MASK_HASH`` and GovLake's ``MASK_ID_NO``, ``MASK_NAME``, ``MASK_PHONE``,
-``MASK_ADDRESS``, ``MASK_TEXT`` (the issue's formats, :mod:`govlake.governance.masking`; in Ranger, custom mask types
-of the service definition whose transformer is :func:`mask_expression` with ``{col}``).
+types: Ranger's ``MASK_NULL``, ``MASK_NONE`` and ``MASK_HASH`` and GovLake's ``MASK_ID_NO``, ``MASK_NAME``,
+``MASK_PHONE``, ``MASK_ADDRESS``, ``MASK_TEXT`` (the issue's formats, :mod:`govlake.governance.masking`; in Ranger,
+custom mask types of the service definition whose transformer is :func:`mask_expression` with ``{col}``).
 
 Users (``schemas/governance/principals.yaml``) carry a role and attributes (``district_code``, ``department``).
 
