@@ -199,8 +199,6 @@ def server_properties(settings: Settings, metastore: str, port: int) -> dict[str
         "spark.master": settings.spark_master,
         "spark.app.name": "govlake-sql-endpoint",
         "spark.sql.extensions": f"io.delta.sql.DeltaSparkSessionExtension,{AUTHZ_EXTENSION}",
-        # no `SELECT ... FROM delta.`/path``: a user reads tables through the governed names only
-        "spark.sql.runSQLOnFiles": "false",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": TIME_ZONE,
         "spark.sql.shuffle.partitions": "4",
@@ -371,7 +369,6 @@ def spark_sql(settings: Settings, metastore: str | None, args: list[str], port: 
     conf["spark.app.name"] = "govlake-spark-sql"
     # a local tool of whoever can read the lakehouse's files (a steward): no routing, no checks
     conf["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
-    conf.pop("spark.sql.runSQLOnFiles")
     props = write_properties(settings, conf)
     env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": BIND_HOST, "TZ": TIME_ZONE}
     return subprocess.run([str(spark_home() / "bin" / "spark-sql"), "--properties-file", str(props), *args],

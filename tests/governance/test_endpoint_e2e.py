@@ -48,7 +48,10 @@ SETUP = textwrap.dedent("""
         path = settings.table_path(layer, name)
         spark.createDataFrame(rows, schema).write.format("delta").mode("overwrite").save(path)
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
-        spark.sql(f"CREATE TABLE IF NOT EXISTS {table} USING delta LOCATION '{path}'")
+        if layer == "unified":  # as the pipeline registers a published layer: a view pinned at a Delta version
+            spark.sql(f"CREATE VIEW {table} AS SELECT * FROM delta.`{path}` VERSION AS OF 0")
+        else:
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {table} USING delta LOCATION '{path}'")
     made = publish_share_views(spark, settings, gov)
     print("VIEWS", len(made), "AGAIN", len(publish_share_views(spark, settings, gov)))
     spark.stop()
@@ -122,7 +125,12 @@ def test_roles_grants_and_audit_at_the_endpoint(tmp_path, metastore):  # noqa: F
         assert _query(port, settings, "changan", "SELECT count(*) FROM marts.population_density") == [(0,)]
         assert _refused(port, settings, "changan", "SELECT id_no FROM spark_catalog.unified.person") == (
             "GovLake access denied: user changan (role district_official) reads tables by their governed name "
-            "(e.g. unified.person); the direct read of spark_catalog.unified.person is for data stewards")
+            "(e.g. unified.person), routed to its share database share_district_130102; the direct read of "
+            "unified.person is for data stewards")
+        person_dir = settings.table_path("unified", "person")
+        assert _refused(port, settings, "changan", f"SELECT id_no FROM delta.`{person_dir}`") == (
+            "GovLake access denied: user changan (role district_official) reads tables by their governed name "
+            f"(e.g. unified.person); reading files (delta.{person_dir}) is for data stewards")
         assert _refused(port, settings, "analyst", f"SELECT * FROM {not_shared}").startswith(
             f"GovLake access denied: user analyst (role city_analyst) may not read {not_shared}: {not_shared} is "
             "不予共享 (not_shared): never readable outside its provider department")

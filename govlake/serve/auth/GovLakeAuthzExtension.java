@@ -52,7 +52,8 @@ import scala.runtime.BoxedUnit;
  * {@code unified}, {@code person} become {@code <scope>.unified__person}: the user's masked, row-filtered view.
  * Checking (a check rule on the analysed plan), for every user but a steward: each view read is in the user's scope
  * and its resource is decided {@code allow} (a grant not expired); no catalog table is read except through such a
- * view (path reads are off: {@code spark.sql.runSQLOnFiles=false}); no command but SHOW/DESCRIBE/USE and a bare SET.
+ * view (a read of files by path, {@code delta.`/path`}, is refused when routing); no command but SHOW/DESCRIBE/USE
+ * and a bare SET.
  * A session without a user, or a user without a role, is refused. Plans Spark and Delta analyse for themselves
  * (a table's log files) are not statements and pass.
  * Every statement is appended to the audit file (system property {@code govlake.sql.audit}, JSON lines: when, user,
@@ -164,7 +165,12 @@ public final class GovLakeAuthzExtension extends AbstractFunction1<SparkSessionE
 
     // --- routing --------------------------------------------------------------------------------------------------
 
-    /** Rewrites a governed table name to the same table in the user's share database (steward: unchanged). */
+    /** Data source names Spark reads files with ({@code <format>.`<path>`}). */
+    static final Set<String> FILE_FORMATS = Set.of("delta", "parquet", "orc", "json", "csv", "text", "avro",
+            "binaryfile", "xml");
+
+    /** Rewrites a governed table name to the same table in the user's share database (steward: unchanged); refuses
+     * a read of files by path. */
     static final class RouteRule extends Rule<LogicalPlan> {
         private final SparkSession session;
 
@@ -189,11 +195,20 @@ public final class GovLakeAuthzExtension extends AbstractFunction1<SparkSessionE
                     new AbstractPartialFunction<LogicalPlan, LogicalPlan>() {
                         @Override
                         public boolean isDefinedAt(LogicalPlan node) {
-                            return node instanceof UnresolvedRelation r && target(r, access, currentDb) != null;
+                            return node instanceof UnresolvedRelation r
+                                    && (target(r, access, currentDb) != null || isFileRead(r, access));
                         }
 
                         @Override
                         public <A1 extends LogicalPlan, B1> B1 applyOrElse(A1 node, Function1<A1, B1> fallback) {
+                            if (node instanceof UnresolvedRelation r && isFileRead(r, access)) {
+                                String reason = "GovLake access denied: user " + user + " (role " + principal.role()
+                                        + ") reads tables by their governed name (e.g. unified.person); reading "
+                                        + "files (" + String.join(".", parts(r)) + ") is for data stewards";
+                                CheckRule.audit(user, principal, session.sparkContext().getLocalProperty(
+                                        "spark.job.description"), Set.of(), Set.of(), "refused", reason);
+                                throw new AccessDeniedException(reason);
+                            }
                             if (node instanceof UnresolvedRelation r) {
                                 String view = target(r, access, currentDb);
                                 if (view != null) {
@@ -208,9 +223,21 @@ public final class GovLakeAuthzExtension extends AbstractFunction1<SparkSessionE
                     });
         }
 
+        private static List<String> parts(UnresolvedRelation relation) {
+            return scala.jdk.javaapi.CollectionConverters.asJava(relation.multipartIdentifier());
+        }
+
+        /** True for {@code delta.`/path`}, {@code parquet.`/path`} and the like: a read of files, not of a table
+         * (views of the published layers read their Delta versions so, inside their own text, never routed). */
+        private static boolean isFileRead(UnresolvedRelation relation, Access access) {
+            List<String> parts = parts(relation);
+            return parts.size() == 2 && FILE_FORMATS.contains(parts.get(0).toLowerCase(Locale.ROOT))
+                    && !access.governed.contains(parts.get(0).toLowerCase(Locale.ROOT));
+        }
+
         /** {@code layer__table} for a governed {@code layer.table} (or a bare name in a governed database). */
         private static String target(UnresolvedRelation relation, Access access, String currentDb) {
-            List<String> parts = scala.jdk.javaapi.CollectionConverters.asJava(relation.multipartIdentifier());
+            List<String> parts = parts(relation);
             if (parts.size() == 2 && access.governed.contains(parts.get(0).toLowerCase(Locale.ROOT))) {
                 return parts.get(0).toLowerCase(Locale.ROOT) + "__" + parts.get(1).toLowerCase(Locale.ROOT);
             }
@@ -311,8 +338,9 @@ public final class GovLakeAuthzExtension extends AbstractFunction1<SparkSessionE
                 int sep = table.indexOf("__");
                 if (!db.equals(principal.scope()) || sep < 0) {
                     throw new AccessDeniedException("GovLake access denied: user " + principal.user() + " (role "
-                            + principal.role() + ") reads its own share database " + principal.scope()
-                            + " only, not " + db + "." + table);
+                            + principal.role() + ") reads tables by their governed name (e.g. unified.person), "
+                            + "routed to its share database " + principal.scope() + "; the direct read of " + db + "."
+                            + table + " is for data stewards");
                 }
                 String resource = table.substring(0, sep) + "." + table.substring(sep + 2);
                 Decision decision = access.decisions.get(principal.user() + "\t" + resource);
@@ -397,7 +425,7 @@ public final class GovLakeAuthzExtension extends AbstractFunction1<SparkSessionE
             }
         }
 
-        private static synchronized void audit(String user, Principal principal, String statement,
+        static synchronized void audit(String user, Principal principal, String statement,
                                                Set<String> resources, Set<String> grants, String decision,
                                                String reason) {
             String file = System.getProperty(AUDIT_PROPERTY);
